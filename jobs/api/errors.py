@@ -1,0 +1,21 @@
+"""Every API error is JSON with a human-readable `detail` naming the problem."""
+
+from __future__ import annotations
+
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _first_message(errors) -> str:
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            return f"{field}: {_first_message(value)}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def exception_handler(exc, context):
+    response = drf_exception_handler(exc, context)
+    if response is not None and not (isinstance(response.data, dict) and "detail" in response.data):
+        response.data = {"detail": _first_message(response.data), "errors": response.data}
+    return response

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import shutil
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import archive, cleanup, uploads
+from jobs.api.parsers import StrictMultiPartParser
+from jobs.api.serializers import JobCreateSerializer, JobSerializer
+from jobs.models import Job, WorkerBeat
+
+
+def _error(message: str, status_code: int, **extra) -> Response:
+    return Response({"detail": message, **extra}, status=status_code)
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A user's jobs (staff: everyone's). Someone else's job is a 404."""
+
+    serializer_class = JobSerializer
+    parser_classes = [StrictMultiPartParser]
+
+    def get_queryset(self):
+        return (
+            Job.objects.visible_to(self.request.user)
+            .select_related("owner")
+            .prefetch_related("sources__outputs")
+            .order_by("-created_at")
+        )
+
+    def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
+        job = self.get_queryset().get(pk=job.pk)
+        return Response(self.get_serializer(job).data, status=status_code)
+
+    @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
+    def create(self, request):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2
+        if length > limit:  # refuse before reading a byte of the body
+            return _error(f"the upload is {length} bytes, over the limit of {limit} bytes", 413, field="videos")
+        try:
+            job = uploads.create_job(request.user, request.FILES.getlist("videos"), request.data.get("variations"))
+        except uploads.UploadError as exc:
+            return _error(exc.message, exc.status, field=exc.field)
+        return self._serialized(job, status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        job = self.get_object()
+        job.request_cancel()  # a running job is stopped by its worker, which sees the row go
+        cleanup.delete_job(job)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(description="STORE ZIP of the finished outputs + manifest.json"),
+            409: OpenApiResponse(description="no finished outputs"),
+            410: OpenApiResponse(description="expired"),
+        }
+    )
+    @action(detail=True, methods=["get"], url_name="download")
+    def download(self, request, pk=None):
+        job = self.get_object()
+        if job.is_expired:
+            return _error("this job's results have expired", status.HTTP_410_GONE)
+        if not job.outputs.exists():
+            return _error(f"this job has no finished variations to download (status: {job.status})", 409, status=job.status)
+        stream = archive.job_zip(job)
+        response = StreamingHttpResponse(stream, content_type="application/zip")
+        response["Content-Length"] = str(len(stream))
+        response["Content-Disposition"] = f'attachment; filename="videojobs-{job.pk[:8]}.zip"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
+    @action(detail=True, methods=["get"], url_name="thumbnail")
+    def thumbnail(self, request, pk=None):
+        job = self.get_object()
+        path = job.thumbnail_path
+        if path is None or not path.is_file():
+            raise Http404("This job has no thumbnail yet.")
+        response = FileResponse(path.open("rb"), content_type="image/webp")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class HealthView(APIView):
+    """Liveness: the database answers, a worker was seen recently, the data disk has room."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses={200: OpenApiResponse(description="healthy"), 503: OpenApiResponse(description="unhealthy")})
+    def get(self, request):
+        checks = {"database": _database_ok(), "worker": False, "disk": False}
+        if checks["database"]:
+            last = WorkerBeat.objects.order_by("-seen_at").values_list("seen_at", flat=True).first()
+            checks["worker"] = bool(last and (timezone.now() - last).total_seconds() < settings.WORKER_SEEN_SECONDS)
+        free = shutil.disk_usage(settings.DATA_DIR).free
+        checks["disk"] = free >= settings.MIN_FREE_BYTES
+        healthy = all(checks.values())
+        body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "free_bytes": free}
+        return Response(body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False

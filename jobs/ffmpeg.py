@@ -1,0 +1,290 @@
+"""FFmpeg and probing: command lines and the subprocess. No ORM here.
+
+- probe(): PyAV opens the file and decodes one frame (milliseconds); garbage
+  raises ProbeError.
+- encode(): one FFmpeg process for a batch of outputs, progress read from
+  `-progress pipe:1`, cooperative stop through a should_stop() callable.
+- stop(): "q" on stdin, then SIGTERM, then SIGKILL, KILL_GRACE apart; reaped.
+- thumbnail(): one 128 px wide WebP frame.
+
+FFmpeg runs under `setpriv --pdeathsig KILL` so it dies with the thread that
+started it, and carries VIDEOJOBS_JOB=<job id> in its environment so a sweep
+can find leftovers (shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import av
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+JOB_ENV = "VIDEOJOBS_JOB"
+STDERR_TAIL_LINES = 15
+PROGRESS_INTERVAL = 1.0  # seconds between on_progress calls, at most once a second
+STOP_CHECK_INTERVAL = 0.25  # seconds between should_stop() calls while FFmpeg runs
+
+
+class FFmpegError(Exception):
+    """FFmpeg failed; carries the last lines it wrote to stderr."""
+
+    def __init__(self, message: str, stderr_tail: str = ""):
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message}: {self.stderr_tail}" if self.stderr_tail else message
+
+
+class ProbeError(ValueError):
+    """The file is not a video FFmpeg can read."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    duration: float
+    width: int
+    height: int
+    has_audio: bool
+    format_name: str
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    path: Path
+    filter_chain: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int
+    stopped: bool  # True when should_stop() asked for the stop
+    stop_stage: str = ""  # "q", "sigterm" or "sigkill" when stopped
+
+
+def ffmpeg_binary() -> str:
+    if settings.FFMPEG_BINARY:
+        return settings.FFMPEG_BINARY
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _with_death_signal(cmd: Sequence[str]) -> list[str]:
+    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "KILL", "--", *cmd]
+    return list(cmd)
+
+
+def _child_env(job_id: str) -> dict[str, str]:
+    return {**os.environ, JOB_ENV: job_id}
+
+
+# --- probe -----------------------------------------------------------------------
+def probe(source: str | os.PathLike | IO[bytes]) -> ProbeResult:
+    """Duration, size and audio presence; ProbeError when it is not a readable video."""
+    try:
+        with av.open(source if not isinstance(source, Path) else str(source)) as container:
+            if not container.streams.video:
+                raise ProbeError("it has no video stream")
+            stream = container.streams.video[0]
+            duration = _duration_seconds(container, stream)
+            # Decoding one frame catches files whose header parses but whose data does not.
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                raise ProbeError("no video frame could be decoded")
+            width, height = frame.width, frame.height
+            has_audio = bool(container.streams.audio)
+            format_name = container.format.name
+    except ProbeError:
+        raise
+    except (av.FFmpegError, StopIteration, ValueError, OSError) as exc:
+        raise ProbeError("it is not a video FFmpeg can read") from exc
+    if duration <= 0:
+        raise ProbeError("its duration is zero")
+    return ProbeResult(duration=duration, width=width, height=height, has_audio=has_audio, format_name=format_name)
+
+
+def _duration_seconds(container, stream) -> float:
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+# --- encode ----------------------------------------------------------------------
+def encode_command(source: Path, outputs: Sequence[OutputSpec]) -> list[str]:
+    """One process, one decode, one `-vf` chain and encoder per output (DESIGN.md)."""
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(source)]
+    cmd += ["-progress", "pipe:1"]
+    for output in outputs:
+        cmd += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", output.filter_chain]
+        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1"]
+        cmd += ["-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4"]
+        cmd += [str(output.path)]
+    return cmd
+
+
+_OUT_TIME = re.compile(rb"^out_time_(?:us|ms)=(\d+)\s*$")
+
+
+class _ProgressReader(threading.Thread):
+    """Reads `-progress pipe:1` blocks and keeps the latest out_time in seconds."""
+
+    def __init__(self, stream: IO[bytes]):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.seconds: float | None = None
+
+    def run(self) -> None:
+        for line in self.stream:
+            match = _OUT_TIME.match(line)
+            if match:  # out_time_ms is in microseconds too; N/A does not match
+                self.seconds = int(match.group(1)) / 1_000_000
+
+
+def encode(
+    source: Path,
+    outputs: Sequence[OutputSpec],
+    *,
+    job_id: str,
+    on_progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Run one batch. Returns how it ended; raises FFmpegError on a failure not asked for.
+
+    The process is always reaped before this returns or raises, including
+    when django-q2's timeout raises SystemExit inside the task.
+    """
+    return run(encode_command(source, outputs), job_id=job_id, on_progress=on_progress, should_stop=should_stop)
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    job_id: str,
+    on_progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    grace = settings.KILL_GRACE_SECONDS
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            _with_death_signal(cmd),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_child_env(job_id),
+        )
+        logger.info("job %s: ffmpeg pid %s started", job_id, proc.pid)
+        reader = _ProgressReader(proc.stdout)
+        reader.start()
+        stage = ""
+        try:
+            stage = _wait(proc, reader, job_id, on_progress, should_stop)
+        finally:
+            if proc.poll() is None:  # an exception (or a timeout) is leaving with FFmpeg alive
+                stage = stop(proc, job_id, grace)
+            proc.wait()
+            reader.join(timeout=1)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe:
+                    pipe.close()
+        if stage:
+            return RunResult(proc.returncode, stopped=True, stop_stage=stage)
+        if proc.returncode != 0:
+            raise FFmpegError(f"ffmpeg exited with code {proc.returncode}", _tail(stderr))
+        if on_progress and reader.seconds is not None:
+            on_progress(reader.seconds)
+        return RunResult(proc.returncode, stopped=False)
+
+
+def _wait(proc, reader, job_id, on_progress, should_stop) -> str:
+    """Wait for FFmpeg, reporting progress and checking for a stop. Returns the stop stage or ''."""
+    last_progress = 0.0
+    last_reported: float | None = None
+    while True:
+        try:
+            proc.wait(timeout=STOP_CHECK_INTERVAL)
+            return ""
+        except subprocess.TimeoutExpired:
+            pass
+        if should_stop and should_stop():
+            return stop(proc, job_id, settings.KILL_GRACE_SECONDS)
+        now = time.monotonic()
+        seconds = reader.seconds
+        if on_progress and seconds is not None and seconds != last_reported and now - last_progress >= PROGRESS_INTERVAL:
+            on_progress(seconds)
+            last_progress, last_reported = now, seconds
+
+
+def stop(proc: subprocess.Popen, job_id: str, grace: float) -> str:
+    """Stop FFmpeg: "q" on stdin, then SIGTERM, then SIGKILL, `grace` seconds apart.
+
+    Returns the stage that ended it. The process is reaped. A 0 exit after "q"
+    still means a truncated output: the caller must discard its files.
+    """
+    started = time.monotonic()
+    logger.info("job %s: stopping ffmpeg pid %s: sending q", job_id, proc.pid)
+    try:
+        proc.stdin.write(b"q")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    stages = (("q", None), ("sigterm", proc.terminate), ("sigkill", proc.kill))
+    for index, (stage, send) in enumerate(stages):
+        if send is not None:
+            logger.info("job %s: ffmpeg pid %s still running: sending %s", job_id, proc.pid, stage.upper())
+            send()
+        try:
+            proc.wait(timeout=grace if index < len(stages) - 1 else None)
+        except subprocess.TimeoutExpired:
+            continue
+        logger.info(
+            "job %s: ffmpeg pid %s stopped by %s in %.3f s (exit %s)",
+            job_id,
+            proc.pid,
+            stage,
+            time.monotonic() - started,
+            proc.returncode,
+        )
+        return stage
+    return "sigkill"  # not reached: the last wait has no timeout
+
+
+def _tail(stderr: IO[bytes]) -> str:
+    stderr.seek(0)
+    lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
+    return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+
+# --- thumbnail -------------------------------------------------------------------
+def thumbnail(source: Path, target: Path, *, at_seconds: float, job_id: str) -> None:
+    """Write one frame, 128 px wide, as WebP. Raises FFmpegError."""
+    cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at_seconds:.3f}", "-i", str(source)]
+    cmd += ["-frames:v", "1", "-vf", "scale=128:-2", "-c:v", "libwebp", "-f", "webp", str(target)]
+    try:
+        result = subprocess.run(
+            _with_death_signal(cmd), capture_output=True, env=_child_env(job_id), timeout=60, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError("thumbnail timed out") from exc
+    if result.returncode != 0 or not target.exists():
+        raise FFmpegError("thumbnail failed", result.stderr.decode("utf-8", "replace").strip()[-2000:])

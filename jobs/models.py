@@ -1,0 +1,248 @@
+"""Job, SourceVideo and OutputFile, with the job state machine.
+
+Every status transition is one conditional UPDATE guarded by the old status;
+its row count says who won a race (shared/DESIGN.md, "Job status").
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.PROCESSING)
+TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+def new_job_id() -> str:
+    """An unguessable id: 128 random bits, URL-safe."""
+    return secrets.token_hex(16)
+
+
+def new_seed() -> int:
+    return secrets.randbits(63)
+
+
+def default_expiry():
+    return timezone.now() + timedelta(hours=settings.JOB_TTL_HOURS)
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user) -> JobQuerySet:
+        """A user's own jobs; staff see every job."""
+        if user.is_staff:
+            return self
+        return self.filter(owner=user)
+
+
+class Job(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_job_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    variations_per_video = models.PositiveSmallIntegerField()
+    seed = models.BigIntegerField(default=new_seed)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(default=default_expiry)
+    error = models.TextField(blank=True)
+    thumbnail = models.CharField(max_length=255, blank=True, help_text="Path relative to the job folder.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="job_status_expiry"),
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.id} ({self.status})"
+
+    # --- files ---------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        return settings.JOBS_DIR / self.id
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.folder / "uploads"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.folder / "outputs"
+
+    @property
+    def thumbnail_path(self) -> Path | None:
+        return self.folder / self.thumbnail if self.thumbnail else None
+
+    # --- derived figures -----------------------------------------------------
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_expired(self) -> bool:
+        return timezone.now() >= self.expires_at
+
+    def _sources(self):
+        # Uses the prefetched sources when the caller prefetched them.
+        return list(self.sources.all())
+
+    @property
+    def total_variations(self) -> int:
+        return len(self._sources()) * self.variations_per_video
+
+    @property
+    def completed_variations(self) -> int:
+        return sum(source.completed_variations for source in self._sources())
+
+    @property
+    def progress(self) -> int:
+        """Overall progress 0-100; 100 only when every variation is finished."""
+        sources = self._sources()
+        if not sources:
+            return 0
+        if self.status == Status.COMPLETED:
+            return 100
+        percent = sum(source.progress for source in sources) / len(sources)
+        return min(int(percent), 99)
+
+    # --- transitions (one conditional UPDATE each) ----------------------------
+    def _transition(self, from_statuses, **changes) -> bool:
+        updated = Job.objects.filter(pk=self.pk, status__in=from_statuses).update(**changes)
+        if updated:
+            for field, value in changes.items():
+                if not hasattr(value, "resolve_expression"):
+                    setattr(self, field, value)
+        return bool(updated)
+
+    def claim(self) -> bool:
+        """queued -> processing. False when another worker (or a cancel) got there first."""
+        now = timezone.now()
+        won = self._transition(
+            [Status.QUEUED], status=Status.PROCESSING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
+        if won:
+            self.refresh_from_db(fields=["attempts"])
+        return won
+
+    def finish(self, status: Status, error: str = "") -> bool:
+        """processing -> completed or failed."""
+        assert status in (Status.COMPLETED, Status.FAILED)
+        return self._transition([Status.PROCESSING], status=status, error=error, finished_at=timezone.now())
+
+    def fail(self, error: str, from_statuses=ACTIVE) -> bool:
+        """queued|processing -> failed, e.g. expired while queued or out of attempts."""
+        return self._transition(from_statuses, status=Status.FAILED, error=error, finished_at=timezone.now())
+
+    def request_cancel(self) -> bool:
+        """queued|processing -> cancelled. The worker that owns FFmpeg sees it and stops."""
+        now = timezone.now()
+        return self._transition(ACTIVE, status=Status.CANCELLED, cancelled_at=now, finished_at=now)
+
+    def requeue(self) -> bool:
+        """processing -> queued, for a job whose worker died (crash recovery)."""
+        return self._transition([Status.PROCESSING], status=Status.QUEUED, heartbeat_at=None)
+
+    def beat(self) -> None:
+        Job.objects.filter(pk=self.pk, status=Status.PROCESSING).update(heartbeat_at=timezone.now())
+
+    def current_status(self) -> str:
+        return Job.objects.filter(pk=self.pk).values_list("status", flat=True).first() or Status.CANCELLED
+
+
+class SourceVideo(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sources")
+    position = models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")
+    original_name = models.CharField(max_length=255, help_text="Sanitised, unique within the job.")
+    path = models.CharField(max_length=255, blank=True, help_text="Upload path relative to the job folder.")
+    size = models.BigIntegerField()
+    duration = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    completed_variations = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="source_position_unique")]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    @property
+    def stem(self) -> str:
+        return Path(self.original_name).stem or f"video{self.position + 1}"
+
+    @property
+    def upload_path(self) -> Path:
+        return self.job.folder / self.path
+
+
+class OutputFile(models.Model):
+    """A finished, complete variation. The row and the file appear together."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    source = models.ForeignKey(SourceVideo, on_delete=models.CASCADE, related_name="outputs")
+    variation_index = models.PositiveSmallIntegerField()
+    path = models.CharField(max_length=255, help_text="Relative to the job folder.")
+    size = models.BigIntegerField()
+    effects = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["source__position", "variation_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "variation_index"], name="output_variation_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def file_path(self) -> Path:
+        return self.job.folder / self.path
+
+    @property
+    def archive_name(self) -> str:
+        """The entry name inside the ZIP: <source stem>/<source stem>_v01.mp4.
+
+        User-supplied names appear only here, never on disk.
+        """
+        stem = self.source.stem
+        return f"{stem}/{stem}_v{self.variation_index + 1:02d}.mp4"
+
+
+class WorkerBeat(models.Model):
+    """When a worker cluster last showed it is alive; read by /api/health/."""
+
+    name = models.CharField(max_length=64, unique=True)
+    seen_at = models.DateTimeField()
+
+    @classmethod
+    def record(cls, name: str = "cluster") -> None:
+        cls.objects.update_or_create(name=name, defaults={"seen_at": timezone.now()})

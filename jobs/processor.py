@@ -1,0 +1,229 @@
+"""Runs one job: claim, encode every pending variation in batches, finish.
+
+The order of events for a job (shared/DESIGN.md, "Processing"):
+1. Claim queued -> processing; 0 rows means another delivery or a cancel won.
+2. Thumbnail from the first source.
+3. Per source, the variations without an OutputFile run in batches of
+   BATCH_SIZE, one FFmpeg each. The job status is checked before every batch
+   and every 0.25 s while FFmpeg runs; a cancel stops FFmpeg (q, TERM, KILL).
+4. Each finished output is registered in one transaction that first locks the
+   job row and checks it is still processing: its OutputFile row is created and
+   its temporary file renamed into place together. The transaction that
+   registers the last variation also completes the job, so a cancel can never
+   land on a job whose every variation finished.
+5. Finish processing -> completed | failed; remove files no row owns; delete
+   the uploads once the job is terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import ffmpeg
+from jobs.effects import Effects, effects_for_job
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".part"
+
+
+def run_job(job_id: str) -> None:
+    """Entry point of the django-q2 task. Safe to call twice for the same job."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.info("job %s: gone before it started", job_id)
+        return
+    if not job.claim():
+        logger.info("job %s: not claimed (status %s): nothing to do", job_id, job.current_status())
+        return
+    logger.info("job %s: claimed (attempt %s)", job_id, job.attempts)
+    try:
+        _run_sources(job)
+        _finish(job)
+    except Exception as exc:
+        logger.exception("job %s: failed unexpectedly", job_id)
+        job.fail(f"Internal error: {exc}", from_statuses=[Status.PROCESSING])
+    finally:
+        # Also reached when django-q2's timeout raises SystemExit in the task.
+        settle_files(job)
+
+
+def _run_sources(job: Job) -> None:
+    sources = list(job.sources.order_by("position"))
+    effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
+    if sources and not job.thumbnail:
+        make_thumbnail(job, sources[0])
+    for source in sources:
+        if not _still_processing(job):
+            logger.info("job %s: no longer processing; stopping before source %s", job.pk, source.position)
+            return
+        if source.status in TERMINAL:
+            continue  # resumed job: this source was finished by an earlier attempt
+        _run_source(job, source, effects)
+
+
+def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Effects]) -> None:
+    SourceVideo.objects.filter(pk=source.pk).update(status=Status.PROCESSING)
+    done = set(source.outputs.values_list("variation_index", flat=True))
+    pending = [index for index in range(job.variations_per_video) if index not in done]
+    job.outputs_dir.mkdir(parents=True, exist_ok=True)
+    for batch in _chunks(pending, settings.BATCH_SIZE):
+        if not _still_processing(job):
+            return
+        specs = [ffmpeg.OutputSpec(_partial_path(job, source, index), effects[(source.position, index)].filter_chain()) for index in batch]
+        progress = _ProgressWriter(job, source, len(batch))
+        try:
+            result = ffmpeg.encode(
+                source.upload_path,
+                specs,
+                job_id=job.pk,
+                on_progress=progress,
+                should_stop=lambda: not _still_processing(job),
+            )
+        except ffmpeg.FFmpegError as exc:
+            logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
+            _discard(spec.path for spec in specs)
+            SourceVideo.objects.filter(pk=source.pk).update(status=Status.FAILED, error=str(exc)[:4000])
+            return
+        if result.stopped:
+            # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
+            _discard(spec.path for spec in specs)
+            return
+        for index, spec in zip(batch, specs):
+            if not register_output(job, source, index, spec.path, effects[(source.position, index)]):
+                _discard(spec.path for spec in specs)
+                return
+
+
+class _ProgressWriter:
+    """on_progress callback: source progress from FFmpeg's out_time, plus the job heartbeat."""
+
+    def __init__(self, job: Job, source: SourceVideo, batch_size: int):
+        self.job, self.source, self.batch_size = job, source, batch_size
+
+    def __call__(self, seconds: float) -> None:
+        fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
+        done = SourceVideo.objects.filter(pk=self.source.pk).values_list("completed_variations", flat=True).first() or 0
+        percent = int(100 * (done + fraction * self.batch_size) / self.job.variations_per_video)
+        SourceVideo.objects.filter(pk=self.source.pk, status=Status.PROCESSING).update(progress=min(percent, 99))
+        self.job.beat()
+
+
+def register_output(job: Job, source: SourceVideo, index: int, partial: Path, effects: Effects) -> bool:
+    """Rename a finished file into place together with its OutputFile row.
+
+    Returns False (and registers nothing) when the job is no longer processing:
+    a variation that finishes after a cancel was accepted does not count.
+    """
+    final = partial.with_suffix("")  # drop PARTIAL_SUFFIX
+    relative = final.relative_to(job.folder)
+    renamed = False
+    try:
+        with transaction.atomic():
+            # Locks the job row (PostgreSQL); SQLite's IMMEDIATE transaction already
+            # holds the write lock, so a concurrent cancel UPDATE waits for us.
+            locked = Job.objects.select_for_update().filter(pk=job.pk, status=Status.PROCESSING)
+            if not list(locked.values_list("pk", flat=True)):
+                return False
+            OutputFile.objects.create(
+                job=job,
+                source=source,
+                variation_index=index,
+                path=str(relative),
+                size=partial.stat().st_size,
+                effects=effects.as_dict(),
+            )
+            SourceVideo.objects.filter(pk=source.pk).update(completed_variations=F("completed_variations") + 1)
+            source_done = SourceVideo.objects.filter(
+                pk=source.pk, completed_variations__gte=job.variations_per_video
+            ).update(status=Status.COMPLETED, progress=100)
+            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+            if source_done and not job.sources.exclude(status=Status.COMPLETED).exists():
+                job.finish(Status.COMPLETED)
+                logger.info("job %s: completed", job.pk)
+            os.replace(partial, final)
+            renamed = True
+    except BaseException:
+        if renamed:  # the rows were rolled back: the file must not outlive them
+            final.unlink(missing_ok=True)
+        raise
+    logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
+    return True
+
+
+def _finish(job: Job) -> None:
+    """processing -> completed (some source done) or failed (none). A no-op after a cancel."""
+    sources = list(job.sources.order_by("position"))
+    failed = [s for s in sources if s.status == Status.FAILED]
+    if any(s.status == Status.COMPLETED for s in sources):
+        error = ""
+        if failed:
+            error = f"{len(failed)} of {len(sources)} videos failed: " + "; ".join(f"{s.original_name}: {s.error.splitlines()[-1] if s.error else 'failed'}" for s in failed)
+        if job.finish(Status.COMPLETED, error=error[:4000]):
+            logger.info("job %s: completed (%s failed sources)", job.pk, len(failed))
+    elif sources and len(failed) == len(sources):
+        if job.finish(Status.FAILED, error="Every video failed to process."):
+            logger.info("job %s: failed", job.pk)
+
+
+def settle_files(job: Job) -> None:
+    """After a run: partial files go; once the job is terminal, unfinished sources and uploads go too."""
+    remove_unowned_outputs(job)
+    if job.current_status() not in TERMINAL:
+        return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
+    SourceVideo.objects.filter(job=job, status__in=ACTIVE).update(status=Status.CANCELLED)
+    shutil.rmtree(job.uploads_dir, ignore_errors=True)
+
+
+def remove_unowned_outputs(job: Job) -> list[Path]:
+    """Delete every file in the job's outputs folder that has no OutputFile row."""
+    if not job.outputs_dir.is_dir():
+        return []
+    owned = {job.folder / path for path in OutputFile.objects.filter(job=job).values_list("path", flat=True)}
+    removed = [path for path in job.outputs_dir.iterdir() if path not in owned]
+    _discard(removed)
+    if removed:
+        logger.info("job %s: removed %s unfinished files", job.pk, len(removed))
+    return removed
+
+
+def make_thumbnail(job: Job, source: SourceVideo) -> None:
+    target = job.folder / "thumbnail.webp"
+    try:
+        ffmpeg.thumbnail(source.upload_path, target, at_seconds=min(1.0, source.duration / 3), job_id=job.pk)
+    except ffmpeg.FFmpegError:
+        logger.warning("job %s: no thumbnail", job.pk, exc_info=True)
+        return
+    Job.objects.filter(pk=job.pk).update(thumbnail=target.name)
+    job.thumbnail = target.name
+
+
+def _still_processing(job: Job) -> bool:
+    return Job.objects.filter(pk=job.pk, status=Status.PROCESSING).exists()
+
+
+def _partial_path(job: Job, source: SourceVideo, index: int) -> Path:
+    return job.outputs_dir / f"s{source.position:02d}_v{index + 1:02d}.mp4{PARTIAL_SUFFIX}"
+
+
+def _discard(paths) -> None:
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            logger.exception("could not delete %s", path)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -1,0 +1,156 @@
+"""Turning an upload into a queued job: validate everything, then store it.
+
+Nothing is written (no row, no file) until every file and field is valid; a
+failure while storing removes what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from jobs import ffmpeg, tasks
+from jobs.models import Job, SourceVideo, new_job_id
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 200
+ACCEPTED_FORMAT = "mp4"  # PyAV names the MP4/MOV demuxer "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+class UploadError(Exception):
+    """Bad input; `status` is the HTTP status to answer with, `field` the input at fault."""
+
+    def __init__(self, message: str, status: int = 400, field: str = ""):
+        super().__init__(message)
+        self.message, self.status, self.field = message, status, field
+
+
+@dataclass(frozen=True)
+class _Checked:
+    upload: UploadedFile
+    name: str
+    probe: ffmpeg.ProbeResult
+
+
+def name_problem(raw: str) -> str:
+    """Why a client-sent file name is refused, or '' when it is acceptable."""
+    if "/" in raw or "\\" in raw:
+        return "it looks like a path; send the bare file name"
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
+        return "it contains control characters"
+    if raw.strip() in ("", ".", ".."):
+        return "it is empty"
+    return ""
+
+
+def display_name(raw: str, taken: set[str]) -> str:
+    """A tidy name for display and ZIP entries, unique within the job."""
+    name = " ".join(raw.split())
+    if len(name) > MAX_NAME_LENGTH:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: MAX_NAME_LENGTH - len(ext) - 1] + dot + ext) if dot and len(ext) <= 5 else name[:MAX_NAME_LENGTH]
+    candidate, number = name, 2
+    while candidate.lower() in taken:
+        stem, dot, ext = name.rpartition(".")
+        candidate = f"{stem} ({number}){dot}{ext}" if dot else f"{name} ({number})"
+        number += 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def parse_variations(value) -> int:
+    maximum = settings.MAX_VARIATIONS
+    message = f"variations must be a whole number from 1 to {maximum}"
+    if value in (None, ""):
+        return settings.DEFAULT_VARIATIONS
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UploadError(f"{message}, not {str(value)[:40]!r}", field="variations") from None
+    if not 1 <= number <= maximum:
+        raise UploadError(f"{message}, not {number}", field="variations")
+    return number
+
+
+def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
+    if not uploads:
+        raise UploadError("no videos: send one or more files in the 'videos' field", field="videos")
+    if len(uploads) > settings.MAX_FILES:
+        raise UploadError(f"too many videos: {len(uploads)} sent, at most {settings.MAX_FILES} allowed", field="videos")
+    taken: set[str] = set()
+    checked = []
+    for upload in uploads:
+        raw = upload.name or ""
+        problem = name_problem(raw)
+        if problem:
+            raise UploadError(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos")
+        name = display_name(raw, taken)
+        if upload.size == 0:
+            raise UploadError(f"{name}: the file is empty", field="videos")
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise UploadError(
+                f"{name}: the file is {upload.size} bytes, over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
+                status=413,
+                field="videos",
+            )
+        checked.append(_Checked(upload, name, _probe(upload, name)))
+    return checked
+
+
+def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
+    source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.file
+    try:
+        upload.seek(0)
+        result = ffmpeg.probe(source)
+    except ffmpeg.ProbeError as exc:
+        raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None
+    finally:
+        upload.seek(0)
+    if ACCEPTED_FORMAT not in result.format_name.split(","):
+        raise UploadError(f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos")
+    return result
+
+
+def create_job(owner, uploads: Sequence[UploadedFile], variations) -> Job:
+    """Validate, store the uploads in a new job folder, create the rows, enqueue the task."""
+    variations_per_video = parse_variations(variations)
+    checked = _check(uploads)
+    job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video)
+    try:
+        job.uploads_dir.mkdir(parents=True)
+        sources = [_store(job, position, item) for position, item in enumerate(checked)]
+        with transaction.atomic():
+            job.save(force_insert=True)
+            SourceVideo.objects.bulk_create(sources)
+            transaction.on_commit(lambda: tasks.enqueue_job(job.pk))
+    except BaseException:
+        shutil.rmtree(job.folder, ignore_errors=True)
+        raise
+    logger.info("job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video)
+    return job
+
+
+def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
+    """Copy one upload into the job folder. The name on disk never contains user text."""
+    relative = f"uploads/{position:02d}.video"
+    with open(job.folder / relative, "wb") as target:
+        for chunk in item.upload.chunks():
+            target.write(chunk)
+    return SourceVideo(
+        job=job,
+        position=position,
+        original_name=item.name,
+        path=relative,
+        size=item.upload.size,
+        duration=item.probe.duration,
+        width=item.probe.width,
+        height=item.probe.height,
+    )

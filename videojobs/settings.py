@@ -1,0 +1,210 @@
+"""Settings for videojobs, read from the environment with local defaults.
+
+Every variable is listed in shared/DESIGN.md and the README. A junk value stops
+start-up with ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+
+from videojobs.env import env_bool, env_bytes, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Each job owns one folder, JOBS_DIR/<job id>/, with uploads/, outputs/ and its thumbnail.
+JOBS_DIR = DATA_DIR / "jobs"
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, or a random key kept in DATA_DIR so sessions survive restarts."""
+    key = env_str("DJANGO_SECRET_KEY", "")
+    if key:
+        return key
+    key_file = DATA_DIR / ".secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Pages need a login by default; DRF views are exempt and use IsAuthenticated.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "videojobs.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "videojobs.wsgi.application"
+
+
+def _database() -> dict:
+    url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+    config = environ.Env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Measured (shared/NOTES.md): IMMEDIATE transactions + WAL + a busy
+        # timeout let the web process and the workers write without
+        # "database is locked".
+        config.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# No MEDIA_URL on purpose: job files are served only through authenticated views.
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "jobs-list"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "videojobs API",
+    "DESCRIPTION": "Upload videos, get N variations of each, download one ZIP.",
+    "VERSION": "1.0.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- videojobs ---------------------------------------------------------------
+JOB_TTL_HOURS = env_int("JOB_TTL_HOURS", 24, minimum=1)
+STORAGE_CAP_BYTES = env_bytes("STORAGE_CAP_BYTES", 3 * 1024**3)
+DISK_FULL_PERCENT = env_int("DISK_FULL_PERCENT", 85, minimum=1)
+MAX_FILES = env_int("MAX_FILES", 10, minimum=1)
+MAX_UPLOAD_BYTES = env_bytes("MAX_UPLOAD_BYTES", 500 * 1024**2)
+MAX_VARIATIONS = env_int("MAX_VARIATIONS", 20, minimum=1)
+DEFAULT_VARIATIONS = min(5, MAX_VARIATIONS)
+KILL_GRACE_SECONDS = env_float("KILL_GRACE_SECONDS", 2.0)
+BATCH_SIZE = env_int("BATCH_SIZE", 5, minimum=1)
+FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")
+WORKERS = env_int("WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1)
+CLEANUP_MINUTES = env_int("CLEANUP_MINUTES", 5, minimum=1)
+STALE_AFTER_SECONDS = env_int("STALE_AFTER_SECONDS", 120, minimum=10)
+MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
+# The longest a single job may run before django-q2 stops it.
+JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
+# How long the web side's health check accepts since the last worker beat.
+WORKER_SEEN_SECONDS = env_int("WORKER_SEEN_SECONDS", 180, minimum=10)
+MIN_FREE_BYTES = env_bytes("MIN_FREE_BYTES", 512 * 1024**2)
+
+# Uploads bigger than this spill to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024**2
+
+REDIS_URL = env_str("REDIS_URL", "")
+Q_CLUSTER = {
+    "name": "videojobs",
+    "workers": WORKERS,
+    "recycle": 100,
+    "timeout": JOB_TIMEOUT_SECONDS,
+    # The ORM lease starts at fetch (shared/NOTES.md): keep it far above the
+    # longest job times the prefetch depth. Tasks are idempotent anyway.
+    "retry": JOB_TIMEOUT_SECONDS * 4,
+    "queue_limit": WORKERS,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.3,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "jobs": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django_q": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}
