@@ -40,10 +40,6 @@ def new_seed() -> int:
     return secrets.randbits(63)
 
 
-def default_expiry():
-    return timezone.now() + timedelta(hours=settings.JOB_TTL_HOURS)
-
-
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user) -> JobQuerySet:
         """A user's own jobs; staff see every job."""
@@ -62,7 +58,7 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(default=default_expiry)
+    expires_at = models.DateTimeField(blank=True, help_text="created_at + JOB_TTL_HOURS unless set.")
     error = models.TextField(blank=True)
     thumbnail = models.CharField(max_length=255, blank=True, help_text="Path relative to the job folder.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -79,6 +75,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"Job {self.id} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self.expires_at is None:
+            self.expires_at = self.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
+        super().save(*args, **kwargs)
 
     # --- files ---------------------------------------------------------------
     @property

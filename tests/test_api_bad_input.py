@@ -1,0 +1,101 @@
+"""Every bad upload gets a 4xx JSON message naming the problem and leaves no row and no file."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+from django_q.models import OrmQ
+
+from jobs.models import Job, OutputFile, SourceVideo
+from tests.conftest import files_under
+
+
+@pytest.fixture
+def assert_nothing_left(jobs_dir, db):
+    yield
+    assert Job.objects.count() == SourceVideo.objects.count() == OutputFile.objects.count() == 0
+    assert OrmQ.objects.count() == 0
+    assert files_under(jobs_dir) == []
+
+
+def _post(api, files, **fields):
+    return api.post("/api/jobs/", {"videos": files, **fields}, format="multipart")
+
+
+def _expect(response, status: int, *words: str):
+    assert response.status_code == status, response.content
+    detail = response.json()["detail"]
+    for word in words:
+        assert word in detail, detail
+
+
+def test_no_files(api, assert_nothing_left):
+    _expect(api.post("/api/jobs/", {"variations": 2}, format="multipart"), 400, "no videos")
+
+
+def test_too_many_files(api, upload, settings, assert_nothing_left):
+    settings.MAX_FILES = 2
+    _expect(_post(api, [upload(f"{i}.mp4") for i in range(3)]), 400, "too many videos", "3 sent", "at most 2")
+
+
+def test_text_file_renamed_mp4(api, upload, assert_nothing_left):
+    fake = SimpleUploadedFile("notes.mp4", b"just some text\n" * 50, content_type="video/mp4")
+    _expect(_post(api, [upload("good.mp4"), fake]), 400, "notes.mp4", "not a usable video")
+
+
+def test_zero_byte_file(api, assert_nothing_left):
+    _expect(_post(api, [SimpleUploadedFile("empty.mp4", b"", content_type="video/mp4")]), 400, "empty.mp4", "empty")
+
+
+def test_a_video_that_is_not_mp4_or_mov(api, tmp_path, assert_nothing_left):
+    from tests.media import make_clip
+
+    webm = make_clip(tmp_path / "x.mkv", seconds=0.5, audio=False)
+    _expect(_post(api, [SimpleUploadedFile("x.mp4", webm.read_bytes())]), 400, "only MP4 and MOV")
+
+
+def test_file_over_the_upload_limit_is_413(api, upload, settings, assert_nothing_left):
+    settings.MAX_UPLOAD_BYTES = 1000
+    _expect(_post(api, [upload("big.mp4")]), 413, "big.mp4", "over the limit of 1000 bytes")
+
+
+def test_request_over_the_total_limit_is_refused_before_reading(api, upload, settings, assert_nothing_left):
+    settings.MAX_UPLOAD_BYTES = 1000
+    settings.MAX_FILES = 1
+    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))  # never parsed: refused on Content-Length
+    _expect(_post(api, [blob]), 413, "the upload is", "over the limit")
+
+
+@pytest.mark.parametrize("value, shown", [(0, "not 0"), (21, "not 21"), ("abc", "not 'abc'"), ("2.5", "not '2.5'")])
+def test_variations_out_of_range_or_not_a_number(api, upload, value, shown, assert_nothing_left):
+    _expect(_post(api, [upload()], variations=value), 400, "variations must be a whole number from 1 to 20", shown)
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../../etc/passwd.mp4", "looks like a path"),
+        ("..\\..\\boot.mp4", "looks like a path"),
+        ("/abs/clip.mp4", "looks like a path"),
+        ("bad\x07name.mp4", "control characters"),
+        ("line\nbreak.mp4", "control characters"),
+        ("rtl\u202eevil.mp4", "control characters"),
+    ],
+)
+def test_hostile_file_names(api, clips, name, problem, assert_nothing_left):
+    # Build the body by hand: Django's test client would strip the path itself.
+    body = encode_multipart(BOUNDARY, {"variations": "2"})
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode() + clips().read_bytes() + b"\r\n"
+    body = part + body
+    response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
+    _expect(response, 400, "is not allowed", problem)
+
+
+def test_a_json_body_is_refused(api, assert_nothing_left):
+    response = api.post("/api/jobs/", {"videos": [], "variations": 2}, format="json")
+    assert response.status_code == 415
+    assert "Unsupported media type" in response.json()["detail"]

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import av
+import pytest
+
+from jobs import ffmpeg
+from jobs.effects import effects_for
+
+
+def test_probe_reads_duration_size_and_audio(clips):
+    result = ffmpeg.probe(clips(seconds=1.0))
+    assert result.width == 320 and result.height == 240
+    assert result.duration == pytest.approx(1.0, abs=0.1)
+    assert result.has_audio
+    assert "mp4" in result.format_name.split(",")
+
+
+def test_probe_accepts_a_file_object(clips):
+    result = ffmpeg.probe(io.BytesIO(clips(seconds=1.0).read_bytes()))
+    assert result.width == 320
+
+
+@pytest.mark.parametrize("content", [b"this is not a video\n" * 100, b"\x00" * 4096, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100])
+def test_probe_refuses_garbage(tmp_path, content):
+    path = tmp_path / "fake.mp4"
+    path.write_bytes(content)
+    with pytest.raises(ffmpeg.ProbeError):
+        ffmpeg.probe(path)
+
+
+def test_encode_batch_writes_every_output_and_reports_progress(clips, tmp_path):
+    source = clips(seconds=2.0)
+    specs = [ffmpeg.OutputSpec(tmp_path / f"out{i}.mp4", effects_for(1, 0, i).filter_chain()) for i in range(3)]
+    seen = []
+    result = ffmpeg.encode(source, specs, job_id="t1", on_progress=seen.append, should_stop=lambda: False)
+    assert result.returncode == 0 and not result.stopped
+    assert seen and seen[-1] == pytest.approx(2.0, abs=0.2)
+    for spec in specs:
+        with av.open(str(spec.path)) as container:
+            assert container.streams.video[0].codec_context.name == "h264"
+            assert container.streams.audio
+            assert container.duration / av.time_base == pytest.approx(2.0, abs=0.2)
+            assert "title" not in container.metadata
+
+
+def test_encode_failure_raises_with_the_stderr_tail(clips, tmp_path):
+    spec = ffmpeg.OutputSpec(tmp_path / "out.mp4", "no_such_filter=1")
+    with pytest.raises(ffmpeg.FFmpegError) as info:
+        ffmpeg.encode(clips(), [spec], job_id="t2")
+    assert "no_such_filter" in info.value.stderr_tail
+
+
+def test_ffmpeg_binary_setting_is_used(settings, clips, tmp_path):
+    settings.FFMPEG_BINARY = "/nonexistent/ffmpeg"
+    with pytest.raises(ffmpeg.FFmpegError) as info:
+        ffmpeg.encode(clips(), [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null")], job_id="t3")
+    assert "/nonexistent/ffmpeg" in str(info.value)
+
+
+def test_thumbnail_is_128_px_wide_webp(clips, tmp_path):
+    target = tmp_path / "thumb.webp"
+    ffmpeg.thumbnail(clips(), target, at_seconds=0.3, job_id="t4")
+    with av.open(str(target)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height) == (128, 96)
+
+
+def test_child_carries_the_job_tag_and_dies_with_its_parent(settings, tmp_path):
+    """setpriv --pdeathsig is used, and VIDEOJOBS_JOB marks the process."""
+    cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB"'])
+    assert cmd[:4] == [cmd[0], "--pdeathsig", "KILL", "--"]
+    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz"), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "job-xyz"
+
+
+PROGRESS_EMITTER = """
+import sys, time
+for i in range(30):
+    sys.stdout.write(f"out_time_us={i * 100000}\\nprogress=continue\\n"); sys.stdout.flush()
+    time.sleep(0.1)
+"""
+
+
+def test_progress_is_reported_at_most_once_a_second():
+    """A stand-in emits a progress block every 0.1 s for 3 s; the callback runs about once a second."""
+    calls = []
+    result = ffmpeg.run([sys.executable, "-c", PROGRESS_EMITTER], job_id="t5", on_progress=lambda s: calls.append((time.monotonic(), s)))
+    assert result.returncode == 0
+    assert 2 <= len(calls) <= 5, calls
+    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:-1])]  # the last call is the final report
+    assert all(gap >= ffmpeg.PROGRESS_INTERVAL * 0.95 for gap in gaps), gaps
+    assert calls[-1][1] == pytest.approx(2.9)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import av
+import pytest
+
+from jobs import processor, uploads
+from jobs.models import Job, OutputFile, Status
+from tests.conftest import files_under
+
+
+def _create(user, upload, names=("a.mp4",), variations=2, **clip):
+    return uploads.create_job(user, [upload(name, **clip) for name in names], variations)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_job_runs_to_completion(settings, user, upload, batch_size, django_capture_on_commit_callbacks):
+    settings.BATCH_SIZE = batch_size
+    job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=3)
+    processor.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert job.started_at and job.finished_at and job.heartbeat_at and job.attempts == 1
+    assert job.completed_variations == job.total_variations == 6
+    assert job.progress == 100
+    assert [(s.status, s.progress, s.completed_variations) for s in job.sources.all()] == [(Status.COMPLETED, 100, 3)] * 2
+    outputs = list(OutputFile.objects.filter(job=job))
+    assert len(outputs) == 6
+    assert len({tuple(o.effects.values()) for o in outputs}) == 6
+    on_disk = files_under(job.folder)
+    assert sorted(on_disk) == sorted([o.file_path for o in outputs] + [job.thumbnail_path])
+    for o in outputs:
+        assert o.size == o.file_path.stat().st_size
+        assert not o.file_path.name.endswith(".part")
+    assert not job.uploads_dir.exists()
+
+
+def test_second_delivery_of_the_task_does_nothing(user, upload):
+    job = _create(user, upload, variations=1)
+    processor.run_job(job.pk)
+    first = list(OutputFile.objects.values_list("pk", "created_at"))
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.attempts == 1
+    assert list(OutputFile.objects.values_list("pk", "created_at")) == first
+
+
+def test_a_broken_source_fails_alone_with_the_ffmpeg_message(user, upload):
+    job = _create(user, upload, names=("good.mp4", "bad.mp4"), variations=1)
+    bad = job.sources.get(position=1)
+    bad.upload_path.write_bytes(b"garbage" * 100)  # corrupted after the upload was accepted
+    processor.run_job(job.pk)
+
+    job.refresh_from_db()
+    bad.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert "1 of 2 videos failed" in job.error and "bad.mp4" in job.error
+    assert bad.status == Status.FAILED
+    assert "Invalid data" in bad.error or "moov" in bad.error
+    assert job.outputs.count() == 1
+    assert [p.name for p in files_under(job.outputs_dir)] == ["s00_v01.mp4"]
+
+
+def test_every_source_broken_fails_the_job(user, upload):
+    job = _create(user, upload, variations=1)
+    job.sources.get().upload_path.write_bytes(b"garbage")
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.error == "Every video failed to process."
+    assert files_under(job.outputs_dir) == []
+
+
+def test_outputs_decode_and_keep_the_source_duration(user, upload):
+    job = _create(user, upload, variations=2, seconds=2.0)
+    processor.run_job(job.pk)
+    for output in OutputFile.objects.filter(job=job):
+        with av.open(str(output.file_path)) as container:
+            assert container.duration / av.time_base == pytest.approx(2.0, abs=0.2)
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == 50

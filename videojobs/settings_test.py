@@ -1,0 +1,17 @@
+"""Test settings: a throwaway DATA_DIR and a file-based test database.
+
+The test database is a file (not in-memory SQLite) so that a real `qcluster`
+subprocess started by a test can open it (shared/NOTES.md).
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="videojobs-test-"))
+os.environ.setdefault("LOG_LEVEL", "INFO")
+
+from videojobs.settings import *  # noqa: E402,F403
+from videojobs.settings import DATA_DIR, DATABASES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
