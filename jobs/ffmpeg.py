@@ -230,7 +230,12 @@ def _wait(proc, reader, job_id, on_progress, should_stop) -> str:
             return stop(proc, job_id, settings.KILL_GRACE_SECONDS)
         now = time.monotonic()
         seconds = reader.seconds
-        if on_progress and seconds is not None and seconds != last_reported and now - last_progress >= PROGRESS_INTERVAL:
+        if (
+            on_progress
+            and seconds is not None
+            and seconds != last_reported
+            and now - last_progress >= PROGRESS_INTERVAL
+        ):
             on_progress(seconds)
             last_progress, last_reported = now, seconds
 

@@ -244,6 +244,9 @@ class WorkerBeat(models.Model):
     name = models.CharField(max_length=64, unique=True)
     seen_at = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"{self.name} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
     @classmethod
     def record(cls, name: str = "cluster") -> None:
         cls.objects.update_or_create(name=name, defaults={"seen_at": timezone.now()})

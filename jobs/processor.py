@@ -80,7 +80,10 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
     for batch in _chunks(pending, settings.BATCH_SIZE):
         if not _still_processing(job):
             return
-        specs = [ffmpeg.OutputSpec(_partial_path(job, source, index), effects[(source.position, index)].filter_chain()) for index in batch]
+        specs = [
+            ffmpeg.OutputSpec(_partial_path(job, source, index), effects[(source.position, index)].filter_chain())
+            for index in batch
+        ]
         progress = _ProgressWriter(job, source, len(batch))
         try:
             result = ffmpeg.encode(
@@ -99,7 +102,7 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
             _discard(spec.path for spec in specs)
             return
-        for index, spec in zip(batch, specs):
+        for index, spec in zip(batch, specs, strict=True):
             if not register_output(job, source, index, spec.path, effects[(source.position, index)]):
                 _discard(spec.path for spec in specs)
                 return
@@ -168,7 +171,9 @@ def _finish(job: Job) -> None:
     if any(s.status == Status.COMPLETED for s in sources):
         error = ""
         if failed:
-            error = f"{len(failed)} of {len(sources)} videos failed: " + "; ".join(f"{s.original_name}: {s.error.splitlines()[-1] if s.error else 'failed'}" for s in failed)
+            error = f"{len(failed)} of {len(sources)} videos failed: " + "; ".join(
+                f"{s.original_name}: {s.error.splitlines()[-1] if s.error else 'failed'}" for s in failed
+            )
         if job.finish(Status.COMPLETED, error=error[:4000]):
             logger.info("job %s: completed (%s failed sources)", job.pk, len(failed))
     elif sources and len(failed) == len(sources):

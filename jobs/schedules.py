@@ -15,7 +15,12 @@ def ensure_schedules(**kwargs) -> None:
 
     Schedule.objects.update_or_create(
         name=HEARTBEAT,
-        defaults={"func": "jobs.tasks.worker_heartbeat", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+        defaults={
+            "func": "jobs.tasks.worker_heartbeat",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )
 
 

@@ -115,7 +115,9 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     finally:
         upload.seek(0)
     if ACCEPTED_FORMAT not in result.format_name.split(","):
-        raise UploadError(f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos")
+        raise UploadError(
+            f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos"
+        )
     return result
 
 
@@ -134,7 +136,9 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations) -> Job:
     except BaseException:
         shutil.rmtree(job.folder, ignore_errors=True)
         raise
-    logger.info("job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video)
+    logger.info(
+        "job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video
+    )
     return job
 
 

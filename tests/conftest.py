@@ -64,3 +64,20 @@ def upload(clips):
 
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def start_cluster(transactional_db, tmp_path):
+    """start_cluster(**env) -> a running qcluster subprocess; always stopped after the test."""
+    from tests.workers import Cluster
+
+    started: list[Cluster] = []
+
+    def start(**env: str) -> Cluster:
+        cluster = Cluster(tmp_path / f"qcluster-{len(started)}.log", **env)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()

@@ -87,9 +87,13 @@ def test_hostile_file_names(api, clips, name, problem, assert_nothing_left):
     # Build the body by hand: Django's test client would strip the path itself.
     body = encode_multipart(BOUNDARY, {"variations": "2"})
     part = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
-        "Content-Type: video/mp4\r\n\r\n"
-    ).encode() + clips().read_bytes() + b"\r\n"
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + clips().read_bytes()
+        + b"\r\n"
+    )
     body = part + body
     response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
     _expect(response, 400, "is not allowed", problem)

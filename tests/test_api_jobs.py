@@ -17,7 +17,9 @@ from tests.conftest import files_under
 
 
 def _post(api, upload, names=("a.mp4",), variations=2, **clip):
-    return api.post("/api/jobs/", {"videos": [upload(n, **clip) for n in names], "variations": variations}, format="multipart")
+    return api.post(
+        "/api/jobs/", {"videos": [upload(n, **clip) for n in names], "variations": variations}, format="multipart"
+    )
 
 
 def _completed_job(api, upload, **kwargs) -> Job:
@@ -65,7 +67,9 @@ def test_retrieve_shows_sources_outputs_and_links_when_done(api, upload):
 
 def test_list_is_newest_first_own_jobs_only_and_paginated(api, user, other_user):
     now = timezone.now()
-    mine = [baker.make(Job, owner=user, variations_per_video=1, created_at=now - timedelta(minutes=i)) for i in range(3)]
+    mine = [
+        baker.make(Job, owner=user, variations_per_video=1, created_at=now - timedelta(minutes=i)) for i in range(3)
+    ]
     baker.make(Job, owner=other_user, variations_per_video=1)
     body = api.get("/api/jobs/").json()
     assert body["count"] == 3

@@ -29,7 +29,9 @@ def test_a_collision_is_redrawn(monkeypatch):
 
     real = effects.effects_for
     # Force the second variation to collide with the first on its first draw.
-    monkeypatch.setattr(effects, "effects_for", lambda s, p, i, attempt=0: real(s, 0, 0) if attempt == 0 else real(s, p, i, attempt))
+    monkeypatch.setattr(
+        effects, "effects_for", lambda s, p, i, attempt=0: real(s, 0, 0) if attempt == 0 else real(s, p, i, attempt)
+    )
     chosen = effects.effects_for_job(seed=1, sources=1, variations=2)
     assert chosen[(0, 0)] != chosen[(0, 1)]
     assert chosen[(0, 1)] == real(1, 0, 1, 1)
@@ -40,4 +42,9 @@ def test_filter_chain_uses_the_exact_parameters():
     chain = e.filter_chain()
     assert f"rotate={e.rotation}:" in chain
     assert re.search(rf"eq=brightness={e.brightness}:contrast={e.contrast}:saturation={e.saturation}", chain)
-    assert e.as_dict() == {"rotation": e.rotation, "brightness": e.brightness, "contrast": e.contrast, "saturation": e.saturation}
+    assert e.as_dict() == {
+        "rotation": e.rotation,
+        "brightness": e.brightness,
+        "contrast": e.contrast,
+        "saturation": e.saturation,
+    }

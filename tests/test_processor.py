@@ -4,7 +4,7 @@ import av
 import pytest
 
 from jobs import processor, uploads
-from jobs.models import Job, OutputFile, Status
+from jobs.models import OutputFile, Status
 from tests.conftest import files_under
 
 
@@ -23,7 +23,9 @@ def test_job_runs_to_completion(settings, user, upload, batch_size, django_captu
     assert job.started_at and job.finished_at and job.heartbeat_at and job.attempts == 1
     assert job.completed_variations == job.total_variations == 6
     assert job.progress == 100
-    assert [(s.status, s.progress, s.completed_variations) for s in job.sources.all()] == [(Status.COMPLETED, 100, 3)] * 2
+    assert [(s.status, s.progress, s.completed_variations) for s in job.sources.all()] == [
+        (Status.COMPLETED, 100, 3)
+    ] * 2
     outputs = list(OutputFile.objects.filter(job=job))
     assert len(outputs) == 6
     assert len({tuple(o.effects.values()) for o in outputs}) == 6

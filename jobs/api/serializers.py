@@ -18,7 +18,19 @@ class SourceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SourceVideo
-        fields = ["id", "name", "size", "duration", "width", "height", "status", "progress", "completed_variations", "error", "outputs"]
+        fields = [
+            "id",
+            "name",
+            "size",
+            "duration",
+            "width",
+            "height",
+            "status",
+            "progress",
+            "completed_variations",
+            "error",
+            "outputs",
+        ]
 
 
 class JobSerializer(serializers.ModelSerializer):

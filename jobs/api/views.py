@@ -73,7 +73,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if job.is_expired:
             return _error("this job's results have expired", status.HTTP_410_GONE)
         if not job.outputs.exists():
-            return _error(f"this job has no finished variations to download (status: {job.status})", 409, status=job.status)
+            return _error(
+                f"this job has no finished variations to download (status: {job.status})", 409, status=job.status
+            )
         stream = archive.job_zip(job)
         response = StreamingHttpResponse(stream, content_type="application/zip")
         response["Content-Length"] = str(len(stream))
@@ -99,7 +101,9 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses={200: OpenApiResponse(description="healthy"), 503: OpenApiResponse(description="unhealthy")})
+    @extend_schema(
+        responses={200: OpenApiResponse(description="healthy"), 503: OpenApiResponse(description="unhealthy")}
+    )
     def get(self, request):
         checks = {"database": _database_ok(), "worker": False, "disk": False}
         if checks["database"]:

@@ -1,0 +1,81 @@
+"""A real `manage.py qcluster` subprocess for tests, and polling with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, message: str | Callable[[], str] = ""
+) -> T:
+    """Poll until predicate() is truthy; fail with `message` at the deadline. Never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout} s waiting for {text or predicate}")
+        time.sleep(interval)
+
+
+class Cluster:
+    def __init__(self, log_path: Path, **env: str):
+        data_dir = Path(settings.JOBS_DIR).parent
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "videojobs.settings",
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "DATA_DIR": str(data_dir),
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
+            "WORKERS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the cluster, then SIGKILL for its whole process group (shared/NOTES.md)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL only the cluster's main process, as an OOM killer or a crash would."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
