@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench clean browsers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ run: $(VENV)/.runtime
 	@echo "videojobs: open http://localhost:$(PORT)/ (Ctrl-C stops the web server and the worker)"
 	$(BIN)/honcho start --procfile Procfile
 
-test: $(VENV)/.dev
+# Debian's chromium + chromium-driver for the browser tests (about 3 minutes once; skipped when present).
+browsers:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: $(VENV)/.dev browsers
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.dev

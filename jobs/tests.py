@@ -1,2 +1,1 @@
-
 # Create your tests here.
