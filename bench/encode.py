@@ -35,7 +35,10 @@ def main(repeats: int = 3) -> None:
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-"))
     for label, size in (("720p", "1280x720"), ("vertical 1080x1920", "1080x1920")):
         source = make_clip(folder / f"src-{size}.mp4", seconds=10, size=size)
-        one = [timed(source, [ffmpeg.OutputSpec(folder / "one.mp4", effects_for(1, 0, 0).filter_chain())]) for _ in range(repeats)]
+        one = [
+            timed(source, [ffmpeg.OutputSpec(folder / "one.mp4", effects_for(1, 0, 0).filter_chain())])
+            for _ in range(repeats)
+        ]
         batch = [ffmpeg.OutputSpec(folder / f"b{i}.mp4", effects_for(1, 0, i).filter_chain()) for i in range(5)]
         five = [timed(source, batch) for _ in range(repeats)]
         separate = [sum(timed(source, [spec]) for spec in batch) for _ in range(repeats)]

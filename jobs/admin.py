@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from jobs.cancel import cancel_job
 from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
 
 BADGE_COLOURS = {
@@ -53,12 +54,23 @@ class JobAdmin(admin.ModelAdmin):
         "thumbnail",
     ]
     inlines = [SourceInline, OutputInline]
+    actions = ["cancel_selected"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("sources")
 
     def has_add_permission(self, request):
         return False  # jobs come from uploads
+
+    @admin.action(description="Cancel selected jobs (finished variations are kept)")
+    def cancel_selected(self, request, queryset):
+        cancelled = sum(cancel_job(job) for job in queryset)
+        already = queryset.count() - cancelled
+        self.message_user(
+            request,
+            f"Cancelled {cancelled} job(s); {already} were already finished (completed, failed or cancelled).",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, job: Job):

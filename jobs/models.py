@@ -158,10 +158,19 @@ class Job(models.Model):
         """queued|processing -> failed, e.g. expired while queued or out of attempts."""
         return self._transition(from_statuses, status=Status.FAILED, error=error, finished_at=timezone.now())
 
-    def request_cancel(self) -> bool:
-        """queued|processing -> cancelled. The worker that owns FFmpeg sees it and stops."""
+    def request_cancel(self) -> str:
+        """queued|processing -> cancelled. Returns the status it left ("" when it was already terminal).
+
+        Two conditional UPDATEs so the caller knows which one it won: a job
+        cancelled while queued has no worker, so its uploads are the caller's
+        to remove; a processing job's worker sees the status and stops FFmpeg.
+        """
         now = timezone.now()
-        return self._transition(ACTIVE, status=Status.CANCELLED, cancelled_at=now, finished_at=now)
+        for status in ACTIVE:
+            if self._transition([status], status=Status.CANCELLED, cancelled_at=now, finished_at=now):
+                logger.info("job %s: cancelled while %s", self.pk, status)
+                return status
+        return ""
 
     def requeue(self) -> bool:
         """processing -> queued, for a job whose worker died (crash recovery)."""

@@ -44,7 +44,10 @@ def run_job(job_id: str) -> None:
         logger.info("job %s: gone before it started", job_id)
         return
     if not job.claim():
-        logger.info("job %s: not claimed (status %s): nothing to do", job_id, job.current_status())
+        status = job.current_status()
+        logger.info("job %s: not claimed (status %s): nothing to do", job_id, status)
+        if status in TERMINAL:  # e.g. cancelled while queued: make sure its uploads are gone
+            settle_files(job)
         return
     logger.info("job %s: claimed (attempt %s)", job_id, job.attempts)
     try:
@@ -76,10 +79,11 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
     SourceVideo.objects.filter(pk=source.pk).update(status=Status.PROCESSING)
     done = set(source.outputs.values_list("variation_index", flat=True))
     pending = [index for index in range(job.variations_per_video) if index not in done]
-    job.outputs_dir.mkdir(parents=True, exist_ok=True)
     for batch in _chunks(pending, settings.BATCH_SIZE):
-        if not _still_processing(job):
+        if not _still_processing(job):  # checked before every batch: BATCH_SIZE=1 means between variations
+            logger.info("job %s: no longer processing; not starting the next batch", job.pk)
             return
+        job.outputs_dir.mkdir(parents=True, exist_ok=True)
         specs = [
             ffmpeg.OutputSpec(_partial_path(job, source, index), effects[(source.position, index)].filter_chain())
             for index in batch
@@ -182,11 +186,24 @@ def _finish(job: Job) -> None:
 
 
 def settle_files(job: Job) -> None:
-    """After a run: partial files go; once the job is terminal, unfinished sources and uploads go too."""
+    """After a run: partial files go; once the job is terminal, its uploads go too.
+
+    A job deleted while it ran loses its whole folder. Sources still marked
+    active take the job's final status and a progress that matches what
+    finished (a discarded partial batch no longer counts).
+    """
+    status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    if status is None:
+        shutil.rmtree(job.folder, ignore_errors=True)
+        return
     remove_unowned_outputs(job)
-    if job.current_status() not in TERMINAL:
+    if status not in TERMINAL:
         return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
-    SourceVideo.objects.filter(job=job, status__in=ACTIVE).update(status=Status.CANCELLED)
+    for source in SourceVideo.objects.filter(job=job, status__in=ACTIVE):
+        SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(
+            status=Status.FAILED if status == Status.FAILED else Status.CANCELLED,
+            progress=100 * source.completed_variations // job.variations_per_video,
+        )
     shutil.rmtree(job.uploads_dir, ignore_errors=True)
 
 

@@ -30,7 +30,7 @@ def test_claim_wins_once(job):
 
 
 def test_cancelled_queued_job_cannot_be_claimed(job):
-    assert job.request_cancel() is True
+    assert job.request_cancel() == Status.QUEUED
     assert job.status == Status.CANCELLED and job.cancelled_at
     assert Job.objects.get(pk=job.pk).claim() is False
 
@@ -40,7 +40,7 @@ def test_terminal_states_never_change(job, terminal):
     Job.objects.filter(pk=job.pk).update(status=terminal)
     fresh = Job.objects.get(pk=job.pk)
     assert not fresh.claim()
-    assert not fresh.request_cancel()
+    assert fresh.request_cancel() == ""
     assert not fresh.finish(Status.COMPLETED)
     assert not fresh.fail("x")
     assert not fresh.requeue()
@@ -59,7 +59,7 @@ def test_stale_instance_does_not_overwrite_a_newer_status(job):
     job.claim()
     job.finish(Status.COMPLETED)
     assert stale.status == Status.QUEUED
-    assert stale.request_cancel() is False  # the row count decides, not the instance
+    assert stale.request_cancel() == ""  # the row count decides, not the instance
     assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
 
 

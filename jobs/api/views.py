@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import archive, cleanup, uploads
+from jobs.cancel import cancel_job
 from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.models import Job, WorkerBeat
@@ -56,9 +57,29 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
         job = self.get_object()
-        job.request_cancel()  # a running job is stopped by its worker, which sees the row go
+        cancel_job(job)  # a running job's worker sees the cancel (then the missing row) and stops FFmpeg
         cleanup.delete_job(job)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobSerializer,
+            409: OpenApiResponse(description="the job was already completed, failed or cancelled"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_name="cancel")
+    def cancel(self, request, pk=None):
+        """Cancel a queued or processing job; finished variations are kept.
+
+        200 with the resulting job: cancelled, or completed when it finished
+        before the cancel landed. 409 when it was already terminal.
+        """
+        job = self.get_object()
+        if job.is_terminal:
+            return _error(f"this job is already {job.status}", status.HTTP_409_CONFLICT, status=job.status)
+        cancel_job(job)
+        return self._serialized(job)
 
     @extend_schema(
         responses={

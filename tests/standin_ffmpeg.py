@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""A stand-in for FFmpeg that is hard to stop, for the escalation tests (FFMPEG_BINARY points here).
+
+STANDIN_MODE=ignore-q    never reads stdin, so "q" does nothing; SIGTERM ends it
+STANDIN_MODE=ignore-term never reads stdin and ignores SIGTERM; only SIGKILL ends it
+It writes `-progress`-style blocks like FFmpeg and touches its output files.
+Thumbnail calls (libwebp) fail at once, as a broken thumbnail would.
+"""
+
+import os
+import signal
+import sys
+import time
+
+args = sys.argv[1:]
+if "libwebp" in args:
+    sys.exit(1)
+if os.environ.get("STANDIN_MODE") == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for arg in args:
+    if arg.endswith(".part"):
+        open(arg, "wb").write(b"partial")
+started = time.monotonic()
+while time.monotonic() - started < 120:
+    sys.stdout.write(f"out_time_us={int((time.monotonic() - started) * 1e6)}\nprogress=continue\n")
+    sys.stdout.flush()
+    time.sleep(0.5)
