@@ -128,7 +128,7 @@ def test_cancel_racing_the_last_variation_always_ends_consistent(transactional_d
         last_done = threading.Event()
         calls = []
 
-        def encode(*args, **kwargs):
+        def encode(*args, calls=calls, last_done=last_done, **kwargs):
             result = real_encode(*args, **kwargs)
             calls.append(result)
             if len(calls) == 2:  # the last variation's FFmpeg just exited

@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import archive, cleanup, uploads
-from jobs.cancel import cancel_job
 from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
+from jobs.cancel import cancel_job
 from jobs.models import Job, WorkerBeat
 
 
