@@ -1,0 +1,154 @@
+"""Cancellation with a real qcluster process: the worker that owns FFmpeg stops it."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import psutil
+import pytest
+from django_q.models import Task
+from rest_framework.test import APIClient
+
+from jobs.models import Job, OutputFile, Status
+from jobs.procs import tagged_processes
+from tests.conftest import files_under
+from tests.workers import wait_for
+
+pytestmark = pytest.mark.slow
+
+STANDIN = Path(__file__).resolve().parent.parent / "standin_ffmpeg.py"
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _create(api, upload, names, variations, **clip) -> Job:
+    response = api.post(
+        "/api/jobs/", {"videos": [upload(n, **clip) for n in names], "variations": variations}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    return Job.objects.get(pk=response.json()["id"])
+
+
+def _encoding(job: Job) -> list[psutil.Process]:
+    """The job's FFmpeg processes that are encoding (not making the thumbnail)."""
+    found = []
+    for proc in tagged_processes(job.pk):
+        try:
+            if any(arg.endswith(".part") for arg in proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _stop_time(api, job: Job, timeout: float) -> tuple[dict, float]:
+    """Cancel over the API; return its body and the seconds until no FFmpeg of the job is left."""
+    started = time.monotonic()
+    response = api.post(f"/api/jobs/{job.pk}/cancel/")
+    assert response.status_code == 200, response.content
+    wait_for(lambda: not tagged_processes(job.pk), timeout=timeout, interval=0.02, message="FFmpeg to exit")
+    return response.json(), time.monotonic() - started
+
+
+def _assert_no_orphans(cluster, job: Job) -> None:
+    """No FFmpeg (or zombie) under the worker, and no file in the job folder without a row."""
+    children = psutil.Process(cluster.proc.pid).children(recursive=True)
+    assert not [p for p in children if p.status() == psutil.STATUS_ZOMBIE]
+    assert not [p for p in children if "ffmpeg" in " ".join(p.cmdline())]
+    assert not tagged_processes(job.pk)
+    owned = {o.file_path for o in OutputFile.objects.filter(job=job)}
+    thumbnail = {job.folder / job.thumbnail} if job.thumbnail else set()
+    assert set(files_under(job.folder)) == owned | thumbnail
+
+
+def _settled(job: Job) -> bool:
+    """The worker has finished its clean-up: uploads gone, no partial file left."""
+    return not job.uploads_dir.exists() and not any(p.suffix == ".part" for p in files_under(job.outputs_dir))
+
+
+def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variations(start_cluster, api, upload):
+    cluster = start_cluster(BATCH_SIZE="1")
+    job = _create(api, upload, ["first.mp4", "second.mp4"], 3, seconds=30.0, audio=False)
+    # Wait until a variation is finished and the next FFmpeg is encoding.
+    wait_for(lambda: OutputFile.objects.filter(job=job).exists() and _encoding(job), timeout=60, interval=0.05)
+
+    body, seconds = _stop_time(api, job, timeout=10)
+    assert seconds < 2.0, f"FFmpeg took {seconds:.2f} s to stop"  # KILL_GRACE: q alone stopped it
+    assert body["status"] == "cancelled"
+    assert 1 <= body["completed_variations"] < body["total_variations"] == 6
+    wait_for(lambda: _settled(job), timeout=10, message="the worker's clean-up")
+
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED and job.cancelled_at
+    assert job.completed_variations == body["completed_variations"] == OutputFile.objects.filter(job=job).count()
+    assert "stopped by q" in cluster.log()
+    _assert_no_orphans(cluster, job)
+
+    download = api.get(f"/api/jobs/{job.pk}/download/")
+    assert download.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    expected = {o.archive_name for o in OutputFile.objects.filter(job=job).select_related("source")}
+    assert set(archive.namelist()) == expected | {"manifest.json"}
+    assert len(expected) == body["completed_variations"]
+
+
+@pytest.mark.parametrize(
+    "mode, stage, low, high",
+    [
+        ("ignore-q", "sigterm", 1.0, 2 * 1.0 + 0.25 + 0.5),
+        ("ignore-term", "sigkill", 2.0, 2 * 1.0 + 0.25 + 0.5),
+    ],
+)
+def test_escalation_when_ffmpeg_ignores_q_or_sigterm(start_cluster, api, upload, mode, stage, low, high):
+    cluster = start_cluster(FFMPEG_BINARY=str(STANDIN), STANDIN_MODE=mode, KILL_GRACE_SECONDS="1")
+    job = _create(api, upload, ["stubborn.mp4"], 2)
+    wait_for(lambda: _encoding(job), timeout=30, interval=0.05, message="the stand-in to start encoding")
+
+    body, seconds = _stop_time(api, job, timeout=10)
+    assert low <= seconds <= high, f"{mode}: stopped after {seconds:.2f} s"
+    wait_for(lambda: _settled(job), timeout=10, message="the worker's clean-up")
+    wait_for(lambda: f"stopped by {stage}" in cluster.log(), timeout=5)
+
+    log = cluster.log()
+    stages = re.findall(
+        rf"job {job.pk}: (?:stopping ffmpeg pid \d+: sending q|ffmpeg pid \d+ still running: sending (\w+))", log
+    )
+    assert stages == ["", "SIGTERM"] + (["SIGKILL"] if stage == "sigkill" else [])
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED and job.completed_variations == 0
+    _assert_no_orphans(cluster, job)
+    assert api.get(f"/api/jobs/{job.pk}/download/").status_code == 409
+
+
+def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, upload):
+    job = _create(api, upload, ["late.mp4"], 2)  # no worker is running yet
+    assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
+    cluster = start_cluster()
+    wait_for(lambda: Task.objects.filter(func="jobs.tasks.process_job").exists(), timeout=30, message="the task to run")
+    log = cluster.log()
+    assert f"job {job.pk}: not claimed (status cancelled)" in log
+    assert "ffmpeg pid" not in log
+    assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
+    assert not job.folder.exists()
+
+
+def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api, upload):
+    cluster = start_cluster(BATCH_SIZE="1")
+    job = _create(api, upload, ["doomed.mp4"], 3, seconds=30.0, audio=False)
+    wait_for(lambda: _encoding(job), timeout=60, interval=0.05, message="FFmpeg to start encoding")
+
+    assert api.delete(f"/api/jobs/{job.pk}/").status_code == 204
+    assert not Job.objects.filter(pk=job.pk).exists()
+    wait_for(lambda: not tagged_processes(job.pk), timeout=5, interval=0.02, message="FFmpeg to exit")
+    wait_for(lambda: not job.folder.exists(), timeout=10, message="the worker to remove the job folder")
+    wait_for(lambda: "stopped by q" in cluster.log(), timeout=5, message="the stop to be logged")
+    assert not OutputFile.objects.filter(job_id=job.pk).exists()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.messages import get_messages
+from model_bakery import baker
+
+from jobs.models import Job, Status
+
+
+@pytest.fixture
+def admin_client_(client, db):
+    admin = baker.make("auth.User", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    return client
+
+
+def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client_, user, upload):
+    from jobs import uploads
+
+    queued = uploads.create_job(user, [upload()], 1)
+    processing = baker.make(Job, owner=user, variations_per_video=1, status=Status.PROCESSING)
+    completed = baker.make(Job, owner=user, variations_per_video=1, status=Status.COMPLETED)
+    failed = baker.make(Job, owner=user, variations_per_video=1, status=Status.FAILED)
+    response = admin_client_.post(
+        "/admin/jobs/job/",
+        {"action": "cancel_selected", "_selected_action": [queued.pk, processing.pk, completed.pk, failed.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    messages = [str(m) for m in get_messages(response.wsgi_request)]
+    assert messages == ["Cancelled 2 job(s); 2 were already finished (completed, failed or cancelled)."]
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert statuses == {
+        queued.pk: Status.CANCELLED,
+        processing.pk: Status.CANCELLED,
+        completed.pk: Status.COMPLETED,
+        failed.pk: Status.FAILED,
+    }
+    assert not queued.folder.exists()  # same path as the API: a queued job's uploads go at once
+
+
+def test_job_admin_pages_render(admin_client_, user):
+    job = baker.make(Job, owner=user, variations_per_video=2, status=Status.CANCELLED)
+    changelist = admin_client_.get("/admin/jobs/job/?status__exact=cancelled&q=" + job.pk[:6])
+    assert changelist.status_code == 200
+    assert job.pk.encode() in changelist.content and b"Cancelled" in changelist.content
+    assert admin_client_.get(f"/admin/jobs/job/{job.pk}/change/").status_code == 200
+
+
+def test_admin_needs_staff(client, user):
+    client.force_login(user)
+    assert client.get("/admin/jobs/job/").status_code == 302
