@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 def cancel_job(job: Job) -> bool:
     """Cancel a queued or processing job. False when it was already terminal (nothing changed)."""
     left = job.request_cancel()
+    if left:
+        job.close_sources(Status.CANCELLED)  # the page shows the final state at once
     if left == Status.QUEUED:
         shutil.rmtree(job.folder, ignore_errors=True)
     return bool(left)

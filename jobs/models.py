@@ -176,6 +176,12 @@ class Job(models.Model):
         """processing -> queued, for a job whose worker died (crash recovery)."""
         return self._transition([Status.PROCESSING], status=Status.QUEUED, heartbeat_at=None)
 
+    def close_sources(self, status: Status) -> int:
+        """Sources still queued/processing take `status`, and a progress that counts only finished variations."""
+        return self.sources.filter(status__in=ACTIVE).update(
+            status=status, progress=F("completed_variations") * 100 / self.variations_per_video
+        )
+
     def beat(self) -> None:
         Job.objects.filter(pk=self.pk, status=Status.PROCESSING).update(heartbeat_at=timezone.now())
 

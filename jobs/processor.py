@@ -76,7 +76,8 @@ def _run_sources(job: Job) -> None:
 
 
 def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Effects]) -> None:
-    SourceVideo.objects.filter(pk=source.pk).update(status=Status.PROCESSING)
+    # Conditional: a cancel may have closed this source a moment ago.
+    SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(status=Status.PROCESSING)
     done = set(source.outputs.values_list("variation_index", flat=True))
     pending = [index for index in range(job.variations_per_video) if index not in done]
     for batch in _chunks(pending, settings.BATCH_SIZE):
@@ -199,11 +200,7 @@ def settle_files(job: Job) -> None:
     remove_unowned_outputs(job)
     if status not in TERMINAL:
         return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
-    for source in SourceVideo.objects.filter(job=job, status__in=ACTIVE):
-        SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(
-            status=Status.FAILED if status == Status.FAILED else Status.CANCELLED,
-            progress=100 * source.completed_variations // job.variations_per_video,
-        )
+    job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
     shutil.rmtree(job.uploads_dir, ignore_errors=True)
 
 

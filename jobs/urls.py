@@ -6,4 +6,9 @@ from jobs import views
 
 urlpatterns = [
     path("", views.job_list, name="jobs-list"),
+    path("upload/", views.upload, name="jobs-upload"),
+    path("jobs/<str:pk>/", views.job_detail, name="jobs-detail"),
+    path("jobs/<str:pk>/status/", views.job_status, name="jobs-status"),
+    path("jobs/<str:pk>/card/", views.job_card, name="jobs-card"),
+    path("jobs/<str:pk>/cancel/", views.job_cancel, name="jobs-cancel"),
 ]

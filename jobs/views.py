@@ -1,14 +1,85 @@
-"""Server-rendered pages. Thin: look up the user's job, call one model function, render."""
+"""Server-rendered pages. Thin: look up the user's job, call one function, render or redirect.
+
+Live parts (status, cards) are snippet views that render the same template
+fragment the page includes; static/js swaps them in.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from jobs import uploads
+from jobs.cancel import cancel_job
 from jobs.models import Job
 
+PAGE_SIZE = 12
 
+
+def _jobs_for(request):
+    return Job.objects.visible_to(request.user).prefetch_related("sources__outputs").order_by("-created_at")
+
+
+def _get_job_for_user(request, pk: str) -> Job:
+    """The user's own job (staff: any); someone else's is a 404."""
+    return get_object_or_404(_jobs_for(request), pk=pk)
+
+
+@require_GET
 def job_list(request):
-    jobs = Job.objects.visible_to(request.user).prefetch_related("sources").order_by("-created_at")
-    page = Paginator(jobs, 20).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {"page": page})
+    page = Paginator(_jobs_for(request), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "jobs/job_list.html", {"page": page, "jobs": page.object_list})
+
+
+@require_GET
+def job_detail(request, pk: str):
+    return render(request, "jobs/job_detail.html", {"job": _get_job_for_user(request, pk)})
+
+
+@require_GET
+def job_status(request, pk: str):
+    """The live part of the detail page, polled by static/js/job_detail.js."""
+    return render(request, "jobs/snippets/job_status.html", {"job": _get_job_for_user(request, pk)})
+
+
+@require_GET
+def job_card(request, pk: str):
+    """One card of the job list, refreshed by static/js/job_list.js."""
+    return render(request, "jobs/snippets/job_card.html", {"job": _get_job_for_user(request, pk)})
+
+
+@require_POST
+def job_cancel(request, pk: str):
+    """Cancel without JavaScript; the pages' script calls the API's cancel instead."""
+    job = _get_job_for_user(request, pk)
+    if cancel_job(job):
+        messages.success(request, "Job cancelled. Finished variations are kept.")
+    else:
+        messages.info(request, f"This job was already {job.current_status()}.")
+    next_url = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(next_url)
+    return redirect("jobs-detail", pk=job.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request):
+    """The upload form. With JavaScript it posts to the API (for the progress bar); without, here."""
+    context = {
+        "max_files": settings.MAX_FILES,
+        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+        "max_variations": settings.MAX_VARIATIONS,
+        "default_variations": settings.DEFAULT_VARIATIONS,
+        "variations": request.POST.get("variations", settings.DEFAULT_VARIATIONS),
+    }
+    if request.method == "POST":
+        try:
+            job = uploads.create_job(request.user, request.FILES.getlist("videos"), request.POST.get("variations"))
+        except uploads.UploadError as exc:
+            return render(request, "jobs/upload.html", {**context, "error": exc.message}, status=exc.status)
+        return redirect("jobs-detail", pk=job.pk)
+    return render(request, "jobs/upload.html", context)

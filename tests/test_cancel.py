@@ -29,6 +29,7 @@ def test_cancel_a_queued_job(api, queued_job):
     assert body["status"] == "cancelled" and body["cancelled_at"]
     assert body["completed_variations"] == 0 and body["total_variations"] == 2
     assert not queued_job.folder.exists()  # no worker will ever touch it: its uploads go now
+    assert list(queued_job.sources.values_list("status", "progress")) == [(Status.CANCELLED, 0)]
     queued_job.refresh_from_db()
     assert queued_job.expires_at == queued_job.created_at + timedelta(hours=24)  # a cancel keeps the expiry
 

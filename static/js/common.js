@@ -1,0 +1,134 @@
+/* Shared by the pages: CSRF token, an adaptive poller and the cancel flow. No framework. */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  /* Calls `tick` (async, resolves to false to stop) after `start` ms, backing off by `factor`
+     up to `max`; pauses while the tab is hidden and resumes when it is visible again. */
+  function adaptivePoll(tick, options) {
+    const opts = Object.assign({ start: 2000, max: 10000, factor: 1.5 }, options || {});
+    let delay = opts.start;
+    let timer = null;
+    let stopped = false;
+    let running = false;
+
+    function schedule() {
+      if (stopped || timer !== null || running || document.hidden) return;
+      timer = window.setTimeout(run, delay);
+    }
+    async function run() {
+      timer = null;
+      if (stopped || document.hidden) return;
+      running = true;
+      let keepGoing = true;
+      try {
+        keepGoing = await tick();
+      } catch (err) {
+        keepGoing = true; // a failed poll is retried after the next delay
+      } finally {
+        running = false;
+      }
+      if (keepGoing === false) {
+        stop();
+        return;
+      }
+      delay = Math.min(opts.max, delay * opts.factor);
+      schedule();
+    }
+    function stop() {
+      stopped = true;
+      if (timer !== null) window.clearTimeout(timer);
+      timer = null;
+    }
+    function now() {
+      /* Poll at once and restart the back-off, e.g. after the user acted. */
+      if (stopped) return;
+      if (timer !== null) window.clearTimeout(timer);
+      timer = null;
+      delay = opts.start;
+      run();
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) {
+        if (timer !== null) window.clearTimeout(timer);
+        timer = null;
+      } else {
+        schedule();
+      }
+    });
+    schedule();
+    return {
+      stop: stop,
+      now: now,
+      get stopped() { return stopped; },
+      get pending() { return timer !== null; },
+    };
+  }
+
+  const CONFIRM_CANCEL = "Cancel this job?\n\nFFmpeg is stopped and unfinished variations are discarded. " +
+    "Finished variations are kept and stay downloadable.";
+
+  /* The cancel flow for a .cancel-form: confirm, "Cancelling..." while the request runs,
+     then onDone(); on failure an error next to the form and the button back as it was. */
+  async function cancelWithForm(form, errorElement, onDone) {
+    const button = form.querySelector("button[type=submit]");
+    if (!window.confirm(CONFIRM_CANCEL)) return;
+    const label = button.textContent;
+    button.disabled = true;
+    button.textContent = "Cancelling...";
+    form.dataset.busy = "true";
+    errorElement.hidden = true;
+    try {
+      const response = await window.fetch(form.dataset.apiUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      });
+      if (!response.ok && response.status !== 409) {
+        let detail = "";
+        try { detail = (await response.json()).detail || ""; } catch (err) { detail = ""; }
+        throw new Error(detail || "the server answered " + response.status + ".");
+      }
+      delete form.dataset.busy;
+      await onDone();
+    } catch (err) {
+      delete form.dataset.busy;
+      errorElement.textContent = "Could not cancel the job: " + (err.message || "network error.");
+      errorElement.hidden = false;
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+
+  async function fetchHtml(url) {
+    const response = await window.fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!response.ok) throw new Error("status " + response.status);
+    const template = document.createElement("template");
+    template.innerHTML = (await response.text()).trim();
+    return template.content.firstElementChild;
+  }
+
+  function updateCountdowns(root) {
+    (root || document).querySelectorAll(".countdown[data-expires-at]").forEach(function (el) {
+      const seconds = Math.floor((Date.parse(el.dataset.expiresAt) - Date.now()) / 1000);
+      if (seconds <= 0) { el.textContent = "now"; return; }
+      const hours = Math.floor(seconds / 3600);
+      const minutes = Math.floor((seconds % 3600) / 60);
+      el.textContent = hours ? hours + " h " + minutes + " min" : Math.max(minutes, 1) + " min";
+    });
+  }
+
+  window.videojobs = {
+    csrfToken: csrfToken,
+    adaptivePoll: adaptivePoll,
+    cancelWithForm: cancelWithForm,
+    fetchHtml: fetchHtml,
+    updateCountdowns: updateCountdowns,
+  };
+})();

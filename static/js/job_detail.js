@@ -1,0 +1,61 @@
+/* Job detail: live status (2 s backing off to 10 s, paused while hidden, stopped at a terminal
+   status), cancel, expiry countdown and an optional browser notification. */
+(function () {
+  "use strict";
+  const vj = window.videojobs;
+  const container = document.getElementById("job-status");
+  const errorElement = document.getElementById("cancel-error");
+  const notifyBox = document.getElementById("notify");
+  const NOTIFY_ASKED = "videojobs-notify-asked";
+
+  function current() { return container.querySelector(".job-status"); }
+  function isTerminal() { return current().dataset.terminal === "true"; }
+  function busy() { const form = container.querySelector(".cancel-form"); return form && form.dataset.busy; }
+
+  function notifyFinished(snippet) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const badge = snippet.querySelector("#job-badge");
+    new Notification("videojobs: job " + (badge ? badge.textContent.trim() : "finished"), {
+      body: snippet.querySelector("h1").textContent.trim(),
+      tag: "videojobs-" + snippet.dataset.job,
+    });
+  }
+
+  async function refresh() {
+    if (busy()) return true; // never swap the form away while its request runs
+    const wasTerminal = isTerminal();
+    const snippet = await vj.fetchHtml(container.dataset.statusUrl);
+    container.replaceChildren(snippet);
+    vj.updateCountdowns(container);
+    if (!wasTerminal && isTerminal()) {
+      notifyFinished(snippet);
+      if (notifyBox) notifyBox.hidden = true;
+    }
+    return !isTerminal();
+  }
+
+  const poller = isTerminal() ? null : vj.adaptivePoll(refresh);
+  window.videojobs.detailPoller = poller;
+
+  container.addEventListener("submit", function (event) {
+    const form = event.target.closest(".cancel-form");
+    if (!form) return;
+    event.preventDefault();
+    vj.cancelWithForm(form, errorElement, async function () {
+      if (poller && !poller.stopped) poller.now(); else await refresh();
+    });
+  });
+
+  window.setInterval(function () { vj.updateCountdowns(container); }, 30000);
+  vj.updateCountdowns(container);
+
+  if (notifyBox && "Notification" in window && Notification.permission === "default" &&
+      !window.localStorage.getItem(NOTIFY_ASKED) && !isTerminal()) {
+    notifyBox.hidden = false;
+    document.getElementById("notify-button").addEventListener("click", function () {
+      window.localStorage.setItem(NOTIFY_ASKED, "1");
+      notifyBox.hidden = true;
+      Notification.requestPermission();
+    });
+  }
+})();

@@ -1,0 +1,39 @@
+/* Job list: inline cancel, and live cards for queued/processing jobs (same back-off as the detail page). */
+(function () {
+  "use strict";
+  const vj = window.videojobs;
+  const list = document.getElementById("job-cards");
+  if (!list) return;
+
+  function activeCards() {
+    return Array.from(list.querySelectorAll(".job-card")).filter(function (card) {
+      return card.dataset.status === "queued" || card.dataset.status === "processing";
+    });
+  }
+
+  async function refreshCard(card) {
+    const fresh = await vj.fetchHtml(card.dataset.cardUrl);
+    card.replaceWith(fresh);
+    return fresh;
+  }
+
+  async function refreshActive() {
+    const cards = activeCards().filter(function (card) {
+      const form = card.querySelector(".cancel-form");
+      const error = card.querySelector(".cancel-error");
+      return !(form && form.dataset.busy) && (!error || error.hidden);
+    });
+    await Promise.all(cards.map(refreshCard));
+    return activeCards().length > 0;
+  }
+
+  if (activeCards().length) vj.adaptivePoll(refreshActive);
+
+  list.addEventListener("submit", function (event) {
+    const form = event.target.closest(".cancel-form");
+    if (!form) return;
+    event.preventDefault();
+    const card = form.closest(".job-card");
+    vj.cancelWithForm(form, card.querySelector(".cancel-error"), function () { return refreshCard(card); });
+  });
+})();

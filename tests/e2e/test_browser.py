@@ -1,0 +1,240 @@
+"""The pages in a real headless Chromium, against the live server, a real qcluster and real FFmpeg."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+from rest_framework.test import APIClient
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from jobs import processor
+from jobs.models import Job, OutputFile, Status
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+
+# Test-side interception of window.fetch: delay or fail the cancel request, count status polls.
+FETCH_HOOK = """
+const mode = arguments[0];
+window.__statusPolls = 0;
+const realFetch = window.fetch.bind(window);
+window.fetch = async function (url, options) {
+  const text = String(url);
+  if (text.includes("/status/")) window.__statusPolls += 1;
+  if (text.includes("/cancel/")) {
+    if (mode === "fail") return new Response(JSON.stringify({detail: "Server error."}), {status: 500});
+    await new Promise(function (resolve) { setTimeout(resolve, 800); });
+  }
+  return realFetch(url, options);
+};
+"""
+
+
+def wait(browser, seconds=60):
+    return WebDriverWait(browser, seconds, poll_frequency=0.1)
+
+
+def text_of(browser, selector):
+    return browser.find_element(By.CSS_SELECTOR, selector).text
+
+
+def screenshot(browser, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def cookie_session(browser) -> requests.Session:
+    session = requests.Session()
+    for cookie in browser.get_cookies():
+        session.cookies.set(cookie["name"], cookie["value"])
+    return session
+
+
+def api_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def create_job(user, upload, names, variations, **clip) -> Job:
+    response = api_for(user).post(
+        "/api/jobs/", {"videos": [upload(n, **clip) for n in names], "variations": variations}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    return Job.objects.get(pk=response.json()["id"])
+
+
+def named_copy(clip: Path, folder: Path, name: str) -> Path:
+    target = folder / name
+    shutil.copyfile(clip, target)
+    return target
+
+
+def test_upload_two_clips_and_watch_the_job_complete(logged_in, live_server, start_cluster, clips, tmp_path):
+    browser = logged_in
+    start_cluster(BATCH_SIZE="2")
+    first = named_copy(clips(seconds=2.0), tmp_path, "spring-sale.mp4")
+    second = named_copy(clips(seconds=1.0, audio=False), tmp_path, "teaser.mov")
+
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(f"{first}\n{second}")
+    names = [el.text for el in browser.find_elements(By.CSS_SELECTOR, "#file-list .file-name")]
+    assert names == ["spring-sale.mp4", "teaser.mov"]
+    variations = browser.find_element(By.ID, "id_variations")
+    variations.clear()
+    variations.send_keys("2")
+    screenshot(browser, "upload")
+    browser.find_element(By.ID, "upload-button").click()
+
+    wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+    browser.execute_script("window.__sameDocument = true;")
+    wait(browser, 90).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
+    assert browser.execute_script("return window.__sameDocument === true;")  # updated without a reload
+    assert "4 of 4 variations done" in text_of(browser, ".overall label")
+    assert browser.find_elements(By.ID, "partial-note") == []
+
+    download = cookie_session(browser).get(browser.find_element(By.ID, "download").get_attribute("href"))
+    assert download.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    assert sorted(archive.namelist()) == [
+        "manifest.json",
+        "spring-sale/spring-sale_v01.mp4",
+        "spring-sale/spring-sale_v02.mp4",
+        "teaser/teaser_v01.mp4",
+        "teaser/teaser_v02.mp4",
+    ]
+
+
+def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, password_user, upload):
+    browser = logged_in
+    start_cluster(BATCH_SIZE="1")
+    job = create_job(password_user, upload, ["long-ad.mp4", "other-ad.mp4"], 3, seconds=30.0, audio=False)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    wait(browser).until(lambda b: OutputFile.objects.filter(job=job).exists())
+    # Shown without a reload: at least one variation done, not all of them.
+    wait(browser).until(lambda b: re.search(r"\b[1-5] of 6\b", text_of(b, ".overall label")))
+    assert text_of(browser, "#job-badge").startswith("Processing")
+    screenshot(browser, "detail-processing")
+
+    browser.execute_script(FETCH_HOOK, "delay")
+    browser.find_element(By.ID, "cancel-button").click()
+    alert = wait(browser, 5).until(EC.alert_is_present())
+    assert "Finished variations are kept" in alert.text
+    alert.accept()
+    button = browser.find_element(By.ID, "cancel-button")
+    assert button.text == "Cancelling..." and not button.is_enabled()
+
+    wait(browser, 30).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Cancelled ("))
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    badge = browser.find_element(By.ID, "job-badge")
+    assert badge.text == f"Cancelled ({job.completed_variations}/6)"
+    assert "badge-cancelled" in badge.get_attribute("class")
+    assert badge.value_of_css_property("background-color") == "rgba(156, 163, 175, 1)"  # gray
+    assert "Partial results available" in text_of(browser, "#partial-note")
+    assert browser.find_elements(By.ID, "cancel-button") == []
+    source_badges = [el.text for el in browser.find_elements(By.CSS_SELECTOR, ".source .badge")]
+    assert source_badges == ["Cancelled", "Cancelled"]  # no source left looking busy
+    screenshot(browser, "detail-cancelled")
+
+    download = cookie_session(browser).get(browser.find_element(By.ID, "download").get_attribute("href"))
+    assert download.status_code == 200
+    assert len(zipfile.ZipFile(io.BytesIO(download.content)).namelist()) == job.completed_variations + 1
+
+    # Polling stopped at the terminal status: no timer left, and no status request for a while.
+    assert browser.execute_script("const p = window.videojobs.detailPoller; return p.stopped && !p.pending;")
+    polls = browser.execute_script("return window.__statusPolls;")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert browser.execute_script("return window.__statusPolls;") == polls
+        time.sleep(0.25)
+
+
+def test_cancel_inline_from_the_job_list(logged_in, live_server, start_cluster, password_user, upload):
+    browser = logged_in
+    done = create_job(password_user, upload, ["finished-ad.mp4"], 1)
+    processor.run_job(done.pk)
+    earlier = create_job(password_user, upload, ["early-cancel.mp4"], 2)
+    api_for(password_user).post(f"/api/jobs/{earlier.pk}/cancel/")
+    start_cluster(BATCH_SIZE="1")
+    job = create_job(password_user, upload, ["running-ad.mp4"], 3, seconds=30.0, audio=False)
+    wait(browser).until(lambda b: Job.objects.get(pk=job.pk).status == Status.PROCESSING)
+
+    browser.get(f"{live_server.url}/")
+    card = f".job-card[data-job='{job.pk}']"
+    wait(browser, 30).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"{card} .badge"), "Processing"))
+    screenshot(browser, "list")
+    browser.find_element(By.CSS_SELECTOR, f"{card} .cancel-form button").click()
+    wait(browser, 5).until(EC.alert_is_present()).accept()
+
+    wait(browser, 30).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"{card} .badge"), "Cancelled ("))
+    assert browser.find_elements(By.CSS_SELECTOR, f"{card} .cancel-form") == []
+    link = browser.find_element(By.CSS_SELECTOR, f"{card} .job-title a")
+    assert link.get_attribute("href").endswith(f"/jobs/{job.pk}/") and "running-ad.mp4" in link.text
+    assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".job-card")) == 3
+
+
+def test_a_failed_cancel_shows_the_error_and_restores_the_button(logged_in, live_server, password_user, upload):
+    browser = logged_in
+    job = create_job(password_user, upload, ["queued.mp4"], 2)  # no worker: it stays queued
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    browser.execute_script(FETCH_HOOK, "fail")
+    button = browser.find_element(By.ID, "cancel-button")
+    label = button.text
+    button.click()
+    wait(browser, 5).until(EC.alert_is_present()).accept()
+    wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "cancel-error")))
+    assert text_of(browser, "#cancel-error") == "Could not cancel the job: Server error."
+    button = browser.find_element(By.ID, "cancel-button")
+    assert button.is_enabled() and button.text == label == "Cancel job"
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def test_an_invalid_upload_shows_the_servers_message(logged_in, live_server, tmp_path):
+    browser = logged_in
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is a text file, not a video\n" * 20)
+    wrong_type = tmp_path / "notes.txt"
+    wrong_type.write_text("text")
+
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(wrong_type))
+    assert "notes.txt: only MP4 and MOV files are accepted" in text_of(browser, "#upload-error")
+    assert browser.find_elements(By.CSS_SELECTOR, "#file-list li") == []  # refused in the page
+
+    browser.find_element(By.ID, "id_videos").send_keys(str(fake))
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "upload-error"), "not a usable video"))
+    assert "notes.mp4" in text_of(browser, "#upload-error")
+    assert browser.current_url == f"{live_server.url}/upload/"
+    assert browser.find_element(By.ID, "upload-button").is_enabled()
+    assert Job.objects.count() == 0
+
+
+def test_every_page_redirects_to_login_when_logged_out(browser, live_server, password_user):
+    job = Job.objects.create(owner=password_user, variations_per_video=1)
+    for path in ["/", "/upload/", f"/jobs/{job.pk}/", f"/jobs/{job.pk}/status/", f"/jobs/{job.pk}/card/"]:
+        browser.get(f"{live_server.url}{path}")
+        assert re.match(rf"{live_server.url}/login/\?next=", browser.current_url), path
+        assert browser.find_element(By.ID, "id_username")
+
+
+@pytest.mark.parametrize("path", ["/", "/upload/", "detail"])
+def test_pages_fit_a_375_px_phone(logged_in, live_server, password_user, upload, path):
+    browser = logged_in
+    job = create_job(password_user, upload, ["a-rather-long-file-name-for-a-small-screen.mp4"], 2)
+    browser.set_window_size(375, 800)
+    browser.get(f"{live_server.url}{f'/jobs/{job.pk}/' if path == 'detail' else path}")
+    width = browser.execute_script("return document.documentElement.clientWidth;")
+    assert browser.execute_script("return document.documentElement.scrollWidth;") <= width

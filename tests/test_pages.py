@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+from model_bakery import baker
+
+from jobs import uploads
+from jobs.models import Job, Status
+
+PAGES = ["/", "/upload/"]
+JOB_PAGES = ["/jobs/{pk}/", "/jobs/{pk}/status/", "/jobs/{pk}/card/"]
+
+
+@pytest.fixture
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def job(user, upload):
+    return uploads.create_job(user, [upload("<img src=x onerror=alert(1)>.mp4")], 2)
+
+
+@pytest.mark.parametrize("path", PAGES + JOB_PAGES + ["/jobs/{pk}/cancel/"])
+def test_every_page_needs_a_login(client, job, path):
+    response = client.get(path.format(pk=job.pk))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("path", JOB_PAGES)
+def test_someone_elses_job_pages_are_404(client, other_user, job, path):
+    client.force_login(other_user)
+    assert client.get(path.format(pk=job.pk)).status_code == 404
+
+
+def test_job_list_shows_cards_newest_first_with_pagination(logged_in, user):
+    for _ in range(14):
+        baker.make(Job, owner=user, variations_per_video=2)
+    first = logged_in.get("/")
+    assert first.status_code == 200
+    assert first.content.count(b'class="job-card card"') == 12
+    assert b"Page 1 of 2" in first.content
+    assert logged_in.get("/?page=2").content.count(b'class="job-card card"') == 2
+
+
+def test_user_supplied_names_are_escaped(logged_in, job):
+    for path in ("/", f"/jobs/{job.pk}/"):
+        content = logged_in.get(path).content
+        assert b"<img src=x" not in content
+        assert b"&lt;img src=x onerror=alert(1)&gt;.mp4" in content
+
+
+def test_badges(logged_in, user):
+    cancelled = baker.make(Job, owner=user, variations_per_video=2, status=Status.CANCELLED)
+    baker.make(
+        "jobs.SourceVideo", job=cancelled, position=0, completed_variations=1, duration=1, width=2, height=2, size=1
+    )
+    content = logged_in.get(f"/jobs/{cancelled.pk}/status/").content.decode()
+    assert 'class="badge badge-cancelled" id="job-badge">Cancelled (1/2)<' in content
+    assert "Partial results available: 1 of 2 variations finished." in content
+    assert 'data-terminal="true"' in content
+
+
+def test_cancel_without_javascript(logged_in, job):
+    assert logged_in.get(f"/jobs/{job.pk}/cancel/").status_code == 405
+    response = logged_in.post(f"/jobs/{job.pk}/cancel/", {"next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
+    again = logged_in.post(f"/jobs/{job.pk}/cancel/", {"next": "https://evil.example/"})
+    assert again["Location"] == f"/jobs/{job.pk}/"  # no open redirect
+
+
+def test_someone_elses_job_cannot_be_cancelled_from_the_page(client, other_user, job):
+    client.force_login(other_user)
+    assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 404
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def test_upload_without_javascript(logged_in, upload):
+    response = logged_in.post("/upload/", {"videos": [upload("ad.mp4")], "variations": "3"})
+    job = Job.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert job.variations_per_video == 3
+
+
+def test_upload_error_is_shown_next_to_the_form(logged_in, upload):
+    response = logged_in.post("/upload/", {"videos": [upload("ad.mp4")], "variations": "99"})
+    assert response.status_code == 400
+    assert b"variations must be a whole number from 1 to 20, not 99" in response.content
+    assert b'value="99"' in response.content
+    assert Job.objects.count() == 0
+
+
+def test_static_pages_have_no_inline_handlers(logged_in, job):
+    for path in ("/", "/upload/", f"/jobs/{job.pk}/"):
+        content = logged_in.get(path).content.decode()
+        assert " onclick=" not in content and " onsubmit=" not in content and "<script>" not in content
