@@ -144,7 +144,13 @@ def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, up
 def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api, upload):
     cluster = start_cluster(BATCH_SIZE="1")
     job = _create(api, upload, ["doomed.mp4"], 3, seconds=30.0, audio=False)
-    wait_for(lambda: _encoding(job), timeout=60, interval=0.05, message="FFmpeg to start encoding")
+    # FFmpeg has opened its input and is writing (deleting earlier would make it fail, not stop).
+    wait_for(
+        lambda: _encoding(job) and any(p.stat().st_size for p in job.outputs_dir.glob("*.part")),
+        timeout=60,
+        interval=0.05,
+        message="FFmpeg to start writing",
+    )
 
     assert api.delete(f"/api/jobs/{job.pk}/").status_code == 204
     assert not Job.objects.filter(pk=job.pk).exists()
