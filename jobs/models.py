@@ -229,6 +229,7 @@ class OutputFile(models.Model):
     size = models.BigIntegerField()
     effects = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
+    missing = models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup).")
 
     class Meta:
         ordering = ["source__position", "variation_index"]

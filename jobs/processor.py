@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -96,12 +97,12 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
                 specs,
                 job_id=job.pk,
                 on_progress=progress,
-                should_stop=lambda: not _still_processing(job),
+                should_stop=_StopWatch(job),
             )
         except ffmpeg.FFmpegError as exc:
             logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
             _discard(spec.path for spec in specs)
-            SourceVideo.objects.filter(pk=source.pk).update(status=Status.FAILED, error=str(exc)[:4000])
+            SourceVideo.objects.filter(pk=source.pk).update(status=Status.FAILED, error=_source_error(exc)[:4000])
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
@@ -111,6 +112,33 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
             if not register_output(job, source, index, spec.path, effects[(source.position, index)]):
                 _discard(spec.path for spec in specs)
                 return
+
+
+class _StopWatch:
+    """should_stop for FFmpeg: True once the job is no longer processing (cancelled, deleted).
+
+    Also writes the heartbeat every BEAT_SECONDS, so a live job never looks
+    stale even while FFmpeg reports no progress.
+    """
+
+    BEAT_SECONDS = 2.0
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.last_beat = time.monotonic()
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self.last_beat >= self.BEAT_SECONDS:
+            self.last_beat = time.monotonic()
+            # The beat is conditional on the status, so it doubles as the check.
+            return not Job.objects.filter(pk=self.job.pk, status=Status.PROCESSING).update(heartbeat_at=timezone.now())
+        return not _still_processing(self.job)
+
+
+def _source_error(exc: ffmpeg.FFmpegError) -> str:
+    if "No space left on device" in str(exc):
+        return f"The disk is full: the variations could not be written. {exc}"
+    return str(exc)
 
 
 class _ProgressWriter:

@@ -6,7 +6,8 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT = "videojobs: worker heartbeat"
+HEARTBEAT = "videojobs: worker heartbeat and recovery"
+CLEANUP = "videojobs: cleanup"
 
 
 def ensure_schedules(**kwargs) -> None:
@@ -25,12 +26,12 @@ def ensure_schedules(**kwargs) -> None:
 
 
 def on_worker_spawn(sender, proc_name: str, **kwargs) -> None:
-    """A worker process started: record that a cluster is alive."""
-    from django.db import DatabaseError
-
+    """A worker process started: record that a cluster is alive, and resume jobs whose worker died."""
+    from jobs import cleanup
     from jobs.models import WorkerBeat
 
     try:
         WorkerBeat.record()
-    except DatabaseError:
-        logger.exception("could not record the worker beat")
+        cleanup.recover_on_start()
+    except Exception:
+        logger.exception("start-up recovery failed")

@@ -6,7 +6,7 @@ import logging
 
 from django_q.tasks import async_task
 
-from jobs import processor
+from jobs import cleanup, processor
 from jobs.models import WorkerBeat
 
 logger = logging.getLogger(__name__)
@@ -25,5 +25,12 @@ def process_job(job_id: str) -> None:
 
 
 def worker_heartbeat() -> None:
-    """Scheduled every minute so /api/health/ can tell a cluster is alive."""
+    """Scheduled every minute: /api/health/ sees a live cluster, and lost jobs resume within minutes."""
     WorkerBeat.record()
+    cleanup.recover_on_start()
+
+
+def run_cleanup() -> str:
+    """Scheduled every CLEANUP_MINUTES: the same pass as `manage.py cleanup`."""
+    WorkerBeat.record()
+    return cleanup.run().line()

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from jobs import ffmpeg, tasks
+from jobs import cleanup, ffmpeg, tasks
 from jobs.models import Job, SourceVideo, new_job_id
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations) -> Job:
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task."""
     variations_per_video = parse_variations(variations)
     checked = _check(uploads)
+    _ensure_room(sum(item.upload.size for item in checked), variations_per_video)
     job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video)
     try:
         job.uploads_dir.mkdir(parents=True)
@@ -140,6 +141,23 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations) -> Job:
         "job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video
     )
     return job
+
+
+def _ensure_room(upload_bytes: int, variations: int) -> None:
+    """507 when the uploads and their expected outputs cannot fit, even after evicting finished jobs.
+
+    The outputs of a job are estimated at the uploads' size per variation (a
+    re-encode at the reference settings is of the same order as its source).
+    """
+    needed = upload_bytes * (1 + variations)
+    if not cleanup.make_room(needed):
+        raise UploadError(
+            f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
+            f"storage cap is {settings.STORAGE_CAP_BYTES} bytes; wait for running jobs to finish, or upload fewer "
+            "or smaller videos",
+            status=507,
+            field="videos",
+        )
 
 
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:

@@ -163,7 +163,7 @@ BATCH_SIZE = env_int("BATCH_SIZE", 5, minimum=1)
 FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")
 WORKERS = env_int("WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1)
 CLEANUP_MINUTES = env_int("CLEANUP_MINUTES", 5, minimum=1)
-STALE_AFTER_SECONDS = env_int("STALE_AFTER_SECONDS", 120, minimum=10)
+STALE_AFTER_SECONDS = env_int("STALE_AFTER_SECONDS", 120, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 # The longest a single job may run before django-q2 stops it.
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 6 * 3600, minimum=60)

@@ -9,7 +9,7 @@ from jobs.models import Job, OutputFile, SourceVideo
 class OutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = OutputFile
-        fields = ["id", "variation_index", "size", "effects"]
+        fields = ["id", "variation_index", "size", "effects", "missing"]
 
 
 class SourceSerializer(serializers.ModelSerializer):
