@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import Sum
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
+from jobs import cleanup
 from jobs.cancel import cancel_job
 from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
 
@@ -33,7 +37,7 @@ class OutputInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "status_badge", "progress_display", "created_at", "expires_at"]
+    list_display = ["id", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["id", "owner__username", "sources__original_name"]
     list_select_related = ["owner"]
@@ -54,10 +58,48 @@ class JobAdmin(admin.ModelAdmin):
         "thumbnail",
     ]
     inlines = [SourceInline, OutputInline]
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "delete_with_files"]
+    change_list_template = "admin/jobs/job/change_list.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("sources")
+        return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would leave the files behind: delete_with_files replaces it
+        return actions
+
+    def changelist_view(self, request, extra_context=None):
+        used = cleanup.storage_used()
+        cap = settings.STORAGE_CAP_BYTES
+        extra_context = {
+            **(extra_context or {}),
+            "storage_used": filesizeformat(used),
+            "storage_cap": filesizeformat(cap),
+            "storage_percent": round(100 * used / cap) if cap else 0,
+        }
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def delete_model(self, request, obj):
+        cancel_job(obj)
+        cleanup.delete_job(obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            self.delete_model(request, job)
+
+    @admin.action(description="Delete selected jobs with their files (running ones are cancelled first)")
+    def delete_with_files(self, request, queryset):
+        count, freed = 0, 0
+        for job in queryset:
+            cancel_job(job)
+            freed += cleanup.delete_job(job)
+            count += 1
+        self.message_user(request, f"Deleted {count} job(s) and {filesizeformat(freed)} of files.", messages.SUCCESS)
+
+    @admin.display(description="Bytes used", ordering="output_bytes")
+    def bytes_used(self, job: Job):
+        return filesizeformat(job.output_bytes or 0)
 
     def has_add_permission(self, request):
         return False  # jobs come from uploads

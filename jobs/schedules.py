@@ -12,17 +12,18 @@ CLEANUP = "videojobs: cleanup"
 
 def ensure_schedules(**kwargs) -> None:
     """post_migrate handler: one row per schedule, however often migrate runs."""
+    from django.conf import settings
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name=HEARTBEAT,
-        defaults={
-            "func": "jobs.tasks.worker_heartbeat",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    wanted = {
+        HEARTBEAT: ("jobs.tasks.worker_heartbeat", 1),
+        CLEANUP: ("jobs.tasks.run_cleanup", settings.CLEANUP_MINUTES),
+    }
+    for name, (func, minutes) in wanted.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+        )
 
 
 def on_worker_spawn(sender, proc_name: str, **kwargs) -> None:

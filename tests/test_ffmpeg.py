@@ -99,3 +99,36 @@ def test_progress_is_reported_at_most_once_a_second():
     gaps = [b[0] - a[0] for a, b in zip(calls[:-2], calls[1:-1], strict=True)]  # the last call is the final report
     assert all(gap >= ffmpeg.PROGRESS_INTERVAL * 0.95 for gap in gaps), gaps
     assert calls[-1][1] == pytest.approx(2.9)
+
+
+def test_a_child_dies_when_the_process_that_started_it_is_killed():
+    """PR_SET_PDEATHSIG via setpriv: SIGKILL of the parent takes the child with it (no SIGPIPE needed)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    import psutil
+
+    from tests.workers import wait_for
+
+    script = (
+        "import subprocess, time; from jobs.ffmpeg import _with_death_signal; "
+        "child = subprocess.Popen(_with_death_signal(['sleep', '60'])); print(child.pid, flush=True); time.sleep(60)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)
+    child = psutil.Process(int(parent.stdout.readline()))
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+        def gone():
+            try:
+                return child.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(gone, timeout=5, interval=0.02, message="the child to die with its parent")
+    finally:
+        if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+            child.kill()

@@ -1,0 +1,78 @@
+"""kill -9 of a real worker while it encodes: FFmpeg dies with it; a new cluster resumes the job."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from jobs.models import Job, OutputFile, Status
+from jobs.procs import tagged_processes
+from tests.conftest import files_under
+from tests.workers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _writing_ffmpeg(job: Job) -> psutil.Process | None:
+    """The job's encoding FFmpeg, once it has written something."""
+    for proc in tagged_processes(job.pk):
+        try:
+            if any(arg.endswith(".part") for arg in proc.cmdline()) and any(
+                p.stat().st_size for p in job.outputs_dir.glob("*.part")
+            ):
+                return proc
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            continue
+    return None
+
+
+def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster, user, upload):
+    env = {"BATCH_SIZE": "1", "STALE_AFTER_SECONDS": "2"}
+    first = start_cluster(**env)
+    api = APIClient()
+    api.force_authenticate(user)
+    response = api.post(
+        "/api/jobs/", {"videos": [upload("ad.mp4", seconds=30.0, audio=False)], "variations": 4}, format="multipart"
+    )
+    job = Job.objects.get(pk=response.json()["id"])
+
+    wait_for(lambda: OutputFile.objects.filter(job=job).exists(), timeout=60, message="a finished variation")
+    ffmpeg_proc = wait_for(lambda: _writing_ffmpeg(job), timeout=30, interval=0.05, message="FFmpeg to be writing")
+    worker = psutil.Process(ffmpeg_proc.ppid())
+    assert "qcluster" in " ".join(worker.cmdline())
+    finished = {o.pk: (o.created_at, o.file_path.stat().st_mtime_ns) for o in OutputFile.objects.filter(job=job)}
+
+    # 1. SIGKILL the worker: its FFmpeg must die with it (PR_SET_PDEATHSIG), not keep encoding.
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_for(lambda: not tagged_processes(job.pk), timeout=3, interval=0.02, message="FFmpeg to die with its worker")
+    # 2. Then the rest of the cluster, as a crash of the whole machine's service would.
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    assert not tagged_processes(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING  # nobody told the database
+
+    # 3. A new cluster: once the heartbeat is stale, start-up recovery requeues the job and a worker resumes it.
+    wait_for(lambda: (timezone.now() - Job.objects.get(pk=job.pk).heartbeat_at).total_seconds() > 2.5, timeout=10)
+    second = start_cluster(**env)
+    wait_for(
+        lambda: Job.objects.get(pk=job.pk).status in (Status.COMPLETED, Status.FAILED),
+        timeout=90,
+        message=lambda: f"the job to finish after recovery:\n{second.log()}",
+    )
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED, job.error
+    assert job.attempts == 2
+    assert f"requeue job {job.pk}" in second.log() and f"job {job.pk}: claimed (attempt 2)" in second.log()
+    outputs = list(OutputFile.objects.filter(job=job))
+    assert sorted(o.variation_index for o in outputs) == [0, 1, 2, 3]
+    for output in outputs:  # finished variations were not encoded again
+        if output.pk in finished:
+            assert (output.created_at, output.file_path.stat().st_mtime_ns) == finished[output.pk]
+    assert sorted(files_under(job.folder)) == sorted([o.file_path for o in outputs] + [job.thumbnail_path])
+    assert not tagged_processes(job.pk)
