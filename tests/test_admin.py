@@ -50,3 +50,41 @@ def test_job_admin_pages_render(admin_client_, user):
 def test_admin_needs_staff(client, user):
     client.force_login(user)
     assert client.get("/admin/jobs/job/").status_code == 302
+
+
+def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_client_, user, settings):
+    from tests.test_cleanup import make_job
+
+    settings.STORAGE_CAP_BYTES = 1024 * 1024
+    make_job(user, outputs=2, size=1500)
+    content = admin_client_.get("/admin/jobs/job/").content.decode()
+    assert "2.9\xa0KB" in content  # the job's two outputs
+    assert "Storage used by job files: <strong>2.9\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
+
+
+def test_delete_with_files_action(admin_client_, user):
+    from tests.test_cleanup import make_job
+
+    finished = make_job(user, outputs=1)
+    running = make_job(user, status=Status.PROCESSING, outputs=0)
+    response = admin_client_.post(
+        "/admin/jobs/job/", {"action": "delete_with_files", "_selected_action": [finished.pk, running.pk]}, follow=True
+    )
+    assert [str(m) for m in get_messages(response.wsgi_request)][0].startswith("Deleted 2 job(s) and ")
+    assert not Job.objects.exists()
+    assert not finished.folder.exists() and not running.folder.exists()
+
+
+def test_the_plain_delete_action_that_would_leave_files_is_gone(admin_client_, user):
+    baker.make(Job, owner=user, variations_per_video=1)
+    content = admin_client_.get("/admin/jobs/job/").content.decode()
+    assert 'value="delete_selected"' not in content
+    assert 'value="delete_with_files"' in content and 'value="cancel_selected"' in content
+
+
+def test_deleting_one_job_from_its_page_removes_its_files(admin_client_, user):
+    from tests.test_cleanup import make_job
+
+    job = make_job(user, outputs=1)
+    admin_client_.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
+    assert not Job.objects.filter(pk=job.pk).exists() and not job.folder.exists()
