@@ -96,3 +96,14 @@ def test_static_pages_have_no_inline_handlers(logged_in, job):
     for path in ("/", "/upload/", f"/jobs/{job.pk}/"):
         content = logged_in.get(path).content.decode()
         assert " onclick=" not in content and " onsubmit=" not in content and "<script>" not in content
+
+
+def test_download_button_only_once_the_job_is_finished(logged_in, user):
+    from tests.test_cleanup import make_job
+
+    running = make_job(user, status=Status.PROCESSING, outputs=1)
+    assert b'id="download"' not in logged_in.get(f"/jobs/{running.pk}/status/").content
+    done = make_job(user, status=Status.COMPLETED, outputs=1)
+    content = logged_in.get(f"/jobs/{done.pk}/status/").content
+    assert f'id="download" href="/api/jobs/{done.pk}/download/"'.encode() in content
+    assert b"Partial results available" not in content

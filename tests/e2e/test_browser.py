@@ -238,3 +238,42 @@ def test_pages_fit_a_375_px_phone(logged_in, live_server, password_user, upload,
     browser.get(f"{live_server.url}{f'/jobs/{job.pk}/' if path == 'detail' else path}")
     width = browser.execute_script("return document.documentElement.clientWidth;")
     assert browser.execute_script("return document.documentElement.scrollWidth;") <= width
+
+
+HIDE_TAB = """
+const hidden = arguments[0];
+Object.defineProperty(document, "hidden", {configurable: true, get: function () { return hidden; }});
+document.dispatchEvent(new Event("visibilitychange"));
+"""
+
+RECORD_NOTIFICATIONS = """
+window.__notifications = [];
+window.Notification = function (title, options) { window.__notifications.push(title); };
+window.Notification.permission = "granted";
+"""
+
+
+def test_polling_pauses_while_the_tab_is_hidden_and_a_notification_says_the_job_finished(
+    logged_in, live_server, start_cluster, password_user, upload
+):
+    browser = logged_in
+    job = create_job(password_user, upload, ["watched.mp4"], 1)  # queued: no worker yet
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    browser.execute_script(FETCH_HOOK, "count")
+    browser.execute_script(RECORD_NOTIFICATIONS)  # the page's own call is what we check, not the OS popup
+
+    browser.execute_script(HIDE_TAB, True)
+    assert browser.execute_script("return window.videojobs.detailPoller.pending;") is False
+    start_cluster()
+    wait(browser, 60).until(lambda b: Job.objects.get(pk=job.pk).status == Status.COMPLETED)
+    polls = browser.execute_script("return window.__statusPolls;")
+    deadline = time.monotonic() + 2.5  # longer than the first polling interval
+    while time.monotonic() < deadline:
+        assert browser.execute_script("return window.__statusPolls;") == polls
+        time.sleep(0.25)
+    assert text_of(browser, "#job-badge") == "Queued"  # nothing fetched while hidden
+
+    browser.execute_script(HIDE_TAB, False)
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
+    assert browser.execute_script("return window.__notifications;") == ["videojobs: job Completed"]
+    assert browser.execute_script("const p = window.videojobs.detailPoller; return p.stopped && !p.pending;")
