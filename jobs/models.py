@@ -182,11 +182,26 @@ class Job(models.Model):
             status=status, progress=F("completed_variations") * 100 / self.variations_per_video
         )
 
-    def beat(self) -> None:
-        Job.objects.filter(pk=self.pk, status=Status.PROCESSING).update(heartbeat_at=timezone.now())
+    def this_run(self) -> models.QuerySet:
+        """The row while this attempt still owns the job: processing, and not requeued since.
+
+        `attempts` is a fencing token: a worker that hung, was given up on and
+        requeued (see jobs.cleanup) finds 0 rows here and stops, instead of
+        racing the worker that took the job over.
+        """
+        return Job.objects.filter(pk=self.pk, status=Status.PROCESSING, attempts=self.attempts)
+
+    def beat(self) -> bool:
+        """Write the heartbeat; False when this run no longer owns the job."""
+        return bool(self.this_run().update(heartbeat_at=timezone.now()))
 
     def current_status(self) -> str:
         return Job.objects.filter(pk=self.pk).values_list("status", flat=True).first() or Status.CANCELLED
+
+
+def stem_of(name: str) -> str:
+    """The folder and file stem used in the ZIP: no extension, no leading dots (no "../" entries)."""
+    return Path(name).stem.lstrip(". ").strip()
 
 
 class SourceVideo(models.Model):
@@ -212,7 +227,7 @@ class SourceVideo(models.Model):
 
     @property
     def stem(self) -> str:
-        return Path(self.original_name).stem or f"video{self.position + 1}"
+        return stem_of(self.original_name) or f"video{self.position + 1}"
 
     @property
     def upload_path(self) -> Path:

@@ -27,7 +27,6 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from jobs import ffmpeg
 from jobs.effects import Effects, effects_for_job
@@ -131,7 +130,7 @@ class _StopWatch:
         if time.monotonic() - self.last_beat >= self.BEAT_SECONDS:
             self.last_beat = time.monotonic()
             # The beat is conditional on the status, so it doubles as the check.
-            return not Job.objects.filter(pk=self.job.pk, status=Status.PROCESSING).update(heartbeat_at=timezone.now())
+            return not self.job.beat()
         return not _still_processing(self.job)
 
 
@@ -158,8 +157,9 @@ class _ProgressWriter:
 def register_output(job: Job, source: SourceVideo, index: int, partial: Path, effects: Effects) -> bool:
     """Rename a finished file into place together with its OutputFile row.
 
-    Returns False (and registers nothing) when the job is no longer processing:
-    a variation that finishes after a cancel was accepted does not count.
+    Returns False (and registers nothing) when this run no longer owns the job:
+    a variation that finishes after a cancel was accepted does not count, nor
+    one from a worker whose job was requeued and taken over.
     """
     final = partial.with_suffix("")  # drop PARTIAL_SUFFIX
     relative = final.relative_to(job.folder)
@@ -168,8 +168,7 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
         with transaction.atomic():
             # Locks the job row (PostgreSQL); SQLite's IMMEDIATE transaction already
             # holds the write lock, so a concurrent cancel UPDATE waits for us.
-            locked = Job.objects.select_for_update().filter(pk=job.pk, status=Status.PROCESSING)
-            if not list(locked.values_list("pk", flat=True)):
+            if not list(job.this_run().select_for_update().values_list("pk", flat=True)):
                 return False
             OutputFile.objects.create(
                 job=job,
@@ -183,7 +182,7 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
             source_done = SourceVideo.objects.filter(
                 pk=source.pk, completed_variations__gte=job.variations_per_video
             ).update(status=Status.COMPLETED, progress=100)
-            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+            job.beat()
             if source_done and not job.sources.exclude(status=Status.COMPLETED).exists():
                 job.finish(Status.COMPLETED)
                 logger.info("job %s: completed", job.pk)
@@ -256,7 +255,7 @@ def make_thumbnail(job: Job, source: SourceVideo) -> None:
 
 
 def _still_processing(job: Job) -> bool:
-    return Job.objects.filter(pk=job.pk, status=Status.PROCESSING).exists()
+    return job.this_run().exists()
 
 
 def _partial_path(job: Job, source: SourceVideo, index: int) -> Path:

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from jobs import cleanup, ffmpeg, tasks
-from jobs.models import Job, SourceVideo, new_job_id
+from jobs.models import Job, SourceVideo, new_job_id, stem_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +52,28 @@ def name_problem(raw: str) -> str:
 
 
 def display_name(raw: str, taken: set[str]) -> str:
-    """A tidy name for display and ZIP entries, unique within the job."""
+    """A tidy name for display, whose ZIP folder (its stem) is unique within the job.
+
+    `taken` holds the lower-cased stems already used; "a.mp4" and "a.mov"
+    become "a.mp4" and "a (2).mov", so their ZIP folders differ.
+    """
     name = " ".join(raw.split())
+    stem, ext = _split(name)
     if len(name) > MAX_NAME_LENGTH:
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: MAX_NAME_LENGTH - len(ext) - 1] + dot + ext) if dot and len(ext) <= 5 else name[:MAX_NAME_LENGTH]
-    candidate, number = name, 2
-    while candidate.lower() in taken:
-        stem, dot, ext = name.rpartition(".")
-        candidate = f"{stem} ({number}){dot}{ext}" if dot else f"{name} ({number})"
+        stem = stem[: MAX_NAME_LENGTH - len(ext)]
+    candidate, number = stem + ext, 2
+    while (stem_of(candidate) or candidate).lower() in taken:
+        candidate = f"{stem} ({number}){ext}"
         number += 1
-    taken.add(candidate.lower())
+    taken.add((stem_of(candidate) or candidate).lower())
     return candidate
+
+
+def _split(name: str) -> tuple[str, str]:
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and len(ext) <= 5:
+        return stem, "." + ext
+    return name, ""
 
 
 def parse_variations(value) -> int:

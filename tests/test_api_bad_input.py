@@ -103,3 +103,18 @@ def test_a_json_body_is_refused(api, assert_nothing_left):
     response = api.post("/api/jobs/", {"videos": [], "variations": 2}, format="json")
     assert response.status_code == 415
     assert "Unsupported media type" in response.json()["detail"]
+
+
+def test_names_that_share_a_zip_folder_or_climb_out_of_it_are_made_safe(api, upload):
+    from jobs import processor
+
+    names = ["a.mp4", "A.mov", "...mp4", ". .mp4"]
+    response = _post(api, [upload(n) for n in names], variations=1)
+    assert response.status_code == 201
+    assert [s["name"] for s in response.json()["sources"]] == ["a.mp4", "A (2).mov", "...mp4", ". .mp4"]
+    job_id = response.json()["id"]
+    processor.run_job(job_id)
+    from jobs.models import Job
+
+    entries = sorted(o.archive_name for o in Job.objects.get(pk=job_id).outputs.select_related("source"))
+    assert entries == ["A (2)/A (2)_v01.mp4", "a/a_v01.mp4", "video3/video3_v01.mp4", "video4/video4_v01.mp4"]

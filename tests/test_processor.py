@@ -4,7 +4,7 @@ import av
 import pytest
 
 from jobs import processor, uploads
-from jobs.models import OutputFile, Status
+from jobs.models import Job, OutputFile, Status
 from tests.conftest import files_under
 
 
@@ -81,3 +81,24 @@ def test_outputs_decode_and_keep_the_source_duration(user, upload):
             assert container.duration / av.time_base == pytest.approx(2.0, abs=0.2)
             frames = sum(1 for _ in container.decode(video=0))
         assert frames == 50
+
+
+def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_path):
+    """attempts is a fencing token: after a requeue and a new claim, the old run's output is refused."""
+    from jobs.effects import effects_for
+
+    job = _create(user, upload, variations=2)
+    stale_run = Job.objects.get(pk=job.pk)
+    assert stale_run.claim()
+    assert stale_run.requeue()
+    new_run = Job.objects.get(pk=job.pk)
+    assert new_run.claim() and new_run.attempts == 2
+
+    source = job.sources.get()
+    new_run.outputs_dir.mkdir(parents=True)
+    partial = new_run.outputs_dir / "s00_v01.mp4.part"
+    partial.write_bytes(b"late")
+    assert processor.register_output(stale_run, source, 0, partial, effects_for(1, 0, 0)) is False
+    assert not stale_run.beat() and processor._still_processing(stale_run) is False
+    assert processor._still_processing(new_run) and new_run.beat()
+    assert OutputFile.objects.count() == 0
