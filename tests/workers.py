@@ -33,13 +33,21 @@ def wait_for(
         time.sleep(interval)
 
 
+def _database_url() -> str:
+    """The test database, as a URL the subprocess's settings understand."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 class Cluster:
     def __init__(self, log_path: Path, **env: str):
         data_dir = Path(settings.JOBS_DIR).parent
         environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "videojobs.settings",
-            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "DATABASE_URL": _database_url(),
             "DATA_DIR": str(data_dir),
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
             "WORKERS": "1",

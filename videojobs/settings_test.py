@@ -13,5 +13,6 @@ os.environ.setdefault("LOG_LEVEL", "INFO")
 from videojobs.settings import *  # noqa: E402,F403
 from videojobs.settings import DATA_DIR, DATABASES  # noqa: E402
 
-DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
