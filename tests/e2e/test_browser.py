@@ -277,3 +277,47 @@ def test_polling_pauses_while_the_tab_is_hidden_and_a_notification_says_the_job_
     wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
     assert browser.execute_script("return window.__notifications;") == ["videojobs: job Completed"]
     assert browser.execute_script("const p = window.videojobs.detailPoller; return p.stopped && !p.pending;")
+
+
+DROP_FILE = """
+const zone = document.getElementById("dropzone");
+const data = new DataTransfer();
+data.items.add(new File([new Uint8Array(arguments[1])], arguments[0], {type: "video/mp4"}));
+zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: data, bubbles: true, cancelable: true}));
+const dragging = zone.classList.contains("dragging");
+zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+return [dragging, zone.classList.contains("dragging")];
+"""
+
+
+def test_drop_zone_feedback_and_refusals_in_the_page(logged_in, live_server, settings):
+    browser = logged_in
+    settings.MAX_UPLOAD_BYTES = 2000
+    browser.get(f"{live_server.url}/upload/")
+    assert browser.execute_script(DROP_FILE, "dropped.mp4", 100) == [True, False]  # highlighted while dragging
+    assert [el.text for el in browser.find_elements(By.CSS_SELECTOR, "#file-list .file-name")] == ["dropped.mp4"]
+    browser.execute_script(DROP_FILE, "huge.mp4", 5000)
+    assert "huge.mp4: larger than the limit of 2.0 KB" in text_of(browser, "#upload-error")
+    browser.find_element(By.CSS_SELECTOR, "#file-list button").click()  # Remove
+    assert browser.find_elements(By.CSS_SELECTOR, "#file-list li") == []
+
+
+def test_the_upload_progress_bar_moves(logged_in, live_server, clips, tmp_path):
+    browser = logged_in
+    clip = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "slow-upload.mp4")
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
+    browser.set_network_conditions(
+        latency=0, download_throughput=10_000_000, upload_throughput=clip.stat().st_size // 3
+    )
+    browser.find_element(By.ID, "upload-button").click()
+    seen = wait(browser, 20).until(
+        lambda b: b.execute_script(
+            "const w = document.getElementById('upload-progress-wrap');"
+            "const v = document.getElementById('upload-progress').value;"
+            "return !w.hidden && v > 0 && v < 100 ? v : false;"
+        )
+    )
+    assert 0 < seen < 100
+    assert not browser.find_element(By.ID, "upload-button").is_enabled()  # no double submit
+    wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
