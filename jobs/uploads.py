@@ -131,8 +131,17 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     return result
 
 
-def create_job(owner, uploads: Sequence[UploadedFile], variations) -> Job:
-    """Validate, store the uploads in a new job folder, create the rows, enqueue the task."""
+def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Sequence[str] = ()) -> Job:
+    """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
+
+    `oversize` names files the upload handler already dropped for their size.
+    """
+    if oversize:
+        raise UploadError(
+            f"{oversize[0]}: the file is over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
+            status=413,
+            field="videos",
+        )
     variations_per_video = parse_variations(variations)
     checked = _check(uploads)
     _ensure_room(sum(item.upload.size for item in checked), variations_per_video)

@@ -118,3 +118,48 @@ def test_names_that_share_a_zip_folder_or_climb_out_of_it_are_made_safe(api, upl
 
     entries = sorted(o.archive_name for o in Job.objects.get(pk=job_id).outputs.select_related("source"))
     assert entries == ["A (2)/A (2)_v01.mp4", "a/a_v01.mp4", "video3/video3_v01.mp4", "video4/video4_v01.mp4"]
+
+
+def _csrf_client(user):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.get("/upload/")  # sets the csrftoken cookie
+    return client, client.cookies["csrftoken"].value
+
+
+def test_session_upload_over_the_limit_is_dropped_while_streaming(user, upload, settings, assert_nothing_left):
+    """The browser path: the CSRF check reads the body first, and the size limit already applies there."""
+    settings.MAX_UPLOAD_BYTES = 1000
+    client, token = _csrf_client(user)
+    response = client.post("/api/jobs/", {"videos": [upload("big.mp4")], "variations": 2}, HTTP_X_CSRFTOKEN=token)
+    _expect(response, 413, "big.mp4: the file is over the limit of 1000 bytes")  # dropped, never measured whole
+
+
+def test_session_upload_needs_the_csrf_token(user, upload, assert_nothing_left):
+    client, _ = _csrf_client(user)
+    response = client.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 2})
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_session_upload_with_the_token_works(user, upload):
+    client, token = _csrf_client(user)
+    response = client.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 2}, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201
+
+
+def test_the_size_handler_skips_the_file_at_the_chunk_that_crosses_the_limit(settings, rf):
+    from django.core.files.uploadhandler import SkipFile
+
+    from jobs.upload_limits import FileSizeLimitHandler, oversize_uploads
+
+    settings.MAX_UPLOAD_BYTES = 100
+    request = rf.post("/api/jobs/")
+    handler = FileSizeLimitHandler(request)
+    handler.new_file("videos", "huge.mp4", "video/mp4", None)
+    assert handler.receive_data_chunk(b"x" * 60, 0) == b"x" * 60
+    with pytest.raises(SkipFile):
+        handler.receive_data_chunk(b"x" * 60, 60)
+    assert oversize_uploads(request) == ["huge.mp4"]

@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which may read the upload body.
+    "jobs.upload_limits.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Pages need a login by default; DRF views are exempt and use IsAuthenticated.
@@ -173,6 +175,8 @@ MIN_FREE_BYTES = env_bytes("MIN_FREE_BYTES", 512 * 1024**2)
 
 # Uploads bigger than this spill to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024**2
+# Let our own check (MAX_FILES) name the problem instead of Django's generic one.
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, MAX_FILES + 1)
 
 REDIS_URL = env_str("REDIS_URL", "")
 Q_CLUSTER = {

@@ -18,6 +18,7 @@ from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.cancel import cancel_job
 from jobs.models import Job, WorkerBeat
+from jobs.upload_limits import oversize_uploads
 
 
 def _error(message: str, status_code: int, **extra) -> Response:
@@ -49,7 +50,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if length > limit:  # refuse before reading a byte of the body
             return _error(f"the upload is {length} bytes, over the limit of {limit} bytes", 413, field="videos")
         try:
-            job = uploads.create_job(request.user, request.FILES.getlist("videos"), request.data.get("variations"))
+            job = uploads.create_job(
+                request.user,
+                request.FILES.getlist("videos"),
+                request.data.get("variations"),
+                oversize=oversize_uploads(request),
+            )
         except uploads.UploadError as exc:
             return _error(exc.message, exc.status, field=exc.field)
         return self._serialized(job, status.HTTP_201_CREATED)
