@@ -131,8 +131,12 @@ class Job(models.Model):
         return min(int(percent), 99)
 
     # --- transitions (one conditional UPDATE each) ----------------------------
-    def _transition(self, from_statuses, **changes) -> bool:
-        updated = Job.objects.filter(pk=self.pk, status__in=from_statuses).update(**changes)
+    def _transition(self, from_statuses, fenced: bool = False, **changes) -> bool:
+        """One conditional UPDATE. `fenced`: only while this run's attempt still owns the job."""
+        rows = Job.objects.filter(pk=self.pk, status__in=from_statuses)
+        if fenced:
+            rows = rows.filter(attempts=self.attempts)
+        updated = rows.update(**changes)
         if updated:
             for field, value in changes.items():
                 if not hasattr(value, "resolve_expression"):
@@ -150,9 +154,11 @@ class Job(models.Model):
         return won
 
     def finish(self, status: Status, error: str = "") -> bool:
-        """processing -> completed or failed."""
+        """processing -> completed or failed, by the run that owns the job."""
         assert status in (Status.COMPLETED, Status.FAILED)
-        return self._transition([Status.PROCESSING], status=status, error=error, finished_at=timezone.now())
+        return self._transition(
+            [Status.PROCESSING], fenced=True, status=status, error=error, finished_at=timezone.now()
+        )
 
     def fail(self, error: str, from_statuses=ACTIVE) -> bool:
         """queued|processing -> failed, e.g. expired while queued or out of attempts."""

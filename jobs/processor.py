@@ -55,7 +55,7 @@ def run_job(job_id: str) -> None:
         _finish(job)
     except Exception as exc:
         logger.exception("job %s: failed unexpectedly", job_id)
-        job.fail(f"Internal error: {exc}", from_statuses=[Status.PROCESSING])
+        job.finish(Status.FAILED, error=f"Internal error: {exc}"[:4000])
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
         settle_files(job)
@@ -220,10 +220,13 @@ def settle_files(job: Job) -> None:
     active take the job's final status and a progress that matches what
     finished (a discarded partial batch no longer counts).
     """
-    status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-    if status is None:
+    row = Job.objects.filter(pk=job.pk).values_list("status", "attempts").first()
+    if row is None:
         shutil.rmtree(job.folder, ignore_errors=True)
         return
+    status, attempts = row
+    if status == Status.PROCESSING and attempts != job.attempts:
+        return  # another run took the job over: its files are not ours to touch
     remove_unowned_outputs(job)
     if status not in TERMINAL:
         return  # interrupted (e.g. a timeout): recovery resumes it from its uploads

@@ -102,3 +102,20 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_p
     assert not stale_run.beat() and processor._still_processing(stale_run) is False
     assert processor._still_processing(new_run) and new_run.beat()
     assert OutputFile.objects.count() == 0
+
+
+def test_a_taken_over_run_neither_finishes_the_job_nor_touches_its_files(user, upload):
+    job = _create(user, upload, variations=1)
+    stale_run = Job.objects.get(pk=job.pk)
+    stale_run.claim()
+    stale_run.requeue()
+    new_run = Job.objects.get(pk=job.pk)
+    new_run.claim()
+    new_run.outputs_dir.mkdir(parents=True)
+    in_flight = new_run.outputs_dir / "s00_v01.mp4.part"
+    in_flight.write_bytes(b"the new run is writing this")
+
+    assert stale_run.finish(Status.FAILED, error="late") is False
+    processor.settle_files(stale_run)
+    assert in_flight.exists() and new_run.uploads_dir.exists()
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
