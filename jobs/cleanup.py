@@ -165,7 +165,6 @@ def _requeue(job: Job) -> None:
     _interrupt(job)
     with transaction.atomic():
         if job.requeue():  # conditional: a worker that came back to life wins
-            SourceVideo.objects.filter(job=job, status=Status.PROCESSING).update(status=Status.QUEUED)
             transaction.on_commit(lambda: tasks.enqueue_job(job.pk))
 
 

@@ -178,9 +178,12 @@ class Job(models.Model):
                 return status
         return ""
 
-    def requeue(self) -> bool:
-        """processing -> queued, for a job whose worker died (crash recovery)."""
-        return self._transition([Status.PROCESSING], status=Status.QUEUED, heartbeat_at=None)
+    def requeue(self, fenced: bool = False) -> bool:
+        """processing -> queued: by the reconciler for a job whose worker died, or (fenced) by a stopping worker."""
+        if self._transition([Status.PROCESSING], fenced=fenced, status=Status.QUEUED, heartbeat_at=None):
+            self.sources.filter(status=Status.PROCESSING).update(status=Status.QUEUED)
+            return True
+        return False
 
     def close_sources(self, status: Status) -> int:
         """Sources still queued/processing take `status`, and a progress that counts only finished variations."""

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".part"
 
 
+class WorkerStopping(SystemExit):
+    """The worker process was asked to stop (SIGTERM) while it ran a job."""
+
+
 def run_job(job_id: str) -> None:
     """Entry point of the django-q2 task. Safe to call twice for the same job."""
     job = Job.objects.filter(pk=job_id).first()
@@ -53,12 +57,24 @@ def run_job(job_id: str) -> None:
     try:
         _run_sources(job)
         _finish(job)
+    except WorkerStopping:
+        _hand_back(job)
+        raise
     except Exception as exc:
         logger.exception("job %s: failed unexpectedly", job_id)
         job.finish(Status.FAILED, error=f"Internal error: {exc}"[:4000])
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
         settle_files(job)
+
+
+def _hand_back(job: Job) -> None:
+    """Requeue the job this stopping worker owns, so the next cluster resumes it at once."""
+    from jobs import tasks
+
+    if job.requeue(fenced=True):
+        tasks.enqueue_job(job.pk)
+        logger.info("job %s: worker stopping; requeued to resume from its finished variations", job.pk)
 
 
 def _run_sources(job: Job) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 from django_q.tasks import async_task
 
@@ -19,9 +20,23 @@ def enqueue_job(job_id: str) -> None:
 
 
 def process_job(job_id: str) -> None:
-    """The task. Idempotent: its first step is the conditional claim."""
+    """The task. Idempotent: its first step is the conditional claim.
+
+    While it runs, SIGTERM (e.g. Ctrl-C on `make run`, which signals the
+    whole cluster) raises WorkerStopping: FFmpeg is stopped and reaped, the
+    partial files go, and the job is requeued instead of waiting for the
+    stale-heartbeat recovery. The worker process then exits, as SIGTERM asked.
+    """
     WorkerBeat.record()
-    processor.run_job(job_id)
+    previous = signal.signal(signal.SIGTERM, _stop_worker)
+    try:
+        processor.run_job(job_id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_worker(signum, frame) -> None:
+    raise processor.WorkerStopping(128 + signum)
 
 
 def worker_heartbeat() -> None:

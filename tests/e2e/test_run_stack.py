@@ -15,6 +15,7 @@ import requests
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from jobs.models import Job, Status
 from jobs.procs import tagged_processes
 from tests.workers import ROOT, _database_url, wait_for
 
@@ -27,7 +28,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(transactional_db, clips, tmp_path):
+def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_cluster, clips, tmp_path):
     User.objects.create_user("erin", password="erin-pass-123")
     port = _free_port()
     bin_dir = Path(sys.executable).parent
@@ -67,6 +68,22 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(transaction
         stack.wait(timeout=20)
         wait_for(lambda: not tagged_processes(job["id"]), timeout=5, message="FFmpeg to be gone")
         wait_for(lambda: not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], timeout=5)
+
+        # The stopping worker handed its job back: queued, partial files gone, finished ones kept...
+        stopped = Job.objects.get(pk=job["id"])
+        assert stopped.status == Status.QUEUED and stopped.attempts == 1, (
+            stopped.status,
+            (tmp_path / "honcho.log").read_text(),
+        )
+        assert not list(stopped.outputs_dir.glob("*.part"))
+        # ...and the next start resumes it at once.
+        cluster = start_cluster(BATCH_SIZE="1")
+        wait_for(
+            lambda: Job.objects.get(pk=job["id"]).status == Status.COMPLETED,
+            timeout=60,
+            message=lambda: cluster.log(),
+        )
+        assert Job.objects.get(pk=job["id"]).attempts == 2
     finally:
         if stack.poll() is None:
             for proc in psutil.Process(stack.pid).children(recursive=True):
