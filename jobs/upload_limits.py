@@ -1,16 +1,19 @@
 """Refuse an oversized upload while it streams in, instead of after storing all of it.
 
-The middleware puts FileSizeLimitHandler first among the request's upload
-handlers, before anything (the CSRF check included) reads the body. A file
-that grows past MAX_UPLOAD_BYTES is skipped: its bytes are read and dropped,
-never written to memory or a temporary file, and its name is kept in
-`request.oversize_uploads` for the view to answer 413.
+The middleware runs before anything (the CSRF check included) reads the body
+of an upload request. A request whose Content-Length is over MAX_FILES x
+MAX_UPLOAD_BYTES is answered 413 without reading it. Otherwise it puts
+FileSizeLimitHandler first among the upload handlers: a file that grows past
+MAX_UPLOAD_BYTES is skipped (its bytes are read and dropped, never written to
+memory or a temporary file) and its name kept in `request.oversize_uploads`
+for the view to answer 413.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import JsonResponse
 from django.urls import reverse
 
 
@@ -31,8 +34,20 @@ class UploadLimitMiddleware:
 
     def __call__(self, request):
         if request.method == "POST" and request.path in (reverse("api-jobs-list"), reverse("jobs-upload")):
+            limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
+            length = _content_length(request)
+            if length > limit:
+                message = f"the upload is {length} bytes, over the limit of {limit} bytes"
+                return JsonResponse({"detail": message, "field": "videos"}, status=413)
             request.upload_handlers.insert(0, FileSizeLimitHandler(request))
         return self.get_response(request)
+
+
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def oversize_uploads(request) -> list[str]:

@@ -131,6 +131,18 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     return result
 
 
+def create_from_request(request) -> Job:
+    """create_job with what a page or API request carries (Django or DRF request)."""
+    from jobs.upload_limits import oversize_uploads
+
+    return create_job(
+        request.user,
+        request.FILES.getlist("videos"),
+        request.POST.get("variations"),
+        oversize=oversize_uploads(request),
+    )
+
+
 def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Sequence[str] = ()) -> Job:
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
 

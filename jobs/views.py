@@ -16,7 +16,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs import uploads
 from jobs.cancel import cancel_job
 from jobs.models import Job
-from jobs.upload_limits import oversize_uploads
 
 PAGE_SIZE = 12
 
@@ -79,12 +78,7 @@ def upload(request):
     }
     if request.method == "POST":
         try:
-            job = uploads.create_job(
-                request.user,
-                request.FILES.getlist("videos"),
-                request.POST.get("variations"),
-                oversize=oversize_uploads(request),
-            )
+            job = uploads.create_from_request(request)
         except uploads.UploadError as exc:
             return render(request, "jobs/upload.html", {**context, "error": exc.message}, status=exc.status)
         return redirect("jobs-detail", pk=job.pk)

@@ -163,3 +163,14 @@ def test_the_size_handler_skips_the_file_at_the_chunk_that_crosses_the_limit(set
     with pytest.raises(SkipFile):
         handler.receive_data_chunk(b"x" * 60, 60)
     assert oversize_uploads(request) == ["huge.mp4"]
+
+
+def test_session_request_over_the_total_limit_is_refused_before_the_csrf_check_reads_it(
+    user, settings, assert_nothing_left
+):
+    settings.MAX_UPLOAD_BYTES = 1000
+    settings.MAX_FILES = 1
+    client, _ = _csrf_client(user)  # no token sent: the size answer comes first
+    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
+    _expect(client.post("/api/jobs/", {"videos": [blob]}), 413, "the upload is", "over the limit")
+    _expect(client.post("/upload/", {"videos": [blob]}), 413, "the upload is", "over the limit")

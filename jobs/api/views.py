@@ -18,7 +18,6 @@ from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.cancel import cancel_job
 from jobs.models import Job, WorkerBeat
-from jobs.upload_limits import oversize_uploads
 
 
 def _error(message: str, status_code: int, **extra) -> Response:
@@ -45,17 +44,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
     def create(self, request):
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2
-        if length > limit:  # refuse before reading a byte of the body
-            return _error(f"the upload is {length} bytes, over the limit of {limit} bytes", 413, field="videos")
+        """Oversized requests were already refused by jobs.upload_limits, before the body was read."""
         try:
-            job = uploads.create_job(
-                request.user,
-                request.FILES.getlist("videos"),
-                request.data.get("variations"),
-                oversize=oversize_uploads(request),
-            )
+            job = uploads.create_from_request(request)
         except uploads.UploadError as exc:
             return _error(exc.message, exc.status, field=exc.field)
         return self._serialized(job, status.HTTP_201_CREATED)
