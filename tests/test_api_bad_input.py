@@ -171,6 +171,6 @@ def test_session_request_over_the_total_limit_is_refused_before_the_csrf_check_r
     settings.MAX_UPLOAD_BYTES = 1000
     settings.MAX_FILES = 1
     client, _ = _csrf_client(user)  # no token sent: the size answer comes first
-    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
-    _expect(client.post("/api/jobs/", {"videos": [blob]}), 413, "the upload is", "over the limit")
-    _expect(client.post("/upload/", {"videos": [blob]}), 413, "the upload is", "over the limit")
+    for path in ("/api/jobs/", "/upload/"):
+        blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
+        _expect(client.post(path, {"videos": [blob]}), 413, "the upload is", "over the limit")
