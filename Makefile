@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast lint bench clean browsers
+.PHONY: run test test-fast test-scaleout lint bench clean browsers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ browsers:
 
 test: $(VENV)/.dev browsers
 	$(BIN)/pytest
+
+# The scale-out configuration: PostgreSQL + Redis broker (installs and starts both on this machine).
+test-scaleout: $(VENV)/.dev
+	bash scripts/test-scaleout.sh
 
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow"
