@@ -184,12 +184,12 @@ def _finalise(job: Job) -> None:
     settle_files(job)
 
 
-def recover_on_start() -> None:
-    """Called when a worker process starts: resume jobs whose worker died before this cluster."""
+def recover_lost_jobs() -> None:
+    """Step 1 alone: run when a worker process starts and every minute with the heartbeat schedule."""
     cleanup = _Pass(timezone.now(), dry_run=False)
     recover(cleanup)
     if cleanup.summary.actions:
-        logger.info("start-up recovery: %s", "; ".join(cleanup.summary.actions))
+        logger.info("recovery: %s", "; ".join(cleanup.summary.actions))
 
 
 # --- 2. expiry -------------------------------------------------------------------

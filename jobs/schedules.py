@@ -33,6 +33,6 @@ def on_worker_spawn(sender, proc_name: str, **kwargs) -> None:
 
     try:
         WorkerBeat.record()
-        cleanup.recover_on_start()
+        cleanup.recover_lost_jobs()
     except Exception:
         logger.exception("start-up recovery failed")

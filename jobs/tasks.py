@@ -42,7 +42,7 @@ def _stop_worker(signum, frame) -> None:
 def worker_heartbeat() -> None:
     """Scheduled every minute: /api/health/ sees a live cluster, and lost jobs resume within minutes."""
     WorkerBeat.record()
-    cleanup.recover_on_start()
+    cleanup.recover_lost_jobs()
 
 
 def run_cleanup() -> str:
