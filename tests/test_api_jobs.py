@@ -203,3 +203,15 @@ def test_schema_and_browsable_api(api):
     assert "/api/jobs/{id}/download/" in json.loads(schema.content)["paths"]
     page = api.get("/api/jobs/", HTTP_ACCEPT="text/html")
     assert page.status_code == 200 and b"Job List" in page.content
+
+
+def test_schema_generates_without_warnings(tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    errors = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"), stderr=errors)
+    schema = (tmp_path / "schema.yml").read_text()
+    for path in ("/api/jobs/{id}/cancel/", "/api/jobs/{id}/download/", "/api/auth/token/", "/api/health/"):
+        assert f"  {path}:" in schema
