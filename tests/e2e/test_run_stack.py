@@ -52,6 +52,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    seen: list[psutil.Process] = []  # everything the stack started, to be sure nothing outlives the test
     try:
         wait_for(lambda: _answers(f"{url}/api/health/"), timeout=30, message="gunicorn to answer")
         http = requests.Session()
@@ -61,6 +62,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
             job = http.post(f"{url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": "3"}).json()
         wait_for(lambda: tagged_processes(job["id"]), timeout=30, interval=0.05, message="the worker to start FFmpeg")
         members = psutil.Process(stack.pid).children(recursive=True)
+        seen.extend(members)
         assert any("gunicorn" in " ".join(p.cmdline()) for p in members)
         assert any("qcluster" in " ".join(p.cmdline()) for p in members)
 
@@ -86,10 +88,14 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         assert Job.objects.get(pk=job["id"]).attempts == 2
     finally:
         if stack.poll() is None:
-            for proc in psutil.Process(stack.pid).children(recursive=True):
-                proc.kill()
+            seen.extend(psutil.Process(stack.pid).children(recursive=True))
             stack.kill()
             stack.wait()
+        for proc in seen:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
         log.close()
 
 
