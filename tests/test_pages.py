@@ -107,3 +107,13 @@ def test_download_button_only_once_the_job_is_finished(logged_in, user):
     content = logged_in.get(f"/jobs/{done.pk}/status/").content
     assert f'id="download" href="/api/jobs/{done.pk}/download/"'.encode() in content
     assert b"Partial results available" not in content
+
+
+def test_finished_cards_offer_the_zip(logged_in, user):
+    from tests.test_cleanup import make_job
+
+    done = make_job(user, status=Status.COMPLETED, outputs=1)
+    running = make_job(user, status=Status.PROCESSING, outputs=1)
+    content = logged_in.get("/").content.decode()
+    assert f'href="/api/jobs/{done.pk}/download/"' in content
+    assert f'href="/api/jobs/{running.pk}/download/"' not in content
