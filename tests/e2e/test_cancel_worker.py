@@ -158,3 +158,32 @@ def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api,
     wait_for(lambda: not job.folder.exists(), timeout=10, message="the worker to remove the job folder")
     wait_for(lambda: "stopped by q" in cluster.log(), timeout=5, message="the stop to be logged")
     assert not OutputFile.objects.filter(job_id=job.pk).exists()
+
+
+def test_cancel_at_the_end_of_the_last_variation_with_a_real_worker(start_cluster, api, upload):
+    """The race with a real cluster: the cancel is sent the moment the last FFmpeg exits, several times."""
+    start_cluster(BATCH_SIZE="1")
+    for _ in range(8):  # seen here: both orders happen (e.g. 6 cancelled, 2 completed)
+        job = _create(api, upload, ["race.mp4"], 2, seconds=1.0, audio=False)
+        # The second variation's FFmpeg: wait for it to start, then for it to exit.
+        last = wait_for(
+            lambda job=job: [p for p in _encoding(job) if any("_v02.mp4" in arg for arg in p.cmdline())],
+            timeout=30,
+            interval=0.005,
+            message="the last variation to start",
+        )[0]
+        wait_for(
+            lambda last=last: not last.is_running() or last.status() == psutil.STATUS_ZOMBIE, timeout=30, interval=0.002
+        )
+        response = api.post(f"/api/jobs/{job.pk}/cancel/")
+        wait_for(lambda job=job: _settled(job), timeout=10, message="the worker's clean-up")
+
+        job.refresh_from_db()
+        rows = OutputFile.objects.filter(job=job).count()
+        assert response.status_code in (200, 409) and response.json()["status"] == job.status
+        assert job.completed_variations == rows
+        assert sorted(files_under(job.outputs_dir)) == sorted(o.file_path for o in OutputFile.objects.filter(job=job))
+        if job.status == Status.COMPLETED:
+            assert rows == 2 and job.progress == 100
+        else:
+            assert job.status == Status.CANCELLED and rows == 1 and job.progress < 100
