@@ -123,9 +123,9 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def delete_job(job: Job) -> int:
-    """Files first, then rows. Returns the bytes freed."""
-    freed = job_bytes(job)
+def delete_job(job: Job, size: int | None = None) -> int:
+    """Files first, then rows. Returns the bytes freed (`size` when the caller measured it already)."""
+    freed = job_bytes(job) if size is None else size
     if job.folder.exists():
         shutil.rmtree(job.folder)
     job_id = job.pk
@@ -196,7 +196,8 @@ def recover_lost_jobs() -> None:
 def expire(cleanup: _Pass) -> None:
     for job in Job.objects.filter(status__in=TERMINAL, expires_at__lte=cleanup.now).order_by("expires_at"):
         freed = job_bytes(job)
-        if cleanup.act(f"delete expired {job.status} job {job.pk} ({freed} bytes)", lambda job=job: delete_job(job)):
+        delete = lambda job=job, freed=freed: delete_job(job, freed)  # noqa: E731
+        if cleanup.act(f"delete expired {job.status} job {job.pk} ({freed} bytes)", delete):
             cleanup.summary.expired += 1
             cleanup.summary.bytes_freed += freed
     for job in Job.objects.filter(status=Status.QUEUED, expires_at__lte=cleanup.now):
@@ -236,7 +237,8 @@ def evict(cleanup: _Pass) -> None:
             return
         freed = job_bytes(job)
         over = "storage cap" if used - simulated_freed > settings.STORAGE_CAP_BYTES else "disk space"
-        if cleanup.act(f"evict {job.status} job {job.pk} for {over} ({freed} bytes)", lambda job=job: delete_job(job)):
+        delete = lambda job=job, freed=freed: delete_job(job, freed)  # noqa: E731
+        if cleanup.act(f"evict {job.status} job {job.pk} for {over} ({freed} bytes)", delete):
             cleanup.summary.evicted += 1
             cleanup.summary.bytes_freed += freed
         if cleanup.dry_run:

@@ -111,9 +111,9 @@ def test_eviction_when_the_disk_is_too_full(user, settings, monkeypatch):
     def fake_usage(path):  # the disk's fill level cannot be set for real in a test
         return shutil_usage(total=100, used=full["used"], free=100 - full["used"])
 
-    def fake_delete(job):
+    def fake_delete(job, size=None):
         full["used"] -= 6
-        return real_delete(job)
+        return real_delete(job, size)
 
     from collections import namedtuple
 
