@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from rest_framework.test import APIClient
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -41,11 +42,37 @@ window.fetch = async function (url, options) {
 
 
 def wait(browser, seconds=60):
-    return WebDriverWait(browser, seconds, poll_frequency=0.1)
+    # The live parts of a page are swapped by its polling: an element found a moment ago may be gone.
+    return WebDriverWait(browser, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
 
 
 def text_of(browser, selector):
-    return browser.find_element(By.CSS_SELECTOR, selector).text
+    """The element's text, looked up again if the page swapped it out between find and read."""
+    for _ in range(10):
+        try:
+            return browser.find_element(By.CSS_SELECTOR, selector).text
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{selector} kept being replaced")
+
+
+def button_state(browser, element_id):
+    """(enabled, label) read in one step, so a polling swap cannot split the two."""
+    enabled, label = browser.execute_script(
+        "const b = document.getElementById(arguments[0]); return [!b.disabled, b.textContent.trim()];", element_id
+    )
+    return enabled, label
+
+
+def click(browser, selector):
+    """Click, looking the element up again if polling swapped it out in between."""
+    for _ in range(10):
+        try:
+            browser.find_element(By.CSS_SELECTOR, selector).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{selector} kept being replaced")
 
 
 def screenshot(browser, name):
@@ -127,12 +154,11 @@ def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, pass
     screenshot(browser, "detail-processing")
 
     browser.execute_script(FETCH_HOOK, "delay")
-    browser.find_element(By.ID, "cancel-button").click()
+    click(browser, "#cancel-button")
     alert = wait(browser, 5).until(EC.alert_is_present())
     assert "Finished variations are kept" in alert.text
     alert.accept()
-    button = browser.find_element(By.ID, "cancel-button")
-    assert button.text == "Cancelling..." and not button.is_enabled()
+    assert button_state(browser, "cancel-button") == (False, "Cancelling...")
 
     wait(browser, 30).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Cancelled ("))
     job.refresh_from_db()
@@ -174,7 +200,7 @@ def test_cancel_inline_from_the_job_list(logged_in, live_server, start_cluster, 
     card = f".job-card[data-job='{job.pk}']"
     wait(browser, 30).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"{card} .badge"), "Processing"))
     screenshot(browser, "list")
-    browser.find_element(By.CSS_SELECTOR, f"{card} .cancel-form button").click()
+    click(browser, f"{card} .cancel-form button")
     wait(browser, 5).until(EC.alert_is_present()).accept()
 
     wait(browser, 30).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"{card} .badge"), "Cancelled ("))
@@ -190,14 +216,13 @@ def test_a_failed_cancel_shows_the_error_and_restores_the_button(logged_in, live
     job = create_job(password_user, upload, ["queued.mp4"], 2)  # no worker: it stays queued
     browser.get(f"{live_server.url}/jobs/{job.pk}/")
     browser.execute_script(FETCH_HOOK, "fail")
-    button = browser.find_element(By.ID, "cancel-button")
-    label = button.text
-    button.click()
+    enabled, label = button_state(browser, "cancel-button")
+    assert enabled
+    click(browser, "#cancel-button")
     wait(browser, 5).until(EC.alert_is_present()).accept()
     wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "cancel-error")))
     assert text_of(browser, "#cancel-error") == "Could not cancel the job: Server error."
-    button = browser.find_element(By.ID, "cancel-button")
-    assert button.is_enabled() and button.text == label == "Cancel job"
+    assert button_state(browser, "cancel-button") == (True, label) and label == "Cancel job"
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
 
