@@ -52,6 +52,6 @@ def logged_in(browser, live_server, password_user):
     browser.find_element(By.ID, "id_username").send_keys("dana")
     browser.find_element(By.ID, "id_password").send_keys("dana-pass-123")
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "h1")))
-    assert browser.current_url == f"{live_server.url}/"
+    WebDriverWait(browser, 15).until(EC.url_to_be(f"{live_server.url}/"))  # the job list, after the redirect
+    WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Jobs"))
     return browser
