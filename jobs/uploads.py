@@ -133,7 +133,7 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
 
 def create_from_request(request) -> Job:
     """create_job with what a page or API request carries (Django or DRF request)."""
-    from jobs.upload_limits import oversize_uploads
+    from jobs.upload_guard import oversize_uploads
 
     return create_job(
         request.user,

@@ -153,7 +153,7 @@ def test_session_upload_with_the_token_works(user, upload):
 def test_the_size_handler_skips_the_file_at_the_chunk_that_crosses_the_limit(settings, rf):
     from django.core.files.uploadhandler import SkipFile
 
-    from jobs.upload_limits import FileSizeLimitHandler, oversize_uploads
+    from jobs.upload_guard import FileSizeLimitHandler, oversize_uploads
 
     settings.MAX_UPLOAD_BYTES = 100
     request = rf.post("/api/jobs/")
@@ -174,3 +174,20 @@ def test_session_request_over_the_total_limit_is_refused_before_the_csrf_check_r
     for path in ("/api/jobs/", "/upload/"):
         blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
         _expect(client.post(path, {"videos": [blob]}), 413, "the upload is", "over the limit")
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/", "/upload/"])
+def test_hostile_names_are_refused_on_the_session_path_too(user, clips, path, assert_nothing_left):
+    """A session request is parsed before the view (CSRF needs the body): the same strict rules apply."""
+    client, token = _csrf_client(user)
+    body = encode_multipart(BOUNDARY, {"variations": "2", "csrfmiddlewaretoken": token})
+    part = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="../../etc/passwd.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + clips().read_bytes()
+        + b"\r\n"
+    )
+    response = client.generic("POST", path, part + body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
+    _expect(response, 400, "'../../etc/passwd.mp4' is not allowed", "looks like a path")

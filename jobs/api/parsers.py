@@ -1,23 +1,12 @@
-"""A multipart parser that refuses hostile file names instead of silently trimming them."""
+"""The API's multipart parser: the same strict file-name rules as jobs.upload_guard."""
 
 from __future__ import annotations
 
-import html
-
-from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser
 
-from jobs.uploads import name_problem
-
-
-class _StrictDjangoParser(DjangoMultiPartParser):
-    def sanitize_file_name(self, file_name):
-        problem = name_problem(html.unescape(file_name))
-        if problem:
-            raise MultiPartParserError(f"file name {file_name[:80]!r} is not allowed: {problem}")
-        return super().sanitize_file_name(file_name)
+from jobs.upload_guard import StrictParser
 
 
 class StrictMultiPartParser(MultiPartParser):
@@ -29,7 +18,7 @@ class StrictMultiPartParser(MultiPartParser):
         meta["CONTENT_TYPE"] = media_type
         encoding = parser_context.get("encoding") or "utf-8"
         try:
-            data, files = _StrictDjangoParser(meta, stream, request.upload_handlers, encoding).parse()
+            data, files = StrictParser(meta, stream, request.upload_handlers, encoding).parse()
         except MultiPartParserError as exc:
             raise ParseError(str(exc)) from exc
         return DataAndFiles(data, files)

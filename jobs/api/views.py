@@ -46,7 +46,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
     def create(self, request):
-        """Oversized requests were already refused by jobs.upload_limits, before the body was read."""
+        """Oversized requests were already refused by jobs.upload_guard, before the body was read."""
         try:
             job = uploads.create_from_request(request)
         except uploads.UploadError as exc:

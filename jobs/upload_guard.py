@@ -1,0 +1,84 @@
+"""Guarding upload requests before anything (the CSRF check included) reads their body.
+
+For POSTs to the upload endpoints, UploadGuardMiddleware:
+1. answers 413 without reading the body when Content-Length is over
+   MAX_FILES x MAX_UPLOAD_BYTES (+ 1 MiB for the form fields);
+2. puts FileSizeLimitHandler first among the upload handlers: a file that
+   grows past MAX_UPLOAD_BYTES is skipped (its bytes are read and dropped,
+   never written to memory or a temporary file) and its name kept in
+   `request.oversize_uploads` for the view to answer 413;
+3. makes the request parse multipart bodies with StrictParser, which refuses
+   file names with path separators or control characters instead of trimming
+   them as Django does. A session request (browser) is parsed here, so the
+   refusal is a JSON 400 naming the problem; a token request is parsed later
+   by the API's StrictMultiPartParser, with the same rules.
+"""
+
+from __future__ import annotations
+
+import html
+import types
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.urls import reverse
+
+from jobs.uploads import name_problem
+
+
+class StrictParser(MultiPartParser):
+    def sanitize_file_name(self, file_name):
+        problem = name_problem(html.unescape(file_name))
+        if problem:
+            raise MultiPartParserError(f"file name {file_name[:80]!r} is not allowed: {problem}")
+        return super().sanitize_file_name(file_name)
+
+
+class FileSizeLimitHandler(FileUploadHandler):
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > settings.MAX_UPLOAD_BYTES:
+            self.request.__dict__.setdefault("oversize_uploads", []).append(self.file_name)
+            raise SkipFile()
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        return None  # the next handler builds the file
+
+
+def _strict_parse_file_upload(request, meta, post_data):
+    return StrictParser(meta, post_data, request.upload_handlers, request.encoding).parse()
+
+
+class UploadGuardMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method == "POST" and request.path in (reverse("api-jobs-list"), reverse("jobs-upload")):
+            limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
+            length = _content_length(request)
+            if length > limit:
+                message = f"the upload is {length} bytes, over the limit of {limit} bytes"
+                return JsonResponse({"detail": message, "field": "videos"}, status=413)
+            request.upload_handlers.insert(0, FileSizeLimitHandler(request))
+            request.parse_file_upload = types.MethodType(_strict_parse_file_upload, request)
+            if settings.SESSION_COOKIE_NAME in request.COOKIES:
+                try:
+                    request.POST  # noqa: B018 - parse now, as the CSRF check would, to answer in JSON
+                except MultiPartParserError as exc:
+                    return JsonResponse({"detail": str(exc), "field": "videos"}, status=400)
+        return self.get_response(request)
+
+
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def oversize_uploads(request) -> list[str]:
+    """Names of the files the handler skipped for size (works for Django and DRF requests)."""
+    return getattr(request, "oversize_uploads", [])
