@@ -108,13 +108,9 @@ def run(now: datetime | None = None, dry_run: bool = False) -> Summary:
 # --- deleting ------------------------------------------------------------------
 def job_bytes(job: Job) -> int:
     """Bytes a job uses on disk (its folder, walked)."""
-    return _folder_bytes(job.folder)
-
-
-def _folder_bytes(folder: Path) -> int:
     total = 0
-    if folder.is_dir():
-        for path in folder.rglob("*"):
+    if job.folder.is_dir():
+        for path in job.folder.rglob("*"):
             try:
                 if path.is_file() and not path.is_symlink():
                     total += path.stat().st_size
@@ -214,11 +210,15 @@ def _expire_queued(job: Job) -> None:
 
 
 # --- 3. eviction -----------------------------------------------------------------
+def _active_upload_bytes() -> int:
+    """Uploads still on disk: those of queued and processing jobs."""
+    return SourceVideo.objects.filter(job__status__in=ACTIVE).aggregate(total=Sum("size"))["total"] or 0
+
+
 def storage_used() -> int:
     """Bytes used by job files: finished outputs plus the uploads still waiting for a worker."""
     outputs = OutputFile.objects.aggregate(total=Sum("size"))["total"] or 0
-    uploads = SourceVideo.objects.filter(job__status__in=ACTIVE).aggregate(total=Sum("size"))["total"] or 0
-    return outputs + uploads
+    return outputs + _active_upload_bytes()
 
 
 def disk_percent_used() -> float:
@@ -254,7 +254,7 @@ def _disk_too_full(pretend_freed: int) -> bool:
 
 def make_room(needed: int) -> bool:
     """Before accepting an upload: evict finished jobs until `needed` more bytes fit. False if they cannot."""
-    active = SourceVideo.objects.filter(job__status__in=ACTIVE).aggregate(total=Sum("size"))["total"] or 0
+    active = _active_upload_bytes()
     active += OutputFile.objects.filter(job__status__in=ACTIVE).aggregate(total=Sum("size"))["total"] or 0
     if active + needed > settings.STORAGE_CAP_BYTES or shutil.disk_usage(settings.DATA_DIR).free < needed:
         return False  # running jobs alone leave no room: evicting finished ones would not help enough
