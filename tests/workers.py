@@ -15,6 +15,33 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def encoding_processes(job, writing: bool = False) -> list:
+    """The job's FFmpeg processes that encode (not the thumbnail); with `writing`, once a .part has bytes."""
+    import psutil
+
+    from jobs.procs import tagged_processes
+
+    if writing and not any(_size(p) for p in job.outputs_dir.glob("*.part")):
+        return []
+    found = []
+    for proc in tagged_processes(job.pk):
+        try:
+            if any(arg.endswith(".part") for arg in proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 T = TypeVar("T")
 
 

@@ -11,23 +11,15 @@ from pathlib import Path
 import psutil
 import pytest
 from django_q.models import Task
-from rest_framework.test import APIClient
 
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
 from tests.conftest import files_under
-from tests.workers import wait_for
+from tests.workers import encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
 STANDIN = Path(__file__).resolve().parent.parent / "standin_ffmpeg.py"
-
-
-@pytest.fixture
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def _create(api, upload, names, variations, **clip) -> Job:
@@ -36,18 +28,6 @@ def _create(api, upload, names, variations, **clip) -> Job:
     )
     assert response.status_code == 201, response.content
     return Job.objects.get(pk=response.json()["id"])
-
-
-def _encoding(job: Job) -> list[psutil.Process]:
-    """The job's FFmpeg processes that are encoding (not making the thumbnail)."""
-    found = []
-    for proc in tagged_processes(job.pk):
-        try:
-            if any(arg.endswith(".part") for arg in proc.cmdline()):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return found
 
 
 def _stop_time(api, job: Job, timeout: float) -> tuple[dict, float]:
@@ -79,7 +59,7 @@ def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variatio
     cluster = start_cluster(BATCH_SIZE="1")
     job = _create(api, upload, ["first.mp4", "second.mp4"], 3, seconds=30.0, audio=False)
     # Wait until a variation is finished and the next FFmpeg is encoding.
-    wait_for(lambda: OutputFile.objects.filter(job=job).exists() and _encoding(job), timeout=60, interval=0.05)
+    wait_for(lambda: OutputFile.objects.filter(job=job).exists() and encoding_processes(job), timeout=60, interval=0.05)
 
     body, seconds = _stop_time(api, job, timeout=10)
     assert seconds < 2.0, f"FFmpeg took {seconds:.2f} s to stop"  # KILL_GRACE: q alone stopped it
@@ -111,7 +91,7 @@ def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variatio
 def test_escalation_when_ffmpeg_ignores_q_or_sigterm(start_cluster, api, upload, mode, stage, low, high):
     cluster = start_cluster(FFMPEG_BINARY=str(STANDIN), STANDIN_MODE=mode, KILL_GRACE_SECONDS="1")
     job = _create(api, upload, ["stubborn.mp4"], 2)
-    wait_for(lambda: _encoding(job), timeout=30, interval=0.05, message="the stand-in to start encoding")
+    wait_for(lambda: encoding_processes(job), timeout=30, interval=0.05, message="the stand-in to start encoding")
 
     body, seconds = _stop_time(api, job, timeout=10)
     assert low <= seconds <= high, f"{mode}: stopped after {seconds:.2f} s"
@@ -146,7 +126,7 @@ def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api,
     job = _create(api, upload, ["doomed.mp4"], 3, seconds=30.0, audio=False)
     # FFmpeg has opened its input and is writing (deleting earlier would make it fail, not stop).
     wait_for(
-        lambda: _encoding(job) and any(p.stat().st_size for p in job.outputs_dir.glob("*.part")),
+        lambda: encoding_processes(job, writing=True),
         timeout=60,
         interval=0.05,
         message="FFmpeg to start writing",
@@ -167,7 +147,7 @@ def test_cancel_at_the_end_of_the_last_variation_with_a_real_worker(start_cluste
         job = _create(api, upload, ["race.mp4"], 2, seconds=1.0, audio=False)
         # The second variation's FFmpeg: wait for it to start, then for it to exit.
         last = wait_for(
-            lambda job=job: [p for p in _encoding(job) if any("_v02.mp4" in arg for arg in p.cmdline())],
+            lambda job=job: [p for p in encoding_processes(job) if any("_v02.mp4" in arg for arg in p.cmdline())],
             timeout=30,
             interval=0.005,
             message="the last variation to start",

@@ -13,22 +13,9 @@ from rest_framework.test import APIClient
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
 from tests.conftest import files_under
-from tests.workers import wait_for
+from tests.workers import encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _writing_ffmpeg(job: Job) -> psutil.Process | None:
-    """The job's encoding FFmpeg, once it has written something."""
-    for proc in tagged_processes(job.pk):
-        try:
-            if any(arg.endswith(".part") for arg in proc.cmdline()) and any(
-                p.stat().st_size for p in job.outputs_dir.glob("*.part")
-            ):
-                return proc
-        except (psutil.NoSuchProcess, FileNotFoundError):
-            continue
-    return None
 
 
 def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster, user, upload):
@@ -42,7 +29,9 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
     job = Job.objects.get(pk=response.json()["id"])
 
     wait_for(lambda: OutputFile.objects.filter(job=job).exists(), timeout=60, message="a finished variation")
-    ffmpeg_proc = wait_for(lambda: _writing_ffmpeg(job), timeout=30, interval=0.05, message="FFmpeg to be writing")
+    ffmpeg_proc = wait_for(
+        lambda: encoding_processes(job, writing=True), timeout=30, interval=0.05, message="FFmpeg to be writing"
+    )[0]
     worker = psutil.Process(ffmpeg_proc.ppid())
     assert "qcluster" in " ".join(worker.cmdline())
     finished = {o.pk: (o.created_at, o.file_path.stat().st_mtime_ns) for o in OutputFile.objects.filter(job=job)}
