@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast test-scaleout lint bench clean browsers
+.PHONY: run test test-fast test-scaleout lint screenshots bench clean browsers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $(VENV)/.runtime $@
 
 run: $(VENV)/.runtime
+	$(BIN)/python -m videojobs.datadir
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_superuser
@@ -46,9 +47,15 @@ test-scaleout: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow"
 
+# ruff (lint and format) and import-linter (the layers contract in pyproject.toml).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# Rewrite the README's screenshots in docs/screenshots/ (the browser tests write them only when asked).
+screenshots: $(VENV)/.dev browsers
+	SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_browser.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/encode.py

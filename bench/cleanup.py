@@ -28,7 +28,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from jobs import cleanup  # noqa: E402
+from jobs import cleanup, storage  # noqa: E402
 from jobs.models import Job, OutputFile, SourceVideo, Status  # noqa: E402
 
 
@@ -42,14 +42,14 @@ def make_jobs(owner, count: int, expired: bool) -> None:
                 job=job, position=0, original_name="a.mp4", path="uploads/00.video", size=1, duration=1, width=2,
                 height=2, status=Status.COMPLETED, completed_variations=2,
             )  # fmt: skip
-            job.outputs_dir.mkdir(parents=True)
+            storage.outputs_dir(job.pk).mkdir(parents=True)
             for index in range(2):
                 path = f"outputs/s00_v{index + 1:02d}.mp4"
-                (job.folder / path).write_bytes(b"x" * 1024)
+                (storage.job_folder(job.pk) / path).write_bytes(b"x" * 1024)
                 OutputFile.objects.create(
                     job=job, source=source, variation_index=index, path=path, size=1024, effects={}
                 )
-            (job.folder / "thumbnail.webp").write_bytes(b"RIFF")
+            (storage.job_folder(job.pk) / "thumbnail.webp").write_bytes(b"RIFF")
 
 
 def timed_pass() -> tuple[float, cleanup.Summary]:

@@ -6,8 +6,8 @@ from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
-from jobs import cleanup
-from jobs.cancel import cancel_job
+from jobs import storage
+from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
 
 BADGE_COLOURS = {
@@ -58,19 +58,14 @@ class JobAdmin(admin.ModelAdmin):
         "thumbnail",
     ]
     inlines = [SourceInline, OutputInline]
-    actions = ["cancel_selected", "delete_with_files"]
+    actions = ["cancel_selected"]
     change_list_template = "admin/jobs/job/change_list.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # it would leave the files behind: delete_with_files replaces it
-        return actions
-
     def changelist_view(self, request, extra_context=None):
-        used = cleanup.storage_used()
+        used = storage.storage_used()
         cap = settings.STORAGE_CAP_BYTES
         extra_context = {
             **(extra_context or {}),
@@ -80,22 +75,14 @@ class JobAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=extra_context)
 
+    # Django's "Delete selected jobs" action and the delete button both end here: files go with the rows,
+    # and a running job is cancelled first.
     def delete_model(self, request, obj):
-        cancel_job(obj)
-        cleanup.delete_job(obj)
+        delete_job_with_files(obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
-            self.delete_model(request, job)
-
-    @admin.action(description="Delete selected jobs with their files (running ones are cancelled first)")
-    def delete_with_files(self, request, queryset):
-        count, freed = 0, 0
-        for job in queryset:
-            cancel_job(job)
-            freed += cleanup.delete_job(job)
-            count += 1
-        self.message_user(request, f"Deleted {count} job(s) and {filesizeformat(freed)} of files.", messages.SUCCESS)
+            delete_job_with_files(job)
 
     @admin.display(description="Bytes used", ordering="output_bytes")
     def bytes_used(self, job: Job):

@@ -5,10 +5,11 @@ from django.db.models.signals import post_migrate
 
 
 class JobsConfig(AppConfig):
-    default_auto_field = "django.db.models.BigAutoField"
     name = "jobs"
 
     def ready(self) -> None:
+        # Imported here, not at the top: these modules use the models, which are
+        # only importable once the app registry is ready (Django's own rule).
         from django_q.signals import post_spawn
 
         from jobs import schedules

@@ -12,6 +12,7 @@ import logging
 
 from zipstream import ZIP_STORED, ZipStream
 
+from jobs import storage
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ def job_zip(job: Job) -> ZipStream:
     stream = ZipStream(compress_type=ZIP_STORED, sized=True)
     present = []
     for output in job.outputs.select_related("source").order_by("source__position", "variation_index"):
-        if not output.file_path.is_file():
+        path = storage.output_path(output)
+        if not path.is_file():
             logger.warning("job %s: output %s is missing on disk; left out of the ZIP", job.pk, output.path)
             continue
-        stream.add_path(str(output.file_path), output.archive_name)
+        stream.add_path(str(path), output.archive_name)
         present.append(output)
     stream.add(json.dumps(manifest(job, present), indent=2).encode(), "manifest.json")
     return stream

@@ -1,17 +1,15 @@
-"""The one cancel path, shared by the API, the admin action, the pages and DELETE.
+"""Cancelling and deleting a job: the one path shared by the API, the admin and the pages.
 
-The web side only writes the status. The worker that owns the FFmpeg process
-polls the status, stops FFmpeg (q, SIGTERM, SIGKILL) and removes the partial
-files; so cancelling works when web and workers are different processes or
-machines. A job cancelled while still queued has no worker: its uploads are
-removed here.
+The web side only writes the status; the worker that owns the FFmpeg process
+sees it and stops FFmpeg itself (docs/architecture.md, "Cancelling"). A job
+cancelled while still queued has no worker, so its files are removed here.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 
+from jobs import storage
 from jobs.models import Job, Status
 
 logger = logging.getLogger(__name__)
@@ -23,5 +21,12 @@ def cancel_job(job: Job) -> bool:
     if left:
         job.close_sources(Status.CANCELLED)  # the page shows the final state at once
     if left == Status.QUEUED:
-        shutil.rmtree(job.folder, ignore_errors=True)
+        storage.remove_folder(job.pk)
     return bool(left)
+
+
+def delete_job_with_files(job: Job) -> int:
+    """Cancel it if it runs (its worker sees the cancel, then the missing row, and stops FFmpeg),
+    then delete its files and rows. Returns the bytes freed."""
+    cancel_job(job)
+    return storage.delete_job(job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-# Reference ranges (shared/DESIGN.md). Rotation is a magnitude; its sign is random.
+# The product's ranges (docs/architecture.md, "Effects"). Rotation is a magnitude; its sign is random.
 ROTATION_RAD = (0.001, 0.01)
 BRIGHTNESS = (-0.05, 0.05)
 CONTRAST = (0.95, 1.05)

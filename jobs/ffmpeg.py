@@ -9,7 +9,7 @@
 
 FFmpeg runs under `setpriv --pdeathsig KILL` so it dies with the thread that
 started it, and carries VIDEOJOBS_JOB=<job id> in its environment so a sweep
-can find leftovers (shared/NOTES.md).
+can find leftovers (docs/architecture.md, "FFmpeg processes").
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import av
+import imageio_ffmpeg
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -72,15 +73,12 @@ class OutputSpec:
 @dataclass(frozen=True)
 class RunResult:
     returncode: int
-    stopped: bool  # True when should_stop() asked for the stop
-    stop_stage: str = ""  # "q", "sigterm" or "sigkill" when stopped
+    stopped: bool  # True when should_stop() asked for the stop (or an exception left with FFmpeg alive)
 
 
 def ffmpeg_binary() -> str:
     if settings.FFMPEG_BINARY:
         return settings.FFMPEG_BINARY
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -131,7 +129,7 @@ def _duration_seconds(container, stream) -> float:
 
 # --- encode ----------------------------------------------------------------------
 def encode_command(source: Path, outputs: Sequence[OutputSpec]) -> list[str]:
-    """One process, one decode, one `-vf` chain and encoder per output (DESIGN.md)."""
+    """One process, one decode, one `-vf` chain and encoder per output."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(source)]
     cmd += ["-progress", "pipe:1"]
     for output in outputs:
@@ -208,7 +206,7 @@ def run(
                 if pipe:
                     pipe.close()
         if stage:
-            return RunResult(proc.returncode, stopped=True, stop_stage=stage)
+            return RunResult(proc.returncode, stopped=True)
         if proc.returncode != 0:
             raise FFmpegError(f"ffmpeg exited with code {proc.returncode}", _tail(stderr))
         if on_progress and reader.seconds is not None:

@@ -1,7 +1,8 @@
 """Job, SourceVideo and OutputFile, with the job state machine.
 
 Every status transition is one conditional UPDATE guarded by the old status;
-its row count says who won a race (shared/DESIGN.md, "Job status").
+its row count says who won a race (docs/architecture.md, "State machine").
+Where the files of a job live is jobs.storage's business, not the models'.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
+
+from jobs.names import stem_of
 
 logger = logging.getLogger(__name__)
 
@@ -81,23 +83,6 @@ class Job(models.Model):
             self.expires_at = self.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
         super().save(*args, **kwargs)
 
-    # --- files ---------------------------------------------------------------
-    @property
-    def folder(self) -> Path:
-        return settings.JOBS_DIR / self.id
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.folder / "uploads"
-
-    @property
-    def outputs_dir(self) -> Path:
-        return self.folder / "outputs"
-
-    @property
-    def thumbnail_path(self) -> Path | None:
-        return self.folder / self.thumbnail if self.thumbnail else None
-
     # --- derived figures -----------------------------------------------------
     @property
     def is_terminal(self) -> bool:
@@ -106,6 +91,18 @@ class Job(models.Model):
     @property
     def is_expired(self) -> bool:
         return timezone.now() >= self.expires_at
+
+    @property
+    def is_downloadable(self) -> bool:
+        """The one rule for offering the ZIP: finished (completed, failed or cancelled), not expired,
+        with at least one finished variation. Pages, API links and the download view all ask this."""
+        return self.is_terminal and not self.is_expired and self.completed_variations > 0
+
+    @property
+    def summary(self) -> str:
+        """'2 videos × 3 variations', as the pages and the admin show a job."""
+        videos, variations = len(self._sources()), self.variations_per_video
+        return f"{videos} video{'s' if videos != 1 else ''} × {variations} variation{'s' if variations != 1 else ''}"
 
     def _sources(self):
         # Uses the prefetched sources when the caller prefetched them.
@@ -208,11 +205,6 @@ class Job(models.Model):
         return Job.objects.filter(pk=self.pk).values_list("status", flat=True).first() or Status.CANCELLED
 
 
-def stem_of(name: str) -> str:
-    """The folder and file stem used in the ZIP: no extension, no leading dots (no "../" entries)."""
-    return Path(name).stem.lstrip(". ").strip()
-
-
 class SourceVideo(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sources")
     position = models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")
@@ -238,10 +230,6 @@ class SourceVideo(models.Model):
     def stem(self) -> str:
         return stem_of(self.original_name) or f"video{self.position + 1}"
 
-    @property
-    def upload_path(self) -> Path:
-        return self.job.folder / self.path
-
 
 class OutputFile(models.Model):
     """A finished, complete variation. The row and the file appear together."""
@@ -263,10 +251,6 @@ class OutputFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
-
-    @property
-    def file_path(self) -> Path:
-        return self.job.folder / self.path
 
     @property
     def archive_name(self) -> str:

@@ -1,25 +1,13 @@
 """Runs one job: claim, encode every pending variation in batches, finish.
 
-The order of events for a job (shared/DESIGN.md, "Processing"):
-1. Claim queued -> processing; 0 rows means another delivery or a cancel won.
-2. Thumbnail from the first source.
-3. Per source, the variations without an OutputFile run in batches of
-   BATCH_SIZE, one FFmpeg each. The job status is checked before every batch
-   and every 0.25 s while FFmpeg runs; a cancel stops FFmpeg (q, TERM, KILL).
-4. Each finished output is registered in one transaction that first locks the
-   job row and checks it is still processing: its OutputFile row is created and
-   its temporary file renamed into place together. The transaction that
-   registers the last variation also completes the job, so a cancel can never
-   land on a job whose every variation finished.
-5. Finish processing -> completed | failed; remove files no row owns; delete
-   the uploads once the job is terminal.
+The order of the steps, and the races each one is fenced against, are in
+docs/architecture.md ("Processing a job").
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,13 +16,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from jobs import ffmpeg
+from jobs import ffmpeg, storage
 from jobs.effects import Effects, effects_for_job
+from jobs.enqueue import enqueue_job
 from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
 
 logger = logging.getLogger(__name__)
-
-PARTIAL_SUFFIX = ".part"
 
 
 class WorkerStopping(SystemExit):
@@ -51,7 +38,7 @@ def run_job(job_id: str) -> None:
         status = job.current_status()
         logger.info("job %s: not claimed (status %s): nothing to do", job_id, status)
         if status in TERMINAL:  # e.g. cancelled while queued: make sure its uploads are gone
-            settle_files(job)
+            storage.settle_files(job)
         return
     logger.info("job %s: claimed (attempt %s)", job_id, job.attempts)
     try:
@@ -65,15 +52,13 @@ def run_job(job_id: str) -> None:
         job.finish(Status.FAILED, error=f"Internal error: {exc}"[:4000])
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
-        settle_files(job)
+        storage.settle_files(job)
 
 
 def _hand_back(job: Job) -> None:
     """Requeue the job this stopping worker owns, so the next cluster resumes it at once."""
-    from jobs import tasks
-
     if job.requeue(fenced=True):
-        tasks.enqueue_job(job.pk)
+        enqueue_job(job.pk)
         logger.info("job %s: worker stopping; requeued to resume from its finished variations", job.pk)
 
 
@@ -100,15 +85,17 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
         if not _still_processing(job):  # checked before every batch: BATCH_SIZE=1 means between variations
             logger.info("job %s: no longer processing; not starting the next batch", job.pk)
             return
-        job.outputs_dir.mkdir(parents=True, exist_ok=True)
+        storage.create_outputs_dir(job.pk)
         specs = [
-            ffmpeg.OutputSpec(_partial_path(job, source, index), effects[(source.position, index)].filter_chain())
+            ffmpeg.OutputSpec(
+                storage.partial_path(job.pk, source.position, index), effects[(source.position, index)].filter_chain()
+            )
             for index in batch
         ]
         progress = _ProgressWriter(job, source, len(batch))
         try:
             result = ffmpeg.encode(
-                source.upload_path,
+                storage.upload_path(source),
                 specs,
                 job_id=job.pk,
                 on_progress=progress,
@@ -116,16 +103,16 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
             )
         except ffmpeg.FFmpegError as exc:
             logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
-            _discard(spec.path for spec in specs)
+            storage.discard(spec.path for spec in specs)
             SourceVideo.objects.filter(pk=source.pk).update(status=Status.FAILED, error=_source_error(exc)[:4000])
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
-            _discard(spec.path for spec in specs)
+            storage.discard(spec.path for spec in specs)
             return
         for index, spec in zip(batch, specs, strict=True):
             if not register_output(job, source, index, spec.path, effects[(source.position, index)]):
-                _discard(spec.path for spec in specs)
+                storage.discard(spec.path for spec in specs)
                 return
 
 
@@ -177,8 +164,8 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
     a variation that finishes after a cancel was accepted does not count, nor
     one from a worker whose job was requeued and taken over.
     """
-    final = partial.with_suffix("")  # drop PARTIAL_SUFFIX
-    relative = final.relative_to(job.folder)
+    final = storage.final_path(partial)
+    relative = storage.relative_to_job(job.pk, final)
     renamed = False
     try:
         with transaction.atomic():
@@ -190,7 +177,7 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
                 job=job,
                 source=source,
                 variation_index=index,
-                path=str(relative),
+                path=relative,
                 size=partial.stat().st_size,
                 effects=effects.as_dict(),
             )
@@ -229,43 +216,10 @@ def _finish(job: Job) -> None:
             logger.info("job %s: failed", job.pk)
 
 
-def settle_files(job: Job) -> None:
-    """After a run: partial files go; once the job is terminal, its uploads go too.
-
-    A job deleted while it ran loses its whole folder. Sources still marked
-    active take the job's final status and a progress that matches what
-    finished (a discarded partial batch no longer counts).
-    """
-    row = Job.objects.filter(pk=job.pk).values_list("status", "attempts").first()
-    if row is None:
-        shutil.rmtree(job.folder, ignore_errors=True)
-        return
-    status, attempts = row
-    if status == Status.PROCESSING and attempts != job.attempts:
-        return  # another run took the job over: its files are not ours to touch
-    remove_unowned_outputs(job)
-    if status not in TERMINAL:
-        return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
-    job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
-    shutil.rmtree(job.uploads_dir, ignore_errors=True)
-
-
-def remove_unowned_outputs(job: Job) -> list[Path]:
-    """Delete every file in the job's outputs folder that has no OutputFile row."""
-    if not job.outputs_dir.is_dir():
-        return []
-    owned = {job.folder / path for path in OutputFile.objects.filter(job=job).values_list("path", flat=True)}
-    removed = [path for path in job.outputs_dir.iterdir() if path not in owned]
-    _discard(removed)
-    if removed:
-        logger.info("job %s: removed %s unfinished files", job.pk, len(removed))
-    return removed
-
-
 def make_thumbnail(job: Job, source: SourceVideo) -> None:
-    target = job.folder / "thumbnail.webp"
+    target = storage.job_folder(job.pk) / storage.THUMBNAIL_NAME
     try:
-        ffmpeg.thumbnail(source.upload_path, target, at_seconds=min(1.0, source.duration / 3), job_id=job.pk)
+        ffmpeg.thumbnail(storage.upload_path(source), target, at_seconds=min(1.0, source.duration / 3), job_id=job.pk)
     except ffmpeg.FFmpegError:
         logger.warning("job %s: no thumbnail", job.pk, exc_info=True)
         return
@@ -275,18 +229,6 @@ def make_thumbnail(job: Job, source: SourceVideo) -> None:
 
 def _still_processing(job: Job) -> bool:
     return job.this_run().exists()
-
-
-def _partial_path(job: Job, source: SourceVideo, index: int) -> Path:
-    return job.outputs_dir / f"s{source.position:02d}_v{index + 1:02d}.mp4{PARTIAL_SUFFIX}"
-
-
-def _discard(paths) -> None:
-    for path in paths:
-        try:
-            Path(path).unlink(missing_ok=True)
-        except OSError:
-            logger.exception("could not delete %s", path)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -1,8 +1,17 @@
-"""django-q2 schedules, created idempotently after every migrate, and worker start-up hooks."""
+"""django-q2 schedules, created idempotently after every migrate, and the worker start-up hook.
+
+Imported from JobsConfig.ready(), once the models are loaded.
+"""
 
 from __future__ import annotations
 
 import logging
+
+from django.conf import settings
+from django_q.models import Schedule
+
+from jobs import cleanup
+from jobs.models import WorkerBeat
 
 logger = logging.getLogger(__name__)
 
@@ -12,9 +21,6 @@ CLEANUP = "videojobs: cleanup"
 
 def ensure_schedules(**kwargs) -> None:
     """post_migrate handler: one row per schedule, however often migrate runs."""
-    from django.conf import settings
-    from django_q.models import Schedule
-
     wanted = {
         HEARTBEAT: ("jobs.tasks.worker_heartbeat", 1),
         CLEANUP: ("jobs.tasks.run_cleanup", settings.CLEANUP_MINUTES),
@@ -28,9 +34,6 @@ def ensure_schedules(**kwargs) -> None:
 
 def on_worker_spawn(sender, proc_name: str, **kwargs) -> None:
     """A worker process started: record that a cluster is alive, and resume jobs whose worker died."""
-    from jobs import cleanup
-    from jobs.models import WorkerBeat
-
     try:
         WorkerBeat.record()
         cleanup.recover_lost_jobs()

@@ -5,18 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 
-from django_q.tasks import async_task
-
 from jobs import cleanup, processor
 from jobs.models import WorkerBeat
 
 logger = logging.getLogger(__name__)
-
-
-def enqueue_job(job_id: str) -> None:
-    """Queue the processing task; call from transaction.on_commit."""
-    async_task("jobs.tasks.process_job", job_id, group="jobs")
-    logger.info("job %s: queued for a worker", job_id)
 
 
 def process_job(job_id: str) -> None:

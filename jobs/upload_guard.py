@@ -25,7 +25,7 @@ from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.urls import reverse
 
-from jobs.uploads import name_problem
+from jobs.names import name_problem
 
 
 class StrictParser(MultiPartParser):

@@ -7,8 +7,6 @@ failure while storing removes what was written.
 from __future__ import annotations
 
 import logging
-import shutil
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,12 +14,14 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from jobs import cleanup, ffmpeg, tasks
-from jobs.models import Job, SourceVideo, new_job_id, stem_of
+from jobs import ffmpeg, storage
+from jobs.enqueue import enqueue_job
+from jobs.models import Job, SourceVideo, new_job_id
+from jobs.names import display_name, name_problem
+from jobs.upload_guard import oversize_uploads
 
 logger = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 200
 ACCEPTED_FORMAT = "mp4"  # PyAV names the MP4/MOV demuxer "mov,mp4,m4a,3gp,3g2,mj2"
 
 
@@ -38,42 +38,6 @@ class _Checked:
     upload: UploadedFile
     name: str
     probe: ffmpeg.ProbeResult
-
-
-def name_problem(raw: str) -> str:
-    """Why a client-sent file name is refused, or '' when it is acceptable."""
-    if "/" in raw or "\\" in raw:
-        return "it looks like a path; send the bare file name"
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
-        return "it contains control characters"
-    if raw.strip() in ("", ".", ".."):
-        return "it is empty"
-    return ""
-
-
-def display_name(raw: str, taken: set[str]) -> str:
-    """A tidy name for display, whose ZIP folder (its stem) is unique within the job.
-
-    `taken` holds the lower-cased stems already used; "a.mp4" and "a.mov"
-    become "a.mp4" and "a (2).mov", so their ZIP folders differ.
-    """
-    name = " ".join(raw.split())
-    stem, ext = _split(name)
-    if len(name) > MAX_NAME_LENGTH:
-        stem = stem[: MAX_NAME_LENGTH - len(ext)]
-    candidate, number = stem + ext, 2
-    while (stem_of(candidate) or candidate).lower() in taken:
-        candidate = f"{stem} ({number}){ext}"
-        number += 1
-    taken.add((stem_of(candidate) or candidate).lower())
-    return candidate
-
-
-def _split(name: str) -> tuple[str, str]:
-    stem, dot, ext = name.rpartition(".")
-    if dot and stem and len(ext) <= 5:
-        return stem, "." + ext
-    return name, ""
 
 
 def parse_variations(value) -> int:
@@ -133,8 +97,6 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
 
 def create_from_request(request) -> Job:
     """create_job with what a page or API request carries (Django or DRF request)."""
-    from jobs.upload_guard import oversize_uploads
-
     return create_job(
         request.user,
         request.FILES.getlist("videos"),
@@ -159,14 +121,14 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
     _ensure_room(sum(item.upload.size for item in checked), variations_per_video)
     job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video)
     try:
-        job.uploads_dir.mkdir(parents=True)
+        storage.create_uploads_dir(job.pk)
         sources = [_store(job, position, item) for position, item in enumerate(checked)]
         with transaction.atomic():
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
-            transaction.on_commit(lambda: tasks.enqueue_job(job.pk))
+            transaction.on_commit(lambda: enqueue_job(job.pk))
     except BaseException:
-        shutil.rmtree(job.folder, ignore_errors=True)
+        storage.remove_folder(job.pk)
         raise
     logger.info(
         "job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video
@@ -175,13 +137,9 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
 
 
 def _ensure_room(upload_bytes: int, variations: int) -> None:
-    """507 when the uploads and their expected outputs cannot fit, even after evicting finished jobs.
-
-    The outputs of a job are estimated at the uploads' size per variation (a
-    re-encode at the reference settings is of the same order as its source).
-    """
-    needed = upload_bytes * (1 + variations)
-    if not cleanup.make_room(needed):
+    """507 when the uploads and their expected outputs cannot fit, even after evicting finished jobs."""
+    needed = storage.estimated_job_bytes(upload_bytes, variations)
+    if not storage.make_room(needed):
         raise UploadError(
             f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
             f"storage cap is {settings.STORAGE_CAP_BYTES} bytes; wait for running jobs to finish, or upload fewer "
@@ -193,10 +151,7 @@ def _ensure_room(upload_bytes: int, variations: int) -> None:
 
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
     """Copy one upload into the job folder. The name on disk never contains user text."""
-    relative = f"uploads/{position:02d}.video"
-    with open(job.folder / relative, "wb") as target:
-        for chunk in item.upload.chunks():
-            target.write(chunk)
+    relative = storage.store_upload(job.pk, position, item.upload.chunks())
     return SourceVideo(
         job=job,
         position=position,

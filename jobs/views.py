@@ -74,6 +74,7 @@ def upload(request):
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_variations": settings.MAX_VARIATIONS,
         "default_variations": settings.DEFAULT_VARIATIONS,
+        "ttl_hours": settings.JOB_TTL_HOURS,
         "variations": request.POST.get("variations", settings.DEFAULT_VARIATIONS),
     }
     if request.method == "POST":

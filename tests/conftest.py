@@ -9,6 +9,21 @@ from model_bakery import baker
 from rest_framework.test import APIClient
 
 from tests.media import make_clip
+from videojobs import datadir
+
+
+def pytest_configure(config):
+    """The throwaway DATA_DIR of videojobs.settings_test, made as `make run` makes the real one."""
+    from django.conf import settings
+
+    datadir.prepare(settings.DATA_DIR)
+    settings.STATIC_ROOT.mkdir(exist_ok=True)
+
+
+def pytest_unconfigure(config):
+    from django.conf import settings
+
+    shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.messages import get_messages
 from model_bakery import baker
 
+from jobs import storage
 from jobs.models import Job, Status
 
 
@@ -36,7 +37,7 @@ def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client_, us
         completed.pk: Status.COMPLETED,
         failed.pk: Status.FAILED,
     }
-    assert not queued.folder.exists()  # same path as the API: a queued job's uploads go at once
+    assert not storage.job_folder(queued.pk).exists()  # same path as the API: a queued job's uploads go at once
 
 
 def test_job_admin_pages_render(admin_client_, user):
@@ -62,24 +63,24 @@ def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_clie
     assert "Storage used by job files: <strong>2.9\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
 
 
-def test_delete_with_files_action(admin_client_, user):
+def test_delete_selected_asks_first_then_cancels_and_removes_files(admin_client_, user):
     from tests.test_cleanup import make_job
 
     finished = make_job(user, outputs=1)
     running = make_job(user, status=Status.PROCESSING, outputs=0)
-    response = admin_client_.post(
-        "/admin/jobs/job/", {"action": "delete_with_files", "_selected_action": [finished.pk, running.pk]}, follow=True
-    )
-    assert [str(m) for m in get_messages(response.wsgi_request)][0].startswith("Deleted 2 job(s) and ")
+    selected = {"action": "delete_selected", "_selected_action": [finished.pk, running.pk]}
+    confirm = admin_client_.post("/admin/jobs/job/", selected)
+    assert "Are you sure" in confirm.content.decode() and Job.objects.count() == 2  # Django's confirmation page
+    response = admin_client_.post("/admin/jobs/job/", {**selected, "post": "yes"}, follow=True)
+    assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Successfully deleted 2 jobs."
     assert not Job.objects.exists()
-    assert not finished.folder.exists() and not running.folder.exists()
+    assert not storage.job_folder(finished.pk).exists() and not storage.job_folder(running.pk).exists()
 
 
-def test_the_plain_delete_action_that_would_leave_files_is_gone(admin_client_, user):
+def test_the_admin_offers_cancel_and_djangos_own_delete(admin_client_, user):
     baker.make(Job, owner=user, variations_per_video=1)
     content = admin_client_.get("/admin/jobs/job/").content.decode()
-    assert 'value="delete_selected"' not in content
-    assert 'value="delete_with_files"' in content and 'value="cancel_selected"' in content
+    assert 'value="delete_selected"' in content and 'value="cancel_selected"' in content
 
 
 def test_deleting_one_job_from_its_page_removes_its_files(admin_client_, user):
@@ -87,4 +88,4 @@ def test_deleting_one_job_from_its_page_removes_its_files(admin_client_, user):
 
     job = make_job(user, outputs=1)
     admin_client_.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
-    assert not Job.objects.filter(pk=job.pk).exists() and not job.folder.exists()
+    assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()

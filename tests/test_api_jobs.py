@@ -11,7 +11,7 @@ from model_bakery import baker
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import processor
+from jobs import processor, storage
 from jobs.models import Job, Status, WorkerBeat
 from tests.conftest import files_under
 
@@ -43,7 +43,7 @@ def test_create_stores_the_uploads_and_queues_the_task(api, upload, user, django
     assert [s["name"] for s in body["sources"]] == ["Summer Ad.mp4", "Summer Ad (2).mp4"]
     assert body["download_url"] is None and body["thumbnail_url"] is None
     assert job.expires_at - job.created_at == timedelta(hours=24)
-    assert [p.name for p in files_under(job.uploads_dir)] == ["00.video", "01.video"]
+    assert [p.name for p in files_under(storage.uploads_dir(job.pk))] == ["00.video", "01.video"]
     assert OrmQ.objects.count() == 1
 
 
@@ -148,14 +148,16 @@ def test_download_streams_a_store_zip_with_a_manifest(api, upload):
     output = job.outputs.get(source__position=0, variation_index=1)
     assert by_file["promo/promo_v02.mp4"]["effects"] == output.effects
     assert by_file["promo/promo_v02.mp4"]["source"] == "promo.mov"
-    assert archive.read("promo/promo_v02.mp4") == output.file_path.read_bytes()
+    assert archive.read("promo/promo_v02.mp4") == storage.output_path(output).read_bytes()
 
 
 def test_download_without_outputs_is_409_and_after_expiry_410(api, user):
     job = baker.make(Job, owner=user, variations_per_video=1)
     response = api.get(f"/api/jobs/{job.pk}/download/")
     assert response.status_code == 409
-    assert "no finished variations" in response.json()["detail"]
+    assert "not finished yet" in response.json()["detail"]
+    Job.objects.filter(pk=job.pk).update(status=Status.CANCELLED)
+    assert "no finished variations" in api.get(f"/api/jobs/{job.pk}/download/").json()["detail"]
     Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert api.get(f"/api/jobs/{job.pk}/download/").status_code == 410
 
@@ -172,20 +174,20 @@ def test_thumbnail_is_served_to_the_owner(api, upload, user):
 
 def test_delete_removes_rows_and_files(api, upload):
     job = _completed_job(api, upload, variations=1)
-    assert files_under(job.folder)
+    assert files_under(storage.job_folder(job.pk))
     response = api.delete(f"/api/jobs/{job.pk}/")
     assert response.status_code == 204
     assert not Job.objects.filter(pk=job.pk).exists()
-    assert not job.folder.exists()
+    assert not storage.job_folder(job.pk).exists()
 
 
 def test_delete_of_a_queued_job_cancels_and_removes_it(api, upload):
     job_id = _post(api, upload).json()["id"]
     job = Job.objects.get(pk=job_id)
     assert api.delete(f"/api/jobs/{job_id}/").status_code == 204
-    assert not job.folder.exists()
+    assert not storage.job_folder(job.pk).exists()
     processor.run_job(job_id)  # the task arrives late: nothing happens, nothing is written
-    assert not job.folder.exists()
+    assert not storage.job_folder(job.pk).exists()
 
 
 def test_health_is_public_and_reports_the_worker(db, client):

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from model_bakery import baker
 
-from jobs import ffmpeg, processor, uploads
+from jobs import ffmpeg, processor, storage, uploads
 from jobs.models import Job, OutputFile, Status
 from tests.conftest import files_under
 
@@ -28,7 +28,7 @@ def test_cancel_a_queued_job(api, queued_job):
     body = response.json()
     assert body["status"] == "cancelled" and body["cancelled_at"]
     assert body["completed_variations"] == 0 and body["total_variations"] == 2
-    assert not queued_job.folder.exists()  # no worker will ever touch it: its uploads go now
+    assert not storage.job_folder(queued_job.pk).exists()  # no worker will ever touch it: its uploads go now
     assert list(queued_job.sources.values_list("status", "progress")) == [(Status.CANCELLED, 0)]
     queued_job.refresh_from_db()
     assert queued_job.expires_at == queued_job.created_at + timedelta(hours=24)  # a cancel keeps the expiry
@@ -155,7 +155,7 @@ def test_cancel_racing_the_last_variation_always_ends_consistent(transactional_d
 
         job.refresh_from_db()
         outputs = OutputFile.objects.filter(job=job).count()
-        on_disk = [p for p in files_under(job.outputs_dir)]
+        on_disk = [p for p in files_under(storage.outputs_dir(job.pk))]
         assert response.status_code in (200, 409)
         assert response.json()["status"] == job.status
         assert len(on_disk) == outputs and not any(p.suffix == ".part" for p in on_disk)
@@ -165,7 +165,7 @@ def test_cancel_racing_the_last_variation_always_ends_consistent(transactional_d
         else:
             assert job.status == Status.CANCELLED
             assert outputs < 2 and job.progress < 100
-        assert not job.uploads_dir.exists()
+        assert not storage.uploads_dir(job.pk).exists()
         outcomes.append(job.status)
     # The timing really raced: both orders happened.
     assert set(outcomes) == {Status.COMPLETED, Status.CANCELLED}, outcomes

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from model_bakery import baker
 
-from jobs import cleanup, ffmpeg, processor, procs, uploads
+from jobs import cleanup, ffmpeg, processor, procs, storage, uploads
 from jobs.models import Job, OutputFile, SourceVideo, Status
 from tests.conftest import files_under
 from tests.workers import wait_for
@@ -37,16 +37,16 @@ def make_job(user, status=Status.COMPLETED, outputs=2, size=1000, created_at=Non
         duration=1, width=320, height=240, completed_variations=outputs,
         status=status if status in (Status.QUEUED, Status.PROCESSING) else Status.COMPLETED,
     )  # fmt: skip
-    job.outputs_dir.mkdir(parents=True)
+    storage.outputs_dir(job.pk).mkdir(parents=True)
     for index in range(outputs):
         path = f"outputs/s00_v{index + 1:02d}.mp4"
-        (job.folder / path).write_bytes(b"v" * size)
+        (storage.job_folder(job.pk) / path).write_bytes(b"v" * size)
         baker.make(OutputFile, job=job, source=source, variation_index=index, path=path, size=size, effects={})
-    (job.folder / "thumbnail.webp").write_bytes(b"RIFF")
+    (storage.job_folder(job.pk) / "thumbnail.webp").write_bytes(b"RIFF")
     Job.objects.filter(pk=job.pk).update(thumbnail="thumbnail.webp")
     if uploads_left or status in (Status.QUEUED, Status.PROCESSING):
-        job.uploads_dir.mkdir()
-        (job.folder / source.path).write_bytes(b"u" * size)
+        storage.uploads_dir(job.pk).mkdir()
+        (storage.job_folder(job.pk) / source.path).write_bytes(b"u" * size)
     return Job.objects.get(pk=job.pk)
 
 
@@ -63,9 +63,9 @@ def test_terminal_jobs_are_deleted_after_expiry_files_first(user, status):
         summary = cleanup.run()
     assert summary.expired == 1
     assert summary.bytes_freed == 2 * 1000 + 4
-    assert not Job.objects.filter(pk=job.pk).exists() and not job.folder.exists()
+    assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()
     assert not OutputFile.objects.filter(job_id=job.pk).exists()
-    assert Job.objects.filter(pk=young.pk).exists() and young.folder.exists()
+    assert Job.objects.filter(pk=young.pk).exists() and storage.job_folder(young.pk).exists()
 
 
 def test_a_queued_job_past_expiry_fails_and_loses_its_uploads(user):
@@ -75,7 +75,7 @@ def test_a_queued_job_past_expiry_fails_and_loses_its_uploads(user):
     job.refresh_from_db()
     assert summary.expired_queued == 1
     assert job.status == Status.FAILED and job.error == "expired while queued"
-    assert not job.uploads_dir.exists()
+    assert not storage.uploads_dir(job.pk).exists()
     assert list(job.sources.values_list("status", flat=True)) == [Status.FAILED]
 
 
@@ -94,13 +94,13 @@ def test_eviction_takes_the_oldest_terminal_jobs_first_and_never_running_ones(us
     older = make_job(user, status=Status.COMPLETED, created_at=now - timedelta(hours=3))
     newer = make_job(user, status=Status.FAILED, created_at=now - timedelta(hours=1))
     # 4 finished jobs x 2000 bytes of outputs, plus the running/queued uploads (2000): 10000 bytes.
-    assert cleanup.storage_used() == 4 * 2000 + 2000
+    assert storage.storage_used() == 4 * 2000 + 2000
     settings.STORAGE_CAP_BYTES = 6500
     summary = cleanup.run()
     assert summary.evicted == 2
     assert not Job.objects.filter(pk__in=[oldest.pk, older.pk]).exists()
     assert Job.objects.filter(pk__in=[running.pk, queued.pk, newer.pk]).count() == 3
-    assert cleanup.storage_used() <= settings.STORAGE_CAP_BYTES
+    assert storage.storage_used() <= settings.STORAGE_CAP_BYTES
 
 
 def test_eviction_when_the_disk_is_too_full(user, settings, monkeypatch):
@@ -108,7 +108,7 @@ def test_eviction_when_the_disk_is_too_full(user, settings, monkeypatch):
     second = make_job(user)
     full = {"used": 90}
 
-    def fake_usage(path):  # the disk's fill level cannot be set for real in a test
+    def fake_usage():  # the disk's fill level cannot be set for real in a test
         return shutil_usage(total=100, used=full["used"], free=100 - full["used"])
 
     def fake_delete(job, size=None):
@@ -118,9 +118,9 @@ def test_eviction_when_the_disk_is_too_full(user, settings, monkeypatch):
     from collections import namedtuple
 
     shutil_usage = namedtuple("usage", "total used free")
-    real_delete = cleanup.delete_job
-    monkeypatch.setattr(cleanup.shutil, "disk_usage", fake_usage)
-    monkeypatch.setattr(cleanup, "delete_job", fake_delete)
+    real_delete = storage.delete_job
+    monkeypatch.setattr(storage, "disk_usage", fake_usage)
+    monkeypatch.setattr(storage, "delete_job", fake_delete)
     summary = cleanup.run()
     assert summary.evicted == 1  # 90% -> 84%: under DISK_FULL_PERCENT (85) after one
     assert not Job.objects.filter(pk=first.pk).exists() and Job.objects.filter(pk=second.pk).exists()
@@ -158,9 +158,9 @@ def _call(*args) -> str:
 
 def test_orphan_sweep_removes_strays_and_keeps_what_is_owned(user, jobs_dir):
     job = make_job(user, status=Status.COMPLETED)
-    stray_file = job.outputs_dir / "s00_v09.mp4.part"
+    stray_file = storage.outputs_dir(job.pk) / "s00_v09.mp4.part"
     stray_file.write_bytes(b"partial")
-    leftover_upload = job.folder / "uploads" / "00.video"
+    leftover_upload = storage.job_folder(job.pk) / "uploads" / "00.video"
     leftover_upload.parent.mkdir()
     leftover_upload.write_bytes(b"u")
     empty_folder = jobs_dir / "0123456789abcdef0123456789abcdef"
@@ -170,20 +170,22 @@ def test_orphan_sweep_removes_strays_and_keeps_what_is_owned(user, jobs_dir):
     old = time.time() - 3600
     os.utime(empty_folder, (old, old))
     running = make_job(user, status=Status.PROCESSING, heartbeat_at=timezone.now())
-    in_flight = running.outputs_dir / "s00_v03.mp4.part"
+    in_flight = storage.outputs_dir(running.pk) / "s00_v03.mp4.part"
     in_flight.write_bytes(b"being written")
 
     summary = cleanup.run()
     assert summary.orphans_removed == 4  # the stray, the leftover upload, its folder, the empty job folder
     assert not stray_file.exists() and not leftover_upload.exists() and not empty_folder.exists()
     assert fresh_folder.exists() and in_flight.exists()
-    assert sorted(files_under(job.folder)) == sorted([o.file_path for o in job.outputs.all()] + [job.thumbnail_path])
+    assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
+        [storage.output_path(o) for o in job.outputs.all()] + [storage.thumbnail_path(job)]
+    )
 
 
 def test_outputs_whose_file_vanished_are_marked_and_left_out_of_the_zip(user, api):
     job = make_job(user, status=Status.COMPLETED, outputs=2)
     gone = job.outputs.get(variation_index=0)
-    gone.file_path.unlink()
+    storage.output_path(gone).unlink()
     assert cleanup.run().missing_marked == 1
     assert list(job.outputs.order_by("variation_index").values_list("missing", flat=True)) == [True, False]
     body = api.get(f"/api/jobs/{job.pk}/").json()
@@ -199,7 +201,7 @@ def test_a_stale_processing_job_is_interrupted_and_requeued(user, settings, djan
     job = make_job(
         user, status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
-    partial = job.outputs_dir / "s00_v02.mp4.part"
+    partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
     partial.write_bytes(b"half")
     leftover = subprocess.Popen(["sleep", "60"], env={**os.environ, ffmpeg.JOB_ENV: job.pk})
     try:
@@ -212,7 +214,7 @@ def test_a_stale_processing_job_is_interrupted_and_requeued(user, settings, djan
             leftover.kill()
     job.refresh_from_db()
     assert job.status == Status.QUEUED and job.heartbeat_at is None
-    assert not partial.exists() and job.outputs.count() == 1 and job.uploads_dir.exists()
+    assert not partial.exists() and job.outputs.count() == 1 and storage.uploads_dir(job.pk).exists()
     assert OrmQ.objects.count() == 1  # its task is queued again
 
 
@@ -224,7 +226,7 @@ def test_a_job_whose_worker_was_lost_three_times_fails(user):
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert job.error == "The worker processing this job stopped 3 times; giving up."
-    assert not job.uploads_dir.exists() and job.outputs.count() == 1
+    assert not storage.uploads_dir(job.pk).exists() and job.outputs.count() == 1
 
 
 def test_a_fresh_heartbeat_is_left_alone(user):
@@ -237,10 +239,12 @@ def test_a_cancelled_job_whose_worker_died_is_finalised(user):
     job = make_job(
         user, status=Status.CANCELLED, outputs=1, uploads_left=True, cancelled_at=timezone.now() - timedelta(minutes=5)
     )
-    (job.outputs_dir / "s00_v02.mp4.part").write_bytes(b"half")
+    (storage.outputs_dir(job.pk) / "s00_v02.mp4.part").write_bytes(b"half")
     assert cleanup.run().finalised == 1
-    assert not job.uploads_dir.exists()
-    assert sorted(files_under(job.folder)) == sorted([job.outputs.get().file_path, job.thumbnail_path])
+    assert not storage.uploads_dir(job.pk).exists()
+    assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
+        [storage.output_path(job.outputs.get()), storage.thumbnail_path(job)]
+    )
 
 
 def test_the_schedule_exists_once_after_migrate_twice(transactional_db, settings):
@@ -277,19 +281,19 @@ def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, user
     settings.STORAGE_CAP_BYTES = clip_size * 5
     response = api.post("/api/jobs/", {"videos": [upload()], "variations": 2}, format="multipart")
     assert response.status_code == 201
-    assert not Job.objects.filter(pk=old.pk).exists() and not old.folder.exists()
+    assert not Job.objects.filter(pk=old.pk).exists() and not storage.job_folder(old.pk).exists()
 
 
 def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(user, upload, settings):
     settings.BATCH_SIZE = 1
     other = uploads.create_job(user, [upload("other.mp4")], 1)
     processor.run_job(other.pk)
-    kept = {o.file_path: o.file_path.read_bytes() for o in other.outputs.all()}
+    kept = {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()}
 
     job = uploads.create_job(user, [upload("full.mp4")], 1)
-    job.outputs_dir.mkdir(parents=True)
+    storage.outputs_dir(job.pk).mkdir(parents=True)
     # Every write to this output fails with ENOSPC, as on a full disk.
-    (job.outputs_dir / "s00_v01.mp4.part").symlink_to("/dev/full")
+    (storage.outputs_dir(job.pk) / "s00_v01.mp4.part").symlink_to("/dev/full")
     processor.run_job(job.pk)
 
     job.refresh_from_db()
@@ -298,9 +302,12 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     assert source.status == Status.FAILED
     assert source.error.startswith("The disk is full: the variations could not be written.")
     assert "No space left on device" in source.error
-    assert files_under(job.outputs_dir) == [] and not (job.outputs_dir / "s00_v01.mp4.part").is_symlink()
-    assert not job.uploads_dir.exists()
-    assert {o.file_path: o.file_path.read_bytes() for o in other.outputs.all()} == kept
+    assert (
+        files_under(storage.outputs_dir(job.pk)) == []
+        and not (storage.outputs_dir(job.pk) / "s00_v01.mp4.part").is_symlink()
+    )
+    assert not storage.uploads_dir(job.pk).exists()
+    assert {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()} == kept
     assert Job.objects.get(pk=other.pk).status == Status.COMPLETED
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import av
 import pytest
 
-from jobs import processor, uploads
+from jobs import processor, storage, uploads
 from jobs.models import Job, OutputFile, Status
 from tests.conftest import files_under
 
@@ -29,12 +29,12 @@ def test_job_runs_to_completion(settings, user, upload, batch_size, django_captu
     outputs = list(OutputFile.objects.filter(job=job))
     assert len(outputs) == 6
     assert len({tuple(o.effects.values()) for o in outputs}) == 6
-    on_disk = files_under(job.folder)
-    assert sorted(on_disk) == sorted([o.file_path for o in outputs] + [job.thumbnail_path])
+    on_disk = files_under(storage.job_folder(job.pk))
+    assert sorted(on_disk) == sorted([storage.output_path(o) for o in outputs] + [storage.thumbnail_path(job)])
     for o in outputs:
-        assert o.size == o.file_path.stat().st_size
-        assert not o.file_path.name.endswith(".part")
-    assert not job.uploads_dir.exists()
+        assert o.size == storage.output_path(o).stat().st_size
+        assert not storage.output_path(o).name.endswith(".part")
+    assert not storage.uploads_dir(job.pk).exists()
 
 
 def test_second_delivery_of_the_task_does_nothing(user, upload):
@@ -50,7 +50,7 @@ def test_second_delivery_of_the_task_does_nothing(user, upload):
 def test_a_broken_source_fails_alone_with_the_ffmpeg_message(user, upload):
     job = _create(user, upload, names=("good.mp4", "bad.mp4"), variations=1)
     bad = job.sources.get(position=1)
-    bad.upload_path.write_bytes(b"garbage" * 100)  # corrupted after the upload was accepted
+    storage.upload_path(bad).write_bytes(b"garbage" * 100)  # corrupted after the upload was accepted
     processor.run_job(job.pk)
 
     job.refresh_from_db()
@@ -60,24 +60,24 @@ def test_a_broken_source_fails_alone_with_the_ffmpeg_message(user, upload):
     assert bad.status == Status.FAILED
     assert "Invalid data" in bad.error or "moov" in bad.error
     assert job.outputs.count() == 1
-    assert [p.name for p in files_under(job.outputs_dir)] == ["s00_v01.mp4"]
+    assert [p.name for p in files_under(storage.outputs_dir(job.pk))] == ["s00_v01.mp4"]
 
 
 def test_every_source_broken_fails_the_job(user, upload):
     job = _create(user, upload, variations=1)
-    job.sources.get().upload_path.write_bytes(b"garbage")
+    storage.upload_path(job.sources.get()).write_bytes(b"garbage")
     processor.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert job.error == "Every video failed to process."
-    assert files_under(job.outputs_dir) == []
+    assert files_under(storage.outputs_dir(job.pk)) == []
 
 
 def test_outputs_decode_and_keep_the_source_duration(user, upload):
     job = _create(user, upload, variations=2, seconds=2.0)
     processor.run_job(job.pk)
     for output in OutputFile.objects.filter(job=job):
-        with av.open(str(output.file_path)) as container:
+        with av.open(str(storage.output_path(output))) as container:
             assert container.duration / av.time_base == pytest.approx(2.0, abs=0.2)
             frames = sum(1 for _ in container.decode(video=0))
         assert frames == 50
@@ -95,8 +95,8 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_p
     assert new_run.claim() and new_run.attempts == 2
 
     source = job.sources.get()
-    new_run.outputs_dir.mkdir(parents=True)
-    partial = new_run.outputs_dir / "s00_v01.mp4.part"
+    storage.outputs_dir(new_run.pk).mkdir(parents=True)
+    partial = storage.outputs_dir(new_run.pk) / "s00_v01.mp4.part"
     partial.write_bytes(b"late")
     assert processor.register_output(stale_run, source, 0, partial, effects_for(1, 0, 0)) is False
     assert not stale_run.beat() and processor._still_processing(stale_run) is False
@@ -111,11 +111,11 @@ def test_a_taken_over_run_neither_finishes_the_job_nor_touches_its_files(user, u
     stale_run.requeue()
     new_run = Job.objects.get(pk=job.pk)
     new_run.claim()
-    new_run.outputs_dir.mkdir(parents=True)
-    in_flight = new_run.outputs_dir / "s00_v01.mp4.part"
+    storage.outputs_dir(new_run.pk).mkdir(parents=True)
+    in_flight = storage.outputs_dir(new_run.pk) / "s00_v01.mp4.part"
     in_flight.write_bytes(b"the new run is writing this")
 
     assert stale_run.finish(Status.FAILED, error="late") is False
-    processor.settle_files(stale_run)
-    assert in_flight.exists() and new_run.uploads_dir.exists()
+    storage.settle_files(stale_run)
+    assert in_flight.exists() and storage.uploads_dir(new_run.pk).exists()
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING

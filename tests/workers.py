@@ -14,6 +14,8 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import connection
 
+from jobs import storage
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ def encoding_processes(job, writing: bool = False) -> list:
 
     from jobs.procs import tagged_processes
 
-    if writing and not any(_size(p) for p in job.outputs_dir.glob("*.part")):
+    if writing and not any(_size(p) for p in storage.outputs_dir(job.pk).glob("*.part")):
         return []
     found = []
     for proc in tagged_processes(job.pk):

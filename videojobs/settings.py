@@ -1,39 +1,27 @@
 """Settings for videojobs, read from the environment with local defaults.
 
-Every variable is listed in shared/DESIGN.md and the README. A junk value stops
-start-up with ImproperlyConfigured naming the variable.
+Every variable is listed in the README. A junk value stops start-up with
+ImproperlyConfigured naming the variable. Loading settings writes nothing:
+DATA_DIR and the generated secret key are made by `python -m videojobs.datadir`
+(part of `make run`).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 
 import environ
 
+from videojobs.datadir import BASE_DIR, data_dir, read_secret_key
 from videojobs.env import env_bool, env_bytes, env_float, env_int, env_list, env_str
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-# Each job owns one folder, JOBS_DIR/<job id>/, with uploads/, outputs/ and its thumbnail.
+DATA_DIR = data_dir()
+# Each job owns one folder, JOBS_DIR/<job id>/ (layout: jobs/storage.py).
 JOBS_DIR = DATA_DIR / "jobs"
 
-
-def _secret_key() -> str:
-    """DJANGO_SECRET_KEY, or a random key kept in DATA_DIR so sessions survive restarts."""
-    key = env_str("DJANGO_SECRET_KEY", "")
-    if key:
-        return key
-    key_file = DATA_DIR / ".secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# DJANGO_SECRET_KEY, or the key `python -m videojobs.datadir` generated. Left empty,
+# Django refuses to start with "The SECRET_KEY setting must not be empty".
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or read_secret_key(DATA_DIR)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -92,9 +80,9 @@ def _database() -> dict:
     url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
     config = environ.Env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        # Measured (shared/NOTES.md): IMMEDIATE transactions + WAL + a busy
-        # timeout let the web process and the workers write without
-        # "database is locked".
+        # IMMEDIATE transactions + WAL + a busy timeout let the web process and
+        # the workers write without "database is locked" (docs/architecture.md,
+        # "SQLite").
         config.setdefault("OPTIONS", {}).update(
             {
                 "transaction_mode": "IMMEDIATE",
@@ -122,8 +110,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = DATA_DIR / "staticfiles"  # filled by collectstatic (make run)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -184,8 +171,8 @@ Q_CLUSTER = {
     "workers": WORKERS,
     "recycle": 100,
     "timeout": JOB_TIMEOUT_SECONDS,
-    # The ORM lease starts at fetch (shared/NOTES.md): keep it far above the
-    # longest job times the prefetch depth. Tasks are idempotent anyway.
+    # The ORM lease starts at fetch, not at start (docs/architecture.md, "Queue"):
+    # keep it far above the longest job times the prefetch depth. Tasks are idempotent anyway.
     "retry": JOB_TIMEOUT_SECONDS * 4,
     "queue_limit": WORKERS,
     "max_attempts": 3,

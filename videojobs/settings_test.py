@@ -1,13 +1,15 @@
-"""Test settings: a throwaway DATA_DIR and a file-based test database.
+"""Test settings: a throwaway DATA_DIR, a fixed secret key and a file-based test database.
 
 The test database is a file (not in-memory SQLite) so that a real `qcluster`
-subprocess started by a test can open it (shared/NOTES.md).
+subprocess started by a test can open it. The folder itself is made by
+tests/conftest.py (settings write nothing).
 """
 
 import os
 import tempfile
 
-os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="videojobs-test-"))
+os.environ.setdefault("DATA_DIR", os.path.join(tempfile.gettempdir(), f"videojobs-test-{os.getpid()}"))
+os.environ.setdefault("DJANGO_SECRET_KEY", "videojobs-tests-only-not-a-secret")
 os.environ.setdefault("LOG_LEVEL", "INFO")
 
 from videojobs.settings import *  # noqa: E402,F403

@@ -39,6 +39,7 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.IntegerField(read_only=True)
     thumbnail_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField(help_text="The job's page in the web interface.")
     sources = SourceSerializer(many=True)
 
     class Meta:
@@ -58,6 +59,7 @@ class JobSerializer(serializers.ModelSerializer):
             "error",
             "thumbnail_url",
             "download_url",
+            "page_url",
             "sources",
         ]
 
@@ -70,8 +72,10 @@ class JobSerializer(serializers.ModelSerializer):
         return self._absolute("api-jobs-thumbnail", job) if job.thumbnail else None
 
     def get_download_url(self, job: Job) -> str | None:
-        has_outputs = any(source.completed_variations for source in job.sources.all())
-        return self._absolute("api-jobs-download", job) if has_outputs and not job.is_expired else None
+        return self._absolute("api-jobs-download", job) if job.is_downloadable else None
+
+    def get_page_url(self, job: Job) -> str:
+        return self._absolute("jobs-detail", job)
 
 
 class JobCreateSerializer(serializers.Serializer):

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404, StreamingHttpResponse
@@ -13,10 +11,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import archive, cleanup, uploads
+from jobs import archive, storage, uploads
 from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
-from jobs.cancel import cancel_job
+from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, WorkerBeat
 
 
@@ -55,9 +53,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
-        job = self.get_object()
-        cancel_job(job)  # a running job's worker sees the cancel (then the missing row) and stops FFmpeg
-        cleanup.delete_job(job)
+        delete_job_with_files(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -83,7 +79,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(
         responses={
             (200, "application/zip"): OpenApiResponse(description="STORE ZIP of the finished outputs + manifest.json"),
-            409: OpenApiResponse(description="no finished outputs"),
+            409: OpenApiResponse(description="not finished yet, or no finished outputs"),
             410: OpenApiResponse(description="expired"),
         }
     )
@@ -92,10 +88,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job = self.get_object()
         if job.is_expired:
             return _error("this job's results have expired", status.HTTP_410_GONE)
-        if not job.outputs.exists():
-            return _error(
-                f"this job has no finished variations to download (status: {job.status})", 409, status=job.status
-            )
+        if not job.is_downloadable:
+            reason = "is not finished yet" if not job.is_terminal else "has no finished variations"
+            return _error(f"this job {reason} (status: {job.status})", status.HTTP_409_CONFLICT, status=job.status)
         stream = archive.job_zip(job)
         response = StreamingHttpResponse(stream, content_type="application/zip")
         response["Content-Length"] = str(len(stream))
@@ -107,7 +102,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["get"], url_name="thumbnail")
     def thumbnail(self, request, pk=None):
         job = self.get_object()
-        path = job.thumbnail_path
+        path = storage.thumbnail_path(job)
         if path is None or not path.is_file():
             raise Http404("This job has no thumbnail yet.")
         response = FileResponse(path.open("rb"), content_type="image/webp")
@@ -129,7 +124,7 @@ class HealthView(APIView):
         if checks["database"]:
             last = WorkerBeat.objects.order_by("-seen_at").values_list("seen_at", flat=True).first()
             checks["worker"] = bool(last and (timezone.now() - last).total_seconds() < settings.WORKER_SEEN_SECONDS)
-        free = shutil.disk_usage(settings.DATA_DIR).free
+        free = storage.disk_usage().free
         checks["disk"] = free >= settings.MIN_FREE_BYTES
         healthy = all(checks.values())
         body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "free_bytes": free}

@@ -1,4 +1,4 @@
-"""Small presentation helpers for job pages."""
+"""Small presentation helpers for job pages. Sizes use Django's own filesizeformat."""
 
 from __future__ import annotations
 
@@ -21,19 +21,10 @@ def badge_label(job: Job) -> str:
 
 
 @register.filter
-def time_left(when) -> str:
-    """'23 h 5 min', '12 min', or 'expired'."""
+def expiry(when) -> str:
+    """'expires in 23 h 5 min', 'expires in 12 min', or 'expired'. static/js/common.js writes the same words."""
     seconds = int((when - timezone.now()).total_seconds())
     if seconds <= 0:
         return "expired"
     hours, minutes = divmod(seconds // 60, 60)
-    return f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
-
-
-@register.filter
-def filesize(size: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
+    return f"expires in {hours} h {minutes} min" if hours else f"expires in {max(minutes, 1)} min"

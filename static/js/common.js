@@ -116,11 +116,12 @@
 
   function updateCountdowns(root) {
     (root || document).querySelectorAll(".countdown[data-expires-at]").forEach(function (el) {
+      /* The same words as the server's `expiry` filter (jobs/templatetags/jobs_extras.py). */
       const seconds = Math.floor((Date.parse(el.dataset.expiresAt) - Date.now()) / 1000);
-      if (seconds <= 0) { el.textContent = "now"; return; }
+      if (seconds <= 0) { el.textContent = "expired"; return; }
       const hours = Math.floor(seconds / 3600);
       const minutes = Math.floor((seconds % 3600) / 60);
-      el.textContent = hours ? hours + " h " + minutes + " min" : Math.max(minutes, 1) + " min";
+      el.textContent = "expires in " + (hours ? hours + " h " + minutes + " min" : Math.max(minutes, 1) + " min");
     });
   }
 

@@ -35,7 +35,8 @@
   }
 
   const poller = isTerminal() ? null : vj.adaptivePoll(refresh);
-  window.videojobs.detailPoller = poller;
+  /* Read by the browser tests (tests/e2e/test_browser.py) to see that polling paused or stopped. */
+  window.videojobs.testHooks = { detailPoller: poller };
 
   container.addEventListener("submit", function (event) {
     const form = event.target.closest(".cancel-form");

@@ -7,7 +7,7 @@
 
   function activeCards() {
     return Array.from(list.querySelectorAll(".job-card")).filter(function (card) {
-      return card.dataset.status === "queued" || card.dataset.status === "processing";
+      return card.dataset.terminal !== "true";
     });
   }
 

@@ -116,7 +116,7 @@
       try { body = JSON.parse(request.responseText); } catch (err) { body = {}; }
       if (request.status === 201 && body.id) {
         percent.textContent = "100%";
-        window.location.assign("/jobs/" + encodeURIComponent(body.id) + "/");
+        window.location.assign(body.page_url);
         return;
       }
       finish(body.detail || "The upload failed (the server answered " + request.status + ").");

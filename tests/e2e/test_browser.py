@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import time
@@ -76,8 +77,10 @@ def click(browser, selector):
 
 
 def screenshot(browser, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    """The README's pictures: written only on request (`make screenshots`), so a test run leaves the tree clean."""
+    if os.environ.get("SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
 def cookie_session(browser) -> requests.Session:
@@ -178,7 +181,7 @@ def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, pass
     assert len(zipfile.ZipFile(io.BytesIO(download.content)).namelist()) == job.completed_variations + 1
 
     # Polling stopped at the terminal status: no timer left, and no status request for a while.
-    assert browser.execute_script("const p = window.videojobs.detailPoller; return p.stopped && !p.pending;")
+    assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
     polls = browser.execute_script("return window.__statusPolls;")
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
@@ -288,7 +291,7 @@ def test_polling_pauses_while_the_tab_is_hidden_and_a_notification_says_the_job_
     browser.execute_script(RECORD_NOTIFICATIONS)  # the page's own call is what we check, not the OS popup
 
     browser.execute_script(HIDE_TAB, True)
-    assert browser.execute_script("return window.videojobs.detailPoller.pending;") is False
+    assert browser.execute_script("return window.videojobs.testHooks.detailPoller.pending;") is False
     start_cluster()
     wait(browser, 60).until(lambda b: Job.objects.get(pk=job.pk).status == Status.COMPLETED)
     polls = browser.execute_script("return window.__statusPolls;")
@@ -301,7 +304,7 @@ def test_polling_pauses_while_the_tab_is_hidden_and_a_notification_says_the_job_
     browser.execute_script(HIDE_TAB, False)
     wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
     assert browser.execute_script("return window.__notifications;") == ["videojobs: job Completed"]
-    assert browser.execute_script("const p = window.videojobs.detailPoller; return p.stopped && !p.pending;")
+    assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
 
 
 DROP_FILE = """

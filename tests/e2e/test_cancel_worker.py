@@ -12,6 +12,7 @@ import psutil
 import pytest
 from django_q.models import Task
 
+from jobs import storage
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
 from tests.conftest import files_under
@@ -45,14 +46,16 @@ def _assert_no_orphans(cluster, job: Job) -> None:
     assert not [p for p in children if p.status() == psutil.STATUS_ZOMBIE]
     assert not [p for p in children if "ffmpeg" in " ".join(p.cmdline())]
     assert not tagged_processes(job.pk)
-    owned = {o.file_path for o in OutputFile.objects.filter(job=job)}
-    thumbnail = {job.folder / job.thumbnail} if job.thumbnail else set()
-    assert set(files_under(job.folder)) == owned | thumbnail
+    owned = {storage.output_path(o) for o in OutputFile.objects.filter(job=job)}
+    thumbnail = {storage.job_folder(job.pk) / job.thumbnail} if job.thumbnail else set()
+    assert set(files_under(storage.job_folder(job.pk))) == owned | thumbnail
 
 
 def _settled(job: Job) -> bool:
     """The worker has finished its clean-up: uploads gone, no partial file left."""
-    return not job.uploads_dir.exists() and not any(p.suffix == ".part" for p in files_under(job.outputs_dir))
+    return not storage.uploads_dir(job.pk).exists() and not any(
+        p.suffix == ".part" for p in files_under(storage.outputs_dir(job.pk))
+    )
 
 
 def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variations(start_cluster, api, upload):
@@ -118,7 +121,7 @@ def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, up
     assert f"job {job.pk}: not claimed (status cancelled)" in log
     assert "ffmpeg pid" not in log
     assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
-    assert not job.folder.exists()
+    assert not storage.job_folder(job.pk).exists()
 
 
 def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api, upload):
@@ -135,7 +138,7 @@ def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api,
     assert api.delete(f"/api/jobs/{job.pk}/").status_code == 204
     assert not Job.objects.filter(pk=job.pk).exists()
     wait_for(lambda: not tagged_processes(job.pk), timeout=5, interval=0.02, message="FFmpeg to exit")
-    wait_for(lambda: not job.folder.exists(), timeout=10, message="the worker to remove the job folder")
+    wait_for(lambda: not storage.job_folder(job.pk).exists(), timeout=10, message="the worker to remove the job folder")
     wait_for(lambda: "stopped by q" in cluster.log(), timeout=5, message="the stop to be logged")
     assert not OutputFile.objects.filter(job_id=job.pk).exists()
 
@@ -162,7 +165,9 @@ def test_cancel_at_the_end_of_the_last_variation_with_a_real_worker(start_cluste
         rows = OutputFile.objects.filter(job=job).count()
         assert response.status_code in (200, 409) and response.json()["status"] == job.status
         assert job.completed_variations == rows
-        assert sorted(files_under(job.outputs_dir)) == sorted(o.file_path for o in OutputFile.objects.filter(job=job))
+        assert sorted(files_under(storage.outputs_dir(job.pk))) == sorted(
+            storage.output_path(o) for o in OutputFile.objects.filter(job=job)
+        )
         if job.status == Status.COMPLETED:
             assert rows == 2 and job.progress == 100
         else:

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from jobs import storage
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
 from tests.conftest import files_under
@@ -34,7 +35,9 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
     )[0]
     worker = psutil.Process(ffmpeg_proc.ppid())
     assert "qcluster" in " ".join(worker.cmdline())
-    finished = {o.pk: (o.created_at, o.file_path.stat().st_mtime_ns) for o in OutputFile.objects.filter(job=job)}
+    finished = {
+        o.pk: (o.created_at, storage.output_path(o).stat().st_mtime_ns) for o in OutputFile.objects.filter(job=job)
+    }
 
     # 1. SIGKILL the worker: its FFmpeg must die with it (PR_SET_PDEATHSIG), not keep encoding.
     os.kill(worker.pid, signal.SIGKILL)
@@ -58,12 +61,14 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
     assert job.status == Status.COMPLETED, job.error
     assert job.attempts == 2
     # The run completes the job when it registers the last variation, then deletes the uploads.
-    wait_for(lambda: not job.uploads_dir.exists(), timeout=10, message="the uploads to be deleted")
+    wait_for(lambda: not storage.uploads_dir(job.pk).exists(), timeout=10, message="the uploads to be deleted")
     assert f"requeue job {job.pk}" in second.log() and f"job {job.pk}: claimed (attempt 2)" in second.log()
     outputs = list(OutputFile.objects.filter(job=job))
     assert sorted(o.variation_index for o in outputs) == [0, 1, 2, 3]
     for output in outputs:  # finished variations were not encoded again
         if output.pk in finished:
-            assert (output.created_at, output.file_path.stat().st_mtime_ns) == finished[output.pk]
-    assert sorted(files_under(job.folder)) == sorted([o.file_path for o in outputs] + [job.thumbnail_path])
+            assert (output.created_at, storage.output_path(output).stat().st_mtime_ns) == finished[output.pk]
+    assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
+        [storage.output_path(o) for o in outputs] + [storage.thumbnail_path(job)]
+    )
     assert not tagged_processes(job.pk)

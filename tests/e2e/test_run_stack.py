@@ -15,6 +15,7 @@ import requests
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from jobs import storage
 from jobs.models import Job, Status
 from jobs.procs import tagged_processes
 from tests.workers import ROOT, _database_url, wait_for
@@ -77,7 +78,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
             stopped.status,
             (tmp_path / "honcho.log").read_text(),
         )
-        assert not list(stopped.outputs_dir.glob("*.part"))
+        assert not list(storage.outputs_dir(stopped.pk).glob("*.part"))
         # ...and the next start resumes it at once.
         cluster = start_cluster(BATCH_SIZE="1")
         wait_for(

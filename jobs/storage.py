@@ -1,0 +1,228 @@
+"""A job's files: where they live, which of them are owned, how they go, and how much room they take.
+
+Every file of a job lives under JOBS_DIR/<job id>/:
+
+    uploads/NN.video          the uploaded sources (no user text on disk)
+    outputs/sNN_vMM.mp4       finished variations, each owned by an OutputFile row
+    outputs/sNN_vMM.mp4.part  a variation FFmpeg is still writing
+    thumbnail.webp
+
+This module is the only one that creates, measures or removes them; the
+reasons for the order of those steps are in docs/architecture.md ("Files").
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Sum
+
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".part"
+THUMBNAIL_NAME = "thumbnail.webp"
+
+
+# --- layout ----------------------------------------------------------------------
+def job_folder(job_id: str) -> Path:
+    return settings.JOBS_DIR / job_id
+
+
+def uploads_dir(job_id: str) -> Path:
+    return job_folder(job_id) / "uploads"
+
+
+def outputs_dir(job_id: str) -> Path:
+    return job_folder(job_id) / "outputs"
+
+
+def upload_path(source: SourceVideo) -> Path:
+    return job_folder(source.job_id) / source.path
+
+
+def output_path(output: OutputFile) -> Path:
+    return job_folder(output.job_id) / output.path
+
+
+def thumbnail_path(job: Job) -> Path | None:
+    return job_folder(job.pk) / job.thumbnail if job.thumbnail else None
+
+
+def partial_path(job_id: str, source_position: int, index: int) -> Path:
+    """Where FFmpeg writes a variation; register_output renames it to its final name."""
+    return outputs_dir(job_id) / f"s{source_position:02d}_v{index + 1:02d}.mp4{PARTIAL_SUFFIX}"
+
+
+def final_path(partial: Path) -> Path:
+    return partial.with_suffix("")  # drops PARTIAL_SUFFIX
+
+
+def job_folders() -> list[Path]:
+    """Every entry of JOBS_DIR: job folders, and whatever else landed there (the orphan sweep judges)."""
+    return list(settings.JOBS_DIR.iterdir()) if settings.JOBS_DIR.is_dir() else []
+
+
+def relative_to_job(job_id: str, path: Path) -> str:
+    return str(path.relative_to(job_folder(job_id)))
+
+
+# --- writing ---------------------------------------------------------------------
+def create_uploads_dir(job_id: str) -> None:
+    """A new job's folder; fails if it exists (job ids are random, so it never should)."""
+    uploads_dir(job_id).mkdir(parents=True)
+
+
+def store_upload(job_id: str, position: int, chunks: Iterable[bytes]) -> str:
+    """Write one uploaded source; returns its path relative to the job folder."""
+    relative = f"uploads/{position:02d}.video"
+    with open(job_folder(job_id) / relative, "wb") as target:
+        for chunk in chunks:
+            target.write(chunk)
+    return relative
+
+
+def create_outputs_dir(job_id: str) -> None:
+    outputs_dir(job_id).mkdir(parents=True, exist_ok=True)
+
+
+# --- owned files and settling ------------------------------------------------------
+def owned_files(job: Job) -> set[Path]:
+    """The files rows own: every registered output and the thumbnail."""
+    owned = {job_folder(job.pk) / path for path in OutputFile.objects.filter(job=job).values_list("path", flat=True)}
+    thumbnail = thumbnail_path(job)
+    if thumbnail:
+        owned.add(thumbnail)
+    return owned
+
+
+def remove_unowned_outputs(job: Job) -> list[Path]:
+    """Delete every file in the job's outputs folder that has no OutputFile row."""
+    folder = outputs_dir(job.pk)
+    if not folder.is_dir():
+        return []
+    owned = owned_files(job)
+    removed = [path for path in folder.iterdir() if path not in owned]
+    discard(removed)
+    if removed:
+        logger.info("job %s: removed %s unfinished files", job.pk, len(removed))
+    return removed
+
+
+def remove_uploads(job: Job) -> None:
+    shutil.rmtree(uploads_dir(job.pk), ignore_errors=True)
+
+
+def remove_folder(job_id: str) -> None:
+    """The whole folder, whatever is in it: for a job whose row is gone or never existed."""
+    shutil.rmtree(job_folder(job_id), ignore_errors=True)
+
+
+def settle_files(job: Job) -> None:
+    """After a run: partial files go; once the job is terminal, its uploads go too.
+
+    A job deleted while it ran loses its whole folder. Sources still marked
+    active take the job's final status and a progress that matches what
+    finished (a discarded partial batch no longer counts).
+    """
+    row = Job.objects.filter(pk=job.pk).values_list("status", "attempts").first()
+    if row is None:
+        remove_folder(job.pk)
+        return
+    status, attempts = row
+    if status == Status.PROCESSING and attempts != job.attempts:
+        return  # another run took the job over: its files are not ours to touch
+    remove_unowned_outputs(job)
+    if status not in TERMINAL:
+        return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
+    job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
+    remove_uploads(job)
+
+
+def remove_path(path: Path) -> None:
+    """One file, link or folder (with its contents); raises when it cannot."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def discard(paths: Iterable[Path]) -> None:
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            logger.exception("could not delete %s", path)
+
+
+# --- deleting ----------------------------------------------------------------------
+def job_bytes(job: Job) -> int:
+    """Bytes a job uses on disk (its folder, walked)."""
+    total = 0
+    folder = job_folder(job.pk)
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            try:
+                if path.is_file() and not path.is_symlink():
+                    total += path.stat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def delete_job(job: Job, size: int | None = None) -> int:
+    """Files first, then rows: a crash in between leaves files for the orphan sweep, never rows without files.
+
+    Returns the bytes freed (`size` when the caller measured it already).
+    """
+    freed = job_bytes(job) if size is None else size
+    folder = job_folder(job.pk)
+    if folder.exists():
+        shutil.rmtree(folder)
+    job_id = job.pk
+    job.delete()
+    logger.info("job %s: deleted with its files (%s bytes)", job_id, freed)
+    return freed
+
+
+# --- room ----------------------------------------------------------------------------
+def disk_usage():
+    """shutil.disk_usage of the data disk: the one place it is read."""
+    return shutil.disk_usage(settings.DATA_DIR)
+
+
+def _upload_bytes(statuses) -> int:
+    return SourceVideo.objects.filter(job__status__in=statuses).aggregate(total=Sum("size"))["total"] or 0
+
+
+def _output_bytes(statuses=None) -> int:
+    rows = OutputFile.objects.all() if statuses is None else OutputFile.objects.filter(job__status__in=statuses)
+    return rows.aggregate(total=Sum("size"))["total"] or 0
+
+
+def storage_used() -> int:
+    """Bytes used by job files: finished outputs plus the uploads still waiting for a worker."""
+    return _output_bytes() + _upload_bytes(ACTIVE)
+
+
+def estimated_job_bytes(upload_bytes: int, variations: int) -> int:
+    """A new job's need: its uploads, plus about their size once per variation (a re-encode is of that order)."""
+    return upload_bytes * (1 + variations)
+
+
+def make_room(needed: int) -> bool:
+    """Admission of a new upload: evict finished jobs until `needed` more bytes fit. False if they cannot."""
+    active = _upload_bytes(ACTIVE) + _output_bytes(ACTIVE)
+    if active + needed > settings.STORAGE_CAP_BYTES or disk_usage().free < needed:
+        return False  # running jobs alone leave no room: evicting finished ones would not help enough
+    for job in Job.objects.filter(status__in=TERMINAL).order_by("created_at").iterator():
+        if storage_used() + needed <= settings.STORAGE_CAP_BYTES:
+            break
+        logger.info("job %s: evicted to make room for a new upload", job.pk)
+        delete_job(job)
+    return storage_used() + needed <= settings.STORAGE_CAP_BYTES

@@ -1,0 +1,46 @@
+"""Preparing DATA_DIR: the explicit start-up step that settings must not do while they load.
+
+`python -m videojobs.datadir` (run by `make run` before migrate) creates
+DATA_DIR, its jobs folder and, unless DJANGO_SECRET_KEY is set, a random
+secret key kept in DATA_DIR/.secret_key so sessions and signed tasks survive
+restarts and are shared by the web server and the workers. It needs no
+Django settings, so it works before there is a key.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+from videojobs.env import env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY_FILE = ".secret_key"
+
+
+def data_dir() -> Path:
+    """DATA_DIR from the environment (default ./data next to manage.py), absolute."""
+    return Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+
+def read_secret_key(folder: Path) -> str:
+    """The key kept in `folder`, or '' when there is none yet."""
+    try:
+        return (folder / SECRET_KEY_FILE).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def prepare(folder: Path) -> None:
+    """Create the folders the service writes to, and the secret key file unless one is set or kept."""
+    (folder / "jobs").mkdir(parents=True, exist_ok=True)
+    key_file = folder / SECRET_KEY_FILE
+    if not env_str("DJANGO_SECRET_KEY", "") and not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+
+
+if __name__ == "__main__":
+    prepare(data_dir())
+    sys.stdout.write(f"videojobs: data directory ready at {data_dir()}\n")
