@@ -176,7 +176,7 @@ def job_bytes(job: Job) -> int:
 
 
 def delete_job(job: Job, size: int | None = None) -> int:
-    """Files first, then rows: a crash in between leaves files for the orphan sweep, never rows without files.
+    """Files first, then rows: when the files cannot be removed, the rows stay and the next pass tries again.
 
     Returns the bytes freed (`size` when the caller measured it already).
     """

@@ -1,29 +1,44 @@
+"""Fixtures shared by the whole suite: clips, users, clients, jobs with real files, and a real worker cluster."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+from django_q.models import OrmQ
 from model_bakery import baker
 from rest_framework.test import APIClient
 
+from jobs import processor, storage
+from jobs.models import Job, OutputFile, SourceVideo, Status
 from tests.media import make_clip
+from tests.workers import Cluster
 from videojobs import datadir
 
 
 def pytest_configure(config):
     """The throwaway DATA_DIR of videojobs.settings_test, made as `make run` makes the real one."""
-    from django.conf import settings
-
-    datadir.prepare(settings.DATA_DIR)
-    settings.STATIC_ROOT.mkdir(exist_ok=True)
+    datadir.prepare(django_settings.DATA_DIR)
+    django_settings.STATIC_ROOT.mkdir(exist_ok=True)
 
 
 def pytest_unconfigure(config):
-    from django.conf import settings
+    shutil.rmtree(django_settings.DATA_DIR, ignore_errors=True)
 
-    shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def files_under():
+    """files_under(folder) -> every file below it, sorted ([] when the folder does not exist)."""
+    return _files_under
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +75,24 @@ def other_user(db):
     return baker.make("auth.User", username="bob")
 
 
-@pytest.fixture
-def api(user) -> APIClient:
+def _api_client(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return _api_client(user)
+
+
+@pytest.fixture
+def csrf_client(user):
+    """A browser-like session client for `user` that enforces CSRF; returns (client, csrf token)."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.get("/upload/")  # sets the csrftoken cookie
+    return client, client.cookies["csrftoken"].value
 
 
 @pytest.fixture
@@ -77,15 +105,89 @@ def upload(clips):
     return make
 
 
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+@pytest.fixture
+def post_job(api, upload):
+    """post_job(names, variations, owner=None, run=False, **clip) -> the Job a 201 POST /api/jobs/ created.
+
+    `owner` posts as another user; `run` processes the job in this process at once (real FFmpeg).
+    """
+
+    def post(names=("a.mp4",), variations=2, owner=None, run=False, **clip) -> Job:
+        client = _api_client(owner) if owner else api
+        body = {"videos": [upload(name, **clip) for name in names], "variations": variations}
+        response = client.post("/api/jobs/", body, format="multipart")
+        assert response.status_code == 201, response.content
+        if run:
+            processor.run_job(response.json()["id"])
+        return Job.objects.get(pk=response.json()["id"])
+
+    return post
+
+
+@pytest.fixture
+def make_job(user):
+    """make_job(status=..., outputs=2, size=1000, ...) -> a job with real files on disk and no FFmpeg run.
+
+    One source, `outputs` finished files of `size` bytes, a thumbnail, and the
+    upload while the job is active (or with uploads_left=True).
+    """
+
+    def make(
+        status=Status.COMPLETED, outputs=2, size=1000, created_at=None, uploads_left=False, owner=None, **fields
+    ) -> Job:
+        job = baker.make(
+            Job,
+            owner=owner or user,
+            variations_per_video=max(outputs, 1),
+            status=status,
+            created_at=created_at or timezone.now(),
+            **fields,
+        )
+        source = baker.make(
+            SourceVideo, job=job, position=0, original_name="a.mp4", path="uploads/00.video", size=size,
+            duration=1, width=320, height=240, completed_variations=outputs,
+            status=status if status in (Status.QUEUED, Status.PROCESSING) else Status.COMPLETED,
+        )  # fmt: skip
+        storage.create_outputs_dir(job.pk)
+        for index in range(outputs):
+            path = f"outputs/s00_v{index + 1:02d}.mp4"
+            (storage.job_folder(job.pk) / path).write_bytes(b"v" * size)
+            baker.make(OutputFile, job=job, source=source, variation_index=index, path=path, size=size, effects={})
+        (storage.job_folder(job.pk) / storage.THUMBNAIL_NAME).write_bytes(b"RIFF")
+        Job.objects.filter(pk=job.pk).update(thumbnail=storage.THUMBNAIL_NAME)
+        if uploads_left or status in (Status.QUEUED, Status.PROCESSING):
+            storage.uploads_dir(job.pk).mkdir()
+            storage.upload_path(source).write_bytes(b"u" * size)
+        return Job.objects.get(pk=job.pk)
+
+    return make
+
+
+def _refused(response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.content
+    detail = response.json()["detail"]
+    for word in words:
+        assert word in detail, detail
+
+
+@pytest.fixture
+def refused():
+    """refused(response, status, *words): the answer has that status and a JSON `detail` naming each word."""
+    return _refused
+
+
+@pytest.fixture
+def nothing_left(jobs_dir, db):
+    """For refused requests: after the test, no row, no queued task and no file is left behind."""
+    yield
+    assert Job.objects.count() == SourceVideo.objects.count() == OutputFile.objects.count() == 0
+    assert OrmQ.objects.count() == 0
+    assert _files_under(jobs_dir) == []
 
 
 @pytest.fixture
 def start_cluster(transactional_db, tmp_path):
     """start_cluster(**env) -> a running qcluster subprocess; always stopped after the test."""
-    from tests.workers import Cluster
-
     started: list[Cluster] = []
 
     def start(**env: str) -> Cluster:

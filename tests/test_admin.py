@@ -1,6 +1,7 @@
+"""The Job admin: cancel and delete through the shared service functions, storage figures, staff only."""
+
 from __future__ import annotations
 
-import pytest
 from django.contrib.messages import get_messages
 from model_bakery import baker
 
@@ -8,21 +9,12 @@ from jobs import storage
 from jobs.models import Job, Status
 
 
-@pytest.fixture
-def admin_client_(client, db):
-    admin = baker.make("auth.User", is_staff=True, is_superuser=True)
-    client.force_login(admin)
-    return client
-
-
-def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client_, user, upload):
-    from jobs import uploads
-
-    queued = uploads.create_job(user, [upload()], 1)
+def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, user, post_job):
+    queued = post_job(variations=1)
     processing = baker.make(Job, owner=user, variations_per_video=1, status=Status.PROCESSING)
     completed = baker.make(Job, owner=user, variations_per_video=1, status=Status.COMPLETED)
     failed = baker.make(Job, owner=user, variations_per_video=1, status=Status.FAILED)
-    response = admin_client_.post(
+    response = admin_client.post(
         "/admin/jobs/job/",
         {"action": "cancel_selected", "_selected_action": [queued.pk, processing.pk, completed.pk, failed.pk]},
         follow=True,
@@ -40,12 +32,12 @@ def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client_, us
     assert not storage.job_folder(queued.pk).exists()  # same path as the API: a queued job's uploads go at once
 
 
-def test_job_admin_pages_render(admin_client_, user):
+def test_job_admin_pages_render(admin_client, user):
     job = baker.make(Job, owner=user, variations_per_video=2, status=Status.CANCELLED)
-    changelist = admin_client_.get("/admin/jobs/job/?status__exact=cancelled&q=" + job.pk[:6])
+    changelist = admin_client.get("/admin/jobs/job/?status__exact=cancelled&q=" + job.pk[:6])
     assert changelist.status_code == 200
     assert job.pk.encode() in changelist.content and b"Cancelled" in changelist.content
-    assert admin_client_.get(f"/admin/jobs/job/{job.pk}/change/").status_code == 200
+    assert admin_client.get(f"/admin/jobs/job/{job.pk}/change/").status_code == 200
 
 
 def test_admin_needs_staff(client, user):
@@ -53,39 +45,34 @@ def test_admin_needs_staff(client, user):
     assert client.get("/admin/jobs/job/").status_code == 302
 
 
-def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_client_, user, settings):
-    from tests.test_cleanup import make_job
-
+def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_client, make_job, settings):
     settings.STORAGE_CAP_BYTES = 1024 * 1024
-    make_job(user, outputs=2, size=1500)
-    content = admin_client_.get("/admin/jobs/job/").content.decode()
+    make_job(outputs=2, size=1500)
+    content = admin_client.get("/admin/jobs/job/").content.decode()
     assert "2.9\xa0KB" in content  # the job's two outputs
     assert "Storage used by job files: <strong>2.9\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
 
 
-def test_delete_selected_asks_first_then_cancels_and_removes_files(admin_client_, user):
-    from tests.test_cleanup import make_job
-
-    finished = make_job(user, outputs=1)
-    running = make_job(user, status=Status.PROCESSING, outputs=0)
+def test_delete_selected_asks_first_then_cancels_and_removes_files(admin_client, make_job):
+    finished = make_job(outputs=1)
+    running = make_job(status=Status.PROCESSING, outputs=0)
     selected = {"action": "delete_selected", "_selected_action": [finished.pk, running.pk]}
-    confirm = admin_client_.post("/admin/jobs/job/", selected)
+    confirm = admin_client.post("/admin/jobs/job/", selected)
     assert "Are you sure" in confirm.content.decode() and Job.objects.count() == 2  # Django's confirmation page
-    response = admin_client_.post("/admin/jobs/job/", {**selected, "post": "yes"}, follow=True)
+    response = admin_client.post("/admin/jobs/job/", {**selected, "post": "yes"}, follow=True)
     assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Successfully deleted 2 jobs."
     assert not Job.objects.exists()
     assert not storage.job_folder(finished.pk).exists() and not storage.job_folder(running.pk).exists()
 
 
-def test_the_admin_offers_cancel_and_djangos_own_delete(admin_client_, user):
+def test_the_admin_offers_cancel_and_djangos_own_delete(admin_client, user):
     baker.make(Job, owner=user, variations_per_video=1)
-    content = admin_client_.get("/admin/jobs/job/").content.decode()
+    content = admin_client.get("/admin/jobs/job/").content.decode()
     assert 'value="delete_selected"' in content and 'value="cancel_selected"' in content
 
 
-def test_deleting_one_job_from_its_page_removes_its_files(admin_client_, user):
-    from tests.test_cleanup import make_job
-
-    job = make_job(user, outputs=1)
-    admin_client_.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
-    assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()
+def test_deleting_one_job_from_its_page_removes_its_files(admin_client, make_job):
+    job = make_job(outputs=1)
+    job_id = job.pk
+    admin_client.post(f"/admin/jobs/job/{job_id}/delete/", {"post": "yes"})
+    assert not Job.objects.filter(pk=job_id).exists() and not storage.job_folder(job_id).exists()

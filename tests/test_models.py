@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,7 @@ import time_machine
 from django.utils import timezone
 from model_bakery import baker
 
-from jobs.models import Job, Status
+from jobs.models import Job, SourceVideo, Status
 
 
 @pytest.fixture
@@ -17,7 +18,8 @@ def job(user):
 
 def test_new_job_is_queued_with_an_unguessable_id_and_expires_after_the_ttl(job, settings):
     assert job.status == Status.QUEUED
-    assert len(job.pk) == 32 and int(job.pk, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", job.pk)
+    assert baker.make(Job, owner=job.owner, variations_per_video=1).pk != job.pk
     assert job.expires_at == job.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
     assert job.seed > 0
 
@@ -77,3 +79,38 @@ def test_visible_to(user, other_user):
     assert list(Job.objects.visible_to(user)) == [mine]
     staff = baker.make("auth.User", is_staff=True)
     assert Job.objects.visible_to(staff).count() == 2
+
+
+def _with_finished(job: Job, finished: int) -> Job:
+    baker.make(SourceVideo, job=job, position=0, completed_variations=finished, duration=1, width=2, height=2, size=1)
+    return Job.objects.prefetch_related("sources").get(pk=job.pk)
+
+
+@pytest.mark.parametrize(
+    "status, finished, downloadable",
+    [
+        (Status.QUEUED, 0, False),
+        (Status.PROCESSING, 1, False),  # never a ZIP of a job that is still writing
+        (Status.COMPLETED, 2, True),
+        (Status.CANCELLED, 1, True),  # partial results
+        (Status.FAILED, 1, True),
+        (Status.CANCELLED, 0, False),  # nothing finished
+    ],
+)
+def test_is_downloadable_is_the_one_rule_for_the_zip(job, status, finished, downloadable):
+    Job.objects.filter(pk=job.pk).update(status=status)
+    assert _with_finished(job, finished).is_downloadable is downloadable
+
+
+def test_an_expired_job_is_not_downloadable(job):
+    Job.objects.filter(pk=job.pk).update(status=Status.COMPLETED)
+    job = _with_finished(job, 2)
+    with time_machine.travel(job.expires_at, tick=False):
+        assert not job.is_downloadable
+
+
+def test_summary_counts_videos_and_variations(job):
+    assert _with_finished(job, 0).summary == "1 video × 2 variations"
+    Job.objects.filter(pk=job.pk).update(variations_per_video=1)
+    baker.make(SourceVideo, job=job, position=1, duration=1, width=2, height=2, size=1)
+    assert Job.objects.get(pk=job.pk).summary == "2 videos × 1 variation"

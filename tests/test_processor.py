@@ -1,11 +1,13 @@
+"""Running a job: batches, resumes, failures per source, the fences of a run, a full disk."""
+
 from __future__ import annotations
 
 import av
 import pytest
 
 from jobs import processor, storage, uploads
+from jobs.effects import effects_for
 from jobs.models import Job, OutputFile, Status
-from tests.conftest import files_under
 
 
 def _create(user, upload, names=("a.mp4",), variations=2, **clip):
@@ -13,7 +15,7 @@ def _create(user, upload, names=("a.mp4",), variations=2, **clip):
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
-def test_job_runs_to_completion(settings, user, upload, batch_size, django_capture_on_commit_callbacks):
+def test_job_runs_to_completion(files_under, settings, user, upload, batch_size, django_capture_on_commit_callbacks):
     settings.BATCH_SIZE = batch_size
     job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=3)
     processor.run_job(job.pk)
@@ -47,7 +49,7 @@ def test_second_delivery_of_the_task_does_nothing(user, upload):
     assert list(OutputFile.objects.values_list("pk", "created_at")) == first
 
 
-def test_a_broken_source_fails_alone_with_the_ffmpeg_message(user, upload):
+def test_a_broken_source_fails_alone_with_the_ffmpeg_message(files_under, user, upload):
     job = _create(user, upload, names=("good.mp4", "bad.mp4"), variations=1)
     bad = job.sources.get(position=1)
     storage.upload_path(bad).write_bytes(b"garbage" * 100)  # corrupted after the upload was accepted
@@ -63,7 +65,7 @@ def test_a_broken_source_fails_alone_with_the_ffmpeg_message(user, upload):
     assert [p.name for p in files_under(storage.outputs_dir(job.pk))] == ["s00_v01.mp4"]
 
 
-def test_every_source_broken_fails_the_job(user, upload):
+def test_every_source_broken_fails_the_job(files_under, user, upload):
     job = _create(user, upload, variations=1)
     storage.upload_path(job.sources.get()).write_bytes(b"garbage")
     processor.run_job(job.pk)
@@ -85,8 +87,6 @@ def test_outputs_decode_and_keep_the_source_duration(user, upload):
 
 def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_path):
     """attempts is a fencing token: after a requeue and a new claim, the old run's output is refused."""
-    from jobs.effects import effects_for
-
     job = _create(user, upload, variations=2)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
@@ -95,8 +95,8 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_p
     assert new_run.claim() and new_run.attempts == 2
 
     source = job.sources.get()
-    storage.outputs_dir(new_run.pk).mkdir(parents=True)
-    partial = storage.outputs_dir(new_run.pk) / "s00_v01.mp4.part"
+    storage.create_outputs_dir(new_run.pk)
+    partial = storage.partial_path(new_run.pk, 0, 0)
     partial.write_bytes(b"late")
     assert processor.register_output(stale_run, source, 0, partial, effects_for(1, 0, 0)) is False
     assert not stale_run.beat() and processor._still_processing(stale_run) is False
@@ -104,18 +104,36 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_p
     assert OutputFile.objects.count() == 0
 
 
-def test_a_taken_over_run_neither_finishes_the_job_nor_touches_its_files(user, upload):
+def test_a_taken_over_run_cannot_finish_the_job(user, upload):
     job = _create(user, upload, variations=1)
     stale_run = Job.objects.get(pk=job.pk)
     stale_run.claim()
     stale_run.requeue()
     new_run = Job.objects.get(pk=job.pk)
     new_run.claim()
-    storage.outputs_dir(new_run.pk).mkdir(parents=True)
-    in_flight = storage.outputs_dir(new_run.pk) / "s00_v01.mp4.part"
-    in_flight.write_bytes(b"the new run is writing this")
-
     assert stale_run.finish(Status.FAILED, error="late") is False
-    storage.settle_files(stale_run)
-    assert in_flight.exists() and storage.uploads_dir(new_run.pk).exists()
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+
+
+def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(user, upload, settings, files_under):
+    settings.BATCH_SIZE = 1
+    other = _create(user, upload, names=("other.mp4",), variations=1)
+    processor.run_job(other.pk)
+    kept = {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()}
+
+    job = _create(user, upload, names=("full.mp4",), variations=1)
+    storage.create_outputs_dir(job.pk)
+    # Every write to this output fails with ENOSPC, as on a full disk.
+    storage.partial_path(job.pk, 0, 0).symlink_to("/dev/full")
+    processor.run_job(job.pk)
+
+    job.refresh_from_db()
+    source = job.sources.get()
+    assert job.status == Status.FAILED
+    assert source.status == Status.FAILED
+    assert source.error.startswith("The disk is full: the variations could not be written.")
+    assert "No space left on device" in source.error
+    assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0).is_symlink()
+    assert not storage.uploads_dir(job.pk).exists()
+    assert {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()} == kept
+    assert Job.objects.get(pk=other.pk).status == Status.COMPLETED

@@ -1,11 +1,18 @@
+"""Settings from the environment: typed readers that fail loudly, and a settings load that writes nothing."""
+
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 
-from videojobs import env
+from videojobs import datadir, env
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -47,9 +54,6 @@ def test_unset_or_blank_gives_the_default(monkeypatch):
 
 
 def test_a_junk_setting_stops_the_real_start_up(tmp_path):
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         env={
@@ -60,16 +64,55 @@ def test_a_junk_setting_stops_the_real_start_up(tmp_path):
         },
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     assert result.returncode != 0
     assert "MAX_FILES='many' is not a whole number" in result.stderr
 
 
 def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def _load_settings(data_dir: Path) -> subprocess.CompletedProcess:
+    script = "from django.conf import settings; print(settings.JOBS_DIR); print(bool(settings._wrapped.SECRET_KEY))"
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {script}"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATA_DIR": str(data_dir),
+            "DJANGO_SETTINGS_MODULE": "videojobs.settings",
+        },
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def test_loading_the_settings_writes_nothing(tmp_path):
+    data_dir = tmp_path / "fresh-data"  # not the tests' own tmp_path/data
+    result = _load_settings(data_dir)
+    assert result.stdout.split() == [str(data_dir / "jobs"), "False"]  # no key yet: Django refuses to serve
+    assert not data_dir.exists()
+
+
+def test_the_start_up_step_makes_the_data_dir_and_a_key_that_settings_then_use(tmp_path, monkeypatch):
+    data_dir = tmp_path / "fresh-data"
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    datadir.prepare(data_dir)
+    key = datadir.read_secret_key(data_dir)
+    assert len(key) > 40 and (data_dir / "jobs").is_dir()
+    assert (data_dir / datadir.SECRET_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    datadir.prepare(data_dir)  # again, as every `make run` does: the key stays
+    assert datadir.read_secret_key(data_dir) == key
+    assert _load_settings(data_dir).stdout.split()[1] == "True"
+
+
+def test_no_key_file_when_the_key_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "from-the-environment")
+    datadir.prepare(tmp_path)
+    assert datadir.read_secret_key(tmp_path) == "" and (tmp_path / "jobs").is_dir()

@@ -11,20 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 from django.conf import settings
 from django.db import connection
 
 from jobs import storage
+from jobs.procs import tagged_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def encoding_processes(job, writing: bool = False) -> list:
     """The job's FFmpeg processes that encode (not the thumbnail); with `writing`, once a .part has bytes."""
-    import psutil
-
-    from jobs.procs import tagged_processes
-
     if writing and not any(_size(p) for p in storage.outputs_dir(job.pk).glob("*.part")):
         return []
     found = []
@@ -98,7 +96,7 @@ class Cluster:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to the cluster, then SIGKILL for its whole process group (shared/NOTES.md)."""
+        """SIGTERM to the cluster, then SIGKILL for its whole process group (its workers do not watch their parent)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -8,26 +8,19 @@ import signal
 import psutil
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from jobs import storage
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
-from tests.conftest import files_under
 from tests.workers import encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster, user, upload):
+def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster, post_job, files_under):
     env = {"BATCH_SIZE": "1", "STALE_AFTER_SECONDS": "2"}
     first = start_cluster(**env)
-    api = APIClient()
-    api.force_authenticate(user)
-    response = api.post(
-        "/api/jobs/", {"videos": [upload("ad.mp4", seconds=30.0, audio=False)], "variations": 4}, format="multipart"
-    )
-    job = Job.objects.get(pk=response.json()["id"])
+    job = post_job(["ad.mp4"], 4, seconds=30.0, audio=False)
 
     wait_for(lambda: OutputFile.objects.filter(job=job).exists(), timeout=60, message="a finished variation")
     ffmpeg_proc = wait_for(

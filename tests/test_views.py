@@ -1,6 +1,11 @@
+"""The server-rendered pages: login, ownership, cards, badges, cancel and upload without JavaScript."""
+
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from model_bakery import baker
 
 from jobs import uploads
@@ -98,22 +103,50 @@ def test_static_pages_have_no_inline_handlers(logged_in, job):
         assert " onclick=" not in content and " onsubmit=" not in content and "<script>" not in content
 
 
-def test_download_button_only_once_the_job_is_finished(logged_in, user):
-    from tests.test_cleanup import make_job
-
-    running = make_job(user, status=Status.PROCESSING, outputs=1)
+def test_download_button_only_once_the_job_is_finished(logged_in, make_job):
+    running = make_job(status=Status.PROCESSING, outputs=1)
     assert b'id="download"' not in logged_in.get(f"/jobs/{running.pk}/status/").content
-    done = make_job(user, status=Status.COMPLETED, outputs=1)
+    done = make_job(status=Status.COMPLETED, outputs=1)
     content = logged_in.get(f"/jobs/{done.pk}/status/").content
     assert f'id="download" href="/api/jobs/{done.pk}/download/"'.encode() in content
     assert b"Partial results available" not in content
 
 
-def test_finished_cards_offer_the_zip(logged_in, user):
-    from tests.test_cleanup import make_job
-
-    done = make_job(user, status=Status.COMPLETED, outputs=1)
-    running = make_job(user, status=Status.PROCESSING, outputs=1)
+def test_finished_cards_offer_the_zip(logged_in, make_job):
+    done = make_job(status=Status.COMPLETED, outputs=1)
+    running = make_job(status=Status.PROCESSING, outputs=1)
     content = logged_in.get("/").content.decode()
     assert f'href="/api/jobs/{done.pk}/download/"' in content
     assert f'href="/api/jobs/{running.pk}/download/"' not in content
+
+
+def test_the_upload_page_states_the_limits_and_the_retention_from_settings(logged_in, settings):
+    settings.JOB_TTL_HOURS = 6
+    settings.MAX_UPLOAD_BYTES = 3 * 1024**2
+    content = logged_in.get("/upload/").content.decode()
+    assert "results are kept for 6 hours." in content
+    assert "3.0\xa0MB each" in content
+
+
+def test_expiry_reads_the_same_on_card_and_detail(logged_in, make_job):
+    job = make_job(status=Status.COMPLETED, outputs=1)
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() + timedelta(hours=2, minutes=5, seconds=30))
+    for path in ("/", f"/jobs/{job.pk}/status/"):
+        assert ">expires in 2 h 5 min</span>" in logged_in.get(path).content.decode(), path
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    for path in ("/", f"/jobs/{job.pk}/status/"):
+        assert ">expired</span>" in logged_in.get(path).content.decode(), path
+
+
+def test_cards_and_the_detail_snippet_say_finished_the_same_way(logged_in, make_job):
+    running = make_job(status=Status.PROCESSING, outputs=1)
+    done = make_job(status=Status.COMPLETED, outputs=1)
+    cards = logged_in.get("/").content.decode()
+    assert f'data-job="{running.pk}" data-status="processing" data-terminal="false"' in cards
+    assert f'data-job="{done.pk}" data-status="completed" data-terminal="true"' in cards
+    assert 'data-terminal="false"' in logged_in.get(f"/jobs/{running.pk}/status/").content.decode()
+
+
+def test_common_script_is_loaded_once_per_page(logged_in, job):
+    for path in ("/", "/upload/", f"/jobs/{job.pk}/"):
+        assert logged_in.get(path).content.decode().count("js/common.js") == 1, path

@@ -1,0 +1,53 @@
+"""The ZIP: STORE entries per source folder, manifest.json with the exact effects, only files that exist."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from jobs import archive, storage
+from jobs.models import Status
+
+
+def _open(job) -> zipfile.ZipFile:
+    stream = archive.job_zip(job)
+    data = b"".join(stream)
+    assert len(stream) == len(data)  # the size announced as Content-Length is exact
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def test_entries_per_source_folder_uncompressed_with_a_manifest(post_job):
+    job = post_job(["promo.mov", "b.mp4"], variations=2, run=True)
+    zipped = _open(job)
+    assert zipped.testzip() is None
+    assert sorted(zipped.namelist()) == sorted(
+        ["promo/promo_v01.mp4", "promo/promo_v02.mp4", "b/b_v01.mp4", "b/b_v02.mp4", "manifest.json"]
+    )
+    assert {info.compress_type for info in zipped.infolist()} == {zipfile.ZIP_STORED}
+    manifest = json.loads(zipped.read("manifest.json"))
+    assert manifest["job"] == job.pk and manifest["seed"] == job.seed
+    by_file = {entry["file"]: entry for entry in manifest["outputs"]}
+    output = job.outputs.get(source__position=0, variation_index=1)
+    assert by_file["promo/promo_v02.mp4"]["effects"] == output.effects
+    assert by_file["promo/promo_v02.mp4"]["source"] == "promo.mov"
+    assert zipped.read("promo/promo_v02.mp4") == storage.output_path(output).read_bytes()
+
+
+def test_names_that_would_share_or_climb_out_of_a_folder_get_their_own(post_job):
+    job = post_job(["a.mp4", "A.mov", "...mp4", ". .mp4"], variations=1, run=True)
+    assert sorted(_open(job).namelist()) == [
+        "A (2)/A (2)_v01.mp4",
+        "a/a_v01.mp4",
+        "manifest.json",
+        "video3/video3_v01.mp4",
+        "video4/video4_v01.mp4",
+    ]
+
+
+def test_outputs_whose_file_vanished_are_left_out(make_job):
+    job = make_job(status=Status.COMPLETED, outputs=2)
+    storage.output_path(job.outputs.get(variation_index=0)).unlink()
+    zipped = _open(job)
+    assert sorted(zipped.namelist()) == ["a/a_v02.mp4", "manifest.json"]
+    assert [entry["file"] for entry in json.loads(zipped.read("manifest.json"))["outputs"]] == ["a/a_v02.mp4"]

@@ -1,0 +1,137 @@
+"""A job's files: layout, owned files, settling after a run, deleting, bytes used and admission."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from django.utils import timezone
+
+from jobs import storage
+from jobs.models import Job, OutputFile, Status
+
+
+def test_layout_keeps_user_text_off_the_disk(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=0)
+    partial = storage.partial_path(job.pk, 1, 2)
+    assert partial == storage.outputs_dir(job.pk) / "s01_v03.mp4.part"
+    assert storage.final_path(partial).name == "s01_v03.mp4"
+    assert storage.relative_to_job(job.pk, storage.final_path(partial)) == "outputs/s01_v03.mp4"
+    assert storage.upload_path(job.sources.get()) == storage.uploads_dir(job.pk) / "00.video"
+
+
+def test_store_upload_writes_the_chunks_under_a_numbered_name(jobs_dir):
+    storage.create_uploads_dir("job1")
+    assert storage.store_upload("job1", 3, [b"ab", b"cd"]) == "uploads/03.video"
+    assert (jobs_dir / "job1" / "uploads" / "03.video").read_bytes() == b"abcd"
+
+
+def test_owned_files_are_the_outputs_and_the_thumbnail(make_job):
+    job = make_job(outputs=2)
+    assert storage.owned_files(job) == {storage.output_path(o) for o in job.outputs.all()} | {
+        storage.thumbnail_path(job)
+    }
+
+
+def test_remove_unowned_outputs_keeps_what_rows_own(make_job, files_under):
+    job = make_job(outputs=1)
+    partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
+    partial.write_bytes(b"half")
+    assert storage.remove_unowned_outputs(job) == [partial]
+    assert files_under(storage.outputs_dir(job.pk)) == [storage.output_path(job.outputs.get())]
+
+
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
+def test_settling_a_finished_run_drops_partials_and_uploads(make_job, files_under, status):
+    job = make_job(status=status, outputs=1, uploads_left=True)
+    job.sources.update(status=Status.PROCESSING)
+    (storage.outputs_dir(job.pk) / "s00_v02.mp4.part").write_bytes(b"half")
+    storage.settle_files(job)
+    assert files_under(storage.job_folder(job.pk)) == sorted(storage.owned_files(job))
+    expected = Status.FAILED if status == Status.FAILED else Status.CANCELLED
+    assert list(job.sources.values_list("status", flat=True)) == [expected]
+
+
+def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
+    partial.write_bytes(b"half")
+    storage.settle_files(job)
+    assert not partial.exists() and storage.uploads_dir(job.pk).exists()
+
+
+def test_settling_a_job_whose_row_is_gone_removes_its_folder(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    Job.objects.filter(pk=job.pk).delete()
+    storage.settle_files(job)
+    assert not storage.job_folder(job.pk).exists()
+
+
+def test_a_taken_over_run_does_not_touch_the_new_runs_files(make_job):
+    job = make_job(status=Status.QUEUED, outputs=0)
+    stale_run = Job.objects.get(pk=job.pk)
+    assert stale_run.claim() and stale_run.requeue()
+    new_run = Job.objects.get(pk=job.pk)
+    assert new_run.claim()
+    in_flight = storage.outputs_dir(job.pk) / "s00_v01.mp4.part"
+    in_flight.write_bytes(b"the new run is writing this")
+
+    storage.settle_files(stale_run)
+    assert in_flight.exists() and storage.uploads_dir(job.pk).exists()
+
+
+def test_job_bytes_walks_the_folder_and_skips_links(make_job):
+    job = make_job(outputs=2, size=1000)
+    (storage.job_folder(job.pk) / "link").symlink_to(storage.output_path(job.outputs.first()))
+    assert storage.job_bytes(job) == 2 * 1000 + 4  # two outputs and the 4-byte thumbnail
+
+
+def test_delete_job_removes_files_then_rows(make_job):
+    job = make_job(outputs=2, size=1000)
+    job_id = job.pk
+    assert storage.delete_job(job) == 2004
+    assert not storage.job_folder(job_id).exists()
+    assert not Job.objects.filter(pk=job_id).exists() and not OutputFile.objects.filter(job_id=job_id).exists()
+
+
+def test_when_the_files_cannot_go_the_rows_stay(make_job, monkeypatch):
+    job = make_job(outputs=1)
+
+    def fail(path, **kwargs):
+        raise PermissionError(path)
+
+    # A folder that may not be deleted cannot be made for real when the tests run as root.
+    monkeypatch.setattr(storage, "shutil", SimpleNamespace(rmtree=fail))
+    with pytest.raises(PermissionError):
+        storage.delete_job(job)
+    assert Job.objects.filter(pk=job.pk).exists() and OutputFile.objects.filter(job=job).exists()
+
+
+def test_storage_used_counts_outputs_and_the_uploads_still_waiting(make_job):
+    make_job(status=Status.COMPLETED, outputs=2, size=1000)  # its uploads are gone
+    make_job(status=Status.QUEUED, outputs=0, size=500)
+    make_job(status=Status.PROCESSING, outputs=1, size=300, heartbeat_at=timezone.now())
+    assert storage.storage_used() == 2000 + 500 + (300 + 300)
+
+
+def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings):
+    now = timezone.now()
+    oldest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=3))
+    middle = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=2))
+    newest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=1))
+    settings.STORAGE_CAP_BYTES = 6000  # 6000 used: one eviction makes room for 2000
+    assert storage.make_room(2000)
+    assert list(Job.objects.order_by("created_at")) == [middle, newest]
+    assert not storage.job_folder(oldest.pk).exists()
+
+
+def test_make_room_refuses_when_active_jobs_alone_leave_no_room(make_job, settings):
+    finished = make_job(outputs=2, size=1000)
+    make_job(status=Status.PROCESSING, outputs=0, size=4000, heartbeat_at=timezone.now())
+    settings.STORAGE_CAP_BYTES = 5000
+    assert not storage.make_room(2000)
+    assert Job.objects.filter(pk=finished.pk).exists()  # evicting it would not have been enough: it stays
+
+
+def test_estimated_job_bytes_is_the_uploads_plus_one_copy_per_variation():
+    assert storage.estimated_job_bytes(1000, 5) == 6000

@@ -1,0 +1,48 @@
+"""The django-q2 entry points: the processing task, the worker heartbeat and the scheduled cleanup."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs import processor, tasks
+from jobs.models import Job, Status, WorkerBeat
+
+
+def test_the_scheduled_cleanup_runs_the_same_pass_and_says_what_it_did(make_job):
+    job = make_job(status=Status.COMPLETED)
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert tasks.run_cleanup().startswith("cleanup: jobs expired: 1,")
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert WorkerBeat.objects.exists()
+
+
+def test_the_worker_heartbeat_records_the_cluster_and_recovers_lost_jobs(make_job):
+    lost = make_job(status=Status.PROCESSING, outputs=0, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    tasks.worker_heartbeat()
+    assert Job.objects.get(pk=lost.pk).status == Status.QUEUED
+    assert WorkerBeat.objects.get(name="cluster").seen_at > timezone.now() - timedelta(seconds=5)
+
+
+def test_process_job_runs_the_job(post_job):
+    job = post_job(variations=1)
+    tasks.process_job(job.pk)
+    assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
+
+
+def test_sigterm_during_a_job_becomes_worker_stopping_and_the_handler_is_restored(post_job, monkeypatch):
+    """The signal itself, on this process: the task's handler turns it into WorkerStopping."""
+    job = post_job(variations=1)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def run_job(job_id):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(processor, "run_job", run_job)
+    with pytest.raises(processor.WorkerStopping) as stopped:
+        tasks.process_job(job.pk)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before

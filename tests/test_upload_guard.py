@@ -1,0 +1,100 @@
+"""Upload requests are guarded before anything reads their body: size limits and strict file names."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import SkipFile
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+from jobs.upload_guard import FileSizeLimitHandler, oversize_uploads
+
+
+def _body_with_file_name(name: str, content: bytes, **fields: str) -> bytes:
+    """A multipart body built by hand: Django's test client would strip a path from the name itself."""
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    return part + content + b"\r\n" + encode_multipart(BOUNDARY, {"variations": "2", **fields})
+
+
+def test_file_over_the_upload_limit_is_413(refused, api, upload, settings, nothing_left):
+    settings.MAX_UPLOAD_BYTES = 1000
+    response = api.post("/api/jobs/", {"videos": [upload("big.mp4")]}, format="multipart")
+    refused(response, 413, "big.mp4", "over the limit of 1000 bytes")
+
+
+def test_request_over_the_total_limit_is_refused_before_reading(refused, api, settings, nothing_left):
+    settings.MAX_UPLOAD_BYTES = 1000
+    settings.MAX_FILES = 1
+    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))  # never parsed: refused on Content-Length
+    refused(api.post("/api/jobs/", {"videos": [blob]}, format="multipart"), 413, "the upload is", "over the limit")
+
+
+def test_the_size_handler_skips_the_file_at_the_chunk_that_crosses_the_limit(settings, rf):
+    settings.MAX_UPLOAD_BYTES = 100
+    request = rf.post("/api/jobs/")
+    handler = FileSizeLimitHandler(request)
+    handler.new_file("videos", "huge.mp4", "video/mp4", None)
+    assert handler.receive_data_chunk(b"x" * 60, 0) == b"x" * 60
+    with pytest.raises(SkipFile):
+        handler.receive_data_chunk(b"x" * 60, 60)
+    assert oversize_uploads(request) == ["huge.mp4"]
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../../etc/passwd.mp4", "looks like a path"),
+        ("..\\..\\boot.mp4", "looks like a path"),
+        ("/abs/clip.mp4", "looks like a path"),
+        ("bad\x07name.mp4", "control characters"),
+        ("line\nbreak.mp4", "control characters"),
+        ("rtl\u202eevil.mp4", "control characters"),
+    ],
+)
+def test_hostile_file_names_are_refused_not_trimmed(refused, api, clips, name, problem, nothing_left):
+    body = _body_with_file_name(name, clips().read_bytes())
+    refused(api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT), 400, "is not allowed", problem)
+
+
+def test_session_upload_over_the_limit_is_dropped_while_streaming(refused, csrf_client, upload, settings, nothing_left):
+    """The browser path: the CSRF check reads the body first, and the size limit already applies there."""
+    settings.MAX_UPLOAD_BYTES = 1000
+    client, token = csrf_client
+    response = client.post("/api/jobs/", {"videos": [upload("big.mp4")], "variations": 2}, HTTP_X_CSRFTOKEN=token)
+    refused(response, 413, "big.mp4: the file is over the limit of 1000 bytes")  # dropped, never measured whole
+
+
+def test_session_upload_needs_the_csrf_token(csrf_client, upload, nothing_left):
+    client, _ = csrf_client
+    response = client.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 2})
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_session_upload_with_the_token_works(csrf_client, upload):
+    client, token = csrf_client
+    response = client.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 2}, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201
+
+
+def test_session_request_over_the_total_limit_is_refused_before_the_csrf_check_reads_it(
+    refused, csrf_client, settings, nothing_left
+):
+    settings.MAX_UPLOAD_BYTES = 1000
+    settings.MAX_FILES = 1
+    client, _ = csrf_client  # no token sent: the size answer comes first
+    for path in ("/api/jobs/", "/upload/"):
+        blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
+        refused(client.post(path, {"videos": [blob]}), 413, "the upload is", "over the limit")
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/", "/upload/"])
+def test_hostile_names_are_refused_on_the_session_path_too(refused, csrf_client, clips, path, nothing_left):
+    """A session request is parsed before the view (CSRF needs the body): the same strict rules apply."""
+    client, token = csrf_client
+    body = _body_with_file_name("../../etc/passwd.mp4", clips().read_bytes(), csrfmiddlewaretoken=token)
+    response = client.generic("POST", path, body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
+    refused(response, 400, "'../../etc/passwd.mp4' is not allowed", "looks like a path")

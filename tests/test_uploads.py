@@ -1,0 +1,105 @@
+"""Turning an upload into a queued job: what is stored and queued, and every refusal (4xx, nothing left)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from jobs import storage
+from jobs.enqueue import PROCESS_JOB_TASK
+from jobs.models import Job, Status
+from tests.media import make_clip
+
+
+def _post(api, files, **fields):
+    return api.post("/api/jobs/", {"videos": files, **fields}, format="multipart")
+
+
+def test_create_stores_the_uploads_and_queues_the_task(
+    api, upload, user, settings, files_under, django_capture_on_commit_callbacks
+):
+    settings.JOB_TTL_HOURS = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _post(api, [upload("Summer Ad.mp4"), upload("Summer Ad.mp4")], variations=3)
+    assert response.status_code == 201
+    body = response.json()
+    job = Job.objects.get(pk=body["id"])
+    assert job.owner == user and job.status == Status.QUEUED
+    assert body["status"] == "queued"
+    assert body["variations_per_video"] == 3 and body["total_variations"] == 6 and body["completed_variations"] == 0
+    assert [s["name"] for s in body["sources"]] == ["Summer Ad.mp4", "Summer Ad (2).mp4"]
+    assert body["download_url"] is None and body["thumbnail_url"] is None
+    assert body["page_url"] == f"http://testserver/jobs/{job.pk}/"
+    assert job.expires_at - job.created_at == timedelta(hours=3)
+    assert [p.name for p in files_under(storage.uploads_dir(job.pk))] == ["00.video", "01.video"]
+    assert [q.func() for q in OrmQ.objects.all()] == [PROCESS_JOB_TASK]
+
+
+def test_variations_default_to_five(api, upload):
+    response = _post(api, [upload()])
+    assert response.status_code == 201
+    assert response.json()["variations_per_video"] == 5
+
+
+def test_no_files(refused, api, nothing_left):
+    refused(api.post("/api/jobs/", {"variations": 2}, format="multipart"), 400, "no videos")
+
+
+def test_too_many_files(refused, api, upload, settings, nothing_left):
+    settings.MAX_FILES = 2
+    refused(_post(api, [upload(f"{i}.mp4") for i in range(3)]), 400, "too many videos", "3 sent", "at most 2")
+
+
+def test_text_file_renamed_mp4(refused, api, upload, nothing_left):
+    fake = SimpleUploadedFile("notes.mp4", b"just some text\n" * 50, content_type="video/mp4")
+    refused(_post(api, [upload("good.mp4"), fake]), 400, "notes.mp4", "not a usable video")
+
+
+def test_zero_byte_file(refused, api, nothing_left):
+    refused(_post(api, [SimpleUploadedFile("empty.mp4", b"", content_type="video/mp4")]), 400, "empty.mp4", "empty")
+
+
+def test_a_video_that_is_not_mp4_or_mov(refused, api, tmp_path, nothing_left):
+    matroska = make_clip(tmp_path / "x.mkv", seconds=0.5, audio=False)
+    refused(_post(api, [SimpleUploadedFile("x.mp4", matroska.read_bytes())]), 400, "only MP4 and MOV")
+
+
+@pytest.mark.parametrize("value, shown", [(0, "not 0"), (8, "not 8"), ("abc", "not 'abc'"), ("2.5", "not '2.5'")])
+def test_variations_out_of_range_or_not_a_number(refused, api, upload, settings, value, shown, nothing_left):
+    settings.MAX_VARIATIONS = 7
+    refused(_post(api, [upload()], variations=value), 400, "variations must be a whole number from 1 to 7", shown)
+
+
+def test_a_json_body_is_refused(api, nothing_left):
+    response = api.post("/api/jobs/", {"videos": [], "variations": 2}, format="json")
+    assert response.status_code == 415
+    assert "Unsupported media type" in response.json()["detail"]
+
+
+def test_names_that_share_a_zip_folder_are_told_apart(api, upload):
+    response = _post(api, [upload(n) for n in ["a.mp4", "A.mov", "...mp4", ". .mp4"]], variations=1)
+    assert response.status_code == 201
+    assert [s["name"] for s in response.json()["sources"]] == ["a.mp4", "A (2).mov", "...mp4", ". .mp4"]
+
+
+def test_an_upload_that_cannot_fit_gets_507_and_leaves_nothing(api, upload, settings, make_job, jobs_dir):
+    running = make_job(status=Status.PROCESSING, outputs=0, size=50_000, heartbeat_at=timezone.now())
+    settings.STORAGE_CAP_BYTES = 100_000
+    response = _post(api, [upload()], variations=5)
+    assert response.status_code == 507
+    assert "not enough storage for this job" in response.json()["detail"]
+    assert list(Job.objects.values_list("pk", flat=True)) == [running.pk]
+    assert [p.name for p in jobs_dir.iterdir()] == [running.pk]
+
+
+def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, make_job):
+    clip_size = len(upload().read())
+    old = make_job(status=Status.COMPLETED, outputs=2, size=clip_size * 2)
+    settings.STORAGE_CAP_BYTES = clip_size * 5
+    response = _post(api, [upload()], variations=2)
+    assert response.status_code == 201
+    assert not Job.objects.filter(pk=old.pk).exists() and not storage.job_folder(old.pk).exists()
