@@ -7,8 +7,11 @@ Every file of a job lives under JOBS_DIR/<job id>/:
     outputs/sNN_vMM.mp4.part  a variation FFmpeg is still writing
     thumbnail.webp
 
-This module is the only one that creates, measures or removes them; the
-reasons for the order of those steps are in docs/architecture.md ("Files").
+This module decides where they live, which are owned, and is the one place
+that stores uploads, measures, and removes them. FFmpeg writes the partials;
+the processor renames a finished one into place inside the transaction that
+registers its row. Why the steps come in this order: docs/architecture.md
+("Files").
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
-"""django-q2 entry points and schedules. Tasks get primary keys, never instances."""
+"""django-q2 entry points (the schedules that call two of them: jobs/schedules.py). Tasks get primary keys only."""
 
 from __future__ import annotations
 
-import logging
 import signal
 
 from jobs import cleanup, processor
 from jobs.models import WorkerBeat
-
-logger = logging.getLogger(__name__)
 
 
 def process_job(job_id: str) -> None:

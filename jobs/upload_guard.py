@@ -1,17 +1,10 @@
 """Guarding upload requests before anything (the CSRF check included) reads their body.
 
-For POSTs to the upload endpoints, UploadGuardMiddleware:
-1. answers 413 without reading the body when Content-Length is over
-   MAX_FILES x MAX_UPLOAD_BYTES (+ 1 MiB for the form fields);
-2. puts FileSizeLimitHandler first among the upload handlers: a file that
-   grows past MAX_UPLOAD_BYTES is skipped (its bytes are read and dropped,
-   never written to memory or a temporary file) and its name kept in
-   `request.oversize_uploads` for the view to answer 413;
-3. makes the request parse multipart bodies with StrictParser, which refuses
-   file names with path separators or control characters instead of trimming
-   them as Django does. A session request (browser) is parsed here, so the
-   refusal is a JSON 400 naming the problem; a token request is parsed later
-   by the API's StrictMultiPartParser, with the same rules.
+UploadGuardMiddleware, for POSTs to the upload endpoints: a 413 on Content-Length
+alone, FileSizeLimitHandler first among the upload handlers (an oversized file
+is skipped while it streams in and named in `request.oversize_uploads`), and
+StrictParser for multipart bodies. Why it sits before CsrfViewMiddleware:
+docs/architecture.md ("Uploads").
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-# Flags that work with Debian's chromium here (shared/NOTES.md); nothing is downloaded.
+# Flags that work with Debian's chromium 156 and Selenium 4.51 here, without workarounds; nothing is downloaded.
 CHROME_FLAGS = [
     "--headless=new",
     "--no-sandbox",
