@@ -103,5 +103,5 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code in (200, 503)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its workers still booting
         return False
