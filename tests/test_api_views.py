@@ -42,7 +42,7 @@ def test_list_is_newest_first_own_jobs_only_and_paginated(api, user, other_user)
     assert [j["id"] for j in body["results"]] == [j.pk for j in mine]
 
 
-def test_staff_see_every_job(other_user, user):
+def test_staff_see_every_job(other_user):
     theirs = baker.make(Job, owner=other_user, variations_per_video=1)
     staff = baker.make("auth.User", is_staff=True)
     client = APIClient()

@@ -75,7 +75,7 @@ def test_eviction_takes_the_oldest_terminal_jobs_first_and_never_running_ones(ma
     assert storage.storage_used() <= settings.STORAGE_CAP_BYTES
 
 
-def test_eviction_when_the_disk_is_too_full(make_job, settings, monkeypatch):
+def test_eviction_when_the_disk_is_too_full(make_job, monkeypatch):
     first = make_job(created_at=timezone.now() - timedelta(hours=2))
     second = make_job()
     full = {"used": 90}
@@ -159,7 +159,7 @@ def test_outputs_whose_file_vanished_are_marked_missing(make_job, api):
     assert [o["missing"] for o in body["sources"][0]["outputs"]] == [True, False]
 
 
-def test_a_stale_processing_job_is_interrupted_and_requeued(make_job, settings, django_capture_on_commit_callbacks):
+def test_a_stale_processing_job_is_interrupted_and_requeued(make_job, django_capture_on_commit_callbacks):
     job = make_job(status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
     partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
     partial.write_bytes(b"half")

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import av
+import psutil
 import pytest
 
 from jobs import ffmpeg
 from jobs.effects import effects_for
+from tests.workers import wait_for
 
 
 def test_probe_reads_duration_size_and_audio(clips):
@@ -72,10 +78,10 @@ def test_thumbnail_is_128_px_wide_webp(clips, tmp_path):
     assert (frame.width, frame.height) == (128, 96)
 
 
-def test_child_carries_the_job_tag_and_dies_with_its_parent(settings, tmp_path):
+def test_child_carries_the_job_tag_and_runs_under_a_death_signal():
     """setpriv --pdeathsig is used, and VIDEOJOBS_JOB marks the process."""
     cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB"'])
-    assert cmd[:4] == [cmd[0], "--pdeathsig", "KILL", "--"]
+    assert cmd[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
     out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz"), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "job-xyz"
 
@@ -89,13 +95,16 @@ for i in range(30):
 
 
 def test_progress_is_reported_at_most_once_a_second():
-    """A stand-in emits a progress block every 0.1 s for 3 s; the callback runs about once a second."""
+    """A stand-in emits a progress block every 0.1 s for at least 3 s; the callback runs at most once a second."""
     calls = []
+    started = time.monotonic()
     result = ffmpeg.run(
         [sys.executable, "-c", PROGRESS_EMITTER], job_id="t5", on_progress=lambda s: calls.append((time.monotonic(), s))
     )
+    elapsed = time.monotonic() - started
     assert result.returncode == 0
-    assert 2 <= len(calls) <= 5, calls
+    # Bounded by the run's own length (a loaded machine stretches it), plus the final report.
+    assert 2 <= len(calls) <= elapsed / ffmpeg.PROGRESS_INTERVAL + 1, (calls, elapsed)
     gaps = [b[0] - a[0] for a, b in zip(calls[:-2], calls[1:-1], strict=True)]  # the last call is the final report
     assert all(gap >= ffmpeg.PROGRESS_INTERVAL * 0.95 for gap in gaps), gaps
     assert calls[-1][1] == pytest.approx(2.9)
@@ -103,14 +112,6 @@ def test_progress_is_reported_at_most_once_a_second():
 
 def test_a_child_dies_when_the_process_that_started_it_is_killed():
     """PR_SET_PDEATHSIG via setpriv: SIGKILL of the parent takes the child with it (no SIGPIPE needed)."""
-    import os
-    import signal
-    from pathlib import Path
-
-    import psutil
-
-    from tests.workers import wait_for
-
     script = (
         "import subprocess, time; from jobs.ffmpeg import _with_death_signal; "
         "child = subprocess.Popen(_with_death_signal(['sleep', '60'])); print(child.pid, flush=True); time.sleep(60)"

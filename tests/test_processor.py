@@ -85,7 +85,7 @@ def test_outputs_decode_and_keep_the_source_duration(user, upload):
         assert frames == 50
 
 
-def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload, tmp_path):
+def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
     """attempts is a fencing token: after a requeue and a new claim, the old run's output is refused."""
     job = _create(user, upload, variations=2)
     stale_run = Job.objects.get(pk=job.pk)

@@ -28,6 +28,7 @@
   }
 
   if (activeCards().length) vj.adaptivePoll(refreshActive);
+  window.setInterval(function () { vj.updateCountdowns(list); }, 30000);
 
   list.addEventListener("submit", function (event) {
     const form = event.target.closest(".cancel-form");

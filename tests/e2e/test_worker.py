@@ -28,7 +28,7 @@ def _duration(source) -> float:
         return container.duration / av.time_base, frames
 
 
-def test_upload_process_and_download_with_a_real_worker(live_server, start_cluster, clips, settings, tmp_path):
+def test_upload_process_and_download_with_a_real_worker(live_server, start_cluster, clips):
     User.objects.create_user("carol", password="pass-for-carol")
     cluster = start_cluster(BATCH_SIZE="2")
     http = requests.Session()
