@@ -84,7 +84,7 @@ class JobAdmin(admin.ModelAdmin):
         for job in queryset:
             delete_job_with_files(job)
 
-    @admin.display(description="Bytes used", ordering="output_bytes")
+    @admin.display(description="Output bytes", ordering="output_bytes")
     def bytes_used(self, job: Job):
         return filesizeformat(job.output_bytes or 0)
 

@@ -25,8 +25,11 @@ def cancel_job(job: Job) -> bool:
     return bool(left)
 
 
-def delete_job_with_files(job: Job) -> int:
-    """Cancel it if it runs (its worker sees the cancel, then the missing row, and stops FFmpeg),
-    then delete its files and rows. Returns the bytes freed."""
+def delete_job_with_files(job: Job) -> None:
+    """Cancel it if it runs, then delete its files and rows.
+
+    The job's worker sees the cancel or the missing row, stops FFmpeg, and
+    removes whatever it wrote meanwhile (storage.settle_files of a job whose row is gone).
+    """
     cancel_job(job)
-    return storage.delete_job(job)
+    storage.delete_job(job)

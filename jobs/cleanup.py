@@ -78,7 +78,7 @@ class _Pass:
 
 
 def run(now: datetime | None = None, dry_run: bool = False) -> Summary:
-    """One full pass (module docstring). Safe to run from several processes at once."""
+    """One full pass (docs/architecture.md, "Lifecycle"). Safe to run from several processes at once."""
     cleanup = _Pass(now or timezone.now(), dry_run)
     recover(cleanup)
     expire(cleanup)
@@ -188,6 +188,10 @@ def _disk_too_full(pretend_freed: int) -> bool:
 
 # --- 4. orphans ------------------------------------------------------------------
 def sweep(cleanup: _Pass) -> None:
+    if not settings.JOBS_DIR.is_dir():
+        # Not "every file vanished": the folder is not there (an unmounted share, a wrong DATA_DIR).
+        logger.error("cleanup: %s is missing; orphans and missing outputs are not checked", settings.JOBS_DIR)
+        return
     grace_start = time.time() - ORPHAN_GRACE.total_seconds()
     known = {job.pk: job for job in Job.objects.all()}
     for entry in storage.job_folders():

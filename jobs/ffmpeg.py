@@ -73,7 +73,7 @@ class OutputSpec:
 @dataclass(frozen=True)
 class RunResult:
     returncode: int
-    stopped: bool  # True when should_stop() asked for the stop (or an exception left with FFmpeg alive)
+    stopped: bool  # True when should_stop() asked for the stop
 
 
 def ffmpeg_binary() -> str:

@@ -100,7 +100,7 @@ class Job(models.Model):
 
     @property
     def summary(self) -> str:
-        """'2 videos × 3 variations', as the pages and the admin show a job."""
+        """'2 videos × 3 variations', as the pages show a job."""
         videos, variations = len(self._sources()), self.variations_per_video
         return f"{videos} video{'s' if videos != 1 else ''} × {variations} variation{'s' if variations != 1 else ''}"
 

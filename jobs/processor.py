@@ -7,7 +7,6 @@ docs/architecture.md ("Processing a job").
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -164,9 +163,8 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
     a variation that finishes after a cancel was accepted does not count, nor
     one from a worker whose job was requeued and taken over.
     """
-    final = storage.final_path(partial)
-    relative = storage.relative_to_job(job.pk, final)
-    renamed = False
+    relative = storage.relative_to_job(job.pk, storage.final_path(partial))
+    final = None
     try:
         with transaction.atomic():
             # Locks the job row (PostgreSQL); SQLite's IMMEDIATE transaction already
@@ -189,11 +187,10 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
             if source_done and not job.sources.exclude(status=Status.COMPLETED).exists():
                 job.finish(Status.COMPLETED)
                 logger.info("job %s: completed", job.pk)
-            os.replace(partial, final)
-            renamed = True
+            final = storage.promote(partial)
     except BaseException:
-        if renamed:  # the rows were rolled back: the file must not outlive them
-            final.unlink(missing_ok=True)
+        if final is not None:  # the rows were rolled back: the file must not outlive them
+            storage.discard([final])
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
     return True
@@ -217,7 +214,7 @@ def _finish(job: Job) -> None:
 
 
 def make_thumbnail(job: Job, source: SourceVideo) -> None:
-    target = storage.job_folder(job.pk) / storage.THUMBNAIL_NAME
+    target = storage.thumbnail_target(job.pk)
     try:
         ffmpeg.thumbnail(storage.upload_path(source), target, at_seconds=min(1.0, source.duration / 3), job_id=job.pk)
     except ffmpeg.FFmpegError:

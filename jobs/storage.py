@@ -7,16 +7,17 @@ Every file of a job lives under JOBS_DIR/<job id>/:
     outputs/sNN_vMM.mp4.part  a variation FFmpeg is still writing
     thumbnail.webp
 
-This module decides where they live, which are owned, and is the one place
-that stores uploads, measures, and removes them. FFmpeg writes the partials;
-the processor renames a finished one into place inside the transaction that
-registers its row. Why the steps come in this order: docs/architecture.md
-("Files").
+This module decides where they live and which are owned, and it is the one
+place that stores, renames, measures and removes them. FFmpeg writes the
+partials and the thumbnail to paths it gets from here; the processor calls
+promote() inside the transaction that registers the row. Why the steps come
+in this order: docs/architecture.md ("Files").
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,9 +67,14 @@ def final_path(partial: Path) -> Path:
     return partial.with_suffix("")  # drops PARTIAL_SUFFIX
 
 
+def thumbnail_target(job_id: str) -> Path:
+    """Where the thumbnail is written; Job.thumbnail then names it relative to the job folder."""
+    return job_folder(job_id) / THUMBNAIL_NAME
+
+
 def job_folders() -> list[Path]:
     """Every entry of JOBS_DIR: job folders, and whatever else landed there (the orphan sweep judges)."""
-    return list(settings.JOBS_DIR.iterdir()) if settings.JOBS_DIR.is_dir() else []
+    return list(settings.JOBS_DIR.iterdir())
 
 
 def relative_to_job(job_id: str, path: Path) -> str:
@@ -92,6 +98,13 @@ def store_upload(job_id: str, position: int, chunks: Iterable[bytes]) -> str:
 
 def create_outputs_dir(job_id: str) -> None:
     outputs_dir(job_id).mkdir(parents=True, exist_ok=True)
+
+
+def promote(partial: Path) -> Path:
+    """Rename a finished partial to its final name (atomic); returns the final path."""
+    final = final_path(partial)
+    os.replace(partial, final)
+    return final
 
 
 # --- owned files and settling ------------------------------------------------------
@@ -195,7 +208,7 @@ def delete_job(job: Job, size: int | None = None) -> int:
 
 # --- room ----------------------------------------------------------------------------
 def disk_usage():
-    """shutil.disk_usage of the data disk: the one place it is read."""
+    """shutil.disk_usage of the data disk: the one place it is read. Raises OSError when DATA_DIR is missing."""
     return shutil.disk_usage(settings.DATA_DIR)
 
 

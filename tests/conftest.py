@@ -23,12 +23,14 @@ from videojobs import datadir
 
 def pytest_configure(config):
     """The throwaway DATA_DIR of videojobs.settings_test, made as `make run` makes the real one."""
+    config.videojobs_made_data_dir = not django_settings.DATA_DIR.exists()
     datadir.prepare(django_settings.DATA_DIR)
     django_settings.STATIC_ROOT.mkdir(exist_ok=True)
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(django_settings.DATA_DIR, ignore_errors=True)
+    if getattr(config, "videojobs_made_data_dir", False):  # only a folder this run made itself
+        shutil.rmtree(django_settings.DATA_DIR, ignore_errors=True)
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -165,3 +165,17 @@ def test_schema_generates_without_warnings(tmp_path):
     schema = (tmp_path / "schema.yml").read_text()
     for path in ("/api/jobs/{id}/cancel/", "/api/jobs/{id}/download/", "/api/auth/token/", "/api/health/"):
         assert f"  {path}:" in schema
+
+
+def test_a_running_job_with_finished_variations_is_not_offered_as_a_zip(api, make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    assert api.get(f"/api/jobs/{job.pk}/").json()["download_url"] is None
+    response = api.get(f"/api/jobs/{job.pk}/download/")
+    assert response.status_code == 409 and "not finished yet" in response.json()["detail"]
+
+
+def test_health_says_unhealthy_not_500_when_the_data_folder_is_missing(db, client, settings, tmp_path):
+    WorkerBeat.record()
+    settings.DATA_DIR = tmp_path / "not-mounted"
+    response = client.get("/api/health/")
+    assert response.status_code == 503 and response.json()["checks"]["disk"] is False

@@ -203,3 +203,11 @@ def test_a_cancelled_job_whose_worker_died_is_finalised(make_job, files_under):
     assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
         [storage.output_path(job.outputs.get()), storage.thumbnail_path(job)]
     )
+
+
+def test_a_missing_jobs_folder_is_not_taken_for_vanished_outputs(make_job, jobs_dir, settings):
+    job = make_job(status=Status.COMPLETED, outputs=2)
+    settings.JOBS_DIR = jobs_dir.parent / "not-mounted"
+    summary = cleanup.run()
+    assert summary.missing_marked == 0 and summary.orphans_removed == 0
+    assert not job.outputs.filter(missing=True).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+import time_machine
 from model_bakery import baker
 
 from jobs import uploads
@@ -130,12 +130,12 @@ def test_the_upload_page_states_the_limits_and_the_retention_from_settings(logge
 
 def test_expiry_reads_the_same_on_card_and_detail(logged_in, make_job):
     job = make_job(status=Status.COMPLETED, outputs=1)
-    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() + timedelta(hours=2, minutes=5, seconds=30))
-    for path in ("/", f"/jobs/{job.pk}/status/"):
-        assert ">expires in 2 h 5 min</span>" in logged_in.get(path).content.decode(), path
-    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    for path in ("/", f"/jobs/{job.pk}/status/"):
-        assert ">expired</span>" in logged_in.get(path).content.decode(), path
+    with time_machine.travel(job.expires_at - timedelta(hours=2, minutes=5, seconds=30), tick=False):
+        for path in ("/", f"/jobs/{job.pk}/status/"):
+            assert ">expires in 2 h 5 min</span>" in logged_in.get(path).content.decode(), path
+    with time_machine.travel(job.expires_at, tick=False):
+        for path in ("/", f"/jobs/{job.pk}/status/"):
+            assert ">expired</span>" in logged_in.get(path).content.decode(), path
 
 
 def test_cards_and_the_detail_snippet_say_finished_the_same_way(logged_in, make_job):

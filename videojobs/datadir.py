@@ -9,6 +9,7 @@ Django settings, so it works before there is a key.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -36,9 +37,15 @@ def prepare(folder: Path) -> None:
     """Create the folders the service writes to, and the secret key file unless one is set or kept."""
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
     key_file = folder / SECRET_KEY_FILE
-    if not env_str("DJANGO_SECRET_KEY", "") and not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+    if env_str("DJANGO_SECRET_KEY", "") or key_file.exists():
+        return
+    # Created readable by its owner only from the first byte on; O_EXCL: two starts never both write one.
+    try:
+        descriptor = os.open(key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(descriptor, "w") as key:
+        key.write(secrets.token_urlsafe(50))
 
 
 if __name__ == "__main__":

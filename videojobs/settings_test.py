@@ -8,7 +8,11 @@ tests/conftest.py (settings write nothing).
 import os
 import tempfile
 
-os.environ.setdefault("DATA_DIR", os.path.join(tempfile.gettempdir(), f"videojobs-test-{os.getpid()}"))
+# Never an outside DATA_DIR (a developer's ./data): the suite removes the folder it used.
+# VIDEOJOBS_TEST_DATA_DIR lets a process started by a test share that test's folder.
+os.environ["DATA_DIR"] = os.environ.get("VIDEOJOBS_TEST_DATA_DIR") or os.path.join(
+    tempfile.gettempdir(), f"videojobs-test-{os.getpid()}"
+)
 os.environ.setdefault("DJANGO_SECRET_KEY", "videojobs-tests-only-not-a-secret")
 os.environ.setdefault("LOG_LEVEL", "INFO")
 

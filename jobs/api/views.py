@@ -124,7 +124,10 @@ class HealthView(APIView):
         if checks["database"]:
             last = WorkerBeat.objects.order_by("-seen_at").values_list("seen_at", flat=True).first()
             checks["worker"] = bool(last and (timezone.now() - last).total_seconds() < settings.WORKER_SEEN_SECONDS)
-        free = storage.disk_usage().free
+        try:
+            free = storage.disk_usage().free
+        except OSError:  # DATA_DIR is missing (not prepared, or an unmounted share)
+            free = 0
         checks["disk"] = free >= settings.MIN_FREE_BYTES
         healthy = all(checks.values())
         body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "free_bytes": free}

@@ -116,7 +116,7 @@
       try { body = JSON.parse(request.responseText); } catch (err) { body = {}; }
       if (request.status === 201 && body.id) {
         percent.textContent = "100%";
-        window.location.assign(body.page_url);
+        window.location.assign(new URL(body.page_url).pathname); // same origin, whatever host the API saw
         return;
       }
       finish(body.detail || "The upload failed (the server answered " + request.status + ").");

@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from django.utils import timezone
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -19,6 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from jobs import processor
 from jobs.cancel import cancel_job
 from jobs.models import Job, OutputFile, Status
+from jobs.templatetags.jobs_extras import expiry
 
 pytestmark = pytest.mark.slow
 
@@ -328,3 +331,20 @@ def test_the_upload_progress_bar_moves(logged_in, live_server, clips, tmp_path):
     assert 0 < seen < 100
     assert not browser.find_element(By.ID, "upload-button").is_enabled()  # no double submit
     wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+
+
+COUNTDOWN_IN = """
+const el = document.querySelector(".countdown");
+el.dataset.expiresAt = new Date(Date.now() + arguments[0] * 1000).toISOString();
+window.videojobs.updateCountdowns();
+return el.textContent;
+"""
+
+
+def test_the_page_counts_down_in_the_servers_own_words(logged_in, live_server, password_user, post_job):
+    browser = logged_in
+    job = post_job(["queued.mp4"], owner=password_user, variations=1)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    now = timezone.now()
+    for seconds in (3 * 3600 + 150, 630, -5):  # mid-minute: the few ms between the two clocks cannot matter
+        assert browser.execute_script(COUNTDOWN_IN, seconds) == expiry(now + timedelta(seconds=seconds)), seconds

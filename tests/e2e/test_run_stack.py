@@ -39,7 +39,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "DJANGO_SETTINGS_MODULE": "videojobs.settings_test",  # the same password hasher as this test
         "DATABASE_URL": _database_url(),
-        "DATA_DIR": str(Path(settings.JOBS_DIR).parent),
+        "VIDEOJOBS_TEST_DATA_DIR": str(Path(settings.JOBS_DIR).parent),
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "BATCH_SIZE": "1",
     }
