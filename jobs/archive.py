@@ -1,24 +1,41 @@
 """The download: a streaming, uncompressed (STORE) ZIP of a job's finished outputs.
 
-zipstream-ng builds the archive lazily from the files on disk, so memory stays
-flat whatever the size, and with sized=True the exact length is known up front
-for Content-Length (zip64 is used automatically past 4 GiB).
+zipstream-ng builds the archive lazily, so memory stays flat whatever the
+size, and with sized=True the exact length is known up front for
+Content-Length (zip64 is used automatically past 4 GiB). Every file is opened
+before the first byte is sent: a cleanup or a DELETE that removes the files
+meanwhile cannot cut the download short, since open files outlive their names.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Iterator
 
 from zipstream import ZIP_STORED, ZipStream
 
 from jobs import storage
-from jobs.models import Job
+from jobs.models import Job, OutputFile
+from jobs.names import zip_folders
 
 logger = logging.getLogger(__name__)
 
+CHUNK = 1024 * 1024
 
-def manifest(job: Job, outputs) -> dict:
+
+def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
+    """output pk -> its entry in the ZIP: <folder>/<folder>_v01.mp4, folders unique within the job."""
+    sources = list(job.sources.order_by("position"))
+    folder_of = dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
+    return {
+        output.pk: f"{folder_of[output.source_id]}/{folder_of[output.source_id]}_v{output.variation_index + 1:02d}.mp4"
+        for output in outputs
+    }
+
+
+def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict:
     return {
         "job": job.pk,
         "status": job.status,
@@ -27,7 +44,7 @@ def manifest(job: Job, outputs) -> dict:
         "variations_per_video": job.variations_per_video,
         "outputs": [
             {
-                "file": output.archive_name,
+                "file": names[output.pk],
                 "source": output.source.original_name,
                 "variation_index": output.variation_index,
                 "size": output.size,
@@ -38,16 +55,46 @@ def manifest(job: Job, outputs) -> dict:
     }
 
 
-def job_zip(job: Job) -> ZipStream:
+class JobZip:
+    """The ZIP of a job as an iterable of bytes with an exact len(); close() closes the files it opened.
+
+    Django closes a streaming response's content when the response ends, however it ends.
+    """
+
+    def __init__(self, job: Job):
+        self._files = []
+        self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
+        outputs = list(job.outputs.select_related("source").order_by("source__position", "variation_index"))
+        names = entry_names(job, outputs)
+        present = []
+        for output in outputs:
+            try:
+                opened = open(storage.output_path(output), "rb")  # closed by close()
+            except OSError:
+                logger.warning("job %s: output %s is missing on disk; left out of the ZIP", job.pk, output.path)
+                continue
+            self._files.append(opened)
+            size = os.fstat(opened.fileno()).st_size
+            self._stream.add(_chunks(opened), names[output.pk], size=size)
+            present.append(output)
+        self._stream.add(json.dumps(manifest(job, present, names), indent=2).encode(), "manifest.json")
+
+    def __len__(self) -> int:
+        return len(self._stream)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        for opened in self._files:
+            opened.close()
+
+
+def _chunks(opened) -> Iterator[bytes]:
+    while chunk := opened.read(CHUNK):
+        yield chunk
+
+
+def job_zip(job: Job) -> JobZip:
     """Every finished output of the job (files that vanished are left out) plus manifest.json."""
-    stream = ZipStream(compress_type=ZIP_STORED, sized=True)
-    present = []
-    for output in job.outputs.select_related("source").order_by("source__position", "variation_index"):
-        path = storage.output_path(output)
-        if not path.is_file():
-            logger.warning("job %s: output %s is missing on disk; left out of the ZIP", job.pk, output.path)
-            continue
-        stream.add_path(str(path), output.archive_name)
-        present.append(output)
-    stream.add(json.dumps(manifest(job, present), indent=2).encode(), "manifest.json")
-    return stream
+    return JobZip(job)

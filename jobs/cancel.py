@@ -21,7 +21,10 @@ def cancel_job(job: Job) -> bool:
     if left:
         job.close_sources(Status.CANCELLED)  # the page shows the final state at once
     if left == Status.QUEUED:
-        storage.remove_folder(job.pk)
+        # No worker owns it, but an earlier run may have finished variations (a requeued job):
+        # they stay; only the uploads and files no row owns go.
+        storage.settle_files(job)
+        storage.prune_empty(job.pk)
     return bool(left)
 
 

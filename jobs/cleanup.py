@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs import procs, storage
@@ -30,6 +30,7 @@ ORPHAN_GRACE = timedelta(minutes=10)
 class Summary:
     dry_run: bool = False
     recovered: int = 0  # requeued to resume
+    resent: int = 0  # queued jobs whose task was sent again
     failed_stale: int = 0  # out of attempts
     finalised: int = 0  # cancelled jobs whose worker died
     expired: int = 0
@@ -46,6 +47,7 @@ class Summary:
             f"jobs expired: {self.expired}, expired while queued: {self.expired_queued}, "
             f"jobs evicted: {self.evicted}, bytes freed: {self.bytes_freed}, orphans removed: {self.orphans_removed}, "
             f"jobs recovered: {self.recovered}, failed after {settings.MAX_ATTEMPTS} attempts: {self.failed_stale}, "
+            f"tasks re-sent: {self.resent}, "
             f"cancelled jobs finalised: {self.finalised}, missing outputs marked: {self.missing_marked}"
         )
         return f"cleanup{' (dry run: ' + verb + ')' if self.dry_run else ''}: {figures}"
@@ -63,15 +65,22 @@ class _Pass:
         return self.summary.dry_run
 
     def act(self, description: str, action: Callable[[], object]) -> bool:
-        """Do `action` (unless dry run) and record it; a failure is logged and the pass goes on."""
+        """Do `action` (unless dry run) and record it; a failure is logged and the pass goes on.
+
+        An action that returns False lost a race (another process got there first): not counted.
+        """
         self.summary.actions.append(description)
         if self.dry_run:
             return True
         try:
-            action()
+            done = action()
         except Exception:
             logger.exception("cleanup: failed to %s", description)
             self.summary.actions[-1] += " (FAILED)"
+            return False
+        if done is False:
+            self.summary.actions[-1] += " (skipped: another process got there first)"
+            logger.info("cleanup: skipped %s: another process got there first", description)
             return False
         logger.info("cleanup: %s", description)
         return True
@@ -93,11 +102,21 @@ def recover(cleanup: _Pass) -> None:
     stale_before = cleanup.now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
     stale = Job.objects.filter(status=Status.PROCESSING, heartbeat_at__lt=stale_before).order_by("created_at")
     for job in stale:
-        if job.attempts >= settings.MAX_ATTEMPTS:
-            if cleanup.act(f"fail job {job.pk}: worker lost {job.attempts} times", lambda job=job: _give_up(job)):
+        if job.lost_runs >= settings.MAX_ATTEMPTS:
+            give_up = lambda job=job: _give_up(job, stale_before)  # noqa: E731
+            if cleanup.act(f"fail job {job.pk}: worker lost {job.lost_runs} times", give_up):
                 cleanup.summary.failed_stale += 1
-        elif cleanup.act(f"requeue job {job.pk} (worker lost, attempt {job.attempts})", lambda job=job: _requeue(job)):
+        elif cleanup.act(
+            f"requeue job {job.pk} (worker lost, attempt {job.attempts})", lambda job=job: _requeue(job, stale_before)
+        ):
             cleanup.summary.recovered += 1
+    resend_before = cleanup.now - timedelta(seconds=settings.QUEUE_RESEND_SECONDS)
+    waiting = Job.objects.filter(status=Status.QUEUED).filter(
+        Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
+    )
+    for job in waiting:
+        if cleanup.act(f"re-send the task of queued job {job.pk}", lambda job=job: _resend(job, cleanup.now)):
+            cleanup.summary.resent += 1
     dead_cancel = Job.objects.filter(status=Status.CANCELLED, cancelled_at__lt=stale_before)
     for job in dead_cancel:
         if storage.uploads_dir(job.pk).exists():  # its worker never tidied up
@@ -105,24 +124,47 @@ def recover(cleanup: _Pass) -> None:
                 cleanup.summary.finalised += 1
 
 
-def _interrupt(job: Job) -> None:
-    """Kill what the lost worker left running and drop its partial files."""
-    procs.kill_tagged(job.pk)
-    storage.remove_unowned_outputs(job)
+def _requeue(job: Job, stale_before) -> bool:
+    """Resume a job whose worker is gone. Overlapping passes and a run that just took over are safe:
+
+    1. The requeue UPDATE names the attempt this pass saw and a heartbeat older
+       than `stale_before`; zero rows means someone else acted: do nothing.
+    2. Only the winner kills the lost run's FFmpeg (tagged with its attempt)
+       and removes that run's partial files; a newer run's are left alone.
+    3. Then the task is sent again.
+    """
+    lost_attempt = job.attempts
+    if not job.requeue_lost(stale_before):
+        return False
+    _interrupt(job, lost_attempt)
+    enqueue_job(job.pk)
+    return True
 
 
-def _requeue(job: Job) -> None:
-    _interrupt(job)
-    with transaction.atomic():
-        if job.requeue():  # conditional: a worker that came back to life wins
-            transaction.on_commit(lambda: enqueue_job(job.pk))
+def _give_up(job: Job, stale_before) -> bool:
+    """Fail a job whose worker was lost MAX_ATTEMPTS times; fenced like _requeue."""
+    lost_attempt = job.attempts
+    message = f"The worker processing this job stopped {job.lost_runs} times; giving up."
+    if not job.give_up(stale_before, message):
+        return False
+    _interrupt(job, lost_attempt)
+    storage.settle_files(job)
+    return True
 
 
-def _give_up(job: Job) -> None:
-    _interrupt(job)
-    message = f"The worker processing this job stopped {job.attempts} times; giving up."
-    if job.fail(message, from_statuses=[Status.PROCESSING]):
-        storage.settle_files(job)
+def _resend(job: Job, now) -> bool:
+    """Send the task again for a job that waited too long: its task may be lost (a failed broker,
+    a hard-killed cluster with the Redis broker). The UPDATE on the enqueued_at this pass saw makes
+    overlapping passes send it once; a duplicate delivery would do nothing anyway (the claim)."""
+    if not Job.objects.filter(pk=job.pk, status=Status.QUEUED, enqueued_at=job.enqueued_at).update(enqueued_at=now):
+        return False
+    return enqueue_job(job.pk)
+
+
+def _interrupt(job: Job, attempt: int) -> None:
+    """Kill what the lost run left running and drop its partial files."""
+    procs.kill_tagged(job.pk, attempt)
+    storage.remove_unowned_outputs(job, attempt=attempt)
 
 
 def _finalise(job: Job) -> None:

@@ -11,7 +11,18 @@ logger = logging.getLogger(__name__)
 PROCESS_JOB_TASK = "jobs.tasks.process_job"
 
 
-def enqueue_job(job_id: str) -> None:
-    """Queue the processing task; call from transaction.on_commit, with the primary key only."""
-    async_task(PROCESS_JOB_TASK, job_id, group="jobs")
+def enqueue_job(job_id: str) -> bool:
+    """Queue the processing task; call from transaction.on_commit, with the primary key only.
+
+    A broker that fails (Redis down, a locked database) does not fail the
+    caller: the job is queued in the database already, and the cleanup pass
+    sends the task again for a queued job that waited longer than
+    QUEUE_RESEND_SECONDS. Returns whether the task was sent.
+    """
+    try:
+        async_task(PROCESS_JOB_TASK, job_id, group="jobs")
+    except Exception:
+        logger.exception("job %s: the task could not be queued; the cleanup pass will send it again", job_id)
+        return False
     logger.info("job %s: queued for a worker", job_id)
+    return True

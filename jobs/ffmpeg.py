@@ -34,6 +34,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 JOB_ENV = "VIDEOJOBS_JOB"
+ATTEMPT_ENV = "VIDEOJOBS_ATTEMPT"  # which run of the job started it: recovery kills only the lost run's
 STDERR_TAIL_LINES = 15
 PROGRESS_INTERVAL = 1.0  # seconds between on_progress calls, at most once a second
 STOP_CHECK_INTERVAL = 0.25  # seconds between should_stop() calls while FFmpeg runs
@@ -49,6 +50,10 @@ class FFmpegError(Exception):
     def __str__(self) -> str:
         message = super().__str__()
         return f"{message}: {self.stderr_tail}" if self.stderr_tail else message
+
+
+class Stalled(FFmpegError):
+    """FFmpeg's progress did not move for STALL_SECONDS, though the process was alive; it was stopped."""
 
 
 class ProbeError(ValueError):
@@ -90,8 +95,8 @@ def _with_death_signal(cmd: Sequence[str]) -> list[str]:
     return list(cmd)
 
 
-def _child_env(job_id: str) -> dict[str, str]:
-    return {**os.environ, JOB_ENV: job_id}
+def _child_env(job_id: str, attempt: int) -> dict[str, str]:
+    return {**os.environ, JOB_ENV: job_id, ATTEMPT_ENV: str(attempt)}
 
 
 # --- probe -----------------------------------------------------------------------
@@ -164,6 +169,7 @@ def encode(
     outputs: Sequence[OutputSpec],
     *,
     job_id: str,
+    attempt: int = 0,
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
@@ -172,13 +178,15 @@ def encode(
     The process is always reaped before this returns or raises, including
     when django-q2's timeout raises SystemExit inside the task.
     """
-    return run(encode_command(source, outputs), job_id=job_id, on_progress=on_progress, should_stop=should_stop)
+    command = encode_command(source, outputs)
+    return run(command, job_id=job_id, attempt=attempt, on_progress=on_progress, should_stop=should_stop)
 
 
 def run(
     cmd: Sequence[str],
     *,
     job_id: str,
+    attempt: int = 0,
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
@@ -189,7 +197,7 @@ def run(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=_child_env(job_id),
+            env=_child_env(job_id, attempt),
         )
         logger.info("job %s: ffmpeg pid %s started", job_id, proc.pid)
         reader = _ProgressReader(proc.stdout)
@@ -205,6 +213,8 @@ def run(
             for pipe in (proc.stdin, proc.stdout):
                 if pipe:
                     pipe.close()
+        if stage == STALLED:
+            raise Stalled(f"stalled: no progress for {settings.STALL_SECONDS} s")
         if stage:
             return RunResult(proc.returncode, stopped=True)
         if proc.returncode != 0:
@@ -214,10 +224,18 @@ def run(
         return RunResult(proc.returncode, stopped=False)
 
 
+STALLED = "stalled"
+
+
 def _wait(proc, reader, job_id, on_progress, should_stop) -> str:
-    """Wait for FFmpeg, reporting progress and checking for a stop. Returns the stop stage or ''."""
+    """Wait for FFmpeg, reporting progress and checking for a stop. Returns the stop stage, STALLED or ''.
+
+    Stalled: out_time has not moved for STALL_SECONDS (a hung decoder, a blocked
+    file system). The heartbeat keeps going meanwhile, so only this notices.
+    """
     last_progress = 0.0
     last_reported: float | None = None
+    last_seen, last_move = reader.seconds, time.monotonic()
     while True:
         try:
             proc.wait(timeout=STOP_CHECK_INTERVAL)
@@ -228,6 +246,12 @@ def _wait(proc, reader, job_id, on_progress, should_stop) -> str:
             return stop(proc, job_id, settings.KILL_GRACE_SECONDS)
         now = time.monotonic()
         seconds = reader.seconds
+        if seconds != last_seen:
+            last_seen, last_move = seconds, now
+        elif now - last_move >= settings.STALL_SECONDS:
+            logger.warning("job %s: ffmpeg pid %s made no progress for %s s", job_id, proc.pid, settings.STALL_SECONDS)
+            stop(proc, job_id, settings.KILL_GRACE_SECONDS)
+            return STALLED
         if (
             on_progress
             and seconds is not None
@@ -279,13 +303,17 @@ def _tail(stderr: IO[bytes]) -> str:
 
 
 # --- thumbnail -------------------------------------------------------------------
-def thumbnail(source: Path, target: Path, *, at_seconds: float, job_id: str) -> None:
+def thumbnail(source: Path, target: Path, *, at_seconds: float, job_id: str, attempt: int = 0) -> None:
     """Write one frame, 128 px wide, as WebP. Raises FFmpegError."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at_seconds:.3f}", "-i", str(source)]
     cmd += ["-frames:v", "1", "-vf", "scale=128:-2", "-c:v", "libwebp", "-f", "webp", str(target)]
     try:
         result = subprocess.run(
-            _with_death_signal(cmd), capture_output=True, env=_child_env(job_id), timeout=60, stdin=subprocess.DEVNULL
+            _with_death_signal(cmd),
+            capture_output=True,
+            env=_child_env(job_id, attempt),
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError("thumbnail timed out") from exc

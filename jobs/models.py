@@ -16,8 +16,6 @@ from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
-from jobs.names import stem_of
-
 logger = logging.getLogger(__name__)
 
 
@@ -64,7 +62,11 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     thumbnail = models.CharField(max_length=255, blank=True, help_text="Path relative to the job folder.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far: the fencing token of a run.")
+    handbacks = models.PositiveSmallIntegerField(
+        default=0, help_text="Runs a stopping worker handed back (SIGTERM); they do not count as lost."
+    )
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent to the queue.")
 
     objects = JobQuerySet.as_manager()
 
@@ -175,12 +177,44 @@ class Job(models.Model):
                 return status
         return ""
 
-    def requeue(self, fenced: bool = False) -> bool:
-        """processing -> queued: by the reconciler for a job whose worker died, or (fenced) by a stopping worker."""
-        if self._transition([Status.PROCESSING], fenced=fenced, status=Status.QUEUED, heartbeat_at=None):
-            self.sources.filter(status=Status.PROCESSING).update(status=Status.QUEUED)
+    @property
+    def lost_runs(self) -> int:
+        """Runs whose worker was lost: every claim but the ones handed back by a stopping worker."""
+        return self.attempts - self.handbacks
+
+    def hand_back(self) -> bool:
+        """processing -> queued by this run's own stopping worker (SIGTERM), which does not count as lost."""
+        return self._requeued(
+            Job.objects.filter(pk=self.pk, status=Status.PROCESSING, attempts=self.attempts),
+            handbacks=F("handbacks") + 1,
+        )
+
+    def requeue_lost(self, stale_before) -> bool:
+        """processing -> queued for a run whose worker is gone: only the attempt this instance saw, only
+        while its heartbeat is still older than `stale_before`. A run that took over, or a worker that came
+        back to life and beat, makes this a no-op."""
+        return self._requeued(self._stale(stale_before))
+
+    def give_up(self, stale_before, error: str) -> bool:
+        """processing -> failed for a run whose worker is gone once too often; fenced like requeue_lost."""
+        now = timezone.now()
+        if self._stale(stale_before).update(status=Status.FAILED, error=error, finished_at=now):
+            self.status, self.error, self.finished_at = Status.FAILED, error, now
             return True
         return False
+
+    def _stale(self, stale_before) -> models.QuerySet:
+        return Job.objects.filter(
+            pk=self.pk, status=Status.PROCESSING, attempts=self.attempts, heartbeat_at__lt=stale_before
+        )
+
+    def _requeued(self, rows: models.QuerySet, **changes) -> bool:
+        now = timezone.now()
+        if not rows.update(status=Status.QUEUED, heartbeat_at=None, enqueued_at=now, **changes):
+            return False
+        self.status, self.heartbeat_at, self.enqueued_at = Status.QUEUED, None, now
+        self.sources.filter(status=Status.PROCESSING).update(status=Status.QUEUED)
+        return True
 
     def close_sources(self, status: Status) -> int:
         """Sources still queued/processing take `status`, and a progress that counts only finished variations."""
@@ -226,10 +260,6 @@ class SourceVideo(models.Model):
     def __str__(self) -> str:
         return self.original_name
 
-    @property
-    def stem(self) -> str:
-        return stem_of(self.original_name) or f"video{self.position + 1}"
-
 
 class OutputFile(models.Model):
     """A finished, complete variation. The row and the file appear together."""
@@ -251,15 +281,6 @@ class OutputFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
-
-    @property
-    def archive_name(self) -> str:
-        """The entry name inside the ZIP: <source stem>/<source stem>_v01.mp4.
-
-        User-supplied names appear only here, never on disk.
-        """
-        stem = self.source.stem
-        return f"{stem}/{stem}_v{self.variation_index + 1:02d}.mp4"
 
 
 class WorkerBeat(models.Model):

@@ -27,21 +27,43 @@ def stem_of(name: str) -> str:
     return Path(name).stem.lstrip(". ").strip()
 
 
-def display_name(raw: str, taken: set[str]) -> str:
-    """A tidy name for display, whose ZIP folder (its stem) is unique within the job.
+def folder_of(name: str, position: int) -> str:
+    """A source's ZIP folder before any numbering: its stem, or `video<N>` when the stem is empty."""
+    return stem_of(name) or f"video{position + 1}"
 
-    `taken` holds the lower-cased stems already used; "a.mp4" and "a.mov"
-    become "a.mp4" and "a (2).mov", so their ZIP folders differ.
+
+def zip_folders(names: list[str]) -> list[str]:
+    """The ZIP folder of each source, in upload order, with " (2)", " (3)"... until no two are the same
+    (ignoring case) after every fallback. display_name already numbers names at upload so that this
+    rarely has to."""
+    taken: set[str] = set()
+    folders = []
+    for position, name in enumerate(names):
+        stem = folder_of(name, position)
+        folder, number = stem, 2
+        while folder.lower() in taken:
+            folder, number = f"{stem} ({number})", number + 1
+        taken.add(folder.lower())
+        folders.append(folder)
+    return folders
+
+
+def display_name(raw: str, taken: set[str], position: int) -> str:
+    """A tidy name for display, whose ZIP folder is unique within the job.
+
+    `taken` holds the lower-cased folders already used, fallbacks included:
+    "a.mp4" and "a.mov" become "a.mp4" and "a (2).mov"; "..mp4" (folder
+    video1) then "video1.mp4" become "..mp4" and "video1 (2).mp4".
     """
     name = " ".join(raw.split())
     stem, ext = _split(name)
     if len(name) > MAX_NAME_LENGTH:
         stem = stem[: MAX_NAME_LENGTH - len(ext)]
     candidate, number = stem + ext, 2
-    while (stem_of(candidate) or candidate).lower() in taken:
+    while folder_of(candidate, position).lower() in taken:
         candidate = f"{stem} ({number}){ext}"
         number += 1
-    taken.add((stem_of(candidate) or candidate).lower())
+    taken.add(folder_of(candidate, position).lower())
     return candidate
 
 

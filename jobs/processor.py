@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F
+from django_q.exceptions import TimeoutException
 
 from jobs import ffmpeg, storage
 from jobs.effects import Effects, effects_for_job
@@ -21,6 +23,8 @@ from jobs.enqueue import enqueue_job
 from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class WorkerStopping(SystemExit):
@@ -46,6 +50,12 @@ def run_job(job_id: str) -> None:
     except WorkerStopping:
         _hand_back(job)
         raise
+    except TimeoutException:
+        # django-q2's timeout: failed for good, not handed back to time out again and again.
+        message = f"timed out after {settings.JOB_TIMEOUT_SECONDS} s"
+        if job.finish(Status.FAILED, error=message):
+            logger.warning("job %s: %s", job_id, message)
+        raise
     except Exception as exc:
         logger.exception("job %s: failed unexpectedly", job_id)
         job.finish(Status.FAILED, error=f"Internal error: {exc}"[:4000])
@@ -56,7 +66,7 @@ def run_job(job_id: str) -> None:
 
 def _hand_back(job: Job) -> None:
     """Requeue the job this stopping worker owns, so the next cluster resumes it at once."""
-    if job.requeue(fenced=True):
+    if job.hand_back():
         enqueue_job(job.pk)
         logger.info("job %s: worker stopping; requeued to resume from its finished variations", job.pk)
 
@@ -76,8 +86,8 @@ def _run_sources(job: Job) -> None:
 
 
 def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Effects]) -> None:
-    # Conditional: a cancel may have closed this source a moment ago.
-    SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(status=Status.PROCESSING)
+    # Conditional: a cancel may have closed this source a moment ago, or another run taken the job over.
+    _this_runs(job, source).filter(status__in=ACTIVE).update(status=Status.PROCESSING)
     done = set(source.outputs.values_list("variation_index", flat=True))
     pending = [index for index in range(job.variations_per_video) if index not in done]
     for batch in _chunks(pending, settings.BATCH_SIZE):
@@ -87,7 +97,8 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
         storage.create_outputs_dir(job.pk)
         specs = [
             ffmpeg.OutputSpec(
-                storage.partial_path(job.pk, source.position, index), effects[(source.position, index)].filter_chain()
+                storage.partial_path(job.pk, source.position, index, job.attempts),
+                effects[(source.position, index)].filter_chain(),
             )
             for index in batch
         ]
@@ -97,13 +108,15 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
                 storage.upload_path(source),
                 specs,
                 job_id=job.pk,
+                attempt=job.attempts,
                 on_progress=progress,
                 should_stop=_StopWatch(job),
             )
         except ffmpeg.FFmpegError as exc:
             logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
             storage.discard(spec.path for spec in specs)
-            SourceVideo.objects.filter(pk=source.pk).update(status=Status.FAILED, error=_source_error(exc)[:4000])
+            # Fenced: a run that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
+            _this_runs(job, source).update(status=Status.FAILED, error=_source_error(exc)[:4000])
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
@@ -132,8 +145,8 @@ class _StopWatch:
         if time.monotonic() - self.last_beat >= self.BEAT_SECONDS:
             self.last_beat = time.monotonic()
             # The beat is conditional on the status, so it doubles as the check.
-            return not self.job.beat()
-        return not _still_processing(self.job)
+            return not retry_transient(self.job.beat)
+        return not retry_transient(lambda: _still_processing(self.job))
 
 
 def _source_error(exc: ffmpeg.FFmpegError) -> str:
@@ -149,11 +162,40 @@ class _ProgressWriter:
         self.job, self.source, self.batch_size = job, source, batch_size
 
     def __call__(self, seconds: float) -> None:
+        retry_transient(lambda: self._write(seconds))
+
+    def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
         done = SourceVideo.objects.filter(pk=self.source.pk).values_list("completed_variations", flat=True).first() or 0
         percent = int(100 * (done + fraction * self.batch_size) / self.job.variations_per_video)
-        SourceVideo.objects.filter(pk=self.source.pk, status=Status.PROCESSING).update(progress=min(percent, 99))
+        _this_runs(self.job, self.source).filter(status=Status.PROCESSING).update(progress=min(percent, 99))
         self.job.beat()
+
+
+TRANSIENT_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds; about 8 s in all, well inside STALE_AFTER
+
+
+def retry_transient(write: Callable[[], T]) -> T:
+    """Run a small heartbeat or progress write, retrying with backoff on transient database errors.
+
+    "database is locked" after SQLite's busy timeout, or a PostgreSQL connection
+    that dropped, should not fail a job that is encoding fine. A dropped
+    connection is closed so that the next try opens a new one.
+    """
+    for delay in TRANSIENT_RETRY_DELAYS:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("transient database error, retrying in %.1f s: %s", delay, exc)
+            if not connection.in_atomic_block:  # a broken connection is replaced; a transaction is not ours to end
+                close_old_connections()
+            time.sleep(delay)
+    return write()
+
+
+def _this_runs(job: Job, source: SourceVideo):
+    """The source's row, while this run (its attempt) still owns the job."""
+    return SourceVideo.objects.filter(pk=source.pk, job__status=Status.PROCESSING, job__attempts=job.attempts)
 
 
 def register_output(job: Job, source: SourceVideo, index: int, partial: Path, effects: Effects) -> bool:
@@ -215,13 +257,16 @@ def _finish(job: Job) -> None:
 
 def make_thumbnail(job: Job, source: SourceVideo) -> None:
     target = storage.thumbnail_target(job.pk)
+    at_seconds = min(1.0, source.duration / 3)
     try:
-        ffmpeg.thumbnail(storage.upload_path(source), target, at_seconds=min(1.0, source.duration / 3), job_id=job.pk)
+        ffmpeg.thumbnail(
+            storage.upload_path(source), target, at_seconds=at_seconds, job_id=job.pk, attempt=job.attempts
+        )
     except ffmpeg.FFmpegError:
         logger.warning("job %s: no thumbnail", job.pk, exc_info=True)
         return
-    Job.objects.filter(pk=job.pk).update(thumbnail=target.name)
-    job.thumbnail = target.name
+    if job.this_run().update(thumbnail=target.name):
+        job.thumbnail = target.name
 
 
 def _still_processing(job: Job) -> bool:

@@ -1,4 +1,4 @@
-"""Finding FFmpeg processes by the VIDEOJOBS_JOB tag in their environment (psutil)."""
+"""Finding FFmpeg processes by the VIDEOJOBS_JOB (and VIDEOJOBS_ATTEMPT) tags in their environment (psutil)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,31 @@ import logging
 
 import psutil
 
-from jobs.ffmpeg import JOB_ENV
+from jobs.ffmpeg import ATTEMPT_ENV, JOB_ENV
 
 logger = logging.getLogger(__name__)
 
 
-def tagged_processes(job_id: str | None = None) -> list[psutil.Process]:
-    """Live processes started for a job (any job when job_id is None); zombies included."""
+def tagged_processes(job_id: str | None = None, attempt: int | None = None) -> list[psutil.Process]:
+    """Live processes started for a job (any job when job_id is None), or for one run of it; zombies included."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            tag = proc.environ().get(JOB_ENV)
+            environment = proc.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if tag and (job_id is None or tag == job_id):
+        tag = environment.get(JOB_ENV)
+        if not tag or (job_id is not None and tag != job_id):
+            continue
+        if attempt is None or environment.get(ATTEMPT_ENV) == str(attempt):
             found.append(proc)
     return found
 
 
-def kill_tagged(job_id: str) -> int:
-    """SIGKILL every process tagged with the job; returns how many were killed."""
+def kill_tagged(job_id: str, attempt: int | None = None) -> int:
+    """SIGKILL every process tagged with the job (with `attempt`: of that run only); returns how many."""
     killed = 0
-    for proc in tagged_processes(job_id):
+    for proc in tagged_processes(job_id, attempt):
         try:
             proc.kill()
             proc.wait(timeout=5)

@@ -4,7 +4,7 @@ Every file of a job lives under JOBS_DIR/<job id>/:
 
     uploads/NN.video          the uploaded sources (no user text on disk)
     outputs/sNN_vMM.mp4       finished variations, each owned by an OutputFile row
-    outputs/sNN_vMM.mp4.part  a variation FFmpeg is still writing
+    outputs/sNN_vMM.mp4.A.part  a variation FFmpeg is still writing, in the run of attempt A
     thumbnail.webp
 
 This module decides where they live and which are owned, and it is the one
@@ -58,13 +58,17 @@ def thumbnail_path(job: Job) -> Path | None:
     return job_folder(job.pk) / job.thumbnail if job.thumbnail else None
 
 
-def partial_path(job_id: str, source_position: int, index: int) -> Path:
-    """Where FFmpeg writes a variation; register_output renames it to its final name."""
-    return outputs_dir(job_id) / f"s{source_position:02d}_v{index + 1:02d}.mp4{PARTIAL_SUFFIX}"
+def partial_path(job_id: str, source_position: int, index: int, attempt: int) -> Path:
+    """Where the run of `attempt` writes a variation; register_output renames it to its final name.
+
+    The attempt is in the name so that removing one run's partials never touches another run's.
+    """
+    return outputs_dir(job_id) / f"s{source_position:02d}_v{index + 1:02d}.mp4.{attempt}{PARTIAL_SUFFIX}"
 
 
 def final_path(partial: Path) -> Path:
-    return partial.with_suffix("")  # drops PARTIAL_SUFFIX
+    """sNN_vMM.mp4.A.part -> sNN_vMM.mp4"""
+    return partial.with_name(partial.name.split(".mp4.", 1)[0] + ".mp4")
 
 
 def thumbnail_target(job_id: str) -> Path:
@@ -117,13 +121,18 @@ def owned_files(job: Job) -> set[Path]:
     return owned
 
 
-def remove_unowned_outputs(job: Job) -> list[Path]:
-    """Delete every file in the job's outputs folder that has no OutputFile row."""
+def remove_unowned_outputs(job: Job, attempt: int | None = None) -> list[Path]:
+    """Delete the files in the job's outputs folder that no OutputFile row owns.
+
+    With `attempt`, only that run's partial files: another run may be writing its own right now.
+    """
     folder = outputs_dir(job.pk)
     if not folder.is_dir():
         return []
     owned = owned_files(job)
     removed = [path for path in folder.iterdir() if path not in owned]
+    if attempt is not None:
+        removed = [path for path in removed if path.name.endswith(f".{attempt}{PARTIAL_SUFFIX}")]
     discard(removed)
     if removed:
         logger.info("job %s: removed %s unfinished files", job.pk, len(removed))
@@ -132,6 +141,15 @@ def remove_unowned_outputs(job: Job) -> list[Path]:
 
 def remove_uploads(job: Job) -> None:
     shutil.rmtree(uploads_dir(job.pk), ignore_errors=True)
+
+
+def prune_empty(job_id: str) -> None:
+    """Remove the job's outputs folder and the job folder itself when nothing is left in them."""
+    for folder in (outputs_dir(job_id), job_folder(job_id)):
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
 
 
 def remove_folder(job_id: str) -> None:
@@ -151,11 +169,12 @@ def settle_files(job: Job) -> None:
         remove_folder(job.pk)
         return
     status, attempts = row
-    if status == Status.PROCESSING and attempts != job.attempts:
-        return  # another run took the job over: its files are not ours to touch
-    remove_unowned_outputs(job)
     if status not in TERMINAL:
-        return  # interrupted (e.g. a timeout): recovery resumes it from its uploads
+        # Interrupted (a timeout, a hand-back) or taken over: only this run's partials go. The uploads
+        # stay for the resume, and another run may be writing its own partials already.
+        remove_unowned_outputs(job, attempt=job.attempts)
+        return
+    remove_unowned_outputs(job)  # terminal never changes: no run writes here any more
     job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
     remove_uploads(job)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import timezone
 
 from jobs import ffmpeg, storage
 from jobs.enqueue import enqueue_job
@@ -66,7 +67,7 @@ def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
         problem = name_problem(raw)
         if problem:
             raise UploadError(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos")
-        name = display_name(raw, taken)
+        name = display_name(raw, taken, len(checked))
         if upload.size == 0:
             raise UploadError(f"{name}: the file is empty", field="videos")
         if upload.size > settings.MAX_UPLOAD_BYTES:
@@ -119,7 +120,7 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
     variations_per_video = parse_variations(variations)
     checked = _check(uploads)
     _ensure_room(sum(item.upload.size for item in checked), variations_per_video)
-    job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video)
+    job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video, enqueued_at=timezone.now())
     try:
         storage.create_uploads_dir(job.pk)
         sources = [_store(job, position, item) for position, item in enumerate(checked)]

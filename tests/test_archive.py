@@ -51,3 +51,29 @@ def test_outputs_whose_file_vanished_are_left_out(make_job):
     zipped = _open(job)
     assert sorted(zipped.namelist()) == ["a/a_v02.mp4", "manifest.json"]
     assert [entry["file"] for entry in json.loads(zipped.read("manifest.json"))["outputs"]] == ["a/a_v02.mp4"]
+
+
+def test_folders_stay_apart_after_the_fallback_names(post_job):
+    """ "..mp4" falls back to video1, which "video1.mp4" is too: extracting must not overwrite one with the other."""
+    job = post_job(["..mp4", "video1.mp4", "Video1.mov"], variations=1, run=True)
+    assert [s.original_name for s in job.sources.all()] == ["..mp4", "video1 (2).mp4", "Video1 (3).mov"]
+    assert sorted(_open(job).namelist()) == [
+        "Video1 (3)/Video1 (3)_v01.mp4",
+        "manifest.json",
+        "video1 (2)/video1 (2)_v01.mp4",
+        "video1/video1_v01.mp4",
+    ]
+
+
+def test_a_download_in_progress_survives_a_delete_and_a_cleanup(api, post_job, settings):
+    job = post_job(["a.mp4", "b.mp4"], variations=2, run=True)
+    response = api.get(f"/api/jobs/{job.pk}/download/")
+    chunks = iter(response.streaming_content)
+    first = next(chunks)  # the client has started reading
+    assert api.delete(f"/api/jobs/{job.pk}/").status_code == 204
+    assert not storage.job_folder(job.pk).exists()
+    data = first + b"".join(chunks)
+    response.close()
+    assert len(data) == int(response["Content-Length"])
+    zipped = zipfile.ZipFile(io.BytesIO(data))
+    assert zipped.testzip() is None and len(zipped.namelist()) == 5

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -157,3 +159,15 @@ def test_a_cancel_just_after_the_last_variation_is_registered_finds_the_job_comp
     assert job.status == Status.COMPLETED and job.progress == 100
     assert OutputFile.objects.filter(job=job).count() == 2
     _assert_files_match_rows(job, files_under)
+
+
+def test_cancelling_a_requeued_job_keeps_its_finished_variations(api, make_job, files_under):
+    """A job handed back or recovered is queued again with finished outputs: a cancel now must keep them."""
+    job = make_job(status=Status.QUEUED, outputs=2, attempts=1)
+    finished = [storage.output_path(o) for o in job.outputs.all()]
+    assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
+    assert not storage.uploads_dir(job.pk).exists()
+    assert files_under(storage.job_folder(job.pk)) == sorted([*finished, storage.thumbnail_path(job)])
+    download = api.get(f"/api/jobs/{job.pk}/download/")
+    assert download.status_code == 200
+    assert len(zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))).namelist()) == 3

@@ -9,15 +9,15 @@ import time
 from collections import namedtuple
 from datetime import timedelta
 
-import psutil
 import pytest
 import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import cleanup, ffmpeg, storage
+from jobs import cleanup, enqueue, ffmpeg, procs, storage
 from jobs.models import Job, OutputFile, Status
+from tests.workers import wait_for
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
 
@@ -159,23 +159,99 @@ def test_outputs_whose_file_vanished_are_marked_missing(make_job, api):
     assert [o["missing"] for o in body["sources"][0]["outputs"]] == [True, False]
 
 
-def test_a_stale_processing_job_is_interrupted_and_requeued(make_job, django_capture_on_commit_callbacks):
+def _tagged_sleeper(job_id: str, attempt: int) -> subprocess.Popen:
+    """A process tagged like the FFmpeg of one run of a job."""
+    env = {**os.environ, ffmpeg.JOB_ENV: job_id, ffmpeg.ATTEMPT_ENV: str(attempt)}
+    return subprocess.Popen(["sleep", "60"], env=env)
+
+
+def _stop(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_a_stale_processing_job_is_interrupted_and_requeued(make_job):
     job = make_job(status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
-    partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
+    partial = storage.partial_path(job.pk, 0, 1, attempt=1)
     partial.write_bytes(b"half")
-    leftover = subprocess.Popen(["sleep", "60"], env={**os.environ, ffmpeg.JOB_ENV: job.pk})
+    leftover = _tagged_sleeper(job.pk, 1)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
-            summary = cleanup.run()
+        summary = cleanup.run()
         assert summary.recovered == 1
-        assert not psutil.pid_exists(leftover.pid)  # the lost worker's FFmpeg is killed (and reaped)
+        wait_for(lambda: leftover.poll() is not None, timeout=5, message="the lost run's FFmpeg to die")
     finally:
-        if leftover.poll() is None:
-            leftover.kill()
+        _stop(leftover)
     job.refresh_from_db()
-    assert job.status == Status.QUEUED and job.heartbeat_at is None
+    assert job.status == Status.QUEUED and job.heartbeat_at is None and job.enqueued_at
     assert not partial.exists() and job.outputs.count() == 1 and storage.uploads_dir(job.pk).exists()
     assert OrmQ.objects.count() == 1  # its task is queued again
+
+
+def test_recovery_that_lost_the_race_to_a_new_run_kills_and_removes_nothing(make_job):
+    """A pass read the job while attempt 1 was stale; meanwhile attempt 2 took over and is encoding."""
+    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    seen_by_the_pass = Job.objects.get(pk=job.pk)
+    Job.objects.filter(pk=job.pk).update(attempts=2, heartbeat_at=timezone.now())  # the new run's claim and beat
+    new_partial = storage.partial_path(job.pk, 0, 1, attempt=2)
+    new_partial.write_bytes(b"the new run is writing")
+    new_ffmpeg = _tagged_sleeper(job.pk, 2)
+    try:
+        stale_before = timezone.now() - timedelta(minutes=2)
+        assert cleanup._requeue(seen_by_the_pass, stale_before) is False
+        assert cleanup._give_up(seen_by_the_pass, stale_before) is False
+        assert new_ffmpeg.poll() is None and new_partial.exists()
+        assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+    finally:
+        _stop(new_ffmpeg)
+
+
+def test_the_winning_pass_kills_only_the_lost_runs_processes(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=0, attempts=3, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    lost, other_run = _tagged_sleeper(job.pk, 3), _tagged_sleeper(job.pk, 4)
+    try:
+        wait_for(lambda: len(procs.tagged_processes(job.pk)) == 2, timeout=5)
+        assert cleanup._requeue(job, timezone.now() - timedelta(minutes=2)) is True
+        wait_for(lambda: lost.poll() is not None, timeout=5, message="the lost run's FFmpeg to die")
+        assert other_run.poll() is None
+    finally:
+        _stop(lost, other_run)
+
+
+def test_two_overlapping_passes_requeue_once(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=0, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    first, second = Job.objects.get(pk=job.pk), Job.objects.get(pk=job.pk)
+    stale_before = timezone.now() - timedelta(minutes=2)
+    assert cleanup._requeue(first, stale_before) is True
+    assert cleanup._requeue(second, stale_before) is False
+    assert OrmQ.objects.count() == 1
+
+
+def test_a_queued_job_whose_task_was_lost_gets_it_again_once(make_job, settings):
+    settings.QUEUE_RESEND_SECONDS = 600
+    job = make_job(status=Status.QUEUED, outputs=0, enqueued_at=timezone.now() - timedelta(minutes=11))
+    fresh = make_job(status=Status.QUEUED, outputs=0, enqueued_at=timezone.now() - timedelta(minutes=1))
+    assert cleanup.run().resent == 1
+    assert [q.task["args"] for q in OrmQ.objects.all()] == [(job.pk,)]
+    assert cleanup.run().resent == 0  # sent again just now: not again until it waited that long once more
+    assert Job.objects.get(pk=fresh.pk).enqueued_at < timezone.now() - timedelta(seconds=30)
+
+
+def test_an_upload_whose_task_could_not_be_sent_is_still_accepted_and_resent(
+    api, upload, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(enqueue, "async_task", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/jobs/", {"videos": [upload()], "variations": 1}, format="multipart")
+    assert response.status_code == 201 and OrmQ.objects.count() == 0
+    monkeypatch.undo()
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.QUEUE_RESEND_SECONDS + 1), tick=False):
+        assert cleanup.run().resent == 1
+    assert [q.task["args"] for q in OrmQ.objects.all()] == [(response.json()["id"],)]
 
 
 def test_a_job_whose_worker_was_lost_three_times_fails(make_job):
@@ -211,3 +287,13 @@ def test_a_missing_jobs_folder_is_not_taken_for_vanished_outputs(make_job, jobs_
     summary = cleanup.run()
     assert summary.missing_marked == 0 and summary.orphans_removed == 0
     assert not job.outputs.filter(missing=True).exists()
+
+
+def test_runs_handed_back_by_a_stopping_worker_do_not_count_as_lost(make_job):
+    job = make_job(
+        status=Status.PROCESSING, outputs=0, attempts=3, handbacks=1, heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert job.lost_runs == 2
+    summary = cleanup.run()
+    assert summary.recovered == 1 and summary.failed_stale == 0
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED

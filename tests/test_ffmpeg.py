@@ -82,7 +82,7 @@ def test_child_carries_the_job_tag_and_runs_under_a_death_signal():
     """setpriv --pdeathsig is used, and VIDEOJOBS_JOB marks the process."""
     cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB"'])
     assert cmd[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
-    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz"), capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "job-xyz"
 
 

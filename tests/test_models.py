@@ -45,7 +45,8 @@ def test_terminal_states_never_change(job, terminal):
     assert fresh.request_cancel() == ""
     assert not fresh.finish(Status.COMPLETED)
     assert not fresh.fail("x")
-    assert not fresh.requeue()
+    assert not fresh.hand_back()
+    assert not fresh.requeue_lost(timezone.now())
     assert Job.objects.get(pk=job.pk).status == terminal
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.names import MAX_NAME_LENGTH, display_name, name_problem, stem_of
+from jobs.names import MAX_NAME_LENGTH, display_name, name_problem, stem_of, zip_folders
 
 
 @pytest.mark.parametrize(
@@ -26,13 +26,14 @@ def test_name_problem(raw, problem):
 
 def test_names_whose_zip_folders_would_clash_get_a_number():
     taken: set[str] = set()
-    names = [display_name(raw, taken) for raw in ["a.mp4", "A.mov", "a.mp4", "clip  one.mp4"]]
+    raws = ["a.mp4", "A.mov", "a.mp4", "clip  one.mp4"]
+    names = [display_name(raw, taken, position) for position, raw in enumerate(raws)]
     assert names == ["a.mp4", "A (2).mov", "a (3).mp4", "clip one.mp4"]
     assert taken == {"a", "a (2)", "a (3)", "clip one"}
 
 
 def test_long_names_are_cut_but_keep_their_extension():
-    name = display_name("x" * 300 + ".mp4", set())
+    name = display_name("x" * 300 + ".mp4", set(), 0)
     assert len(name) == MAX_NAME_LENGTH and name.endswith("x.mp4")
 
 
@@ -41,3 +42,19 @@ def test_long_names_are_cut_but_keep_their_extension():
 )
 def test_stem_never_starts_with_a_dot(name, stem):
     assert stem_of(name) == stem
+
+
+def test_a_name_is_numbered_when_its_folder_is_another_names_fallback():
+    taken: set[str] = set()
+    names = [display_name(raw, taken, position) for position, raw in enumerate(["..mp4", "video1.mp4"])]
+    assert names == ["..mp4", "video1 (2).mp4"]
+    assert zip_folders(names) == ["video1", "video1 (2)"]
+
+
+def test_zip_folders_are_unique_whatever_names_it_is_given():
+    assert zip_folders(["..mp4", "video1.mp4", "VIDEO1.mov", ". .mp4"]) == [
+        "video1",
+        "video1 (2)",
+        "VIDEO1 (3)",
+        "video4",
+    ]

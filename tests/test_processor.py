@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import pytest
+from django.db import OperationalError
+from django_q.exceptions import TimeoutException
 
-from jobs import processor, storage, uploads
-from jobs.effects import effects_for
+from jobs import ffmpeg, processor, storage, uploads
+from jobs.effects import effects_for, effects_for_job
 from jobs.models import Job, OutputFile, Status
 
 
@@ -90,13 +94,13 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
     job = _create(user, upload, variations=2)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
-    assert stale_run.requeue()
+    assert stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
     assert new_run.claim() and new_run.attempts == 2
 
     source = job.sources.get()
     storage.create_outputs_dir(new_run.pk)
-    partial = storage.partial_path(new_run.pk, 0, 0)
+    partial = storage.partial_path(new_run.pk, 0, 0, new_run.attempts)
     partial.write_bytes(b"late")
     assert processor.register_output(stale_run, source, 0, partial, effects_for(1, 0, 0)) is False
     assert not stale_run.beat() and processor._still_processing(stale_run) is False
@@ -108,7 +112,7 @@ def test_a_taken_over_run_cannot_finish_the_job(user, upload):
     job = _create(user, upload, variations=1)
     stale_run = Job.objects.get(pk=job.pk)
     stale_run.claim()
-    stale_run.requeue()
+    stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
     new_run.claim()
     assert stale_run.finish(Status.FAILED, error="late") is False
@@ -124,7 +128,7 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     job = _create(user, upload, names=("full.mp4",), variations=1)
     storage.create_outputs_dir(job.pk)
     # Every write to this output fails with ENOSPC, as on a full disk.
-    storage.partial_path(job.pk, 0, 0).symlink_to("/dev/full")
+    storage.partial_path(job.pk, 0, 0, attempt=1).symlink_to("/dev/full")  # the first run's file
     processor.run_job(job.pk)
 
     job.refresh_from_db()
@@ -133,7 +137,72 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     assert source.status == Status.FAILED
     assert source.error.startswith("The disk is full: the variations could not be written.")
     assert "No space left on device" in source.error
-    assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0).is_symlink()
+    assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0, 1).is_symlink()
     assert not storage.uploads_dir(job.pk).exists()
     assert {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()} == kept
     assert Job.objects.get(pk=other.pk).status == Status.COMPLETED
+
+
+STANDIN = Path(__file__).resolve().parent / "standin_ffmpeg.py"
+
+
+def test_a_hung_ffmpeg_is_stopped_and_its_video_fails_as_stalled(user, upload, settings, monkeypatch, files_under):
+    settings.FFMPEG_BINARY, settings.STALL_SECONDS, settings.KILL_GRACE_SECONDS = str(STANDIN), 1, 0.2
+    monkeypatch.setenv("STANDIN_MODE", "hang")
+    job = _create(user, upload, variations=1)
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    source = job.sources.get()
+    assert source.status == Status.FAILED and source.error == "stalled: no progress for 1 s"
+    assert job.status == Status.FAILED and files_under(storage.outputs_dir(job.pk)) == []
+
+
+def test_a_django_q_timeout_fails_the_job_instead_of_requeueing_it(user, upload, settings, monkeypatch):
+    settings.JOB_TIMEOUT_SECONDS = 90
+    job = _create(user, upload, variations=1)
+
+    def timed_out(*args, **kwargs):
+        raise TimeoutException("Task exceeded maximum timeout value (90 seconds)")  # what django-q2 raises
+
+    monkeypatch.setattr(ffmpeg, "encode", timed_out)
+    with pytest.raises(TimeoutException):
+        processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.error == "timed out after 90 s"
+
+
+def test_transient_database_errors_in_heartbeat_and_progress_are_retried(user, upload, monkeypatch):
+    """'database is locked' (SQLite past its busy timeout) or a dropped connection: the job goes on."""
+    job = _create(user, upload, variations=2, seconds=2.0)
+    real_beat = Job.beat
+    failures = []
+
+    def flaky_beat(self):
+        if len(failures) < 3:
+            failures.append(1)
+            raise OperationalError("database is locked")
+        return real_beat(self)
+
+    monkeypatch.setattr(Job, "beat", flaky_beat)
+    monkeypatch.setattr(processor, "TRANSIENT_RETRY_DELAYS", (0.01,) * 5)
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert len(failures) == 3
+    assert job.status == Status.COMPLETED and job.outputs.count() == 2
+
+
+def test_a_run_that_was_taken_over_cannot_fail_the_source(user, upload, monkeypatch):
+    """Recovery killed its FFmpeg (exit -9): the taken-over run must not mark the source failed for good."""
+    job = _create(user, upload, variations=1)
+    stale_run = Job.objects.get(pk=job.pk)
+    assert stale_run.claim()
+    Job.objects.filter(pk=job.pk).update(attempts=2)  # a newer run owns the job now
+    source = job.sources.get()
+
+    def killed(*args, **kwargs):
+        raise ffmpeg.FFmpegError("ffmpeg exited with code -9")
+
+    monkeypatch.setattr(ffmpeg, "encode", killed)
+    processor._run_source(stale_run, source, effects_for_job(job.seed, 1, 1))
+    source.refresh_from_db()
+    assert source.status == Status.QUEUED and source.error == ""

@@ -13,8 +13,8 @@ from jobs.models import Job, OutputFile, Status
 
 def test_layout_keeps_user_text_off_the_disk(make_job):
     job = make_job(status=Status.PROCESSING, outputs=0)
-    partial = storage.partial_path(job.pk, 1, 2)
-    assert partial == storage.outputs_dir(job.pk) / "s01_v03.mp4.part"
+    partial = storage.partial_path(job.pk, 1, 2, attempt=4)
+    assert partial == storage.outputs_dir(job.pk) / "s01_v03.mp4.4.part"
     assert storage.final_path(partial).name == "s01_v03.mp4"
     assert storage.relative_to_job(job.pk, storage.final_path(partial)) == "outputs/s01_v03.mp4"
     assert storage.upload_path(job.sources.get()) == storage.uploads_dir(job.pk) / "00.video"
@@ -54,10 +54,19 @@ def test_settling_a_finished_run_drops_partials_and_uploads(make_job, files_unde
 
 def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
     job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
-    partial = storage.outputs_dir(job.pk) / "s00_v02.mp4.part"
+    partial = storage.partial_path(job.pk, 0, 1, attempt=1)
     partial.write_bytes(b"half")
     storage.settle_files(job)
     assert not partial.exists() and storage.uploads_dir(job.pk).exists()
+
+
+def test_removing_one_runs_partials_leaves_another_runs_alone(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    mine, theirs = storage.partial_path(job.pk, 0, 1, attempt=1), storage.partial_path(job.pk, 0, 1, attempt=2)
+    mine.write_bytes(b"old run")
+    theirs.write_bytes(b"new run")
+    assert storage.remove_unowned_outputs(job, attempt=1) == [mine]
+    assert theirs.exists()
 
 
 def test_settling_a_job_whose_row_is_gone_removes_its_folder(make_job):
@@ -70,10 +79,10 @@ def test_settling_a_job_whose_row_is_gone_removes_its_folder(make_job):
 def test_a_taken_over_run_does_not_touch_the_new_runs_files(make_job):
     job = make_job(status=Status.QUEUED, outputs=0)
     stale_run = Job.objects.get(pk=job.pk)
-    assert stale_run.claim() and stale_run.requeue()
+    assert stale_run.claim() and stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
     assert new_run.claim()
-    in_flight = storage.outputs_dir(job.pk) / "s00_v01.mp4.part"
+    in_flight = storage.partial_path(job.pk, 0, 0, new_run.attempts)
     in_flight.write_bytes(b"the new run is writing this")
 
     storage.settle_files(stale_run)

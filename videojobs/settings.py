@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from videojobs.datadir import BASE_DIR, data_dir, read_secret_key
 from videojobs.env import env_bool, env_bytes, env_float, env_int, env_list, env_str
@@ -153,9 +154,19 @@ FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")
 WORKERS = env_int("WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1)
 CLEANUP_MINUTES = env_int("CLEANUP_MINUTES", 5, minimum=1)
 STALE_AFTER_SECONDS = env_int("STALE_AFTER_SECONDS", 120, minimum=1)
+# A queued job whose task was sent longer ago than this gets it sent again by the cleanup pass
+# (a broker that failed or lost it); duplicates are harmless, the claim decides.
+QUEUE_RESEND_SECONDS = env_int("QUEUE_RESEND_SECONDS", 600, minimum=10)
+# FFmpeg whose progress has not moved for this long is stopped and its video failed as stalled.
+STALL_SECONDS = env_int("STALL_SECONDS", 120, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 # The longest a single job may run before django-q2 stops it.
-JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
+JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", min(6 * 3600, JOB_TTL_HOURS * 3600 // 2), minimum=60)
+if JOB_TIMEOUT_SECONDS + 600 >= JOB_TTL_HOURS * 3600:
+    raise ImproperlyConfigured(
+        f"JOB_TIMEOUT_SECONDS={JOB_TIMEOUT_SECONDS} must end well before a job expires "
+        f"(JOB_TTL_HOURS={JOB_TTL_HOURS}): keep it under JOB_TTL_HOURS x 3600 - 600"
+    )
 # How long the web side's health check accepts since the last worker beat.
 WORKER_SEEN_SECONDS = env_int("WORKER_SEEN_SECONDS", 180, minimum=10)
 MIN_FREE_BYTES = env_bytes("MIN_FREE_BYTES", 512 * 1024**2)
@@ -171,9 +182,10 @@ Q_CLUSTER = {
     "workers": WORKERS,
     "recycle": 100,
     "timeout": JOB_TIMEOUT_SECONDS,
-    # The ORM lease starts at fetch, not at start (docs/architecture.md, "Queue"):
-    # keep it far above the longest job times the prefetch depth. Tasks are idempotent anyway.
-    "retry": JOB_TIMEOUT_SECONDS * 4,
+    # The ORM lease starts at fetch, not at start (docs/architecture.md, "Queue"). With queue_limit
+    # = WORKERS a fetched task waits for at most one running job, so a timeout and a margin cover
+    # it; and it stays well below JOB_TTL_HOURS, so a lost delivery comes back while the job matters.
+    "retry": JOB_TIMEOUT_SECONDS + 600,
     "queue_limit": WORKERS,
     "max_attempts": 3,
     "ack_failures": True,

@@ -11,7 +11,7 @@ import psutil
 import pytest
 from django_q.models import Task
 
-from jobs import storage
+from jobs import archive, storage
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
 from tests.workers import encoding_processes, wait_for
@@ -74,9 +74,9 @@ def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variatio
 
     download = api.get(f"/api/jobs/{job.pk}/download/")
     assert download.status_code == 200
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
-    expected = {o.archive_name for o in OutputFile.objects.filter(job=job).select_related("source")}
-    assert set(archive.namelist()) == expected | {"manifest.json"}
+    zipped = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    expected = set(archive.entry_names(job, list(OutputFile.objects.filter(job=job))).values())
+    assert set(zipped.namelist()) == expected | {"manifest.json"}
     assert len(expected) == body["completed_variations"]
 
 
