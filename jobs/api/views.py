@@ -43,7 +43,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(self.get_serializer(job).data, status=status_code)
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
-    def create(self, request):
+    def create(self, request, *args, **kwargs):
         """Oversized requests were already refused by jobs.upload_guard, before the body was read."""
         try:
             job = uploads.create_from_request(request)
@@ -52,7 +52,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return self._serialized(job, status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None})
-    def destroy(self, request, pk=None):
+    def destroy(self, request, pk=None, **kwargs):
         delete_job_with_files(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -64,7 +64,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         },
     )
     @action(detail=True, methods=["post"], url_name="cancel")
-    def cancel(self, request, pk=None):
+    def cancel(self, request, pk=None, **kwargs):
         """Cancel a queued or processing job; finished variations are kept.
 
         200 with the resulting job: cancelled, or completed when it finished
@@ -84,7 +84,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         }
     )
     @action(detail=True, methods=["get"], url_name="download")
-    def download(self, request, pk=None):
+    def download(self, request, pk=None, **kwargs):
         job = self.get_object()
         if job.is_expired:
             return _error("this job's results have expired", status.HTTP_410_GONE)
@@ -100,7 +100,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
     @action(detail=True, methods=["get"], url_name="thumbnail")
-    def thumbnail(self, request, pk=None):
+    def thumbnail(self, request, pk=None, **kwargs):
         job = self.get_object()
         path = storage.thumbnail_path(job)
         if path is None or not path.is_file():
