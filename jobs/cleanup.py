@@ -24,6 +24,7 @@ from jobs.models import TERMINAL, Job, OutputFile, Status
 logger = logging.getLogger(__name__)
 
 ORPHAN_GRACE = timedelta(minutes=10)
+UPLOAD_TEMP_GRACE = timedelta(hours=2)  # a spooled upload untouched this long has no request behind it
 
 
 @dataclass
@@ -244,6 +245,8 @@ def sweep(cleanup: _Pass) -> None:
             continue
         _sweep_job_folder(cleanup, job)
     _mark_missing(cleanup)
+    for path in storage.stale_upload_temp_files(time.time() - UPLOAD_TEMP_GRACE.total_seconds()):
+        _remove_orphan(cleanup, path, "upload of a web process that died")
 
 
 def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:

@@ -133,9 +133,15 @@ def _duration_seconds(container, stream) -> float:
 
 
 # --- encode ----------------------------------------------------------------------
+def _input(source: Path) -> list[str]:
+    """Read the upload as what the probe accepted (the MP4/MOV demuxer), from a local file only:
+    no guessing from its bytes, no protocol (http, concat, ...) a crafted file could ask for."""
+    return ["-f", "mov", "-protocol_whitelist", "file", "-i", str(source)]
+
+
 def encode_command(source: Path, outputs: Sequence[OutputSpec]) -> list[str]:
     """One process, one decode, one `-vf` chain and encoder per output."""
-    cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(source)]
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *_input(source)]
     cmd += ["-progress", "pipe:1"]
     for output in outputs:
         cmd += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", output.filter_chain]
@@ -305,7 +311,7 @@ def _tail(stderr: IO[bytes]) -> str:
 # --- thumbnail -------------------------------------------------------------------
 def thumbnail(source: Path, target: Path, *, at_seconds: float, job_id: str, attempt: int = 0) -> None:
     """Write one frame, 128 px wide, as WebP. Raises FFmpegError."""
-    cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at_seconds:.3f}", "-i", str(source)]
+    cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at_seconds:.3f}", *_input(source)]
     cmd += ["-frames:v", "1", "-vf", "scale=128:-2", "-c:v", "libwebp", "-f", "webp", str(target)]
     try:
         result = subprocess.run(

@@ -56,9 +56,9 @@ def run_job(job_id: str) -> None:
         if job.finish(Status.FAILED, error=message):
             logger.warning("job %s: %s", job_id, message)
         raise
-    except Exception as exc:
+    except Exception:
         logger.exception("job %s: failed unexpectedly", job_id)
-        job.finish(Status.FAILED, error=f"Internal error: {exc}"[:4000])
+        job.finish(Status.FAILED, error="Internal error: the details are in the server log.")
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
         storage.settle_files(job)
@@ -113,10 +113,11 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
                 should_stop=_StopWatch(job),
             )
         except ffmpeg.FFmpegError as exc:
+            # The whole story (stderr, paths) goes to the log; the user gets a short cause.
             logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
             storage.discard(spec.path for spec in specs)
             # Fenced: a run that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
-            _this_runs(job, source).update(status=Status.FAILED, error=_source_error(exc)[:4000])
+            _this_runs(job, source).update(status=Status.FAILED, error=user_error(exc, progress.seconds))
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
@@ -149,10 +150,14 @@ class _StopWatch:
         return not retry_transient(lambda: _still_processing(self.job))
 
 
-def _source_error(exc: ffmpeg.FFmpegError) -> str:
+def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
+    """What a user is told about a failed video: a short cause, never FFmpeg's stderr or a path."""
     if "No space left on device" in str(exc):
-        return f"The disk is full: the variations could not be written. {exc}"
-    return str(exc)
+        return "The disk is full: the variations could not be written."
+    if isinstance(exc, ffmpeg.Stalled):
+        return str(exc)
+    where = f" at {int(at_seconds) // 60}:{int(at_seconds) % 60:02d}" if at_seconds else ""
+    return f"The video could not be decoded{where}."
 
 
 class _ProgressWriter:
@@ -160,8 +165,10 @@ class _ProgressWriter:
 
     def __init__(self, job: Job, source: SourceVideo, batch_size: int):
         self.job, self.source, self.batch_size = job, source, batch_size
+        self.seconds: float | None = None  # how far FFmpeg got: where a failure happened
 
     def __call__(self, seconds: float) -> None:
+        self.seconds = seconds
         retry_transient(lambda: self._write(seconds))
 
     def _write(self, seconds: float) -> None:

@@ -179,6 +179,22 @@ def settle_files(job: Job) -> None:
     remove_uploads(job)
 
 
+def stale_upload_temp_files(older_than: float) -> list[Path]:
+    """Django's spooled upload files (FILE_UPLOAD_TEMP_DIR) last changed before `older_than` (a timestamp):
+    left by a web process that died mid-upload. A live upload writes to its file as it goes."""
+    folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    if not folder.is_dir():
+        return []
+    stale = []
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < older_than:
+                stale.append(path)
+        except FileNotFoundError:
+            continue  # its request finished meanwhile
+    return stale
+
+
 def remove_path(path: Path) -> None:
     """One file, link or folder (with its contents); raises when it cannot."""
     if path.is_dir() and not path.is_symlink():

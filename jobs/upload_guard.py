@@ -13,10 +13,14 @@ import html
 import types
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.shortcuts import render
 from django.urls import reverse
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.names import name_problem
 
@@ -49,20 +53,56 @@ class UploadGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method == "POST" and request.path in (reverse("api-jobs-list"), reverse("jobs-upload")):
-            limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
-            length = _content_length(request)
-            if length > limit:
-                message = f"the upload is {length} bytes, over the limit of {limit} bytes"
-                return JsonResponse({"detail": message, "field": "videos"}, status=413)
-            request.upload_handlers.insert(0, FileSizeLimitHandler(request))
-            request.parse_file_upload = types.MethodType(_strict_parse_file_upload, request)
-            if settings.SESSION_COOKIE_NAME in request.COOKIES:
-                try:
-                    request.POST  # noqa: B018 - parse now, as the CSRF check would, to answer in JSON
-                except MultiPartParserError as exc:
-                    return JsonResponse({"detail": str(exc), "field": "videos"}, status=400)
+        if request.method != "POST" or request.path not in (reverse("api-jobs-list"), reverse("jobs-upload")):
+            return self.get_response(request)
+        page = request.path == reverse("jobs-upload")
+        if not _authenticated(request):  # before a single byte of the body is read
+            if page:
+                return redirect_to_login(request.get_full_path())
+            response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+            response["WWW-Authenticate"] = "Token"
+            return response
+        limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
+        length = _content_length(request)
+        if length > limit:
+            return _refuse(request, page, f"the upload is {length} bytes, over the limit of {limit} bytes", 413)
+        request.upload_handlers.insert(0, FileSizeLimitHandler(request))
+        request.parse_file_upload = types.MethodType(_strict_parse_file_upload, request)
+        if request.user.is_authenticated:  # a session: the CSRF check will parse the body; parse it here first
+            try:
+                request.POST  # noqa: B018 - parse now, to answer a bad name in the client's own format
+            except MultiPartParserError as exc:
+                return _refuse(request, page, str(exc), 400)
         return self.get_response(request)
+
+
+def _authenticated(request) -> bool:
+    """A session user, or a valid API token (DRF authenticates tokens only in the view, too late here)."""
+    if request.user.is_authenticated:
+        return True
+    try:
+        return TokenAuthentication().authenticate(request) is not None
+    except AuthenticationFailed:
+        return False
+
+
+def _refuse(request, page: bool, message: str, status: int):
+    """The upload page without JavaScript gets the page with the message; everyone else JSON."""
+    if page:
+        return render(request, "jobs/upload.html", page_context(request, error=message), status=status)
+    return JsonResponse({"detail": message, "field": "videos"}, status=status)
+
+
+def page_context(request, **extra) -> dict:
+    """What the upload page shows: the limits (and, in `extra`, what the user typed or what went wrong)."""
+    return {
+        "max_files": settings.MAX_FILES,
+        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+        "max_variations": settings.MAX_VARIATIONS,
+        "variations": settings.DEFAULT_VARIATIONS,
+        "ttl_hours": settings.JOB_TTL_HOURS,
+        **extra,
+    }
 
 
 def _content_length(request) -> int:

@@ -6,7 +6,6 @@ fragment the page includes; static/js swaps them in.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs import uploads
 from jobs.cancel import cancel_job
 from jobs.models import Job
+from jobs.upload_guard import page_context
 
 PAGE_SIZE = 12
 
@@ -69,14 +69,8 @@ def job_cancel(request, pk: str):
 @require_http_methods(["GET", "POST"])
 def upload(request):
     """The upload form. With JavaScript it posts to the API (for the progress bar); without, here."""
-    context = {
-        "max_files": settings.MAX_FILES,
-        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
-        "max_variations": settings.MAX_VARIATIONS,
-        "default_variations": settings.DEFAULT_VARIATIONS,
-        "ttl_hours": settings.JOB_TTL_HOURS,
-        "variations": request.POST.get("variations", settings.DEFAULT_VARIATIONS),
-    }
+    context = page_context(request)
+    context["variations"] = request.POST.get("variations", context["variations"])
     if request.method == "POST":
         try:
             job = uploads.create_from_request(request)

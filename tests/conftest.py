@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from django_q.models import OrmQ
 from model_bakery import baker
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs import processor, storage
@@ -78,14 +79,21 @@ def other_user(db):
 
 
 def _api_client(user) -> APIClient:
+    """A client that sends the user's real API token, as curl would (the upload guard checks it too)."""
     client = APIClient()
-    client.force_authenticate(user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     return client
 
 
 @pytest.fixture
 def api(user) -> APIClient:
     return _api_client(user)
+
+
+@pytest.fixture
+def api_client_for():
+    """api_client_for(user) -> an APIClient with that user's token."""
+    return _api_client
 
 
 @pytest.fixture

@@ -42,11 +42,10 @@ def test_list_is_newest_first_own_jobs_only_and_paginated(api, user, other_user)
     assert [j["id"] for j in body["results"]] == [j.pk for j in mine]
 
 
-def test_staff_see_every_job(other_user):
+def test_staff_see_every_job(other_user, api_client_for):
     theirs = baker.make(Job, owner=other_user, variations_per_video=1)
     staff = baker.make("auth.User", is_staff=True)
-    client = APIClient()
-    client.force_authenticate(staff)
+    client = api_client_for(staff)
     assert client.get(f"/api/jobs/{theirs.pk}/").status_code == 200
     assert client.get("/api/jobs/").json()["count"] == 1
 
@@ -179,3 +178,9 @@ def test_health_says_unhealthy_not_500_when_the_data_folder_is_missing(db, clien
     settings.DATA_DIR = tmp_path / "not-mounted"
     response = client.get("/api/health/")
     assert response.status_code == 503 and response.json()["checks"]["disk"] is False
+
+
+def test_health_shows_its_figures_to_staff_only(client, admin_user, db):
+    assert "free_bytes" not in client.get("/api/health/").json()
+    client.force_login(admin_user)
+    assert client.get("/api/health/").json()["free_bytes"] > 0

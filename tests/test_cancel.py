@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from model_bakery import baker
-from rest_framework.test import APIClient
 
 from jobs import ffmpeg, processor, storage, uploads
 from jobs.models import Job, OutputFile, Status
@@ -82,14 +81,13 @@ def test_download_of_a_cancelled_job_without_outputs_is_409(api, queued_job):
     assert response.json()["status"] == "cancelled"
 
 
-def test_concurrent_cancels_agree(transactional_db, user, upload):
+def test_concurrent_cancels_agree(transactional_db, user, upload, api_client_for):
     """Four cancels at once: one wins the UPDATE; each answer is 200 or 409, and all say cancelled."""
     job = uploads.create_job(user, [upload()], 1)
     results = []
 
     def cancel():
-        client = APIClient()
-        client.force_authenticate(user)
+        client = api_client_for(user)
         response = client.post(f"/api/jobs/{job.pk}/cancel/")
         results.append((response.status_code, response.json()["status"]))
         connection.close()
@@ -105,7 +103,7 @@ def test_concurrent_cancels_agree(transactional_db, user, upload):
     assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
 
 
-def _race_at_the_last_variation(settings, user, post_job, monkeypatch, cancel_before_registering: bool):
+def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_before_registering: bool):
     """Run a 2-variation job in this thread; at the last variation, after its FFmpeg exited, cancel over the API.
 
     The hook fixes the order instead of hoping a timing window hits it: the
@@ -115,8 +113,7 @@ def _race_at_the_last_variation(settings, user, post_job, monkeypatch, cancel_be
     """
     settings.BATCH_SIZE = 1
     job = post_job(variations=2, seconds=0.2, audio=False)
-    client = APIClient()
-    client.force_authenticate(user)
+    client = api
     real_register = processor.register_output
     answers = []
 
@@ -143,8 +140,8 @@ def _assert_files_match_rows(job, files_under):
     assert not storage.uploads_dir(job.pk).exists()
 
 
-def test_a_cancel_just_before_the_last_variation_is_registered_wins(settings, user, post_job, monkeypatch, files_under):
-    job, answer = _race_at_the_last_variation(settings, user, post_job, monkeypatch, cancel_before_registering=True)
+def test_a_cancel_just_before_the_last_variation_is_registered_wins(settings, api, post_job, monkeypatch, files_under):
+    job, answer = _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_before_registering=True)
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
     assert job.status == Status.CANCELLED and job.progress < 100
     assert OutputFile.objects.filter(job=job).count() == 1  # the finished last file was discarded, not registered
@@ -152,9 +149,9 @@ def test_a_cancel_just_before_the_last_variation_is_registered_wins(settings, us
 
 
 def test_a_cancel_just_after_the_last_variation_is_registered_finds_the_job_completed(
-    settings, user, post_job, monkeypatch, files_under
+    settings, api, post_job, monkeypatch, files_under
 ):
-    job, answer = _race_at_the_last_variation(settings, user, post_job, monkeypatch, cancel_before_registering=False)
+    job, answer = _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_before_registering=False)
     assert answer.status_code == 409 and answer.json()["status"] == "completed"
     assert job.status == Status.COMPLETED and job.progress == 100
     assert OutputFile.objects.filter(job=job).count() == 2

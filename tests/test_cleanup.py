@@ -297,3 +297,15 @@ def test_runs_handed_back_by_a_stopping_worker_do_not_count_as_lost(make_job):
     summary = cleanup.run()
     assert summary.recovered == 1 and summary.failed_stale == 0
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def test_spooled_uploads_of_a_dead_web_process_are_swept(settings, tmp_path, db):
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "upload-tmp")
+    (tmp_path / "upload-tmp").mkdir()
+    dead, live = tmp_path / "upload-tmp" / "tmpdead.upload", tmp_path / "upload-tmp" / "tmplive.upload"
+    dead.write_bytes(b"half an upload")
+    live.write_bytes(b"still arriving")
+    three_hours_ago = time.time() - 3 * 3600
+    os.utime(dead, (three_hours_ago, three_hours_ago))
+    assert cleanup.run().orphans_removed == 1
+    assert not dead.exists() and live.exists()

@@ -15,6 +15,7 @@ import pytest
 
 from jobs import ffmpeg
 from jobs.effects import effects_for
+from tests.media import make_clip
 from tests.workers import wait_for
 
 
@@ -133,3 +134,18 @@ def test_a_child_dies_when_the_process_that_started_it_is_killed():
     finally:
         if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
             child.kill()
+
+
+def test_ffmpeg_reads_the_upload_as_mp4_mov_from_a_local_file_only(tmp_path):
+    cmd = ffmpeg.encode_command(Path("/in.video"), [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null")])
+    assert cmd[cmd.index("-i") - 4 : cmd.index("-i") + 2] == [
+        "-f",
+        "mov",
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        "/in.video",
+    ]
+    matroska = make_clip(tmp_path / "x.mkv", seconds=0.5, audio=False)  # a format the probe would have refused
+    with pytest.raises(ffmpeg.FFmpegError):
+        ffmpeg.encode(matroska, [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null")], job_id="t6")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import SkipFile
+from django.http import HttpResponse
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
-from jobs.upload_guard import FileSizeLimitHandler, oversize_uploads
+from jobs.upload_guard import FileSizeLimitHandler, UploadGuardMiddleware, oversize_uploads
 
 
 def _body_with_file_name(name: str, content: bytes, **fields: str) -> bytes:
@@ -86,15 +91,48 @@ def test_session_request_over_the_total_limit_is_refused_before_the_csrf_check_r
     settings.MAX_UPLOAD_BYTES = 1000
     settings.MAX_FILES = 1
     client, _ = csrf_client  # no token sent: the size answer comes first
-    for path in ("/api/jobs/", "/upload/"):
-        blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
-        refused(client.post(path, {"videos": [blob]}), 413, "the upload is", "over the limit")
+    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
+    refused(client.post("/api/jobs/", {"videos": [blob]}), 413, "the upload is", "over the limit")
+    page = client.post("/upload/", {"videos": [SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))]})
+    assert page.status_code == 413 and page["Content-Type"].startswith("text/html")
+    assert "the upload is" in page.content.decode() and 'id="upload-form"' in page.content.decode()
 
 
-@pytest.mark.parametrize("path", ["/api/jobs/", "/upload/"])
-def test_hostile_names_are_refused_on_the_session_path_too(refused, csrf_client, clips, path, nothing_left):
+def test_hostile_names_are_refused_on_the_session_path_too(refused, csrf_client, clips, nothing_left):
     """A session request is parsed before the view (CSRF needs the body): the same strict rules apply."""
     client, token = csrf_client
     body = _body_with_file_name("../../etc/passwd.mp4", clips().read_bytes(), csrfmiddlewaretoken=token)
-    response = client.generic("POST", path, body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
+    response = client.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
     refused(response, 400, "'../../etc/passwd.mp4' is not allowed", "looks like a path")
+    page = client.generic("POST", "/upload/", body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # the form without JavaScript
+    assert "is not allowed: it looks like a path" in page.content.decode()
+
+
+class _Unreadable(io.BytesIO):
+    def read(self, *args):
+        raise AssertionError("the body of an anonymous upload was read")
+
+    readline = read
+
+
+@pytest.mark.parametrize("path, status", [("/api/jobs/", 401), ("/upload/", 302)])
+def test_an_anonymous_upload_is_refused_before_its_body_is_read(rf, db, settings, path, status):
+    """A junk session cookie used to be enough to make the server parse and spool the whole body."""
+    request = rf.generic("POST", path, b"x" * 1000, content_type=MULTIPART_CONTENT, HTTP_COOKIE="sessionid=junk")
+    request._stream = _Unreadable()
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = AnonymousUser()
+    response = UploadGuardMiddleware(lambda r: HttpResponse("the view ran"))(request)
+    assert response.status_code == status
+    if status == 401:
+        assert response["WWW-Authenticate"] == "Token"
+    else:
+        assert response["Location"].startswith("/login/?next=")
+
+
+def test_a_bad_token_is_refused_before_the_body_is_read(client, db):
+    response = client.generic(
+        "POST", "/api/jobs/", b"x" * 1000, content_type=MULTIPART_CONTENT, HTTP_AUTHORIZATION="Token not-a-token"
+    )
+    assert response.status_code == 401

@@ -17,6 +17,7 @@ from django.db import connection
 
 from jobs import storage
 from jobs.procs import tagged_processes
+from videojobs import datadir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,7 @@ def _database_url() -> str:
 class Cluster:
     def __init__(self, log_path: Path, **env: str):
         data_dir = Path(settings.JOBS_DIR).parent
+        datadir.prepare(data_dir)  # what `make run` does before starting the processes
         environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "videojobs.settings",

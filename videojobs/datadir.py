@@ -36,6 +36,7 @@ def read_secret_key(folder: Path) -> str:
 def prepare(folder: Path) -> None:
     """Create the folders the service writes to, and the secret key file unless one is set or kept."""
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
+    (folder / "upload-tmp").mkdir(exist_ok=True)
     key_file = folder / SECRET_KEY_FILE
     if env_str("DJANGO_SECRET_KEY", "") or key_file.exists():
         return

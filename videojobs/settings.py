@@ -47,10 +47,10 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    # Before the CSRF check, which may read the upload body.
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication (an anonymous upload is refused unread), before the CSRF check (which reads the body).
     "jobs.upload_guard.UploadGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Pages need a login by default; DRF views are exempt and use IsAuthenticated.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -171,8 +171,10 @@ if JOB_TIMEOUT_SECONDS + 600 >= JOB_TTL_HOURS * 3600:
 WORKER_SEEN_SECONDS = env_int("WORKER_SEEN_SECONDS", 180, minimum=10)
 MIN_FREE_BYTES = env_bytes("MIN_FREE_BYTES", 512 * 1024**2)
 
-# Uploads bigger than this spill to a temporary file instead of memory.
+# Uploads bigger than this spill to a temporary file instead of memory, in a folder of our own,
+# so that the files of a web process that died mid-upload are found and swept by the cleanup.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024**2
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "upload-tmp")
 # Let our own check (MAX_FILES) name the problem instead of Django's generic one.
 DATA_UPLOAD_MAX_NUMBER_FILES = max(100, MAX_FILES + 1)
 

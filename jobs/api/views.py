@@ -111,10 +111,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 class HealthView(APIView):
-    """Liveness: the database answers, a worker was seen recently, the data disk has room."""
+    """Liveness: the database answers, a worker was seen recently, the data disk has room.
+
+    Anyone may ask; only staff see the figures behind the answer.
+    """
 
     permission_classes = [AllowAny]
-    authentication_classes: list = []
 
     @extend_schema(
         responses={200: OpenApiResponse(description="healthy"), 503: OpenApiResponse(description="unhealthy")}
@@ -130,7 +132,9 @@ class HealthView(APIView):
             free = 0
         checks["disk"] = free >= settings.MIN_FREE_BYTES
         healthy = all(checks.values())
-        body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "free_bytes": free}
+        body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+        if request.user.is_staff:
+            body["free_bytes"] = free
         return Response(body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

@@ -19,6 +19,7 @@ from jobs import storage
 from jobs.models import Job, Status
 from jobs.procs import tagged_processes
 from tests.workers import ROOT, _database_url, wait_for
+from videojobs import datadir
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,7 @@ def _free_port() -> int:
 def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_cluster, clips, tmp_path):
     User.objects.create_user("erin", password="erin-pass-123")
     port = _free_port()
+    datadir.prepare(Path(settings.JOBS_DIR).parent)  # what `make run` does before `honcho start`
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
