@@ -62,17 +62,24 @@ class ProbeError(ValueError):
 
 @dataclass(frozen=True)
 class ProbeResult:
-    duration: float
-    width: int
+    duration: float  # measured from the stream's packets, not taken from the header
+    width: int  # of a decoded frame
     height: int
     has_audio: bool
     format_name: str
+    fps: float = 0.0  # video packets per second of the measured duration
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
 
 @dataclass(frozen=True)
 class OutputSpec:
     path: Path
     filter_chain: str
+    max_seconds: float | None = None  # -t: no longer than the source, whatever its header says
+    max_bytes: int | None = None  # -fs: reaching it fails the batch (a truncated file is never kept)
 
 
 @dataclass(frozen=True)
@@ -100,36 +107,54 @@ def _child_env(job_id: str, attempt: int) -> dict[str, str]:
 
 
 # --- probe -----------------------------------------------------------------------
-def probe(source: str | os.PathLike | IO[bytes]) -> ProbeResult:
-    """Duration, size and audio presence; ProbeError when it is not a readable video."""
+def probe(source: str | os.PathLike | IO[bytes], stop_after_seconds: float | None = None) -> ProbeResult:
+    """What the stream really holds; ProbeError when it is not a readable video.
+
+    A header can say anything, so the size comes from a decoded frame, and the
+    duration and frame rate from walking the video packets (demuxing, not
+    decoding: fast). The walk stops once the stream runs past
+    `stop_after_seconds`: the caller refuses it anyway, and a stream made of
+    endless tiny packets costs no more than that.
+    """
     try:
         with av.open(source if not isinstance(source, Path) else str(source)) as container:
             if not container.streams.video:
                 raise ProbeError("it has no video stream")
             stream = container.streams.video[0]
-            duration = _duration_seconds(container, stream)
-            # Decoding one frame catches files whose header parses but whose data does not.
-            frame = next(container.decode(stream), None)
-            if frame is None:
-                raise ProbeError("no video frame could be decoded")
-            width, height = frame.width, frame.height
             has_audio = bool(container.streams.audio)
             format_name = container.format.name
+            width = height = packets = 0
+            first = last = None
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                if not width:  # decoding one frame catches files whose header parses but whose data does not
+                    for frame in packet.decode():
+                        width, height = frame.width, frame.height
+                packets += 1
+                start = packet.pts * packet.time_base
+                end = start + (packet.duration or 0) * packet.time_base
+                first = start if first is None else min(first, start)
+                last = end if last is None else max(last, end)
+                if stop_after_seconds is not None and last - first > stop_after_seconds:
+                    break
     except ProbeError:
         raise
     except (av.FFmpegError, StopIteration, ValueError, OSError) as exc:
         raise ProbeError("it is not a video FFmpeg can read") from exc
+    if not width:
+        raise ProbeError("no video frame could be decoded")
+    duration = float(last - first) if first is not None else 0.0
     if duration <= 0:
         raise ProbeError("its duration is zero")
-    return ProbeResult(duration=duration, width=width, height=height, has_audio=has_audio, format_name=format_name)
-
-
-def _duration_seconds(container, stream) -> float:
-    if container.duration:
-        return container.duration / av.time_base
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    return 0.0
+    return ProbeResult(
+        duration=duration,
+        width=width,
+        height=height,
+        has_audio=has_audio,
+        format_name=format_name,
+        fps=packets / duration,
+    )
 
 
 # --- encode ----------------------------------------------------------------------
@@ -148,6 +173,10 @@ def encode_command(source: Path, outputs: Sequence[OutputSpec]) -> list[str]:
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1"]
         cmd += ["-c:a", "aac", "-b:a", "128k"]
         cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4"]
+        if output.max_seconds is not None:
+            cmd += ["-t", f"{output.max_seconds:.3f}"]
+        if output.max_bytes is not None:
+            cmd += ["-fs", str(output.max_bytes)]
         cmd += [str(output.path)]
     return cmd
 
@@ -185,7 +214,18 @@ def encode(
     when django-q2's timeout raises SystemExit inside the task.
     """
     command = encode_command(source, outputs)
-    return run(command, job_id=job_id, attempt=attempt, on_progress=on_progress, should_stop=should_stop)
+    result = run(command, job_id=job_id, attempt=attempt, on_progress=on_progress, should_stop=should_stop)
+    for output in outputs:
+        if not result.stopped and output.max_bytes is not None and _size(output.path) >= output.max_bytes:
+            raise FFmpegError(f"output size limit reached: {output.path.name} hit {output.max_bytes} bytes")
+    return result
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def run(

@@ -99,6 +99,8 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
             ffmpeg.OutputSpec(
                 storage.partial_path(job.pk, source.position, index, job.attempts),
                 effects[(source.position, index)].filter_chain(),
+                max_seconds=source.duration + 1,
+                max_bytes=output_byte_limit(source),
             )
             for index in batch
         ]
@@ -150,10 +152,20 @@ class _StopWatch:
         return not retry_transient(lambda: _still_processing(self.job))
 
 
+def output_byte_limit(source: SourceVideo) -> int:
+    """-fs for one variation: 4 bits per pixel of every frame the source can have (x264 at crf 23 needs
+    a fraction of that even on noise), never more than the storage cap. A stream that lies about itself
+    cannot make a variation grow without end."""
+    frames = source.duration * settings.MAX_FPS
+    return min(int(frames * source.width * source.height / 2) + 16 * 1024**2, settings.STORAGE_CAP_BYTES)
+
+
 def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
     """What a user is told about a failed video: a short cause, never FFmpeg's stderr or a path."""
     if "No space left on device" in str(exc):
         return "The disk is full: the variations could not be written."
+    if "output size limit reached" in str(exc):
+        return "The variations grew past the size limit for this video."
     if isinstance(exc, ffmpeg.Stalled):
         return str(exc)
     where = f" at {int(at_seconds) // 60}:{int(at_seconds) % 60:02d}" if at_seconds else ""

@@ -84,7 +84,7 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.file
     try:
         upload.seek(0)
-        result = ffmpeg.probe(source)
+        result = ffmpeg.probe(source, stop_after_seconds=settings.MAX_DURATION_SECONDS)
     except ffmpeg.ProbeError as exc:
         raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None
     finally:
@@ -93,7 +93,28 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
         raise UploadError(
             f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos"
         )
+    _check_limits(name, result)
     return result
+
+
+def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:
+    """The decoded stream against MAX_DURATION_SECONDS, MAX_PIXELS and MAX_FPS; the message names the limit."""
+    if found.duration > settings.MAX_DURATION_SECONDS:
+        raise UploadError(
+            f"{name}: the video runs longer than the limit of {settings.MAX_DURATION_SECONDS} s (MAX_DURATION_SECONDS)",
+            field="videos",
+        )
+    if found.pixels > settings.MAX_PIXELS:
+        raise UploadError(
+            f"{name}: {found.width}x{found.height} is {found.pixels} pixels, over the limit of "
+            f"{settings.MAX_PIXELS} (MAX_PIXELS)",
+            field="videos",
+        )
+    if found.fps > settings.MAX_FPS + 0.5:  # packet timing rounds: 120.3 is still 120 fps
+        raise UploadError(
+            f"{name}: {found.fps:.0f} frames per second, over the limit of {settings.MAX_FPS} (MAX_FPS)",
+            field="videos",
+        )
 
 
 def create_from_request(request) -> Job:

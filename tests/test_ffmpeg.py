@@ -149,3 +149,14 @@ def test_ffmpeg_reads_the_upload_as_mp4_mov_from_a_local_file_only(tmp_path):
     matroska = make_clip(tmp_path / "x.mkv", seconds=0.5, audio=False)  # a format the probe would have refused
     with pytest.raises(ffmpeg.FFmpegError):
         ffmpeg.encode(matroska, [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null")], job_id="t6")
+
+
+def test_outputs_are_bounded_in_time_and_size(clips, tmp_path):
+    bounded = ffmpeg.OutputSpec(tmp_path / "o.mp4", "null", max_seconds=0.5, max_bytes=10**9)
+    assert ffmpeg.encode_command(clips(), [bounded])[-5:] == ["-t", "0.500", "-fs", "1000000000", str(bounded.path)]
+    ffmpeg.encode(clips(seconds=2.0), [bounded], job_id="t7")
+    with av.open(str(bounded.path)) as container:
+        assert container.duration / av.time_base == pytest.approx(0.5, abs=0.1)
+    too_big = ffmpeg.OutputSpec(tmp_path / "big.mp4", "null", max_bytes=2000)
+    with pytest.raises(ffmpeg.FFmpegError, match="output size limit reached"):
+        ffmpeg.encode(clips(seconds=2.0), [too_big], job_id="t8")

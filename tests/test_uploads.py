@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import timedelta
+from pathlib import Path
 
+import av
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -103,3 +106,37 @@ def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, make
     response = _post(api, [upload()], variations=2)
     assert response.status_code == 201
     assert not Job.objects.filter(pk=old.pk).exists() and not storage.job_folder(old.pk).exists()
+
+
+def _lying_about_its_length(clip: Path, target: Path) -> Path:
+    """A copy of the clip whose mvhd/tkhd/mdhd headers claim it lasts almost nothing."""
+    data = bytearray(clip.read_bytes())
+    for box, skip in ((b"mvhd", 16), (b"mdhd", 16), (b"tkhd", 20)):  # bytes from the box type to the duration
+        at = data.find(box)
+        while at != -1:
+            if data[at + 4] == 0:  # version 0: 32-bit fields
+                struct.pack_into(">I", data, at + 4 + skip, 1)
+            at = data.find(box, at + 1)
+    target.write_bytes(data)
+    return target
+
+
+def test_a_video_longer_than_the_limit_is_refused_even_when_its_header_says_otherwise(
+    api, clips, settings, tmp_path, refused, nothing_left
+):
+    settings.MAX_DURATION_SECONDS = 2
+    liar = _lying_about_its_length(clips(seconds=3.0, audio=False), tmp_path / "liar.mp4")
+    with av.open(str(liar)) as container:
+        assert container.duration / av.time_base < 0.01  # what the header claims
+    upload = SimpleUploadedFile("liar.mp4", liar.read_bytes(), content_type="video/mp4")
+    refused(_post(api, [upload]), 400, "liar.mp4", "longer than the limit of 2 s (MAX_DURATION_SECONDS)")
+
+
+def test_a_video_over_the_pixel_limit_is_refused(api, upload, settings, refused, nothing_left):
+    settings.MAX_PIXELS = 320 * 240 - 1
+    refused(_post(api, [upload("big.mp4")]), 400, "big.mp4: 320x240 is 76800 pixels", "(MAX_PIXELS)")
+
+
+def test_a_video_over_the_frame_rate_limit_is_refused(api, upload, settings, refused, nothing_left):
+    settings.MAX_FPS = 20  # the clips have 25 frames per second
+    refused(_post(api, [upload("fast.mp4")]), 400, "fast.mp4: 25 frames per second", "limit of 20 (MAX_FPS)")
