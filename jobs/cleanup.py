@@ -205,9 +205,9 @@ def _expire_queued(job: Job) -> None:
 # --- 3. eviction -----------------------------------------------------------------
 def evict(cleanup: _Pass) -> None:
     used = storage.storage_used()
-    candidates = Job.objects.filter(status__in=TERMINAL).order_by("created_at").iterator()
+    candidates = storage.evictable_jobs(cleanup.now).iterator()
     simulated_freed = 0  # a dry run frees nothing, so pretend for the stopping rule
-    while used - simulated_freed > settings.STORAGE_CAP_BYTES or _disk_too_full(simulated_freed):
+    while used - simulated_freed > settings.STORAGE_CAP_BYTES or _disk_too_full(used - simulated_freed):
         job = next(candidates, None)
         if job is None:
             logger.warning("cleanup: storage still over the limit and no finished job left to evict")
@@ -224,9 +224,22 @@ def evict(cleanup: _Pass) -> None:
             used = storage.storage_used()
 
 
-def _disk_too_full(pretend_freed: int) -> bool:
+def _disk_too_full(job_files: int) -> bool:
+    """The data disk is over DISK_FULL_PERCENT, and job files are what fills it: only then can evicting
+    jobs help. When something else fills the disk, deleting users' results would free too little."""
     usage = storage.disk_usage()
-    return usage.total and 100.0 * (usage.used - pretend_freed) / usage.total > settings.DISK_FULL_PERCENT
+    if not usage.total:
+        return False
+    over = usage.used - usage.total * settings.DISK_FULL_PERCENT / 100
+    if over <= 0:
+        return False
+    if job_files < over:
+        logger.warning(
+            "cleanup: the disk is over %s%% full, but not with job files: nothing evicted for it",
+            settings.DISK_FULL_PERCENT,
+        )
+        return False
+    return True
 
 
 # --- 4. orphans ------------------------------------------------------------------

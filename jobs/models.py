@@ -67,6 +67,9 @@ class Job(models.Model):
         default=0, help_text="Runs a stopping worker handed back (SIGTERM); they do not count as lost."
     )
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent to the queue.")
+    reserved_bytes = models.BigIntegerField(
+        default=0, help_text="Storage held for it while it is queued or processing (uploads + expected outputs)."
+    )
 
     objects = JobQuerySet.as_manager()
 

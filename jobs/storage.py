@@ -20,16 +20,21 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection, models, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".part"
+ADMISSION_LOCK_KEY = 7_302_001  # any constant: the advisory lock that serialises upload admission
 THUMBNAIL_NAME = "thumbnail.webp"
 
 
@@ -247,18 +252,22 @@ def disk_usage():
     return shutil.disk_usage(settings.DATA_DIR)
 
 
-def _upload_bytes(statuses) -> int:
-    return SourceVideo.objects.filter(job__status__in=statuses).aggregate(total=Sum("size"))["total"] or 0
+def _sum(rows, field: str) -> int:
+    return rows.aggregate(total=Sum(field))["total"] or 0
 
 
-def _output_bytes(statuses=None) -> int:
-    rows = OutputFile.objects.all() if statuses is None else OutputFile.objects.filter(job__status__in=statuses)
-    return rows.aggregate(total=Sum("size"))["total"] or 0
+def active_bytes() -> int:
+    """What queued and processing jobs hold: each its reservation, or what it already uses if that is more."""
+    held = 0
+    for job in Job.objects.filter(status__in=ACTIVE).only("pk", "reserved_bytes"):
+        used = _sum(SourceVideo.objects.filter(job=job), "size") + _sum(OutputFile.objects.filter(job=job), "size")
+        held += max(job.reserved_bytes, used)
+    return held
 
 
 def storage_used() -> int:
-    """Bytes used by job files: finished outputs plus the uploads still waiting for a worker."""
-    return _output_bytes() + _upload_bytes(ACTIVE)
+    """Bytes job files use or are promised: finished jobs' outputs plus what active jobs hold."""
+    return _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size") + active_bytes()
 
 
 def estimated_job_bytes(upload_bytes: int, variations: int) -> int:
@@ -266,14 +275,40 @@ def estimated_job_bytes(upload_bytes: int, variations: int) -> int:
     return upload_bytes * (1 + variations)
 
 
+def evictable_jobs(now=None) -> models.QuerySet:
+    """Finished jobs eviction may delete, oldest first: never one that finished less than MIN_RETENTION_MINUTES
+    ago, whoever asks for the room."""
+    kept_after = (now or timezone.now()) - timedelta(minutes=settings.MIN_RETENTION_MINUTES)
+    return Job.objects.filter(status__in=TERMINAL, finished_at__lt=kept_after).order_by("created_at")
+
+
+def fits(needed: int) -> bool:
+    return storage_used() + needed <= settings.STORAGE_CAP_BYTES and disk_usage().free >= needed
+
+
 def make_room(needed: int) -> bool:
-    """Admission of a new upload: evict finished jobs until `needed` more bytes fit. False if they cannot."""
-    active = _upload_bytes(ACTIVE) + _output_bytes(ACTIVE)
-    if active + needed > settings.STORAGE_CAP_BYTES or disk_usage().free < needed:
-        return False  # running jobs alone leave no room: evicting finished ones would not help enough
-    for job in Job.objects.filter(status__in=TERMINAL).order_by("created_at").iterator():
-        if storage_used() + needed <= settings.STORAGE_CAP_BYTES:
+    """Before a new upload is admitted: evict evictable finished jobs until `needed` more bytes fit.
+
+    Returns whether they fit now. The caller still reserves under admission_lock(): another upload may
+    take the room meanwhile.
+    """
+    for job in evictable_jobs().iterator():
+        if fits(needed):
             break
         logger.info("job %s: evicted to make room for a new upload", job.pk)
         delete_job(job)
-    return storage_used() + needed <= settings.STORAGE_CAP_BYTES
+    return fits(needed)
+
+
+@contextmanager
+def admission_lock():
+    """A transaction in which one upload at a time checks the room and reserves it.
+
+    SQLite's IMMEDIATE transactions already take the write lock at BEGIN; PostgreSQL takes a
+    transaction-level advisory lock, so two uploads that each fit alone cannot both be admitted.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
+        yield

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobs import ffmpeg, storage
 from jobs.enqueue import enqueue_job
-from jobs.models import Job, SourceVideo, new_job_id
+from jobs.models import ACTIVE, Job, SourceVideo, new_job_id
 from jobs.names import display_name, name_problem
 from jobs.upload_guard import oversize_uploads
 
@@ -139,13 +139,26 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
             field="videos",
         )
     variations_per_video = parse_variations(variations)
+    _check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
-    _ensure_room(sum(item.upload.size for item in checked), variations_per_video)
-    job = Job(id=new_job_id(), owner=owner, variations_per_video=variations_per_video, enqueued_at=timezone.now())
+    needed = storage.estimated_job_bytes(sum(item.upload.size for item in checked), variations_per_video)
+    if not storage.make_room(needed):
+        raise _no_room(needed)
+    job = Job(
+        id=new_job_id(),
+        owner=owner,
+        variations_per_video=variations_per_video,
+        enqueued_at=timezone.now(),
+        reserved_bytes=needed,
+    )
     try:
         storage.create_uploads_dir(job.pk)
         sources = [_store(job, position, item) for position, item in enumerate(checked)]
-        with transaction.atomic():
+        with storage.admission_lock():
+            # Checked again where no other upload can slip in between the check and the reservation.
+            _check_active_jobs(owner)
+            if not storage.fits(needed):
+                raise _no_room(needed)
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
             transaction.on_commit(lambda: enqueue_job(job.pk))
@@ -158,17 +171,26 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
     return job
 
 
-def _ensure_room(upload_bytes: int, variations: int) -> None:
-    """507 when the uploads and their expected outputs cannot fit, even after evicting finished jobs."""
-    needed = storage.estimated_job_bytes(upload_bytes, variations)
-    if not storage.make_room(needed):
+def _check_active_jobs(owner) -> None:
+    active = Job.objects.filter(owner=owner, status__in=ACTIVE).count()
+    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
         raise UploadError(
-            f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
-            f"storage cap is {settings.STORAGE_CAP_BYTES} bytes; wait for running jobs to finish, or upload fewer "
-            "or smaller videos",
-            status=507,
+            f"you already have {active} jobs queued or running, the most allowed at once "
+            f"(MAX_ACTIVE_JOBS_PER_USER={settings.MAX_ACTIVE_JOBS_PER_USER}); wait for one to finish, or cancel one",
+            status=429,
             field="videos",
         )
+
+
+def _no_room(needed: int) -> UploadError:
+    """507: the uploads and their expected outputs cannot fit, even after evicting what may be evicted."""
+    return UploadError(
+        f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
+        f"storage cap is {settings.STORAGE_CAP_BYTES} bytes, with running jobs and recently finished ones "
+        "kept; wait for running jobs to finish, or upload fewer or smaller videos",
+        status=507,
+        field="videos",
+    )
 
 
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:

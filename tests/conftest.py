@@ -145,12 +145,15 @@ def make_job(user):
     def make(
         status=Status.COMPLETED, outputs=2, size=1000, created_at=None, uploads_left=False, owner=None, **fields
     ) -> Job:
+        created_at = created_at or timezone.now()
+        if status not in (Status.QUEUED, Status.PROCESSING):
+            fields.setdefault("finished_at", created_at)  # finished as soon as it was made
         job = baker.make(
             Job,
             owner=owner or user,
             variations_per_video=max(outputs, 1),
             status=status,
-            created_at=created_at or timezone.now(),
+            created_at=created_at,
             **fields,
         )
         source = baker.make(

@@ -309,3 +309,16 @@ def test_spooled_uploads_of_a_dead_web_process_are_swept(settings, tmp_path, db)
     os.utime(dead, (three_hours_ago, three_hours_ago))
     assert cleanup.run().orphans_removed == 1
     assert not dead.exists() and live.exists()
+
+
+def test_a_disk_filled_by_something_else_evicts_no_job(make_job, monkeypatch):
+    job = make_job(created_at=timezone.now() - timedelta(hours=3))  # 2004 bytes of job files
+    monkeypatch.setattr(storage, "disk_usage", lambda: DiskUsage(total=10**9, used=9 * 10**8, free=10**8))
+    assert cleanup.run().evicted == 0  # 90% full, but evicting every job would free 2 KB of the 50 MB over
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_cleanup_never_evicts_a_job_that_finished_recently(make_job, settings):
+    settings.STORAGE_CAP_BYTES, settings.MIN_RETENTION_MINUTES = 1000, 60
+    recent = make_job(created_at=timezone.now() - timedelta(hours=3), finished_at=timezone.now())
+    assert cleanup.run().evicted == 0 and Job.objects.filter(pk=recent.pk).exists()

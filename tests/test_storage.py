@@ -129,6 +129,7 @@ def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_jo
     middle = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=2))
     newest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=1))
     settings.STORAGE_CAP_BYTES = 6000  # 6000 used: one eviction makes room for 2000
+    settings.MIN_RETENTION_MINUTES = 30
     assert storage.make_room(2000)
     assert list(Job.objects.order_by("created_at")) == [middle, newest]
     assert not storage.job_folder(oldest.pk).exists()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import struct
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import av
 import pytest
+import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -101,7 +104,9 @@ def test_an_upload_that_cannot_fit_gets_507_and_leaves_nothing(api, upload, sett
 
 def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, make_job):
     clip_size = len(upload().read())
-    old = make_job(status=Status.COMPLETED, outputs=2, size=clip_size * 2)
+    old = make_job(
+        status=Status.COMPLETED, outputs=2, size=clip_size * 2, created_at=timezone.now() - timedelta(hours=2)
+    )
     settings.STORAGE_CAP_BYTES = clip_size * 5
     response = _post(api, [upload()], variations=2)
     assert response.status_code == 201
@@ -140,3 +145,69 @@ def test_a_video_over_the_pixel_limit_is_refused(api, upload, settings, refused,
 def test_a_video_over_the_frame_rate_limit_is_refused(api, upload, settings, refused, nothing_left):
     settings.MAX_FPS = 20  # the clips have 25 frames per second
     refused(_post(api, [upload("fast.mp4")]), 400, "fast.mp4: 25 frames per second", "limit of 20 (MAX_FPS)")
+
+
+def test_storage_is_reserved_when_a_job_is_accepted(api, upload, settings, refused):
+    """Two uploads that each fit alone but not together: the second is refused, though no output exists yet."""
+    clip_size = len(upload().read())
+    settings.STORAGE_CAP_BYTES = int(clip_size * 3 * 1.5)  # one job of 2 variations needs 3 x the clip
+    first = _post(api, [upload("first.mp4")], variations=2)
+    assert first.status_code == 201
+    assert Job.objects.get(pk=first.json()["id"]).reserved_bytes == clip_size * 3
+    refused(_post(api, [upload("second.mp4")], variations=2), 507, "not enough storage for this job")
+    Job.objects.filter(pk=first.json()["id"]).update(status=Status.CANCELLED)  # it ended: its reservation is free
+    assert _post(api, [upload("third.mp4")], variations=2).status_code == 201
+
+
+def test_two_uploads_at_the_same_moment_cannot_both_take_the_last_room(
+    transactional_db, user, upload, settings, monkeypatch, api_client_for
+):
+    """Both have checked the room and are storing their files when they meet: one is admitted, one gets 507."""
+    clip_size = len(upload().read())
+    settings.STORAGE_CAP_BYTES = int(clip_size * 3 * 1.5)
+    both_storing = threading.Barrier(2, timeout=30)
+    real_create = storage.create_uploads_dir
+
+    def create_uploads_dir(job_id):
+        both_storing.wait()  # each request has passed make_room: only the admission lock can tell them apart
+        real_create(job_id)
+
+    monkeypatch.setattr(storage, "create_uploads_dir", create_uploads_dir)
+    answers = []
+
+    def post(name):
+        try:
+            answers.append(_post(api_client_for(user), [upload(name)], variations=2).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(f"{n}.mp4",)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(answers) == [201, 507]
+    assert Job.objects.count() == 1
+
+
+def test_too_many_active_jobs_per_user_is_429(api, upload, settings, make_job, refused, other_user):
+    settings.MAX_ACTIVE_JOBS_PER_USER = 2
+    make_job(status=Status.QUEUED, outputs=0)
+    make_job(status=Status.PROCESSING, outputs=0, heartbeat_at=timezone.now())
+    make_job(status=Status.COMPLETED)  # finished jobs do not count
+    make_job(status=Status.QUEUED, outputs=0, owner=other_user)  # nor other people's
+    response = _post(api, [upload()], variations=1)
+    refused(response, 429, "you already have 2 jobs queued or running", "MAX_ACTIVE_JOBS_PER_USER=2")
+    assert Job.objects.count() == 4
+
+
+def test_eviction_for_an_upload_spares_jobs_that_finished_recently(api, upload, settings, make_job, refused):
+    clip_size = len(upload().read())
+    settings.MIN_RETENTION_MINUTES = 60
+    recent = make_job(status=Status.COMPLETED, outputs=2, size=clip_size * 2, created_at=timezone.now())
+    settings.STORAGE_CAP_BYTES = clip_size * 5
+    refused(_post(api, [upload()], variations=2), 507, "not enough storage")
+    assert Job.objects.filter(pk=recent.pk).exists()
+    with time_machine.travel(timezone.now() + timedelta(minutes=61), tick=False):
+        assert _post(api, [upload()], variations=2).status_code == 201
+    assert not Job.objects.filter(pk=recent.pk).exists()
