@@ -9,6 +9,7 @@ DATA_DIR and the generated secret key are made by `python -m videojobs.datadir`
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_q",
+    "axes",
     "jobs",
 ]
 
@@ -55,7 +57,17 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Brute force: django-axes counts failed logins (the login page, the admin and /api/auth/token/, which all
+# call authenticate() with the request) and locks out a client address or a username after too many.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "videojobs.urls"
 
@@ -132,6 +144,15 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    # Per-user (and, for anonymous requests such as the token view, per-address) rate limits.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": f"{env_int('API_REQUESTS_PER_MINUTE', 600, minimum=1)}/min",
+        "anon": f"{env_int('API_ANONYMOUS_REQUESTS_PER_MINUTE', 60, minimum=1)}/min",
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "videojobs API",

@@ -6,9 +6,12 @@ from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from jobs import archive, storage, uploads
@@ -145,3 +148,19 @@ def _database_ok() -> bool:
         return True
     except DatabaseError:
         return False
+
+
+class TokenView(ObtainAuthToken):
+    """POST username and password, get the API token. Failures count towards django-axes' lockout; a locked
+    out client or username gets 429 (even with the right password) until the cool-off ends."""
+
+    throttle_classes = [AnonRateThrottle]
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            if getattr(request, "axes_locked_out", False):
+                minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+                return _error(f"too many failed logins: try again in {minutes} minutes", 429)
+            raise
