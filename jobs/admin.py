@@ -91,7 +91,7 @@ class JobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # jobs come from uploads
 
-    @admin.action(description="Cancel selected jobs (finished variations are kept)")
+    @admin.action(description="Cancel selected jobs (finished variations are kept)", permissions=["change"])
     def cancel_selected(self, request, queryset):
         cancelled = sum(cancel_job(job) for job in queryset)
         already = queryset.count() - cancelled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from model_bakery import baker
 
@@ -76,3 +77,11 @@ def test_deleting_one_job_from_its_page_removes_its_files(admin_client, make_job
     job_id = job.pk
     admin_client.post(f"/admin/jobs/job/{job_id}/delete/", {"post": "yes"})
     assert not Job.objects.filter(pk=job_id).exists() and not storage.job_folder(job_id).exists()
+
+
+def test_the_cancel_action_needs_the_change_permission(client, db):
+    viewer = baker.make("auth.User", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.force_login(viewer)
+    content = client.get("/admin/jobs/job/").content.decode()
+    assert 'value="cancel_selected"' not in content and 'value="delete_selected"' not in content

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.utils import timezone
 from model_bakery import baker
@@ -16,6 +20,9 @@ from rest_framework.test import APIClient
 
 from jobs import processor, storage
 from jobs.models import Job, Status, WorkerBeat
+from videojobs import datadir
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_retrieve_shows_sources_outputs_and_links_when_done(api, post_job):
@@ -184,3 +191,40 @@ def test_health_shows_its_figures_to_staff_only(client, admin_user, db):
     assert "free_bytes" not in client.get("/api/health/").json()
     client.force_login(admin_user)
     assert client.get("/api/health/").json()["free_bytes"] > 0
+
+
+def test_staff_need_the_permission_to_delete_or_cancel_someone_elses_job(api_client_for, other_user, make_job):
+    staff = baker.make("auth.User", is_staff=True)
+    theirs = make_job(status=Status.QUEUED, outputs=0, owner=other_user)
+    client = api_client_for(staff)
+    assert client.get(f"/api/jobs/{theirs.pk}/").status_code == 200  # staff see every job
+    assert client.delete(f"/api/jobs/{theirs.pk}/").status_code == 403
+    assert client.post(f"/api/jobs/{theirs.pk}/cancel/").status_code == 403
+    assert Job.objects.get(pk=theirs.pk).status == Status.QUEUED
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["change_job", "delete_job"]))
+    assert client.post(f"/api/jobs/{theirs.pk}/cancel/").status_code == 200
+    assert client.delete(f"/api/jobs/{theirs.pk}/").status_code == 204
+
+
+def test_https_behind_a_proxy_gives_https_urls(api, post_job, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    job = post_job(variations=1)
+    body = api.get(f"/api/jobs/{job.pk}/", HTTP_X_FORWARDED_PROTO="https").json()
+    assert body["page_url"].startswith("https://")
+
+
+def test_the_deploy_checks_pass_with_https_and_fail_without(tmp_path):
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "videojobs.settings",
+        "DATA_DIR": str(tmp_path),
+        "DJANGO_DEBUG": "0",
+        "ALLOWED_HOSTS": "videojobs.example.com",
+        "DJANGO_SECRET_KEY": "x7-" + "Qm9vR2lhbnQtc2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3ODkw" * 2,
+    }
+    datadir.prepare(tmp_path)
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    secure = subprocess.run(command, env={**environment, "HTTPS": "1"}, cwd=ROOT, capture_output=True, text=True)
+    assert secure.returncode == 0, secure.stderr
+    plain = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True)
+    assert plain.returncode != 0 and "SECURE_SSL_REDIRECT" in plain.stderr

@@ -150,3 +150,9 @@ def test_cards_and_the_detail_snippet_say_finished_the_same_way(logged_in, make_
 def test_common_script_is_loaded_once_per_page(logged_in, job):
     for path in ("/", "/upload/", f"/jobs/{job.pk}/"):
         assert logged_in.get(path).content.decode().count("js/common.js") == 1, path
+
+
+def test_pages_send_a_content_security_policy_without_inline_scripts(logged_in, job):
+    for path in ("/", "/upload/", f"/jobs/{job.pk}/", "/admin/login/"):
+        policy = logged_in.get(path)["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]

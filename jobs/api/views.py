@@ -25,6 +25,11 @@ def _error(message: str, status_code: int, **extra) -> Response:
     return Response({"detail": message, **extra}, status=status_code)
 
 
+def can_act_on(user, job: Job, action: str) -> bool:
+    """Owners act on their own jobs; staff act on other people's only with Django's permission for it."""
+    return job.owner_id == user.pk or user.has_perm(f"jobs.{action}_job")
+
+
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A user's jobs (staff: everyone's). Someone else's job is a 404."""
 
@@ -56,7 +61,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None, **kwargs):
-        delete_job_with_files(self.get_object())
+        job = self.get_object()
+        if not can_act_on(request.user, job, "delete"):
+            return _error("you may see this job but not delete it (the jobs.delete_job permission)", 403)
+        delete_job_with_files(job)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -74,6 +82,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         before the cancel landed. 409 when it was already terminal.
         """
         job = self.get_object()
+        if not can_act_on(request.user, job, "change"):
+            return _error("you may see this job but not cancel it (the jobs.change_job permission)", 403)
         if job.is_terminal:
             return _error(f"this job is already {job.status}", status.HTTP_409_CONFLICT, status=job.status)
         cancel_job(job)
