@@ -6,8 +6,12 @@ fragment the page includes; static/js swaps them in.
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -40,13 +44,28 @@ def job_detail(request, pk: str):
     return render(request, "jobs/job_detail.html", {"job": _get_job_for_user(request, pk)})
 
 
-@require_GET
+def snippet(view):
+    """For the parts a page's script polls: a lost session answers 401 (the script then says "you have been
+    logged out" and stops), not a redirect whose login page would be swapped into the page."""
+
+    @login_not_required
+    @require_GET
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return HttpResponse("You have been logged out.", status=401, content_type="text/plain")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@snippet
 def job_status(request, pk: str):
     """The live part of the detail page, polled by static/js/job_detail.js."""
     return render(request, "jobs/snippets/job_status.html", {"job": _get_job_for_user(request, pk)})
 
 
-@require_GET
+@snippet
 def job_card(request, pk: str):
     """One card of the job list, refreshed by static/js/job_list.js."""
     return render(request, "jobs/snippets/job_card.html", {"job": _get_job_for_user(request, pk)})

@@ -26,11 +26,18 @@ def job(user, upload):
     return uploads.create_job(user, [upload("<img src=x onerror=alert(1)>.mp4")], 2)
 
 
-@pytest.mark.parametrize("path", PAGES + JOB_PAGES + ["/jobs/{pk}/cancel/"])
+@pytest.mark.parametrize("path", [*PAGES, "/jobs/{pk}/", "/jobs/{pk}/cancel/"])
 def test_every_page_needs_a_login(client, job, path):
     response = client.get(path.format(pk=job.pk))
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("path", ["/jobs/{pk}/status/", "/jobs/{pk}/card/"])
+def test_polled_snippets_answer_401_when_the_session_is_gone(client, job, path):
+    """Not a redirect: the page's script would swap the login page into the card."""
+    response = client.get(path.format(pk=job.pk))
+    assert response.status_code == 401 and b"<form" not in response.content
 
 
 @pytest.mark.parametrize("path", JOB_PAGES)

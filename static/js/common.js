@@ -30,7 +30,12 @@
       try {
         keepGoing = await tick();
       } catch (err) {
-        keepGoing = true; // a failed poll is retried after the next delay
+        if (err instanceof PageGone) {
+          showGone(err.kind);
+          keepGoing = false; // nothing more to fetch: say so once, and stop
+        } else {
+          keepGoing = true; // a failed poll is retried after the next delay
+        }
       } finally {
         running = false;
       }
@@ -106,8 +111,15 @@
     }
   }
 
+  /* Thrown by fetchHtml: the session ended (401), or the job is gone (404, deleted or expired). */
+  class PageGone extends Error {
+    constructor(kind) { super(kind); this.kind = kind; }
+  }
+
   async function fetchHtml(url) {
     const response = await window.fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (response.status === 401) throw new PageGone("logged-out");
+    if (response.status === 404) throw new PageGone("gone");
     if (!response.ok) throw new Error("status " + response.status);
     const template = document.createElement("template");
     template.innerHTML = (await response.text()).trim();
@@ -125,11 +137,37 @@
     });
   }
 
+  /* One notice at the top of the page, with the link that helps; the links come from the server. */
+  function showGone(kind) {
+    if (document.getElementById("gone-notice")) return;
+    const body = document.body.dataset;
+    const notice = document.createElement("p");
+    notice.id = "gone-notice";
+    notice.className = "error";
+    notice.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    if (kind === "logged-out") {
+      notice.append("You have been logged out. ");
+      link.href = body.loginUrl + "?next=" + encodeURIComponent(window.location.pathname);
+      link.textContent = "Log in again";
+      const nav = document.querySelector(".topbar nav");
+      if (nav) nav.hidden = true;
+    } else {
+      notice.append("This job no longer exists: it was deleted, or its results expired. ");
+      link.href = body.jobsUrl;
+      link.textContent = "Back to all jobs";
+    }
+    notice.append(link);
+    document.getElementById("main").prepend(notice);
+  }
+
   window.videojobs = {
     csrfToken: csrfToken,
     adaptivePoll: adaptivePoll,
     cancelWithForm: cancelWithForm,
     fetchHtml: fetchHtml,
+    PageGone: PageGone,
+    showGone: showGone,
     updateCountdowns: updateCountdowns,
   };
 })();

@@ -12,7 +12,13 @@
   }
 
   async function refreshCard(card) {
-    const fresh = await vj.fetchHtml(card.dataset.cardUrl);
+    let fresh;
+    try {
+      fresh = await vj.fetchHtml(card.dataset.cardUrl);
+    } catch (err) {
+      if (err instanceof vj.PageGone && err.kind === "gone") { card.remove(); return null; } // deleted meanwhile
+      throw err;
+    }
     card.replaceWith(fresh);
     return fresh;
   }

@@ -19,7 +19,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from jobs import processor
-from jobs.cancel import cancel_job
+from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, Status
 from jobs.templatetags.jobs_extras import expiry
 
@@ -348,3 +348,28 @@ def test_the_page_counts_down_in_the_servers_own_words(logged_in, live_server, p
     now = timezone.now()
     for seconds in (3 * 3600 + 150, 630, -5):  # mid-minute: the few ms between the two clocks cannot matter
         assert browser.execute_script(COUNTDOWN_IN, seconds) == expiry(now + timedelta(seconds=seconds)), seconds
+
+
+def test_a_page_whose_session_ended_says_so_and_stops_polling(logged_in, live_server, password_user, post_job):
+    browser = logged_in
+    job = post_job(["queued.mp4"], owner=password_user, variations=1)  # no worker: it stays queued
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    browser.delete_cookie("sessionid")  # logged out elsewhere, or the session expired
+    browser.execute_script("window.videojobs.testHooks.detailPoller.now();")
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "gone-notice"), "You have been logged out."))
+    link = browser.find_element(By.CSS_SELECTOR, "#gone-notice a")
+    assert link.get_attribute("href") == f"{live_server.url}/login/?next=%2Fjobs%2F{job.pk}%2F"
+    assert text_of(browser, "#job-badge") == "Queued"  # the job card is still there, not a login form
+    assert not browser.find_element(By.CSS_SELECTOR, ".topbar nav").is_displayed()  # no "Log out" that lies
+    assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
+
+
+def test_a_page_whose_job_was_deleted_says_so_and_stops_polling(logged_in, live_server, password_user, post_job):
+    browser = logged_in
+    job = post_job(["doomed.mp4"], owner=password_user, variations=1)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    delete_job_with_files(job)
+    browser.execute_script("window.videojobs.testHooks.detailPoller.now();")
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "gone-notice"), "This job no longer exists"))
+    assert browser.find_element(By.CSS_SELECTOR, "#gone-notice a").get_attribute("href") == f"{live_server.url}/"
+    assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
