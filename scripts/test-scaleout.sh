@@ -61,9 +61,11 @@ fi
 # - tests/e2e/test_browser.py: the pages do not depend on the database engine, and the browser tests
 #   are the slowest part of the suite; they run once, on SQLite, in `make test`.
 # - test_sqlite_runs_in_wal_mode_with_immediate_transactions: it checks SQLite's own settings.
+# - tests/e2e/test_soak.py: minutes long; what it checks does not depend on the engine beyond what the
+#   worker tests below cover, and it runs once, on SQLite, in `make test`.
 echo "== PostgreSQL (port $PG_PORT), ORM broker: the suite without the browser tests"
-DATABASE_URL=$PG_URL .venv/bin/pytest -q -p no:logging --ignore=tests/e2e/test_browser.py \
+DATABASE_URL=$PG_URL .venv/bin/pytest -q --ignore=tests/e2e/test_browser.py --ignore=tests/e2e/test_soak.py \
   --deselect tests/test_settings.py::test_sqlite_runs_in_wal_mode_with_immediate_transactions
 echo "== PostgreSQL + Redis broker (port $REDIS_PORT): the worker end-to-end tests"
-DATABASE_URL=$PG_URL REDIS_URL="redis://localhost:$REDIS_PORT/0" .venv/bin/pytest -q -p no:logging \
+DATABASE_URL=$PG_URL REDIS_URL="redis://localhost:$REDIS_PORT/0" .venv/bin/pytest -q \
   tests/e2e/test_worker.py tests/e2e/test_cancel_worker.py tests/e2e/test_crash_recovery.py

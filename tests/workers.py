@@ -116,3 +116,8 @@ class Cluster:
         """SIGKILL only the cluster's main process, as an OOM killer or a crash would."""
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+    def kill_all(self) -> None:
+        """SIGKILL the whole cluster at once (main process, sentinel, workers), as a machine crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()

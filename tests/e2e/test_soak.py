@@ -1,0 +1,122 @@
+"""Soak: for a few minutes, four clients submit, cancel, delete and download at random while the worker
+cluster is SIGKILLed and restarted twice. At the end every promise still holds."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from jobs import storage
+from jobs.models import ACTIVE, Job, Status
+from jobs.procs import tagged_processes
+from tests.workers import wait_for
+
+pytestmark = pytest.mark.slow
+
+SOAK_SECONDS = 150
+KILLS_AT = (50, 100)  # seconds into the soak
+CLIENTS = 4
+CLUSTER_ENV = {"BATCH_SIZE": "1", "WORKERS": "2", "STALE_AFTER_SECONDS": "3", "QUEUE_RESEND_SECONDS": "10"}
+
+
+class Client(threading.Thread):
+    """One user session doing random things at a human-ish pace; it records what it saw go wrong."""
+
+    def __init__(self, number, api, clip: bytes, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.rng = random.Random(number)
+        self.api, self.clip, self.stop = api, clip, stop
+        self.errors: list[str] = []
+        self.submitted = 0
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.act()
+                self.stop.wait(self.rng.uniform(0.2, 1.5))  # pacing between a user's clicks, not a wait for state
+        finally:
+            connection.close()
+
+    def act(self) -> None:
+        action = self.rng.choice(["submit", "submit", "submit", "cancel", "delete", "download", "list"])
+        mine = list(Job.objects.values_list("pk", flat=True))
+        if action == "submit":
+            videos = [
+                SimpleUploadedFile(f"v{self.rng.randint(1, 9)}.mp4", self.clip) for _ in range(self.rng.randint(1, 2))
+            ]
+            response = self.api.post(
+                "/api/jobs/", {"videos": videos, "variations": self.rng.randint(1, 3)}, format="multipart"
+            )
+            self.check(response, {201, 429, 507})
+            self.submitted += response.status_code == 201
+        elif action == "list":
+            self.check(self.api.get("/api/jobs/"), {200})
+        elif mine:
+            pk = self.rng.choice(mine)
+            if action == "cancel":
+                self.check(self.api.post(f"/api/jobs/{pk}/cancel/"), {200, 404, 409})
+            elif action == "delete":
+                self.check(self.api.delete(f"/api/jobs/{pk}/"), {204, 404})
+            else:
+                response = self.api.get(f"/api/jobs/{pk}/download/")
+                self.check(response, {200, 404, 409})
+                if response.status_code == 200:
+                    data = b"".join(response.streaming_content)
+                    if len(data) != int(response["Content-Length"]) or zipfile.ZipFile(io.BytesIO(data)).testzip():
+                        self.errors.append(f"a broken ZIP for job {pk}")
+
+    def check(self, response, allowed: set[int]) -> None:
+        if response.status_code not in allowed:
+            self.errors.append(f"{response.status_code}: {getattr(response, 'content', b'')[:200]!r}")
+
+
+def test_four_clients_and_two_hard_kills(start_cluster, user, clips, settings, api_client_for, files_under, jobs_dir):
+    settings.MAX_ACTIVE_JOBS_PER_USER = 1000
+    Token.objects.get_or_create(user=user)  # made once, before the threads race to make it
+    clip = clips(seconds=1.0, audio=False).read_bytes()
+    cluster = start_cluster(**CLUSTER_ENV)
+    stop = threading.Event()
+    clients = [Client(number, api_client_for(user), clip, stop) for number in range(CLIENTS)]
+    for client in clients:
+        client.start()
+
+    started = time.monotonic()
+    for kill_at in KILLS_AT:
+        stop.wait(max(0.0, started + kill_at - time.monotonic()))  # the soak's own timeline
+        cluster.kill_all()  # a machine crash: every worker and its FFmpeg at once
+        cluster = start_cluster(**CLUSTER_ENV)
+    stop.wait(max(0.0, started + SOAK_SECONDS - time.monotonic()))
+    stop.set()
+    for client in clients:
+        client.join(60)
+
+    assert [error for client in clients for error in client.errors] == []
+    assert sum(client.submitted for client in clients) >= 10  # the soak really exercised the service
+
+    # The cluster finishes what is left: jobs whose worker was killed are recovered and resumed.
+    wait_for(
+        lambda: not Job.objects.filter(status__in=ACTIVE).exists(),
+        timeout=240,
+        interval=1,
+        message=lambda: f"every job to end; still active: {list(Job.objects.filter(status__in=ACTIVE).values())}",
+    )
+    wait_for(lambda: not tagged_processes(), timeout=10, message="every FFmpeg to be gone")
+
+    jobs = {job.pk: job for job in Job.objects.prefetch_related("sources")}
+    assert {entry.name for entry in jobs_dir.iterdir()} <= set(jobs)  # no folder without its job
+    api = api_client_for(user)
+    for job in jobs.values():
+        # Each job's files are exactly what its rows own: no partial, no upload left, nothing lost.
+        assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job), job.pk
+        if job.status == Status.COMPLETED:
+            response = api.get(f"/api/jobs/{job.pk}/download/")
+            names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+            assert len(names) == job.total_variations + 1, (job.pk, names)  # every variation and the manifest
