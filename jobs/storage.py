@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import timedelta
@@ -201,11 +202,22 @@ def stale_upload_temp_files(older_than: float) -> list[Path]:
 
 
 def remove_path(path: Path) -> None:
-    """One file, link or folder (with its contents); raises when it cannot."""
+    """One file, link or folder (with its contents); raises when it cannot (gone already is fine)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        _remove_tree(path)
     else:
-        path.unlink()
+        path.unlink(missing_ok=True)
+
+
+def _remove_tree(folder: Path) -> None:
+    """rmtree that lets another process remove parts of the tree (or all of it) at the same time,
+    but still raises when something cannot be removed."""
+
+    def vanished_is_fine(function, path, exc_info):
+        if not issubclass(exc_info[0], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(folder, onerror=vanished_is_fine)
 
 
 def discard(paths: Iterable[Path]) -> None:
@@ -218,16 +230,17 @@ def discard(paths: Iterable[Path]) -> None:
 
 # --- deleting ----------------------------------------------------------------------
 def job_bytes(job: Job) -> int:
-    """Bytes a job uses on disk (its folder, walked)."""
+    """Bytes a job uses on disk (its folder, walked). A folder that another process removes while it is
+    walked (a second DELETE, a worker settling a deleted job) counts for what was seen of it."""
     total = 0
-    folder = job_folder(job.pk)
-    if folder.is_dir():
-        for path in folder.rglob("*"):
+    for root, _folders, files in os.walk(job_folder(job.pk)):  # os.walk skips what vanishes; rglob raises
+        for name in files:
             try:
-                if path.is_file() and not path.is_symlink():
-                    total += path.stat().st_size
+                status = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
+            if stat.S_ISREG(status.st_mode):
+                total += status.st_size
     return total
 
 
@@ -237,9 +250,7 @@ def delete_job(job: Job, size: int | None = None) -> int:
     Returns the bytes freed (`size` when the caller measured it already).
     """
     freed = job_bytes(job) if size is None else size
-    folder = job_folder(job.pk)
-    if folder.exists():
-        shutil.rmtree(folder)
+    _remove_tree(job_folder(job.pk))
     job_id = job.pk
     job.delete()
     logger.info("job %s: deleted with its files (%s bytes)", job_id, freed)

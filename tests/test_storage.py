@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -145,3 +148,19 @@ def test_make_room_refuses_when_active_jobs_alone_leave_no_room(make_job, settin
 
 def test_estimated_job_bytes_is_the_uploads_plus_one_copy_per_variation():
     assert storage.estimated_job_bytes(1000, 5) == 6000
+
+
+def test_deleting_a_job_whose_folder_another_process_removes_meanwhile(make_job, monkeypatch):
+    """Two DELETEs of one job, or a DELETE while its worker settles it: the folder vanishes mid-walk."""
+    job = make_job(outputs=2, uploads_left=True)
+    folder, job_id = storage.job_folder(job.pk), job.pk
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if not isinstance(path, int) and Path(path) == folder / "outputs":  # the other process removes it all now
+            shutil.rmtree(folder)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    storage.delete_job(job)
+    assert not folder.exists() and not Job.objects.filter(pk=job_id).exists()
