@@ -70,9 +70,12 @@ class JobZip:
         for output in outputs:
             try:
                 opened = open(storage.output_path(output), "rb")  # closed by close()
-            except OSError:
+            except FileNotFoundError:
                 logger.warning("job %s: output %s is missing on disk; left out of the ZIP", job.pk, output.path)
                 continue
+            except OSError:  # e.g. out of file descriptors: never a silently shorter ZIP
+                self.close()
+                raise
             self._files.append(opened)
             size = os.fstat(opened.fileno()).st_size
             self._stream.add(_chunks(opened), names[output.pk], size=size)

@@ -252,11 +252,14 @@ def sweep(cleanup: _Pass) -> None:
     known = {job.pk: job for job in Job.objects.all()}
     for entry in storage.job_folders():
         job = known.get(entry.name)
-        if job is None:
-            if entry.stat().st_mtime < grace_start:
-                _remove_orphan(cleanup, entry, "no job owns it")
-            continue
-        _sweep_job_folder(cleanup, job)
+        try:
+            if job is None:
+                if entry.stat().st_mtime < grace_start:
+                    _remove_orphan(cleanup, entry, "no job owns it")
+                continue
+            _sweep_job_folder(cleanup, job)
+        except FileNotFoundError:
+            continue  # deleted by a DELETE or another pass while this one looked: nothing left to sweep
     _mark_missing(cleanup)
     for path in storage.stale_upload_temp_files(time.time() - UPLOAD_TEMP_GRACE.total_seconds()):
         _remove_orphan(cleanup, path, "upload of a web process that died")

@@ -107,7 +107,9 @@ def _child_env(job_id: str, attempt: int) -> dict[str, str]:
 
 
 # --- probe -----------------------------------------------------------------------
-def probe(source: str | os.PathLike | IO[bytes], stop_after_seconds: float | None = None) -> ProbeResult:
+def probe(
+    source: str | os.PathLike | IO[bytes], stop_after_seconds: float | None = None, max_pixels: int | None = None
+) -> ProbeResult:
     """What the stream really holds; ProbeError when it is not a readable video.
 
     A header can say anything, so the size comes from a decoded frame, and the
@@ -117,20 +119,27 @@ def probe(source: str | os.PathLike | IO[bytes], stop_after_seconds: float | Non
     endless tiny packets costs no more than that.
     """
     try:
-        with av.open(source if not isinstance(source, Path) else str(source)) as container:
+        # Only the MP4/MOV demuxer, reading only this file: no format guessed from the bytes (hls,
+        # concat, ...), no protocol a crafted file could ask for.
+        opened = source if not isinstance(source, Path) else str(source)
+        with av.open(opened, format="mov", options={"protocol_whitelist": "file"}) as container:
             if not container.streams.video:
                 raise ProbeError("it has no video stream")
             stream = container.streams.video[0]
+            declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+            if max_pixels is not None and declared > max_pixels:  # refused before a huge frame is decoded
+                width, height = stream.codec_context.width, stream.codec_context.height
+                return ProbeResult(0.0, width, height, False, container.format.name, 0.0)
             has_audio = bool(container.streams.audio)
             format_name = container.format.name
             width = height = packets = 0
             first = last = None
             for packet in container.demux(stream):
-                if packet.pts is None:
-                    continue
                 if not width:  # decoding one frame catches files whose header parses but whose data does not
-                    for frame in packet.decode():
+                    for frame in packet.decode():  # the final, empty packet flushes the decoder
                         width, height = frame.width, frame.height
+                if packet.pts is None or packet.time_base is None:
+                    continue
                 packets += 1
                 start = packet.pts * packet.time_base
                 end = start + (packet.duration or 0) * packet.time_base
@@ -140,8 +149,8 @@ def probe(source: str | os.PathLike | IO[bytes], stop_after_seconds: float | Non
                     break
     except ProbeError:
         raise
-    except (av.FFmpegError, StopIteration, ValueError, OSError) as exc:
-        raise ProbeError("it is not a video FFmpeg can read") from exc
+    except (av.FFmpegError, StopIteration, ValueError, OSError, TypeError, ZeroDivisionError) as exc:
+        raise ProbeError("it is not an MP4 or MOV video FFmpeg can read") from exc
     if not width:
         raise ProbeError("no video frame could be decoded")
     duration = float(last - first) if first is not None else 0.0

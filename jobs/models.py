@@ -97,6 +97,11 @@ class Job(models.Model):
     def is_expired(self) -> bool:
         return timezone.now() >= self.expires_at
 
+    def allows(self, user, action: str) -> bool:
+        """May `user` change or delete this job? Owners may; staff (who see every job) only with
+        Django's permission for it (jobs.change_job, jobs.delete_job)."""
+        return self.owner_id == user.pk or user.has_perm(f"jobs.{action}_job")
+
     @property
     def is_downloadable(self) -> bool:
         """The one rule for offering the ZIP: finished (completed, failed or cancelled), not expired,
@@ -216,7 +221,8 @@ class Job(models.Model):
         if not rows.update(status=Status.QUEUED, heartbeat_at=None, enqueued_at=now, **changes):
             return False
         self.status, self.heartbeat_at, self.enqueued_at = Status.QUEUED, None, now
-        self.sources.filter(status=Status.PROCESSING).update(status=Status.QUEUED)
+        # Only while the job is still queued: a run that claimed it meanwhile keeps its sources' status.
+        self.sources.filter(status=Status.PROCESSING, job__status=Status.QUEUED).update(status=Status.QUEUED)
         return True
 
     def close_sources(self, status: Status) -> int:

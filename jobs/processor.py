@@ -56,6 +56,10 @@ def run_job(job_id: str) -> None:
         if job.finish(Status.FAILED, error=message):
             logger.warning("job %s: %s", job_id, message)
         raise
+    except (OperationalError, InterfaceError):
+        # The database, not the job, is in trouble (locked past every retry, the connection gone): leave
+        # the job processing; its heartbeat goes stale and recovery resumes it from its finished variations.
+        logger.exception("job %s: database error; left for recovery to resume", job_id)
     except Exception:
         logger.exception("job %s: failed unexpectedly", job_id)
         job.finish(Status.FAILED, error="Internal error: the details are in the server log.")
@@ -212,6 +216,14 @@ def retry_transient(write: Callable[[], T]) -> T:
     return write()
 
 
+def _registered(source: SourceVideo, index: int) -> bool:
+    try:
+        return OutputFile.objects.filter(source=source, variation_index=index).exists()
+    except Exception:  # cannot tell: keep the file; the orphan sweep removes it if no row owns it
+        logger.exception("source %s: could not check variation %s after a failed registration", source.pk, index)
+        return True
+
+
 def _this_runs(job: Job, source: SourceVideo):
     """The source's row, while this run (its attempt) still owns the job."""
     return SourceVideo.objects.filter(pk=source.pk, job__status=Status.PROCESSING, job__attempts=job.attempts)
@@ -250,7 +262,9 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
                 logger.info("job %s: completed", job.pk)
             final = storage.promote(partial)
     except BaseException:
-        if final is not None:  # the rows were rolled back: the file must not outlive them
+        # Normally the rows were rolled back and the file must not outlive them. But a signal (a stopping
+        # worker, django-q2's timeout) can land after the COMMIT: then the row exists and the file stays.
+        if final is not None and not _registered(source, index):
             storage.discard([final])
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)

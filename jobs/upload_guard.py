@@ -10,6 +10,7 @@ docs/architecture.md ("Uploads").
 from __future__ import annotations
 
 import html
+import os
 import types
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import Resolver404, resolve
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -53,9 +54,10 @@ class UploadGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method != "POST" or request.path not in (reverse("api-jobs-list"), reverse("jobs-upload")):
+        route = _route(request)
+        if request.method != "POST" or route not in UPLOAD_ROUTES:
             return self.get_response(request)
-        page = request.path == reverse("jobs-upload")
+        page = route == "jobs-upload"
         if not _authenticated(request):  # before a single byte of the body is read
             if page:
                 return redirect_to_login(request.get_full_path())
@@ -66,6 +68,8 @@ class UploadGuardMiddleware:
         length = _content_length(request)
         if length > limit:
             return _refuse(request, page, f"the upload is {length} bytes, over the limit of {limit} bytes", 413)
+        # Django's spool folder; the data folder may predate it, and a missing one is a 500 on a big upload.
+        os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         request.upload_handlers.insert(0, FileSizeLimitHandler(request))
         request.parse_file_upload = types.MethodType(_strict_parse_file_upload, request)
         if request.user.is_authenticated:  # a session: the CSRF check will parse the body; parse it here first
@@ -74,6 +78,17 @@ class UploadGuardMiddleware:
             except MultiPartParserError as exc:
                 return _refuse(request, page, str(exc), 400)
         return self.get_response(request)
+
+
+UPLOAD_ROUTES = ("api-jobs-list", "jobs-upload")
+
+
+def _route(request) -> str | None:
+    """The URL name, whatever form the path takes (DRF also routes /api/jobs.json to the same view)."""
+    try:
+        return resolve(request.path_info).url_name
+    except Resolver404:
+        return None
 
 
 def _authenticated(request) -> bool:

@@ -23,7 +23,7 @@ from jobs.upload_guard import oversize_uploads
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED_FORMAT = "mp4"  # PyAV names the MP4/MOV demuxer "mov,mp4,m4a,3gp,3g2,mj2"
+ACCEPTED_FORMAT = "mov"  # the MP4/MOV demuxer: "mov" when forced (as the probe does), "mov,mp4,m4a,..." when guessed
 
 
 class UploadError(Exception):
@@ -84,7 +84,7 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.file
     try:
         upload.seek(0)
-        result = ffmpeg.probe(source, stop_after_seconds=settings.MAX_DURATION_SECONDS)
+        result = ffmpeg.probe(source, stop_after_seconds=settings.MAX_DURATION_SECONDS, max_pixels=settings.MAX_PIXELS)
     except ffmpeg.ProbeError as exc:
         raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None
     finally:
@@ -99,15 +99,15 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
 
 def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:
     """The decoded stream against MAX_DURATION_SECONDS, MAX_PIXELS and MAX_FPS; the message names the limit."""
-    if found.duration > settings.MAX_DURATION_SECONDS:
-        raise UploadError(
-            f"{name}: the video runs longer than the limit of {settings.MAX_DURATION_SECONDS} s (MAX_DURATION_SECONDS)",
-            field="videos",
-        )
     if found.pixels > settings.MAX_PIXELS:
         raise UploadError(
             f"{name}: {found.width}x{found.height} is {found.pixels} pixels, over the limit of "
             f"{settings.MAX_PIXELS} (MAX_PIXELS)",
+            field="videos",
+        )
+    if found.duration > settings.MAX_DURATION_SECONDS:
+        raise UploadError(
+            f"{name}: the video runs longer than the limit of {settings.MAX_DURATION_SECONDS} s (MAX_DURATION_SECONDS)",
             field="videos",
         )
     if found.fps > settings.MAX_FPS + 0.5:  # packet timing rounds: 120.3 is still 120 fps

@@ -75,6 +75,8 @@ def job_card(request, pk: str):
 def job_cancel(request, pk: str):
     """Cancel without JavaScript; the pages' script calls the API's cancel instead."""
     job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "change"):
+        return HttpResponse("You may see this job but not cancel it.", status=403, content_type="text/plain")
     if cancel_job(job):
         messages.success(request, "Job cancelled. Finished variations are kept.")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import subprocess
@@ -18,7 +19,7 @@ from model_bakery import baker
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import processor, storage
+from jobs import archive, processor, storage
 from jobs.models import Job, Status, WorkerBeat
 from videojobs import datadir
 
@@ -228,3 +229,14 @@ def test_the_deploy_checks_pass_with_https_and_fail_without(tmp_path):
     assert secure.returncode == 0, secure.stderr
     plain = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True)
     assert plain.returncode != 0 and "SECURE_SSL_REDIRECT" in plain.stderr
+
+
+def test_a_zip_that_cannot_open_its_files_is_503_not_a_shorter_zip(api, make_job, monkeypatch):
+    job = make_job(status=Status.COMPLETED, outputs=2)
+
+    def out_of_descriptors(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(archive, "open", out_of_descriptors, raising=False)
+    response = api.get(f"/api/jobs/{job.pk}/download/")
+    assert response.status_code == 503 and "try again" in response.json()["detail"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import time
 from collections import namedtuple
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -322,3 +324,17 @@ def test_cleanup_never_evicts_a_job_that_finished_recently(make_job, settings):
     settings.STORAGE_CAP_BYTES, settings.MIN_RETENTION_MINUTES = 1000, 60
     recent = make_job(created_at=timezone.now() - timedelta(hours=3), finished_at=timezone.now())
     assert cleanup.run().evicted == 0 and Job.objects.filter(pk=recent.pk).exists()
+
+
+def test_a_job_deleted_while_the_sweep_looks_at_it_does_not_stop_the_pass(make_job, monkeypatch):
+    job = make_job(status=Status.COMPLETED, outputs=1)
+    folder = storage.job_folder(job.pk)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if not isinstance(path, int) and Path(path) == folder:  # a DELETE removes it right now
+            shutil.rmtree(folder)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    cleanup.sweep(cleanup._Pass(timezone.now(), dry_run=False))  # no FileNotFoundError

@@ -7,6 +7,8 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
+from videojobs.proxy import client_ip
+
 
 @pytest.fixture
 def alice(django_user_model):
@@ -57,3 +59,11 @@ def test_the_api_limits_requests_per_user(api, other_user, api_client_for, monke
     assert [api.get("/api/jobs/").status_code for _ in range(4)] == [200, 200, 200, 429]
     assert api_client_for(other_user).get("/api/jobs/").status_code == 200  # per user: others are not slowed
     cache.clear()
+
+
+def test_behind_the_proxy_the_lockout_counts_the_real_client(rf, settings):
+    settings.HTTPS = True
+    request = rf.post("/login/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.9")
+    assert client_ip(request) == "203.0.113.9"  # what our proxy appended; the first entry is the client's claim
+    settings.HTTPS = False
+    assert client_ip(request) == "10.0.0.1"

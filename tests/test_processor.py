@@ -6,7 +6,7 @@ from pathlib import Path
 
 import av
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django_q.exceptions import TimeoutException
 
 from jobs import ffmpeg, processor, storage, uploads
@@ -212,3 +212,36 @@ def test_where_a_video_broke_is_told_in_minutes_and_seconds():
     error = ffmpeg.FFmpegError("ffmpeg exited with code 1", "/data/jobs/abc/uploads/00.video: Invalid data")
     assert processor.user_error(error, 72.4) == "The video could not be decoded at 1:12."
     assert processor.user_error(error, None) == "The video could not be decoded."
+
+
+def test_a_database_error_leaves_the_job_for_recovery_instead_of_failing_it(user, upload, monkeypatch):
+    job = _create(user, upload, variations=1)
+
+    def locked(job):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(processor, "_still_processing", locked)
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING and job.error == ""  # recovery resumes it once its heartbeat is stale
+
+
+def test_a_failure_after_the_commit_keeps_the_registered_file(transactional_db, user, upload, monkeypatch):
+    """A stopping worker's signal can land after COMMIT: the row exists, so its file must stay."""
+    job = _create(user, upload, variations=1)
+    real_promote = storage.promote
+
+    def promote_then_fail_after_commit(partial):
+        final = real_promote(partial)
+
+        def interrupted():
+            raise processor.WorkerStopping(143)
+
+        transaction.on_commit(interrupted)  # runs right after the registering transaction commits
+        return final
+
+    monkeypatch.setattr(storage, "promote", promote_then_fail_after_commit)
+    with pytest.raises(processor.WorkerStopping):
+        processor.run_job(job.pk)
+    output = OutputFile.objects.get(job=job)
+    assert storage.output_path(output).is_file()

@@ -136,3 +136,12 @@ def test_a_bad_token_is_refused_before_the_body_is_read(client, db):
         "POST", "/api/jobs/", b"x" * 1000, content_type=MULTIPART_CONTENT, HTTP_AUTHORIZATION="Token not-a-token"
     )
     assert response.status_code == 401
+
+
+def test_the_format_suffix_route_is_guarded_too(api, refused, settings, client, nothing_left):
+    """DRF also routes /api/jobs.json to the upload view: the same limits apply before the body is read."""
+    settings.MAX_UPLOAD_BYTES, settings.MAX_FILES = 1000, 1
+    blob = SimpleUploadedFile("huge.mp4", b"\0" * (2 * 1024 * 1024))
+    refused(api.post("/api/jobs.json", {"videos": [blob]}, format="multipart"), 413, "the upload is")
+    anonymous = client.generic("POST", "/api/jobs.json", b"x" * 1000, content_type=MULTIPART_CONTENT)
+    assert anonymous.status_code == 401

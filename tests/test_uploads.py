@@ -71,7 +71,7 @@ def test_zero_byte_file(refused, api, nothing_left):
 
 def test_a_video_that_is_not_mp4_or_mov(refused, api, tmp_path, nothing_left):
     matroska = make_clip(tmp_path / "x.mkv", seconds=0.5, audio=False)
-    refused(_post(api, [SimpleUploadedFile("x.mp4", matroska.read_bytes())]), 400, "only MP4 and MOV")
+    refused(_post(api, [SimpleUploadedFile("x.mp4", matroska.read_bytes())]), 400, "not a usable video", "MP4 or MOV")
 
 
 @pytest.mark.parametrize("value, shown", [(0, "not 0"), (8, "not 8"), ("abc", "not 'abc'"), ("2.5", "not '2.5'")])
@@ -211,3 +211,9 @@ def test_eviction_for_an_upload_spares_jobs_that_finished_recently(api, upload, 
     with time_machine.travel(timezone.now() + timedelta(minutes=61), tick=False):
         assert _post(api, [upload()], variations=2).status_code == 201
     assert not Job.objects.filter(pk=recent.pk).exists()
+
+
+def test_a_playlist_dressed_as_mp4_is_not_followed(api, tmp_path, refused, nothing_left):
+    """The probe reads only the MOV demuxer from the file itself: no HLS, no other file it points at."""
+    playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n"
+    refused(_post(api, [SimpleUploadedFile("list.mp4", playlist)]), 400, "not a usable video", "MP4 or MOV")

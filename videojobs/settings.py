@@ -100,6 +100,8 @@ AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching the limit locks
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout ends on time, whatever is tried meanwhile
+AXES_CLIENT_IP_CALLABLE = "videojobs.proxy.client_ip"  # the real client behind the TLS proxy
 
 ROOT_URLCONF = "videojobs.urls"
 
@@ -181,6 +183,8 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
     ],
+    # Behind the TLS proxy (HTTPS=1) the anonymous rate is counted per real client, not per proxy.
+    "NUM_PROXIES": 1 if HTTPS else None,
     "DEFAULT_THROTTLE_RATES": {
         "user": f"{env_int('API_REQUESTS_PER_MINUTE', 600, minimum=1)}/min",
         "anon": f"{env_int('API_ANONYMOUS_REQUESTS_PER_MINUTE', 60, minimum=1)}/min",

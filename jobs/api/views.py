@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404, StreamingHttpResponse
@@ -20,14 +22,11 @@ from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, WorkerBeat
 
+logger = logging.getLogger(__name__)
+
 
 def _error(message: str, status_code: int, **extra) -> Response:
     return Response({"detail": message, **extra}, status=status_code)
-
-
-def can_act_on(user, job: Job, action: str) -> bool:
-    """Owners act on their own jobs; staff act on other people's only with Django's permission for it."""
-    return job.owner_id == user.pk or user.has_perm(f"jobs.{action}_job")
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -62,7 +61,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None, **kwargs):
         job = self.get_object()
-        if not can_act_on(request.user, job, "delete"):
+        if not job.allows(request.user, "delete"):
             return _error("you may see this job but not delete it (the jobs.delete_job permission)", 403)
         delete_job_with_files(job)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -82,7 +81,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         before the cancel landed. 409 when it was already terminal.
         """
         job = self.get_object()
-        if not can_act_on(request.user, job, "change"):
+        if not job.allows(request.user, "change"):
             return _error("you may see this job but not cancel it (the jobs.change_job permission)", 403)
         if job.is_terminal:
             return _error(f"this job is already {job.status}", status.HTTP_409_CONFLICT, status=job.status)
@@ -104,7 +103,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if not job.is_downloadable:
             reason = "is not finished yet" if not job.is_terminal else "has no finished variations"
             return _error(f"this job {reason} (status: {job.status})", status.HTTP_409_CONFLICT, status=job.status)
-        stream = archive.job_zip(job)
+        try:
+            stream = archive.job_zip(job)
+        except OSError:
+            logger.exception("job %s: the ZIP could not be prepared", job.pk)
+            return _error("the download cannot start right now; try again in a minute", 503)
         response = StreamingHttpResponse(stream, content_type="application/zip")
         response["Content-Length"] = str(len(stream))
         response["Content-Disposition"] = f'attachment; filename="videojobs-{job.pk[:8]}.zip"'
