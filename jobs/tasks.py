@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import signal
+import time
+
+from django.conf import settings
+from django_q.exceptions import TimeoutException
 
 from jobs import cleanup, processor
 from jobs.models import WorkerBeat
@@ -17,15 +21,24 @@ def process_job(job_id: str) -> None:
     stale-heartbeat recovery. The worker process then exits, as SIGTERM asked.
     """
     WorkerBeat.record()
-    previous = signal.signal(signal.SIGTERM, _stop_worker)
+    started = time.monotonic()
+
+    def stop_worker(signum, frame) -> None:
+        # django-q2's sentinel also SIGTERMs a worker whose task ran out of time, at about the moment the
+        # worker's own timeout fires: that is a timeout (the job fails), not a shutdown (the job is handed
+        # back), or a job too long for its timeout would be handed back and time out forever.
+        if time.monotonic() - started >= settings.JOB_TIMEOUT_SECONDS - TIMEOUT_SLACK_SECONDS:
+            raise TimeoutException(f"Task exceeded maximum timeout value ({settings.JOB_TIMEOUT_SECONDS} seconds)")
+        raise processor.WorkerStopping(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop_worker)
     try:
         processor.run_job(job_id)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_worker(signum, frame) -> None:
-    raise processor.WorkerStopping(128 + signum)
+TIMEOUT_SLACK_SECONDS = 5
 
 
 def worker_heartbeat() -> None:

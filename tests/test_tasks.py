@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_q.exceptions import TimeoutException
 
 from jobs import processor, tasks
 from jobs.models import Job, Status, WorkerBeat
@@ -46,3 +47,20 @@ def test_sigterm_during_a_job_becomes_worker_stopping_and_the_handler_is_restore
         tasks.process_job(job.pk)
     assert stopped.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, settings, monkeypatch):
+    """django-q2's sentinel SIGTERMs a worker whose task ran out of time: the job fails, it is not requeued."""
+    settings.JOB_TIMEOUT_SECONDS = 0  # the task is past its timeout from the start
+    job = post_job(variations=1)
+    real_run_source = processor._run_source
+
+    def terminated_by_the_sentinel(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return real_run_source(*args, **kwargs)
+
+    monkeypatch.setattr(processor, "_run_source", terminated_by_the_sentinel)
+    with pytest.raises(TimeoutException):
+        tasks.process_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.error == "timed out after 0 s" and job.handbacks == 0
