@@ -28,7 +28,8 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_superuser
 	@echo "videojobs: open http://localhost:$(PORT)/ (Ctrl-C stops the web server and the worker)"
-	$(BIN)/honcho start --procfile Procfile
+	@# Ctrl-C: honcho stops both processes and exits 130; that is the normal way out, not an error.
+	trap : INT; $(BIN)/honcho start --procfile Procfile || [ $$? -eq 130 ]
 
 # Debian's chromium + chromium-driver for the browser tests (about 3 minutes once; skipped when present).
 browsers:

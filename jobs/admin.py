@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from jobs import storage
@@ -19,30 +21,42 @@ BADGE_COLOURS = {
 }
 
 
-class SourceInline(admin.TabularInline):
-    model = SourceVideo
+admin.site.site_header = "videojobs administration"
+admin.site.site_title = "videojobs admin"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows written by the worker: shown, never added, changed or deleted by hand."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class SourceInline(ReadOnlyInline):
+    model = SourceVideo
     fields = ["position", "original_name", "size", "duration", "status", "progress", "completed_variations", "error"]
     readonly_fields = fields
 
 
-class OutputInline(admin.TabularInline):
+class OutputInline(ReadOnlyInline):
     model = OutputFile
-    extra = 0
-    can_delete = False
     fields = ["source", "variation_index", "path", "size", "effects", "created_at"]
     readonly_fields = fields
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
+    list_display = ["label", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
+    list_display_links = ["label"]
     list_filter = ["status", "created_at"]
-    search_fields = ["id", "owner__username", "sources__original_name"]
+    search_fields = ["id", "name", "owner__username", "sources__original_name"]
     list_select_related = ["owner"]
     readonly_fields = [
         "id",
+        "name",
         "owner",
         "status",
         "variations_per_video",
@@ -58,8 +72,23 @@ class JobAdmin(admin.ModelAdmin):
         "thumbnail",
     ]
     inlines = [SourceInline, OutputInline]
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "delete_with_files"]
     change_list_template = "admin/jobs/job/change_list.html"
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_with_files, which says what it frees
+        return actions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is the worker's to write: the page shows the job and offers no save buttons.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))
@@ -75,14 +104,42 @@ class JobAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=extra_context)
 
-    # Django's "Delete selected jobs" action and the delete button both end here: files go with the rows,
-    # and a running job is cancelled first.
+    # The job page's Delete button (Django's confirmation page) ends here: files go with the rows, and a
+    # running job is cancelled first.
     def delete_model(self, request, obj):
         delete_job_with_files(obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
             delete_job_with_files(job)
+
+    @admin.action(description="Delete selected jobs and their files", permissions=["delete"])
+    def delete_with_files(self, request, queryset):
+        """A confirmation page first (the jobs, running ones marked, the bytes freed); then, on "Yes", the
+        deletions are logged in Recent actions and done by the same path as the API's DELETE."""
+        jobs = list(queryset.select_related("owner").prefetch_related("sources"))
+        if request.POST.get("confirmed") == "yes":
+            self.log_deletions(request, queryset)
+            for job in jobs:
+                delete_job_with_files(job)
+            self.message_user(request, f"Deleted {len(jobs)} job(s) and their files.", messages.SUCCESS)
+            return None
+        rows = [(job, storage.job_bytes(job)) for job in jobs]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delete these jobs and their files?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "running": sum(not job.is_terminal for job in jobs),
+            "total_bytes": sum(size for _job, size in rows),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action": "delete_with_files",
+        }
+        return TemplateResponse(request, "admin/jobs/job/delete_with_files.html", context)
+
+    @admin.display(description="Job", ordering="name")
+    def label(self, job: Job):
+        return job.title
 
     @admin.display(description="Output bytes", ordering="output_bytes")
     def bytes_used(self, job: Job):
@@ -116,4 +173,12 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(WorkerBeat)
 class WorkerBeatAdmin(admin.ModelAdmin):
+    """Written by the worker clusters; shown for a look at their last sign of life."""
+
     list_display = ["name", "seen_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -14,11 +14,13 @@ import logging
 import os
 from collections.abc import Iterator
 
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
 
 from jobs import storage
 from jobs.models import Job, OutputFile
-from jobs.names import zip_folders
+from jobs.names import stem_of, zip_file_name, zip_folders
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict
             {
                 "file": names[output.pk],
                 "source": output.source.original_name,
-                "variation_index": output.variation_index,
+                "variation": output.variation_index + 1,  # as in the file name: _v01 is variation 1
+                "variation_index": output.variation_index,  # from 0, as in the API
                 "size": output.size,
                 "effects": output.effects,
             }
@@ -91,6 +94,23 @@ class JobZip:
     def close(self) -> None:
         for opened in self._files:
             opened.close()
+
+
+UNAVAILABLE = "the download cannot start right now; try again in a minute"
+
+
+def zip_response(job: Job) -> StreamingHttpResponse:
+    """The download of a downloadable job, named after it. OSError when its files cannot be opened."""
+    try:
+        stream = job_zip(job)
+    except OSError:
+        logger.exception("job %s: the ZIP could not be prepared", job.pk)
+        raise
+    response = StreamingHttpResponse(stream, content_type="application/zip")
+    response["Content-Length"] = str(len(stream))
+    response["Content-Disposition"] = content_disposition_header(True, zip_file_name(job.name or stem_of(job.title)))
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _chunks(opened) -> Iterator[bytes]:

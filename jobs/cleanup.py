@@ -39,6 +39,7 @@ class Summary:
     evicted: int = 0
     bytes_freed: int = 0
     orphans_removed: int = 0
+    orphan_bytes: int = 0
     missing_marked: int = 0
     actions: list[str] = field(default_factory=list)
 
@@ -46,7 +47,8 @@ class Summary:
         verb = "would have" if self.dry_run else ""
         figures = (
             f"jobs expired: {self.expired}, expired while queued: {self.expired_queued}, "
-            f"jobs evicted: {self.evicted}, bytes freed: {self.bytes_freed}, orphans removed: {self.orphans_removed}, "
+            f"jobs evicted: {self.evicted}, bytes freed: {self.bytes_freed}, orphans removed: {self.orphans_removed} "
+            f"({self.orphan_bytes} bytes), "
             f"jobs recovered: {self.recovered}, failed after {settings.MAX_ATTEMPTS} attempts: {self.failed_stale}, "
             f"tasks re-sent: {self.resent}, "
             f"cancelled jobs finalised: {self.finalised}, missing outputs marked: {self.missing_marked}"
@@ -278,8 +280,10 @@ def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
 
 
 def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:
-    if cleanup.act(f"remove orphan {path} ({why})", lambda: storage.remove_path(path)):
+    size = storage.path_bytes(path)
+    if cleanup.act(f"remove orphan {path} ({why}, {size} bytes)", lambda: storage.remove_path(path)):
         cleanup.summary.orphans_removed += 1
+        cleanup.summary.orphan_bytes += size
 
 
 def _mark_missing(cleanup: _Pass) -> None:

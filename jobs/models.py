@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ class Status(models.TextChoices):
 
 ACTIVE = (Status.QUEUED, Status.PROCESSING)
 TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+MAX_JOB_NAME_LENGTH = 100
+MIN_ETA_PROGRESS = 3  # percent
+MIN_ETA_SECONDS = 5
 
 
 def new_job_id() -> str:
@@ -51,6 +57,9 @@ class JobQuerySet(models.QuerySet):
 class Job(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_job_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    name = models.CharField(
+        max_length=MAX_JOB_NAME_LENGTH, blank=True, help_text="The user's name for the job; empty: its first video's."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     variations_per_video = models.PositiveSmallIntegerField()
     seed = models.BigIntegerField(default=new_seed)
@@ -107,6 +116,43 @@ class Job(models.Model):
         """The one rule for offering the ZIP: finished (completed, failed or cancelled), not expired,
         with at least one finished variation. Pages, API links and the download view all ask this."""
         return self.is_terminal and not self.is_expired and self.completed_variations > 0
+
+    @property
+    def title(self) -> str:
+        """What the pages, the admin and the ZIP's file name call the job: its name, or its first video's."""
+        if self.name:
+            return self.name
+        sources = self._sources()
+        return sources[0].original_name if sources else f"Job {self.pk[:8]}"
+
+    def queue_position(self) -> int | None:
+        """1 for the next queued job to start, 2 for the one after it...; None unless queued.
+
+        Counts every user's queued jobs (a position, never whose), in the order their tasks were sent.
+        """
+        if self.status != Status.QUEUED:
+            return None
+        sent = Coalesce("enqueued_at", "created_at")
+        mark = self.enqueued_at or self.created_at
+        ahead = (
+            Job.objects.filter(status=Status.QUEUED)
+            .alias(sent=sent)
+            .filter(Q(sent__lt=mark) | Q(sent=mark, pk__lt=self.pk))
+            .count()
+        )
+        return ahead + 1
+
+    @property
+    def seconds_left(self) -> int | None:
+        """An estimate for a processing job, from this run's pace so far; None until there is enough to go on
+        (MIN_ETA_PROGRESS percent done and MIN_ETA_SECONDS spent)."""
+        if self.status != Status.PROCESSING or self.started_at is None:
+            return None
+        progress = self.progress
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        if progress < MIN_ETA_PROGRESS or elapsed < MIN_ETA_SECONDS:
+            return None
+        return max(int(elapsed * (100 - progress) / progress), 1)
 
     @property
     def summary(self) -> str:

@@ -72,3 +72,15 @@ def _split(name: str) -> tuple[str, str]:
     if dot and stem and len(ext) <= 5:
         return stem, "." + ext
     return name, ""
+
+
+FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*')
+
+
+def zip_file_name(title: str) -> str:
+    """The download's file name: the job's title made safe on every desktop system, with ".zip"."""
+    cleaned = "".join(
+        "_" if ch in FORBIDDEN_IN_FILE_NAMES or unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in title
+    )
+    stem = " ".join(cleaned.split()).strip(". ")[:100].rstrip(". ")
+    return f"{stem or 'videojobs'}.zip"

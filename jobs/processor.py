@@ -257,9 +257,9 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
                 pk=source.pk, completed_variations__gte=job.variations_per_video
             ).update(status=Status.COMPLETED, progress=100)
             job.beat()
-            if source_done and not job.sources.exclude(status=Status.COMPLETED).exists():
+            completed = bool(source_done) and not job.sources.exclude(status=Status.COMPLETED).exists()
+            if completed:
                 job.finish(Status.COMPLETED)
-                logger.info("job %s: completed", job.pk)
             final = storage.promote(partial)
     except BaseException:
         # Normally the rows were rolled back and the file must not outlive them. But a signal (a stopping
@@ -268,6 +268,8 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
             storage.discard([final])
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
+    if completed:  # logged after the variation that completed it, so that the log reads in the true order
+        logger.info("job %s: completed", job.pk)
     return True
 
 

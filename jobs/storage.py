@@ -232,8 +232,19 @@ def discard(paths: Iterable[Path]) -> None:
 def job_bytes(job: Job) -> int:
     """Bytes a job uses on disk (its folder, walked). A folder that another process removes while it is
     walked (a second DELETE, a worker settling a deleted job) counts for what was seen of it."""
+    return path_bytes(job_folder(job.pk))
+
+
+def path_bytes(path: Path) -> int:
+    """Bytes of a file, or of the files under a folder; what vanishes meanwhile counts as 0."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(status.st_mode):
+        return status.st_size if stat.S_ISREG(status.st_mode) else 0
     total = 0
-    for root, _folders, files in os.walk(job_folder(job.pk)):  # os.walk skips what vanishes; rglob raises
+    for root, _folders, files in os.walk(path):  # os.walk skips what vanishes; rglob raises
         for name in files:
             try:
                 status = os.lstat(os.path.join(root, name))

@@ -23,6 +23,7 @@ from django.urls import Resolver404, resolve
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
 
 
@@ -116,6 +117,8 @@ def page_context(request, **extra) -> dict:
         "max_variations": settings.MAX_VARIATIONS,
         "variations": settings.DEFAULT_VARIATIONS,
         "ttl_hours": settings.JOB_TTL_HOURS,
+        "max_name_length": MAX_JOB_NAME_LENGTH,
+        "name": "",
         **extra,
     }
 

@@ -7,6 +7,7 @@ failure while storing removes what was written.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from jobs import ffmpeg, storage
 from jobs.enqueue import enqueue_job
-from jobs.models import ACTIVE, Job, SourceVideo, new_job_id
+from jobs.models import ACTIVE, MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
 from jobs.names import display_name, name_problem
 from jobs.upload_guard import oversize_uploads
 
@@ -27,11 +28,12 @@ ACCEPTED_FORMAT = "mov"  # the MP4/MOV demuxer: "mov" when forced (as the probe 
 
 
 class UploadError(Exception):
-    """Bad input; `status` is the HTTP status to answer with, `field` the input at fault."""
+    """Bad input; `status` is the HTTP status to answer with, `field` the input at fault and `file` the
+    name (as sent) of the one file at fault, if it is one file's."""
 
-    def __init__(self, message: str, status: int = 400, field: str = ""):
+    def __init__(self, message: str, status: int = 400, field: str = "", file: str = ""):
         super().__init__(message)
-        self.message, self.status, self.field = message, status, field
+        self.message, self.status, self.field, self.file = message, status, field, file
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,16 @@ def parse_variations(value) -> int:
     return number
 
 
+def parse_name(value) -> str:
+    """The job's optional name: spaces tidied; empty means "use the first video's name"."""
+    name = " ".join(str(value or "").split())
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        raise UploadError("name: control characters are not allowed", field="name")
+    if len(name) > MAX_JOB_NAME_LENGTH:
+        raise UploadError(f"name: at most {MAX_JOB_NAME_LENGTH} characters, not {len(name)}", field="name")
+    return name
+
+
 def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
     if not uploads:
         raise UploadError("no videos: send one or more files in the 'videos' field", field="videos")
@@ -66,17 +78,21 @@ def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
         raw = upload.name or ""
         problem = name_problem(raw)
         if problem:
-            raise UploadError(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos")
+            raise UploadError(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos", file=raw)
         name = display_name(raw, taken, len(checked))
-        if upload.size == 0:
-            raise UploadError(f"{name}: the file is empty", field="videos")
-        if upload.size > settings.MAX_UPLOAD_BYTES:
-            raise UploadError(
-                f"{name}: the file is {upload.size} bytes, over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
-                status=413,
-                field="videos",
-            )
-        checked.append(_Checked(upload, name, _probe(upload, name)))
+        try:
+            if upload.size == 0:
+                raise UploadError(f"{name}: the file is empty", field="videos")
+            if upload.size > settings.MAX_UPLOAD_BYTES:
+                raise UploadError(
+                    f"{name}: the file is {upload.size} bytes, over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
+                    status=413,
+                    field="videos",
+                )
+            checked.append(_Checked(upload, name, _probe(upload, name)))
+        except UploadError as exc:
+            exc.file = raw
+            raise
     return checked
 
 
@@ -123,11 +139,14 @@ def create_from_request(request) -> Job:
         request.user,
         request.FILES.getlist("videos"),
         request.POST.get("variations"),
+        name=request.POST.get("name"),
         oversize=oversize_uploads(request),
     )
 
 
-def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Sequence[str] = ()) -> Job:
+def create_job(
+    owner, uploads: Sequence[UploadedFile], variations, name: str | None = None, oversize: Sequence[str] = ()
+) -> Job:
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
 
     `oversize` names files the upload handler already dropped for their size.
@@ -137,8 +156,10 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
             f"{oversize[0]}: the file is over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
             status=413,
             field="videos",
+            file=oversize[0],
         )
     variations_per_video = parse_variations(variations)
+    name = parse_name(name)
     _check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
     needed = storage.estimated_job_bytes(sum(item.upload.size for item in checked), variations_per_video)
@@ -147,6 +168,7 @@ def create_job(owner, uploads: Sequence[UploadedFile], variations, oversize: Seq
     job = Job(
         id=new_job_id(),
         owner=owner,
+        name=name,
         variations_per_video=variations_per_video,
         enqueued_at=timezone.now(),
         reserved_bytes=needed,

@@ -11,4 +11,5 @@ urlpatterns = [
     path("jobs/<str:pk>/status/", views.job_status, name="jobs-status"),
     path("jobs/<str:pk>/card/", views.job_card, name="jobs-card"),
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="jobs-cancel"),
+    path("jobs/<str:pk>/download/", views.job_download, name="jobs-download"),
 ]

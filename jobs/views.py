@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import uploads
+from jobs import archive, uploads
 from jobs.cancel import cancel_job
 from jobs.models import Job
 from jobs.upload_guard import page_context
@@ -71,6 +71,21 @@ def job_card(request, pk: str):
     return render(request, "jobs/snippets/job_card.html", {"job": _get_job_for_user(request, pk)})
 
 
+@require_GET
+def job_download(request, pk: str):
+    """The ZIP for the pages' Download buttons: a logged-out browser is sent to the login page (the API's
+    own download answers 401 instead), and a job that is not downloadable goes back to its page."""
+    job = _get_job_for_user(request, pk)
+    if job.is_downloadable:
+        try:
+            return archive.zip_response(job)
+        except OSError:
+            messages.error(request, archive.UNAVAILABLE.capitalize() + ".")
+    else:
+        messages.info(request, "This job has no results to download" + (": they expired." if job.is_expired else "."))
+    return redirect("jobs-detail", pk=job.pk)
+
+
 @require_POST
 def job_cancel(request, pk: str):
     """Cancel without JavaScript; the pages' script calls the API's cancel instead."""
@@ -92,6 +107,7 @@ def upload(request):
     """The upload form. With JavaScript it posts to the API (for the progress bar); without, here."""
     context = page_context(request)
     context["variations"] = request.POST.get("variations", context["variations"])
+    context["name"] = request.POST.get("name", "")
     if request.method == "POST":
         try:
             job = uploads.create_from_request(request)

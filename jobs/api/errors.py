@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
 def _first_message(errors) -> str:
     if isinstance(errors, dict):
         for field, value in errors.items():
+            if field == api_settings.NON_FIELD_ERRORS_KEY:  # about the request as a whole: no field to name
+                return _first_message(value)
             return f"{field}: {_first_message(value)}"
     if isinstance(errors, list) and errors:
         return _first_message(errors[0])

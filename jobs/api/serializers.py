@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from jobs.models import Job, OutputFile, SourceVideo
+from jobs.models import MAX_JOB_NAME_LENGTH, Job, OutputFile, SourceVideo
 
 
 class OutputSerializer(serializers.ModelSerializer):
@@ -40,13 +41,24 @@ class JobSerializer(serializers.ModelSerializer):
     thumbnail_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField(help_text="The job's page in the web interface.")
-    sources = SourceSerializer(many=True)
+    title = serializers.CharField(read_only=True, help_text="The name, or the first video's name without one.")
+    queue_position = serializers.SerializerMethodField(
+        help_text="While queued: 1 when it is next to start, 2 when one job is ahead of it...; otherwise null."
+    )
+    seconds_left = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="While processing: an estimate, once there is enough to go on."
+    )
+    sources = SourceSerializer(many=True, read_only=True)
 
     class Meta:
         model = Job
         fields = [
             "id",
+            "name",
+            "title",
             "status",
+            "queue_position",
+            "seconds_left",
             "variations_per_video",
             "total_variations",
             "completed_variations",
@@ -62,6 +74,7 @@ class JobSerializer(serializers.ModelSerializer):
             "page_url",
             "sources",
         ]
+        read_only_fields = fields
 
     def _absolute(self, name: str, job: Job) -> str:
         url = reverse(name, args=[job.pk])
@@ -74,12 +87,36 @@ class JobSerializer(serializers.ModelSerializer):
     def get_download_url(self, job: Job) -> str | None:
         return self._absolute("api-jobs-download", job) if job.is_downloadable else None
 
+    def get_queue_position(self, job: Job) -> int | None:
+        return job.queue_position()
+
     def get_page_url(self, job: Job) -> str:
         return self._absolute("jobs-detail", job)
 
 
-class JobCreateSerializer(serializers.Serializer):
-    """Documents the multipart body for the schema; validation lives in jobs.uploads."""
+class MultipleFileField(serializers.ListField):
+    """A list of files, shown in the browsable API as one <input type="file" multiple>."""
 
-    videos = serializers.ListField(child=serializers.FileField(), help_text="1..MAX_FILES MP4/MOV files")
-    variations = serializers.IntegerField(required=False, min_value=1, help_text="1..MAX_VARIATIONS, default 5")
+    def __init__(self, **kwargs):
+        kwargs.setdefault("child", serializers.FileField())
+        kwargs.setdefault("style", {"template": "rest_framework/inputs/multiple_files.html"})
+        super().__init__(**kwargs)
+
+
+class JobCreateSerializer(serializers.Serializer):
+    """The create form (schema and browsable API). Validation lives in jobs.uploads, shared with the upload page."""
+
+    videos = MultipleFileField(help_text="1..MAX_FILES MP4 or MOV files; one unusable file refuses the whole job.")
+    variations = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=settings.MAX_VARIATIONS,
+        initial=settings.DEFAULT_VARIATIONS,
+        help_text="Variations per video, 1..MAX_VARIATIONS (default DEFAULT_VARIATIONS).",
+    )
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_JOB_NAME_LENGTH,
+        help_text="Optional; without one the job is called after its first video. Also the ZIP's file name.",
+    )

@@ -1,17 +1,33 @@
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import HealthView, JobViewSet, TokenView
+from jobs.api.views import ApiRootView, HealthView, JobViewSet, SchemaView, TokenView
 
-router = DefaultRouter()
+
+class Router(DefaultRouter):
+    """The API root lists the endpoints that are not viewsets too."""
+
+    APIRootView = ApiRootView
+    EXTRA_ROOT_LINKS = {"token": "api-token", "health": "api-health", "schema": "api-schema", "docs": "api-docs"}
+
+    def get_api_root_view(self, api_urls=None):
+        api_root_dict = {prefix: self.routes[0].name.format(basename=basename) for prefix, _, basename in self.registry}
+        return self.APIRootView.as_view(api_root_dict={**api_root_dict, **self.EXTRA_ROOT_LINKS})
+
+
+router = Router()
 router.register("jobs", JobViewSet, basename="api-jobs")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("health/", HealthView.as_view(), name="api-health"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    # Swagger UI from drf-spectacular-sidecar's local files; its start-up script is a separate file (our CSP
+    # allows no inline script). A page: a browser without a session goes to the login page.
+    path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("", include(router.urls)),
 ]

@@ -4,14 +4,16 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import mixins, routers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
@@ -45,9 +47,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             .order_by("-created_at")
         )
 
+    def get_serializer_class(self):
+        # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
+        return JobCreateSerializer if self.action == "create" else JobSerializer
+
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
         job = self.get_queryset().get(pk=job.pk)
-        return Response(self.get_serializer(job).data, status=status_code)
+        return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
     def create(self, request, *args, **kwargs):
@@ -55,7 +61,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         try:
             job = uploads.create_from_request(request)
         except uploads.UploadError as exc:
-            return _error(exc.message, exc.status, field=exc.field)
+            return _error(exc.message, exc.status, field=exc.field, **({"file": exc.file} if exc.file else {}))
         return self._serialized(job, status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None})
@@ -104,15 +110,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             reason = "is not finished yet" if not job.is_terminal else "has no finished variations"
             return _error(f"this job {reason} (status: {job.status})", status.HTTP_409_CONFLICT, status=job.status)
         try:
-            stream = archive.job_zip(job)
+            return archive.zip_response(job)
         except OSError:
-            logger.exception("job %s: the ZIP could not be prepared", job.pk)
-            return _error("the download cannot start right now; try again in a minute", 503)
-        response = StreamingHttpResponse(stream, content_type="application/zip")
-        response["Content-Length"] = str(len(stream))
-        response["Content-Disposition"] = f'attachment; filename="videojobs-{job.pk[:8]}.zip"'
-        response["Cache-Control"] = "private, no-store"
-        return response
+            return _error(archive.UNAVAILABLE, 503)
 
     @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
     @action(detail=True, methods=["get"], url_name="thumbnail")
@@ -124,6 +124,25 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         response = FileResponse(path.open("rb"), content_type="image/webp")
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+class ApiRootView(routers.APIRootView):
+    """Upload MP4 or MOV videos and get many slightly different variations of each, made by FFmpeg in the
+    background; download them as one ZIP.
+
+    Start at `jobs`: POST creates a job (the form below the list, or multipart `videos`, `variations` and an
+    optional `name`); GET lists yours. `docs` is the interactive reference; `schema` the OpenAPI document.
+    Scripts log in with a token from `token` and send `Authorization: Token <key>`.
+    """
+
+    def get_view_name(self) -> str:
+        return "videojobs API"
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document: YAML or JSON for tools, and a page for a browser (instead of a download)."""
+
+    renderer_classes = [*SpectacularAPIView.renderer_classes, BrowsableAPIRenderer]
 
 
 class HealthView(APIView):
@@ -172,8 +191,10 @@ class TokenView(ObtainAuthToken):
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)
-        except ValidationError:
+        except ValidationError as exc:
             if getattr(request, "axes_locked_out", False):
                 minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
                 return _error(f"too many failed logins: try again in {minutes} minutes", 429)
+            if "authorization" in str(exc.get_codes()):  # both fields sent, and they do not match a user
+                return _error("Unable to log in with the given username and password.", 400)
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from jobs.models import Job, Status
 
@@ -28,3 +29,34 @@ def expiry(when) -> str:
         return "expired"
     hours, minutes = divmod(seconds // 60, 60)
     return f"expires in {hours} h {minutes} min" if hours else f"expires in {max(minutes, 1)} min"
+
+
+@register.filter
+def ago(when) -> str:
+    """'just now' for the first minute, then Django's '5 minutes ago', '2 hours, 3 minutes ago'."""
+    if (timezone.now() - when).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(when)} ago"
+
+
+@register.filter
+def queue_text(job: Job) -> str:
+    """Where a queued job stands: 'next in line, waiting for a worker' or '3rd in the queue (2 jobs ahead)'."""
+    position = job.queue_position()
+    if position is None:
+        return ""
+    if position == 1:
+        return "Next in line, waiting for a worker"
+    ahead = position - 1
+    return f"Number {position} in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead)"
+
+
+@register.filter
+def time_left(seconds: int | None) -> str:
+    """'about 3 min left', 'about 1 h 10 min left', 'less than a minute left'; '' without an estimate."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "less than a minute left"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min left" if hours else f"about {minutes} min left"

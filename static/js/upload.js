@@ -1,5 +1,6 @@
 /* Upload page: drag-and-drop or picker, a list of chosen files with remove buttons, checks in the
-   page (type, size, count), an upload progress bar, and the server's message next to the form. */
+   page (type, size, count, the same file twice), an upload progress bar that can be cancelled, and
+   the server's refusal next to the form, with the refused file marked in the list. */
 (function () {
   "use strict";
   const vj = window.videojobs;
@@ -12,10 +13,14 @@
   const progress = document.getElementById("upload-progress");
   const percent = document.getElementById("upload-percent");
   const button = document.getElementById("upload-button");
+  const cancelButton = document.getElementById("upload-cancel");
   const maxFiles = parseInt(form.dataset.maxFiles, 10);
   const maxBytes = parseInt(form.dataset.maxBytes, 10);
-  const ACCEPTED = /\.(mp4|mov)$/i;
+  const ACCEPTED_NAME = /\.(mp4|mov)$/i;
+  const ACCEPTED_TYPES = ["", "video/mp4", "video/quicktime"]; // "": the browser does not know
   let chosen = [];
+  let refused = null; // {name, message}: the file the server refused, until the files change
+  let request = null; // the upload under way
 
   function formatSize(bytes) {
     const units = ["bytes", "KB", "MB", "GB"];
@@ -30,6 +35,10 @@
     errorElement.hidden = !message;
   }
 
+  function sameFile(a, b) {
+    return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
+  }
+
   function render() {
     list.replaceChildren();
     chosen.forEach(function (file, index) {
@@ -42,29 +51,46 @@
       size.textContent = formatSize(file.size);
       const remove = document.createElement("button");
       remove.type = "button";
-      remove.className = "button small";
+      remove.className = "button small remove";
       remove.textContent = "Remove";
+      remove.disabled = request !== null;
       remove.setAttribute("aria-label", "Remove " + file.name);
       remove.addEventListener("click", function () {
         chosen.splice(index, 1);
-        render();
+        changed();
       });
       item.append(name, size, remove);
+      if (refused && refused.name === file.name) {
+        item.classList.add("refused");
+        const why = document.createElement("span");
+        why.className = "error refused-reason";
+        why.textContent = "Refused by the server: " + refused.message;
+        item.append(why);
+      }
       list.append(item);
     });
   }
 
+  /* The files changed: an earlier refusal by the server no longer applies. */
+  function changed(message) {
+    refused = null;
+    showError(message || "");
+    render();
+  }
+
   function add(files) {
-    const refused = [];
+    const problems = [];
     Array.from(files).forEach(function (file) {
-      if (!ACCEPTED.test(file.name)) refused.push(file.name + ": only MP4 and MOV files are accepted");
-      else if (file.size === 0) refused.push(file.name + ": the file is empty");
-      else if (file.size > maxBytes) refused.push(file.name + ": larger than the limit of " + formatSize(maxBytes));
-      else if (chosen.length >= maxFiles) refused.push(file.name + ": at most " + maxFiles + " files per job");
+      if (!ACCEPTED_NAME.test(file.name) || ACCEPTED_TYPES.indexOf(file.type) === -1) {
+        problems.push(file.name + ": only MP4 and MOV files are accepted");
+      } else if (file.size === 0) problems.push(file.name + ": the file is empty");
+      else if (file.size > maxBytes) problems.push(file.name + ": larger than the limit of " + formatSize(maxBytes));
+      else if (chosen.some(function (other) { return sameFile(other, file); })) {
+        problems.push(file.name + ": this file is already in the list");
+      } else if (chosen.length >= maxFiles) problems.push(file.name + ": at most " + maxFiles + " files per job");
       else chosen.push(file);
     });
-    showError(refused.join("\n"));
-    render();
+    changed(problems.join("\n"));
   }
 
   input.addEventListener("change", function () {
@@ -75,7 +101,7 @@
   ["dragenter", "dragover"].forEach(function (type) {
     dropzone.addEventListener(type, function (event) {
       event.preventDefault();
-      dropzone.classList.add("dragging");
+      if (request === null) dropzone.classList.add("dragging");
     });
   });
   ["dragleave", "dragend", "drop"].forEach(function (type) {
@@ -85,49 +111,75 @@
     });
   });
   dropzone.addEventListener("drop", function (event) {
-    if (event.dataTransfer && event.dataTransfer.files) add(event.dataTransfer.files);
+    if (request === null && event.dataTransfer && event.dataTransfer.files) add(event.dataTransfer.files);
   });
 
-  function finish(message) {
-    showError(message);
-    button.disabled = false;
-    progressWrap.hidden = true;
+  /* While an upload runs only "Cancel upload" acts; leaving the page asks first. */
+  function setUploading(uploading) {
+    form.querySelectorAll("input, button[type=submit]").forEach(function (control) { control.disabled = uploading; });
+    dropzone.classList.toggle("disabled", uploading);
+    cancelButton.hidden = !uploading;
+    progressWrap.hidden = !uploading;
+    render();
   }
+
+  function confirmLeaving(event) {
+    event.preventDefault();
+    event.returnValue = ""; // older browsers need it to ask
+  }
+
+  function finish(message) {
+    request = null;
+    window.removeEventListener("beforeunload", confirmLeaving);
+    setUploading(false);
+    showError(message);
+  }
+
+  cancelButton.addEventListener("click", function () {
+    if (request) request.abort();
+  });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    if (request !== null) return;
     if (!chosen.length) { showError("Choose at least one MP4 or MOV file."); return; }
     const data = new FormData();
     chosen.forEach(function (file) { data.append("videos", file, file.name); });
     data.append("variations", document.getElementById("id_variations").value);
+    data.append("name", document.getElementById("id_name").value);
 
-    const request = new XMLHttpRequest();
-    request.open("POST", form.dataset.apiUrl);
-    request.setRequestHeader("X-CSRFToken", vj.csrfToken());
-    request.setRequestHeader("Accept", "application/json");
-    request.upload.addEventListener("progress", function (e) {
+    request = new XMLHttpRequest();
+    const sent = request;
+    sent.open("POST", form.dataset.apiUrl);
+    sent.setRequestHeader("X-CSRFToken", vj.csrfToken());
+    sent.setRequestHeader("Accept", "application/json");
+    sent.upload.addEventListener("progress", function (e) {
       if (!e.lengthComputable) return;
       const value = Math.round((100 * e.loaded) / e.total);
       progress.value = value;
       percent.textContent = value + "%";
     });
-    request.addEventListener("load", function () {
+    sent.addEventListener("load", function () {
       let body = {};
-      try { body = JSON.parse(request.responseText); } catch (err) { body = {}; }
-      if (request.status === 201 && body.id) {
+      try { body = JSON.parse(sent.responseText); } catch (err) { body = {}; }
+      if (sent.status === 201 && body.id) {
         percent.textContent = "100%";
+        window.removeEventListener("beforeunload", confirmLeaving);
         window.location.assign(new URL(body.page_url).pathname); // same origin, whatever host the API saw
         return;
       }
-      finish(body.detail || "The upload failed (the server answered " + request.status + ").");
+      if (body.file) refused = { name: body.file, message: body.detail || "" };
+      finish(body.detail || "The upload failed (the server answered " + sent.status + ").");
     });
-    request.addEventListener("error", function () { finish("The upload failed: the server could not be reached."); });
+    sent.addEventListener("error", function () { finish("The upload failed: the server could not be reached."); });
+    sent.addEventListener("abort", function () { finish("Upload cancelled: nothing was sent to the queue."); });
 
+    refused = null;
     showError("");
-    button.disabled = true;
     progress.value = 0;
     percent.textContent = "0%";
-    progressWrap.hidden = false;
-    request.send(data);
+    setUploading(true);
+    window.addEventListener("beforeunload", confirmLeaving);
+    sent.send(data);
   });
 })();

@@ -1,0 +1,97 @@
+"""`manage.py runworker`: the django-q2 cluster (`qcluster`), stopped quickly and in order.
+
+Two things go wrong when a process manager stops `qcluster` itself:
+- honcho (what `make run` uses) signals the whole process group. The SIGTERM
+  also reaches django-q2's sentinel, which leaves SIGTERM at its default
+  action: it dies mid-stop and the main process waits for it until honcho's
+  SIGKILL, 5 s later.
+- A SIGTERM to the main process alone stops the cluster in order, but
+  django-q2 then waits, without limit, for every running job to finish.
+
+So the cluster runs here in a session of its own, and a SIGTERM, SIGINT or
+SIGHUP to this command becomes a SIGTERM to the cluster's main process and to
+each worker that is running a job (those, and only those, catch SIGTERM:
+jobs.tasks hands the job back to the queue, stops FFmpeg and exits). Workers
+that start a job while the cluster stops are signalled too. If this command is
+killed outright, the kernel sends the cluster SIGTERM (`setpriv --pdeathsig`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+
+import psutil
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger(__name__)
+
+SCAN_SECONDS = 0.1  # while stopping: how often to look for workers that started a job
+
+
+def cluster_command() -> list[str]:
+    command = [sys.executable, "-m", "django", "qcluster"]  # DJANGO_SETTINGS_MODULE is inherited
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (Linux: the SigCgt mask in /proc/<pid>/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
+
+
+class Command(BaseCommand):
+    help = "Run the worker cluster (qcluster); a stop signal stops it at once, handing running jobs back."
+
+    def handle(self, *args, **options):
+        cluster = subprocess.Popen(cluster_command(), start_new_session=True)
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, stop)
+        signalled: set[int] = set()
+        while True:
+            try:
+                returncode = cluster.wait(timeout=SCAN_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping:
+                self._signal_stop(cluster.pid, signalled)
+        if returncode:
+            sys.exit(returncode if returncode > 0 else 128 - returncode)
+
+    def _signal_stop(self, main_pid: int, signalled: set[int]) -> None:
+        """SIGTERM the main process once, then every process of the cluster that catches SIGTERM (workers
+        running a job), each once."""
+        try:
+            processes = [psutil.Process(main_pid), *psutil.Process(main_pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            if process.pid in signalled or not (process.pid == main_pid or catches_sigterm(process.pid)):
+                continue
+            signalled.add(process.pid)
+            try:
+                process.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                continue
+            logger.info(
+                "runworker: sent SIGTERM to %s process %s",
+                "cluster" if process.pid == main_pid else "worker",
+                process.pid,
+            )
