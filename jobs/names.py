@@ -80,7 +80,12 @@ FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*')
 def zip_file_name(title: str) -> str:
     """The download's file name: the job's title made safe on every desktop system, with ".zip"."""
     cleaned = "".join(
-        "_" if ch in FORBIDDEN_IN_FILE_NAMES or unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in title
+        " "
+        if ch.isspace()
+        else "_"
+        if ch in FORBIDDEN_IN_FILE_NAMES or unicodedata.category(ch) in ("Cc", "Cf")
+        else ch
+        for ch in title
     )
     stem = " ".join(cleaned.split()).strip(". ")[:100].rstrip(". ")
     return f"{stem or 'videojobs'}.zip"

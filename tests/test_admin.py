@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
+from django.template.defaultfilters import filesizeformat
 from model_bakery import baker
 
 from jobs import storage
-from jobs.models import Job, Status
+from jobs.models import Job, Status, WorkerBeat
 
 
 def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, user, post_job):
@@ -54,22 +56,54 @@ def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_clie
     assert "Storage used by job files: <strong>2.9\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
 
 
-def test_delete_selected_asks_first_then_cancels_and_removes_files(admin_client, make_job):
-    finished = make_job(outputs=1)
+def test_delete_with_files_asks_first_then_cancels_removes_files_and_logs(admin_client, make_job):
+    finished = make_job(outputs=2, size=1000)
     running = make_job(status=Status.PROCESSING, outputs=0)
-    selected = {"action": "delete_selected", "_selected_action": [finished.pk, running.pk]}
+    selected = {"action": "delete_with_files", "_selected_action": [finished.pk, running.pk]}
     confirm = admin_client.post("/admin/jobs/job/", selected)
-    assert "Are you sure" in confirm.content.decode() and Job.objects.count() == 2  # Django's confirmation page
-    response = admin_client.post("/admin/jobs/job/", {**selected, "post": "yes"}, follow=True)
-    assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Successfully deleted 2 jobs."
+    page = confirm.content.decode()
+    assert confirm.status_code == 200 and Job.objects.count() == 2  # nothing deleted yet
+    assert "Delete these jobs and their files?" in page
+    assert page.count("cancelled first") == 2  # the running job is marked, and so is the warning
+    freed = storage.job_bytes(finished) + storage.job_bytes(running)
+    assert f'<strong id="bytes-freed">{filesizeformat(freed)}</strong>' in page
+    response = admin_client.post("/admin/jobs/job/", {**selected, "confirmed": "yes"}, follow=True)
+    assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Deleted 2 job(s) and their files."
     assert not Job.objects.exists()
     assert not storage.job_folder(finished.pk).exists() and not storage.job_folder(running.pk).exists()
+    logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
+    assert sorted(logged) == sorted([finished.pk, running.pk])  # in Recent actions
 
 
-def test_the_admin_offers_cancel_and_djangos_own_delete(admin_client, user):
+def test_the_admin_offers_cancel_and_delete_with_files_only(admin_client, user):
     baker.make(Job, owner=user, variations_per_video=1)
     content = admin_client.get("/admin/jobs/job/").content.decode()
-    assert 'value="delete_selected"' in content and 'value="cancel_selected"' in content
+    assert 'value="delete_with_files"' in content and 'value="cancel_selected"' in content
+    assert 'value="delete_selected"' not in content  # Django's own, which would not say what it frees
+
+
+def test_a_job_page_offers_no_save_and_no_add_rows(admin_client, make_job):
+    job = make_job(outputs=1)
+    content = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert 'name="_save"' not in content and 'name="_continue"' not in content and 'name="_addanother"' not in content
+    for inline in ("sources", "outputs"):  # admin's inlines.js offers "Add another" only below the maximum
+        assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in content
+    assert f"/admin/jobs/job/{job.pk}/delete/" in content  # deleting stays possible
+
+
+def test_worker_beats_cannot_be_added_or_edited(admin_client, db):
+    WorkerBeat.record()
+    assert admin_client.get("/admin/jobs/workerbeat/add/").status_code == 403
+    assert 'class="addlink" aria-describedby="jobs-workerbeat"' not in admin_client.get("/admin/").content.decode()
+
+
+def test_jobs_are_listed_by_name_and_owner(admin_client, make_job, user):
+    named = make_job(outputs=1, name="Spring sale")
+    unnamed = make_job(outputs=1)
+    content = admin_client.get("/admin/jobs/job/").content.decode()
+    assert "Spring sale" in content and unnamed.sources.first().original_name in content
+    assert user.username in content
+    assert f">{named.pk}<" not in content  # no bare 32-hex ids as labels
 
 
 def test_deleting_one_job_from_its_page_removes_its_files(admin_client, make_job):
@@ -84,4 +118,4 @@ def test_the_cancel_action_needs_the_change_permission(client, db):
     viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
     client.force_login(viewer)
     content = client.get("/admin/jobs/job/").content.decode()
-    assert 'value="cancel_selected"' not in content and 'value="delete_selected"' not in content
+    assert 'value="cancel_selected"' not in content and 'value="delete_with_files"' not in content

@@ -31,6 +31,9 @@ def test_entries_per_source_folder_uncompressed_with_a_manifest(post_job):
     output = job.outputs.get(source__position=0, variation_index=1)
     assert by_file["promo/promo_v02.mp4"]["effects"] == output.effects
     assert by_file["promo/promo_v02.mp4"]["source"] == "promo.mov"
+    # Numbered as the file names are (_v02 is variation 2), with the API's 0-based index beside it.
+    assert by_file["promo/promo_v02.mp4"]["variation"] == 2
+    assert by_file["promo/promo_v02.mp4"]["variation_index"] == 1
     assert zipped.read("promo/promo_v02.mp4") == storage.output_path(output).read_bytes()
 
 

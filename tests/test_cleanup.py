@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -338,3 +339,15 @@ def test_a_job_deleted_while_the_sweep_looks_at_it_does_not_stop_the_pass(make_j
 
     monkeypatch.setattr(os, "scandir", scandir)
     cleanup.sweep(cleanup._Pass(timezone.now(), dry_run=False))  # no FileNotFoundError
+
+
+def test_the_command_prints_its_summary_once_with_the_bytes_of_the_orphans(make_job, jobs_dir, caplog):
+    caplog.set_level("INFO", logger="jobs.cleanup")
+    job = make_job(status=Status.COMPLETED)
+    stray = storage.outputs_dir(job.pk) / "s00_v09.mp4.part"
+    stray.write_bytes(b"p" * 1234)
+    out = _call("cleanup")
+    assert out.count("orphans removed: 1 (1234 bytes)") == 1
+    assert f"remove orphan {stray} (no row owns it, 1234 bytes)" in out
+    assert not [r for r in caplog.records if r.levelname == "INFO"]  # the command's output says it; no echo
+    assert cleanup.logger.level == logging.INFO  # and the pass logs as before afterwards

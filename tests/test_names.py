@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.names import MAX_NAME_LENGTH, display_name, name_problem, stem_of, zip_folders
+from jobs.names import MAX_NAME_LENGTH, display_name, name_problem, stem_of, zip_file_name, zip_folders
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,19 @@ def test_zip_folders_are_unique_whatever_names_it_is_given():
         "VIDEO1 (3)",
         "video4",
     ]
+
+
+@pytest.mark.parametrize(
+    ("title", "file_name"),
+    [
+        ("Spring sale", "Spring sale.zip"),
+        ('a/b\\c:d*e?f"g<h>i|j', "a_b_c_d_e_f_g_h_i_j.zip"),
+        ("  ..hidden.  ", "hidden.zip"),
+        ("tab\tand\nnewline", "tab and newline.zip"),
+        ("...", "videojobs.zip"),
+        ("Été 2026 — promo", "Été 2026 — promo.zip"),
+        ("x" * 300, "x" * 100 + ".zip"),
+    ],
+)
+def test_zip_file_names_are_safe_on_every_desktop(title, file_name):
+    assert zip_file_name(title) == file_name

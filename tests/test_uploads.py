@@ -217,3 +217,29 @@ def test_a_playlist_dressed_as_mp4_is_not_followed(api, tmp_path, refused, nothi
     """The probe reads only the MOV demuxer from the file itself: no HLS, no other file it points at."""
     playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n"
     refused(_post(api, [SimpleUploadedFile("list.mp4", playlist)]), 400, "not a usable video", "MP4 or MOV")
+
+
+def test_a_job_can_have_a_name_tidied_of_extra_spaces(api, upload):
+    response = _post(api, [upload("a.mp4")], name="  Spring   sale ")
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "Spring sale" and response.json()["title"] == "Spring sale"
+    assert Job.objects.get().name == "Spring sale"
+
+
+def test_without_a_name_the_job_is_called_after_its_first_video(api, upload):
+    body = _post(api, [upload("first.mp4"), upload("second.mp4")]).json()
+    assert body["name"] == "" and body["title"] == "first.mp4"
+
+
+@pytest.mark.parametrize(("name", "shown"), [("x" * 101, "at most 100 characters"), ("bad\x00name", "control")])
+def test_a_name_too_long_or_with_control_characters_is_refused(refused, api, upload, name, shown, nothing_left):
+    response = _post(api, [upload("a.mp4")], name=name)
+    refused(response, 400, "name", shown)
+    assert response.json()["field"] == "name"
+
+
+def test_the_refusal_names_the_file_at_fault_as_it_was_sent(refused, api, upload, nothing_left):
+    fake = SimpleUploadedFile("notes  draft.mp4", b"just some text\n" * 50, content_type="video/mp4")
+    response = _post(api, [upload("good.mp4"), fake])
+    refused(response, 400, "not a usable video")
+    assert response.json()["file"] == "notes  draft.mp4"  # the browser's own name, to mark it in its list

@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.template.loader import render_to_string
+from django.utils import timezone
 from model_bakery import baker
 
 from jobs import uploads
-from jobs.models import Job, Status
+from jobs.models import Job, SourceVideo, Status
 
 PAGES = ["/", "/upload/"]
 JOB_PAGES = ["/jobs/{pk}/", "/jobs/{pk}/status/", "/jobs/{pk}/card/"]
@@ -115,7 +117,7 @@ def test_download_button_only_once_the_job_is_finished(logged_in, make_job):
     assert b'id="download"' not in logged_in.get(f"/jobs/{running.pk}/status/").content
     done = make_job(status=Status.COMPLETED, outputs=1)
     content = logged_in.get(f"/jobs/{done.pk}/status/").content
-    assert f'id="download" href="/api/jobs/{done.pk}/download/"'.encode() in content
+    assert f'id="download" href="/jobs/{done.pk}/download/"'.encode() in content
     assert b"Partial results available" not in content
 
 
@@ -123,8 +125,8 @@ def test_finished_cards_offer_the_zip(logged_in, make_job):
     done = make_job(status=Status.COMPLETED, outputs=1)
     running = make_job(status=Status.PROCESSING, outputs=1)
     content = logged_in.get("/").content.decode()
-    assert f'href="/api/jobs/{done.pk}/download/"' in content
-    assert f'href="/api/jobs/{running.pk}/download/"' not in content
+    assert f'href="/jobs/{done.pk}/download/"' in content
+    assert f'href="/jobs/{running.pk}/download/"' not in content
 
 
 def test_the_upload_page_states_the_limits_and_the_retention_from_settings(logged_in, settings):
@@ -170,3 +172,111 @@ def test_staff_without_the_change_permission_cannot_cancel_from_the_page(client,
     client.force_login(staff)
     assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 403
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/jobs/{pk}/", "/jobs/{pk}/status/", "/api/jobs/", "/login/"])
+def test_pages_and_api_answers_are_not_stored_by_the_browser(logged_in, job, path):
+    """Back after a logout must not show a job from the browser's cache."""
+    client = logged_in
+    if path == "/login/":
+        client.logout()
+    cache_control = client.get(path.format(pk=job.pk))["Cache-Control"]
+    assert "no-store" in cache_control and "private" in cache_control
+
+
+def test_get_logout_asks_first_and_post_logs_out(logged_in):
+    page = logged_in.get("/logout/")
+    assert page.status_code == 200 and b"Log out?" in page.content and b'id="logout-button"' in page.content
+    assert logged_in.get("/").status_code == 200  # still logged in
+    assert logged_in.post("/logout/")["Location"] == "/login/"
+    assert logged_in.get("/").status_code == 302
+
+
+def test_the_login_page_sends_a_logged_in_user_to_the_jobs(logged_in):
+    assert logged_in.get("/login/")["Location"] == "/"
+
+
+def test_a_failed_login_keeps_the_username(client, user):
+    page = client.post("/login/", {"username": user.username, "password": "wrong"}).content.decode()
+    assert "didn't match" in page and f'value="{user.username}"' in page
+
+
+@pytest.mark.parametrize("path", ["/no-such-page/", "/jobs/0123456789abcdef/"])
+def test_a_missing_page_is_shown_in_the_sites_layout(logged_in, path, settings):
+    settings.DEBUG = False
+    response = logged_in.get(path)
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Page not found" in page and 'class="topbar"' in page and "/static/css/app.css" in page
+
+
+def test_the_server_error_page_needs_no_request(db):
+    page = render_to_string("500.html")  # Django renders it without a request or context
+    assert "Something went wrong" in page and 'class="topbar"' in page
+
+
+def test_a_favicon_for_every_page(logged_in, client):
+    assert 'rel="icon" href="/static/favicon.svg"' in logged_in.get("/").content.decode()
+    client.logout()
+    assert client.get("/favicon.ico")["Location"] == "/static/favicon.svg"  # also without a login
+
+
+def test_a_new_job_was_created_just_now(logged_in, make_job):
+    job = make_job(status=Status.QUEUED, outputs=0)
+    assert "created <time" in logged_in.get("/").content.decode()
+    assert ">just now</time>" in logged_in.get(f"/jobs/{job.pk}/card/").content.decode()
+    with time_machine.travel(timezone.now() + timedelta(minutes=5, seconds=2), tick=False):
+        assert ">5\xa0minutes ago</time>" in logged_in.get(f"/jobs/{job.pk}/card/").content.decode()
+
+
+def test_a_queued_job_says_where_it_stands(logged_in, make_job, other_user):
+    first = make_job(status=Status.QUEUED, outputs=0, owner=other_user, enqueued_at=timezone.now())
+    mine = make_job(status=Status.QUEUED, outputs=0, enqueued_at=timezone.now() + timedelta(seconds=1))
+    assert "Number 2 in the queue (1 job ahead)" in logged_in.get(f"/jobs/{mine.pk}/status/").content.decode()
+    Job.objects.filter(pk=first.pk).update(status=Status.PROCESSING)
+    card = logged_in.get(f"/jobs/{mine.pk}/card/").content.decode()
+    assert "Next in line, waiting for a worker" in card
+
+
+def test_a_processing_job_shows_its_percentage_and_time_left(logged_in, make_job):
+    start = timezone.now()
+    job = make_job(status=Status.PROCESSING, outputs=0, started_at=start)
+    SourceVideo.objects.filter(job=job).update(progress=25)
+    with time_machine.travel(start + timedelta(seconds=60), tick=False):
+        page = logged_in.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert "0 of 1 variations done · 25%" in page and "1 of 1 variations · 25%" not in page
+    assert "About 3 min left" in page  # 25 % in 60 s: 75 % more takes about 180 s
+
+
+def test_the_title_is_the_jobs_name_or_its_first_videos(logged_in, make_job):
+    named = make_job(name="Spring sale")
+    page = logged_in.get(f"/jobs/{named.pk}/").content.decode()
+    assert "<title>Spring sale · videojobs</title>" in page and '<h1 id="job-title">Spring sale</h1>' in page
+    assert ">Spring sale</a></h2>" in logged_in.get("/").content.decode()
+    unnamed = make_job()
+    assert "<title>a.mp4 · videojobs</title>" in logged_in.get(f"/jobs/{unnamed.pk}/").content.decode()
+
+
+def test_the_pages_download_link_sends_a_logged_out_browser_to_the_login_page(client, user, make_job):
+    job = make_job(status=Status.COMPLETED, outputs=1)
+    assert client.get(f"/jobs/{job.pk}/download/")["Location"] == f"/login/?next=/jobs/{job.pk}/download/"
+    client.force_login(user)
+    response = client.get(f"/jobs/{job.pk}/download/")
+    assert response["Content-Type"] == "application/zip" and response["Content-Disposition"].endswith('"a.zip"')
+
+
+def test_the_pages_download_of_an_unfinished_job_goes_back_to_its_page(logged_in, make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    response = logged_in.get(f"/jobs/{job.pk}/download/", follow=True)
+    assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "This job has no results to download." in response.content.decode()
+
+
+def test_the_upload_page_says_one_bad_file_refuses_the_whole_job_and_takes_a_name(logged_in):
+    page = logged_in.get("/upload/").content.decode()
+    assert "it refuses the whole upload and keeps nothing" in page and 'name="name"' in page
+
+
+def test_upload_without_javascript_keeps_the_name_on_a_refusal(logged_in):
+    response = logged_in.post("/upload/", {"variations": "2", "name": "Kept"})
+    assert response.status_code == 400 and 'value="Kept"' in response.content.decode()

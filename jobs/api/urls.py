@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import ApiRootView, HealthView, JobViewSet, SchemaView, TokenView
+from jobs.api.views import ApiRootView, DocsView, HealthView, JobViewSet, SchemaView, TokenView
 
 
 class Router(DefaultRouter):
@@ -26,8 +25,7 @@ urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("health/", HealthView.as_view(), name="api-health"),
     path("schema/", SchemaView.as_view(), name="api-schema"),
-    # Swagger UI from drf-spectacular-sidecar's local files; its start-up script is a separate file (our CSP
-    # allows no inline script). A page: a browser without a session goes to the login page.
-    path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
+    # A page: a browser without a session goes to the login page.
+    path("docs/", login_required(DocsView.as_view()), name="api-docs"),
     path("", include(router.urls)),
 ]

@@ -7,7 +7,7 @@ from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import mixins, routers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
@@ -143,6 +143,14 @@ class SchemaView(SpectacularAPIView):
     """The OpenAPI document: YAML or JSON for tools, and a page for a browser (instead of a download)."""
 
     renderer_classes = [*SpectacularAPIView.renderer_classes, BrowsableAPIRenderer]
+
+
+class DocsView(SpectacularSwaggerSplitView):
+    """Swagger UI from drf-spectacular-sidecar's local files (no CDN). Its start-up script is a separate file
+    (our CSP allows no inline script). GET only: its HTML renderer has no page for OPTIONS."""
+
+    http_method_names = ["get", "head"]
+    url_name = "api-schema"
 
 
 class HealthView(APIView):
