@@ -90,7 +90,7 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Job {self.id} ({self.status})"
+        return f"{self.title} ({self.status})"
 
     def save(self, *args, **kwargs):
         if self.expires_at is None:

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.contrib.auth.models import User
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from jobs import processor
+from jobs import processor, storage
 from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, Status
 from jobs.templatetags.jobs_extras import expiry
@@ -353,18 +355,28 @@ def test_the_page_counts_down_in_the_servers_own_words(logged_in, live_server, p
         assert browser.execute_script(COUNTDOWN_IN, seconds) == expiry(now + timedelta(seconds=seconds)), seconds
 
 
-def test_a_page_whose_session_ended_says_so_and_stops_polling(logged_in, live_server, password_user, post_job):
+def test_logging_out_in_another_tab_makes_the_polling_page_say_so_and_stop(
+    logged_in, live_server, password_user, post_job
+):
     browser = logged_in
     job = post_job(["queued.mp4"], owner=password_user, variations=1)  # no worker: it stays queued
     browser.get(f"{live_server.url}/jobs/{job.pk}/")
-    browser.delete_cookie("sessionid")  # logged out elsewhere, or the session expired
-    browser.execute_script("window.videojobs.testHooks.detailPoller.now();")
+    polling_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(f"{live_server.url}/logout/")  # typed into the address bar: the page asks first
+    assert text_of(browser, "h1") == "Log out?"
+    browser.find_element(By.ID, "logout-button").click()
+    wait(browser, 15).until(EC.url_to_be(f"{live_server.url}/login/"))
+    browser.close()
+    browser.switch_to.window(polling_tab)
+    browser.execute_script("window.videojobs.testHooks.detailPoller.now();")  # the next poll, without waiting
     wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "gone-notice"), "You have been logged out."))
     link = browser.find_element(By.CSS_SELECTOR, "#gone-notice a")
     assert link.get_attribute("href") == f"{live_server.url}/login/?next=%2Fjobs%2F{job.pk}%2F"
     assert text_of(browser, "#job-badge") == "Queued"  # the job card is still there, not a login form
     assert not browser.find_element(By.CSS_SELECTOR, ".topbar nav").is_displayed()  # no "Log out" that lies
     assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
+    screenshot(browser, "logged-out")
 
 
 def test_a_page_whose_job_was_deleted_says_so_and_stops_polling(logged_in, live_server, password_user, post_job):
@@ -376,3 +388,181 @@ def test_a_page_whose_job_was_deleted_says_so_and_stops_polling(logged_in, live_
     wait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "gone-notice"), "This job no longer exists"))
     assert browser.find_element(By.CSS_SELECTOR, "#gone-notice a").get_attribute("href") == f"{live_server.url}/"
     assert browser.execute_script("const p = window.videojobs.testHooks.detailPoller; return p.stopped && !p.pending;")
+
+
+def test_back_after_logout_shows_no_job_from_the_cache(logged_in, live_server, password_user, make_job):
+    browser = logged_in
+    job = make_job(status=Status.COMPLETED, outputs=1, owner=password_user)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    download = browser.find_element(By.ID, "download").get_attribute("href")
+    click(browser, ".topbar nav form button")  # Log out
+    wait(browser, 15).until(EC.url_to_be(f"{live_server.url}/login/"))
+    browser.back()
+    wait(browser, 15).until(EC.url_contains("/login/?next="))  # fetched again, not shown from the cache
+    assert browser.find_elements(By.ID, "download") == []
+    browser.get(download)  # a Download link kept from before leads to the login page, not an API error
+    assert browser.current_url == f"{live_server.url}/login/?next=/jobs/{job.pk}/download/"
+    assert browser.find_element(By.ID, "id_username")
+
+
+def test_the_zip_downloaded_from_the_page_is_named_after_the_job(
+    logged_in, live_server, password_user, post_job, tmp_path
+):
+    browser = logged_in
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    job = post_job(["clip.mp4"], owner=password_user, variations=1, name="Spring sale", run=True)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    assert browser.title == "Spring sale · videojobs" and text_of(browser, "#job-title") == "Spring sale"
+    click(browser, "#download")
+    wait(browser, 30).until(lambda b: (downloads / "Spring sale.zip").is_file())
+    names = zipfile.ZipFile(downloads / "Spring sale.zip").namelist()
+    assert sorted(names) == ["clip/clip_v01.mp4", "manifest.json"]
+
+
+def test_the_browsable_api_creates_a_job_from_its_form(logged_in, live_server, start_cluster, clips, tmp_path):
+    browser = logged_in
+    start_cluster()
+    first = named_copy(clips(seconds=1.0), tmp_path, "api-one.mp4")
+    second = named_copy(clips(seconds=1.0, audio=False), tmp_path, "api-two.mov")
+    browser.get(f"{live_server.url}/api/jobs/")
+    form = browser.find_element(By.CSS_SELECTOR, "#post-object-form form")
+    assert form.find_elements(By.NAME, "status") == [] and form.find_elements(By.NAME, "error") == []
+    form.find_element(By.ID, "id_api_videos").send_keys(f"{first}\n{second}")
+    variations = form.find_element(By.NAME, "variations")
+    variations.clear()
+    variations.send_keys("2")
+    form.find_element(By.NAME, "name").send_keys("Made in the API form")
+    screenshot(browser, "api-form")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit], .form-actions button").click()
+    wait(browser, 30).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".response-info"), "201 Created"))
+    job = Job.objects.get(name="Made in the API form")
+    assert [s.original_name for s in job.sources.all()] == ["api-one.mp4", "api-two.mov"]
+    wait(browser, 90).until(lambda b: Job.objects.get(pk=job.pk).status == Status.COMPLETED)
+    assert OutputFile.objects.filter(job=job).count() == 4
+
+
+def test_the_api_docs_render_from_local_files(logged_in, live_server):
+    browser = logged_in
+    browser.get(f"{live_server.url}/api/docs/")
+    wait(browser, 30).until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".swagger-ui .info .title"), "videojobs API")
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path[data-path='/api/jobs/']")
+    screenshot(browser, "api-docs")
+
+
+def test_a_queued_job_shows_its_place_in_the_queue(logged_in, live_server, password_user, post_job, user):
+    browser = logged_in
+    post_job(["someone-elses.mp4"], owner=user, variations=1)  # no worker: both wait
+    job = post_job(["mine.mp4"], owner=password_user, variations=2, name="Waiting its turn")
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    assert text_of(browser, "#queue-position") == "Number 2 in the queue (1 job ahead)"
+    screenshot(browser, "detail-queued")
+    browser.get(f"{live_server.url}/")
+    assert "Number 2 in the queue" in text_of(browser, f".job-card[data-job='{job.pk}'] .status-line")
+
+
+def test_the_admin_asks_before_deleting_jobs_with_their_files(browser, live_server, password_user, make_job):
+    User.objects.create_superuser("root", password="root-pass-123")
+    finished = make_job(status=Status.COMPLETED, outputs=2, owner=password_user, name="Old campaign")
+    running = make_job(status=Status.PROCESSING, outputs=0, owner=password_user, name="Still running")
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys("root")
+    browser.find_element(By.ID, "id_password").send_keys("root-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait(browser, 15).until(EC.url_to_be(f"{live_server.url}/admin/"))  # logged in before moving on
+    browser.get(f"{live_server.url}/admin/jobs/job/")
+    width = browser.execute_script("return document.documentElement.clientWidth;")
+    assert browser.execute_script("return document.documentElement.scrollWidth;") <= width  # 1280 px: no scroll
+    assert "Old campaign" in text_of(browser, "#result_list") and "dana" in text_of(browser, "#result_list")
+    for job in (finished, running):
+        browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{job.pk}']").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("delete_with_files")
+    browser.find_element(By.NAME, "index").click()  # Go
+
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Delete these jobs"))
+    rows = {
+        row.find_element(By.CSS_SELECTOR, "td").text: row.text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#jobs-to-delete tbody tr")
+    }
+    assert "cancelled first" in rows["Still running"] and "cancelled first" not in rows["Old campaign"]
+    assert text_of(browser, "#bytes-freed") == filesizeformat(
+        storage.job_bytes(finished) + storage.job_bytes(running)
+    ).replace("\xa0", " ")
+    assert Job.objects.count() == 2  # asked, not done
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Yes, delete them']").click()
+
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Deleted 2 job(s)"))
+    assert not Job.objects.exists()
+    browser.get(f"{live_server.url}/admin/")
+    recent = text_of(browser, "#recent-actions-module")
+    assert "Old campaign" in recent and "Still running" in recent
+
+
+def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_and_can_cancel(
+    logged_in, live_server, clips, tmp_path
+):
+    browser = logged_in
+    good = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "good.mp4")
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video\n" * 100)
+    browser.get(f"{live_server.url}/upload/")
+    file_input = browser.find_element(By.ID, "id_videos")
+    file_input.send_keys(str(good))
+    file_input.send_keys(str(good))
+    assert "good.mp4: this file is already in the list" in text_of(browser, "#upload-error")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#file-list li")) == 1
+
+    file_input.send_keys(str(fake))
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 15).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#file-list li.refused")))
+    refused = browser.find_element(By.CSS_SELECTOR, "#file-list li.refused")
+    assert "fake.mp4" in refused.text and "not a usable video" in refused.text
+    assert "good.mp4" not in refused.text
+    click(browser, "#file-list li.refused button")  # Remove the file the server refused
+    assert browser.find_elements(By.CSS_SELECTOR, "#file-list li.refused") == []
+    assert not browser.find_element(By.ID, "upload-error").is_displayed()  # the old error went with it
+
+    browser.set_network_conditions(
+        latency=0, download_throughput=10_000_000, upload_throughput=good.stat().st_size // 4
+    )
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "upload-cancel")))
+    controls = ["#upload-button", "#id_variations", "#id_name", "#id_videos", "#file-list button"]
+    for selector in controls:
+        assert not browser.find_element(By.CSS_SELECTOR, selector).is_enabled(), selector
+    leaving = (
+        "const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented;"
+    )
+    assert browser.execute_script(leaving) is True  # leaving the page asks first
+    screenshot(browser, "upload-in-progress")
+    browser.find_element(By.ID, "upload-cancel").click()
+    wait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "upload-error"), "Upload cancelled"))
+    for selector in controls:
+        assert browser.find_element(By.CSS_SELECTOR, selector).is_enabled(), selector
+    assert browser.execute_script(leaving) is False
+    assert not browser.find_element(By.ID, "upload-cancel").is_displayed()
+    assert Job.objects.count() == 0
+
+
+def test_list_cards_keep_their_thumbnail_size_and_equal_buttons(logged_in, live_server, password_user, make_job):
+    browser = logged_in
+    make_job(status=Status.COMPLETED, outputs=1, owner=password_user)
+    make_job(status=Status.QUEUED, outputs=0, owner=password_user)
+    for width in (1280, 375):
+        browser.set_window_size(width, 900)
+        browser.get(f"{live_server.url}/")
+        sizes = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.thumb img, .thumb-placeholder'))"
+            ".map(function (e) { const r = e.getBoundingClientRect();"
+            " return [Math.round(r.width), Math.round(r.height)]; });"
+        )
+        assert sizes == [[128, 72], [128, 72]], (width, sizes)
+        if width == 1280:
+            widths = browser.execute_script(
+                "return Array.from(document.querySelectorAll('.job-card-actions .button'))"
+                ".map(function (e) { return Math.round(e.getBoundingClientRect().width); });"
+            )
+            assert len(widths) == 4 and len(set(widths)) == 1, widths  # Download, Details; Cancel, Details
