@@ -106,13 +106,16 @@ class MultipleFileField(serializers.ListField):
 class JobCreateSerializer(serializers.Serializer):
     """The create form (schema and browsable API). Validation lives in jobs.uploads, shared with the upload page."""
 
-    videos = MultipleFileField(help_text="1..MAX_FILES MP4 or MOV files; one unusable file refuses the whole job.")
+    videos = MultipleFileField(
+        help_text=f"1 to {settings.MAX_FILES} MP4 or MOV files (MAX_FILES); one unusable file refuses the whole job."
+    )
     variations = serializers.IntegerField(
         required=False,
         min_value=1,
         max_value=settings.MAX_VARIATIONS,
         initial=settings.DEFAULT_VARIATIONS,
-        help_text="Variations per video, 1..MAX_VARIATIONS (default DEFAULT_VARIATIONS).",
+        help_text=f"Variations per video, 1 to {settings.MAX_VARIATIONS} (MAX_VARIATIONS); "
+        f"{settings.DEFAULT_VARIATIONS} when left out.",
     )
     name = serializers.CharField(
         required=False,
