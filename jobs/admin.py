@@ -80,15 +80,12 @@ class JobAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)  # replaced by delete_with_files, which says what it frees
         return actions
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        # Every field is the worker's to write: the page shows the job and offers no save buttons.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+    def has_change_permission(self, request, obj=None):
+        # A job's fields are the worker's to write, by conditional UPDATEs: its page is Django's view-only
+        # page (no form, no save). Without an object this is the permission the cancel action asks for.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, Count, F, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -53,6 +53,27 @@ class JobQuerySet(models.QuerySet):
             return self
         return self.filter(owner=user)
 
+    def with_queue_position(self) -> JobQuerySet:
+        """Annotates `queued_ahead` (queued jobs only): how many queued jobs, anyone's, were sent to the
+        workers before it. One subquery for the whole list instead of one query per card."""
+        sent = Coalesce("enqueued_at", "created_at")
+        ahead = (
+            Job.objects.filter(status=Status.QUEUED)
+            .alias(sent=sent)
+            .filter(Q(sent__lt=OuterRef("queue_sent")) | Q(sent=OuterRef("queue_sent"), pk__lt=OuterRef("pk")))
+            .order_by()
+            .values("status")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return self.alias(queue_sent=sent).annotate(
+            queued_ahead=Case(
+                When(status=Status.QUEUED, then=Coalesce(Subquery(ahead), 0)),
+                default=None,
+                output_field=models.IntegerField(),
+            )
+        )
+
 
 class Job(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_job_id, editable=False)
@@ -76,6 +97,9 @@ class Job(models.Model):
         default=0, help_text="Runs a stopping worker handed back (SIGTERM); they do not count as lost."
     )
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent to the queue.")
+    progress_at_claim = models.PositiveSmallIntegerField(
+        default=0, help_text="Overall progress when this run claimed the job (finished by earlier runs)."
+    )
     reserved_bytes = models.BigIntegerField(
         default=0, help_text="Storage held for it while it is queued or processing (uploads + expected outputs)."
     )
@@ -129,30 +153,28 @@ class Job(models.Model):
         """1 for the next queued job to start, 2 for the one after it...; None unless queued.
 
         Counts every user's queued jobs (a position, never whose), in the order their tasks were sent.
+        Uses the annotation of JobQuerySet.with_queue_position when the instance came with it.
         """
         if self.status != Status.QUEUED:
             return None
-        sent = Coalesce("enqueued_at", "created_at")
-        mark = self.enqueued_at or self.created_at
-        ahead = (
-            Job.objects.filter(status=Status.QUEUED)
-            .alias(sent=sent)
-            .filter(Q(sent__lt=mark) | Q(sent=mark, pk__lt=self.pk))
-            .count()
-        )
+        ahead = getattr(self, "queued_ahead", None)
+        if ahead is None:
+            rows = Job.objects.filter(pk=self.pk).with_queue_position()
+            ahead = rows.values_list("queued_ahead", flat=True).first() or 0
         return ahead + 1
 
     @property
     def seconds_left(self) -> int | None:
-        """An estimate for a processing job, from this run's pace so far; None until there is enough to go on
-        (MIN_ETA_PROGRESS percent done and MIN_ETA_SECONDS spent)."""
+        """An estimate for a processing job, from this run's pace: the progress made since its claim, over
+        the time since. None until there is enough to go on (MIN_ETA_PROGRESS points, MIN_ETA_SECONDS)."""
         if self.status != Status.PROCESSING or self.started_at is None:
             return None
         progress = self.progress
+        made = progress - self.progress_at_claim
         elapsed = (timezone.now() - self.started_at).total_seconds()
-        if progress < MIN_ETA_PROGRESS or elapsed < MIN_ETA_SECONDS:
+        if made < MIN_ETA_PROGRESS or elapsed < MIN_ETA_SECONDS:
             return None
-        return max(int(elapsed * (100 - progress) / progress), 1)
+        return max(int(elapsed * (100 - progress) / made), 1)
 
     @property
     def summary(self) -> str:
@@ -204,6 +226,9 @@ class Job(models.Model):
         )
         if won:
             self.refresh_from_db(fields=["attempts"])
+            # What earlier runs finished, so that the time-left estimate counts this run's pace only.
+            self.progress_at_claim = self.progress
+            Job.objects.filter(pk=self.pk, attempts=self.attempts).update(progress_at_claim=self.progress_at_claim)
         return won
 
     def finish(self, status: Status, error: str = "") -> bool:

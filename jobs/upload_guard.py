@@ -27,11 +27,19 @@ from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
 
 
+class RefusedFileName(MultiPartParserError):
+    """A file name the strict rules refuse; `file_name` is the name as the client sent it."""
+
+    def __init__(self, file_name: str, problem: str):
+        super().__init__(f"file name {file_name[:80]!r} is not allowed: {problem}")
+        self.file_name = file_name
+
+
 class StrictParser(MultiPartParser):
     def sanitize_file_name(self, file_name):
         problem = name_problem(html.unescape(file_name))
         if problem:
-            raise MultiPartParserError(f"file name {file_name[:80]!r} is not allowed: {problem}")
+            raise RefusedFileName(file_name, problem)
         return super().sanitize_file_name(file_name)
 
 
@@ -77,7 +85,7 @@ class UploadGuardMiddleware:
             try:
                 request.POST  # noqa: B018 - parse now, to answer a bad name in the client's own format
             except MultiPartParserError as exc:
-                return _refuse(request, page, str(exc), 400)
+                return _refuse(request, page, str(exc), 400, file=getattr(exc, "file_name", ""))
         return self.get_response(request)
 
 
@@ -102,11 +110,12 @@ def _authenticated(request) -> bool:
         return False
 
 
-def _refuse(request, page: bool, message: str, status: int):
-    """The upload page without JavaScript gets the page with the message; everyone else JSON."""
+def _refuse(request, page: bool, message: str, status: int, file: str = ""):
+    """The upload page without JavaScript gets the page with the message; everyone else JSON (naming the
+    refused file, as the client sent it, when it is one file's fault)."""
     if page:
         return render(request, "jobs/upload.html", page_context(request, error=message), status=status)
-    return JsonResponse({"detail": message, "field": "videos"}, status=status)
+    return JsonResponse({"detail": message, "field": "videos", **({"file": file} if file else {})}, status=status)
 
 
 def page_context(request, **extra) -> dict:

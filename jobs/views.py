@@ -25,7 +25,9 @@ PAGE_SIZE = 12
 
 
 def _jobs_for(request):
-    return Job.objects.visible_to(request.user).prefetch_related("sources").order_by("-created_at")
+    return (
+        Job.objects.visible_to(request.user).with_queue_position().prefetch_related("sources").order_by("-created_at")
+    )
 
 
 def _get_job_for_user(request, pk: str) -> Job:

@@ -89,6 +89,11 @@ def test_a_job_page_offers_no_save_and_no_add_rows(admin_client, make_job):
     for inline in ("sources", "outputs"):  # admin's inlines.js offers "Add another" only below the maximum
         assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in content
     assert f"/admin/jobs/job/{job.pk}/delete/" in content  # deleting stays possible
+    # Not just hidden buttons: a hand-made POST cannot write the row (the worker's, by conditional UPDATEs).
+    response = admin_client.post(f"/admin/jobs/job/{job.pk}/change/", {"status": "queued", "attempts": "0"})
+    assert response.status_code == 403
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
 
 
 def test_worker_beats_cannot_be_added_or_edited(admin_client, db):

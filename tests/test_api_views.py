@@ -315,3 +315,8 @@ def test_the_zip_is_named_after_the_job(api, post_job):
     job = post_job(["promo.mov"], variations=1, run=True, name="Été: sale/1")
     response = api.get(f"/api/jobs/{job.pk}/download/")
     assert response["Content-Disposition"] == "attachment; filename*=utf-8''%C3%89t%C3%A9_%20sale_1.zip"
+
+
+def test_options_describes_what_a_create_sends(api):
+    post = api.options("/api/jobs/").json()["actions"]["POST"]
+    assert set(post) == {"videos", "variations", "name"}

@@ -61,7 +61,9 @@ def test_the_size_handler_skips_the_file_at_the_chunk_that_crosses_the_limit(set
 )
 def test_hostile_file_names_are_refused_not_trimmed(refused, api, clips, name, problem, nothing_left):
     body = _body_with_file_name(name, clips().read_bytes())
-    refused(api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT), 400, "is not allowed", problem)
+    response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
+    refused(response, 400, "is not allowed", problem)
+    assert response.json()["file"] == name and response.json()["field"] == "videos"  # the name as it was sent
 
 
 def test_session_upload_over_the_limit_is_dropped_while_streaming(refused, csrf_client, upload, settings, nothing_left):
@@ -104,6 +106,7 @@ def test_hostile_names_are_refused_on_the_session_path_too(refused, csrf_client,
     body = _body_with_file_name("../../etc/passwd.mp4", clips().read_bytes(), csrfmiddlewaretoken=token)
     response = client.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
     refused(response, 400, "'../../etc/passwd.mp4' is not allowed", "looks like a path")
+    assert response.json()["file"] == "../../etc/passwd.mp4"  # so that the upload page can mark it
     page = client.generic("POST", "/upload/", body, content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN=token)
     assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # the form without JavaScript
     assert "is not allowed: it looks like a path" in page.content.decode()

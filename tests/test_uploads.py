@@ -231,7 +231,10 @@ def test_without_a_name_the_job_is_called_after_its_first_video(api, upload):
     assert body["name"] == "" and body["title"] == "first.mp4"
 
 
-@pytest.mark.parametrize(("name", "shown"), [("x" * 101, "at most 100 characters"), ("bad\x00name", "control")])
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("x" * 101, "at most 100 characters"), ("bad\x07name", "control"), ("sale\u202egpj.exe", "control")],
+)
 def test_a_name_too_long_or_with_control_characters_is_refused(refused, api, upload, name, shown, nothing_left):
     response = _post(api, [upload("a.mp4")], name=name)
     refused(response, 400, "name", shown)
@@ -243,3 +246,9 @@ def test_the_refusal_names_the_file_at_fault_as_it_was_sent(refused, api, upload
     response = _post(api, [upload("good.mp4"), fake])
     refused(response, 400, "not a usable video")
     assert response.json()["file"] == "notes  draft.mp4"  # the browser's own name, to mark it in its list
+
+
+def test_a_name_may_have_emoji_joiners_and_other_format_characters(api, upload):
+    name = "Team \U0001f469\u200d\U0001f4bb launch"  # the joiner (a format character) makes one emoji
+    response = _post(api, [upload("a.mp4")], name=name)
+    assert response.status_code == 201 and response.json()["name"] == name

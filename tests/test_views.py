@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.template.loader import render_to_string
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from model_bakery import baker
 
@@ -280,3 +282,25 @@ def test_the_upload_page_says_one_bad_file_refuses_the_whole_job_and_takes_a_nam
 def test_upload_without_javascript_keeps_the_name_on_a_refusal(logged_in):
     response = logged_in.post("/upload/", {"variations": "2", "name": "Kept"})
     assert response.status_code == 400 and 'value="Kept"' in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/", "/api/jobs/"])
+def test_queue_positions_cost_no_query_per_job(logged_in, make_job, path):
+    def queries_for(count: int) -> int:
+        for _ in range(count):
+            make_job(status=Status.QUEUED, outputs=0, enqueued_at=timezone.now())
+        with CaptureQueriesContext(connection) as captured:
+            assert logged_in.get(path, HTTP_ACCEPT="application/json").status_code == 200
+        return len(captured)
+
+    few = queries_for(2)
+    assert queries_for(5) == few
+
+
+def test_time_left_counts_this_runs_pace_not_what_an_earlier_run_finished(logged_in, make_job):
+    start = timezone.now()
+    job = make_job(status=Status.PROCESSING, outputs=0, started_at=start, progress_at_claim=80)
+    SourceVideo.objects.filter(job=job).update(progress=90)  # 10 points in 60 s since this run claimed it
+    with time_machine.travel(start + timedelta(seconds=60), tick=False):
+        page = logged_in.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert "About 1 min left" in page  # the last 10 points at the same pace, not 10/90 of a minute

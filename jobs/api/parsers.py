@@ -6,7 +6,7 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser
 
-from jobs.upload_guard import StrictParser
+from jobs.upload_guard import RefusedFileName, StrictParser
 
 
 class StrictMultiPartParser(MultiPartParser):
@@ -19,6 +19,8 @@ class StrictMultiPartParser(MultiPartParser):
         encoding = parser_context.get("encoding") or "utf-8"
         try:
             data, files = StrictParser(meta, stream, request.upload_handlers, encoding).parse()
+        except RefusedFileName as exc:
+            raise ParseError({"detail": str(exc), "field": "videos", "file": exc.file_name}) from exc
         except MultiPartParserError as exc:
             raise ParseError(str(exc)) from exc
         return DataAndFiles(data, files)

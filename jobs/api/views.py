@@ -42,6 +42,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Job.objects.none()
         return (
             Job.objects.visible_to(self.request.user)
+            .with_queue_position()
             .select_related("owner")
             .prefetch_related("sources__outputs")
             .order_by("-created_at")
@@ -49,7 +50,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_serializer_class(self):
         # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
-        return JobCreateSerializer if self.action == "create" else JobSerializer
+        creating = self.action == "create" or (self.action == "metadata" and self.request.method == "POST")
+        return JobCreateSerializer if creating else JobSerializer
 
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
         job = self.get_queryset().get(pk=job.pk)

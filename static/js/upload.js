@@ -117,6 +117,7 @@
   /* While an upload runs only "Cancel upload" acts; leaving the page asks first. */
   function setUploading(uploading) {
     form.querySelectorAll("input, button[type=submit]").forEach(function (control) { control.disabled = uploading; });
+    cancelButton.disabled = false;
     dropzone.classList.toggle("disabled", uploading);
     cancelButton.hidden = !uploading;
     progressWrap.hidden = !uploading;
@@ -159,6 +160,12 @@
       progress.value = value;
       percent.textContent = value + "%";
     });
+    sent.upload.addEventListener("load", function () {
+      /* Every byte is sent: the server is checking the files and may be creating the job already, so a
+         cancel could no longer promise that nothing was created. */
+      cancelButton.disabled = true;
+      percent.textContent = "100%, checking the files…";
+    });
     sent.addEventListener("load", function () {
       let body = {};
       try { body = JSON.parse(sent.responseText); } catch (err) { body = {}; }
@@ -172,7 +179,7 @@
       finish(body.detail || "The upload failed (the server answered " + sent.status + ").");
     });
     sent.addEventListener("error", function () { finish("The upload failed: the server could not be reached."); });
-    sent.addEventListener("abort", function () { finish("Upload cancelled: nothing was sent to the queue."); });
+    sent.addEventListener("abort", function () { finish("Upload cancelled: no job was created."); });
 
     refused = null;
     showError("");
@@ -182,4 +189,7 @@
     window.addEventListener("beforeunload", confirmLeaving);
     sent.send(data);
   });
+
+  /* Read by the browser tests (tests/e2e/test_browser.py): the upload under way, if any. */
+  vj.testHooks = Object.assign(vj.testHooks || {}, { uploadRequest: function () { return request; } });
 })();

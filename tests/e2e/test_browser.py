@@ -546,6 +546,16 @@ def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_a
     assert not browser.find_element(By.ID, "upload-cancel").is_displayed()
     assert Job.objects.count() == 0
 
+    # Once every byte is sent the server may be creating the job: a cancel could not promise otherwise.
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "upload-cancel")))
+    assert browser.find_element(By.ID, "upload-cancel").is_enabled()
+    browser.execute_script(
+        "window.videojobs.testHooks.uploadRequest().upload.dispatchEvent(new ProgressEvent('load'));"
+    )  # what the browser fires when the last byte has left; the real one comes a few seconds later
+    assert not browser.find_element(By.ID, "upload-cancel").is_enabled()
+    wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+
 
 def test_list_cards_keep_their_thumbnail_size_and_equal_buttons(logged_in, live_server, password_user, make_job):
     browser = logged_in

@@ -10,10 +10,13 @@ Two things go wrong when a process manager stops `qcluster` itself:
 
 So the cluster runs here in a session of its own, and a SIGTERM, SIGINT or
 SIGHUP to this command becomes a SIGTERM to the cluster's main process and to
-each worker that is running a job (those, and only those, catch SIGTERM:
-jobs.tasks hands the job back to the queue, stops FFmpeg and exits). Workers
-that start a job while the cluster stops are signalled too. If this command is
-killed outright, the kernel sends the cluster SIGTERM (`setpriv --pdeathsig`).
+each worker that is running a job. The workers are the children of the
+sentinel (the main process's child); of them, the ones running a job, and only
+those, catch SIGTERM (jobs.tasks: the job is handed back to the queue, its
+worker stops FFmpeg and exits). FFmpeg, a worker's child, is never signalled
+from here: its own worker stops it. Workers that start a job while the cluster
+stops are signalled too. If this command is killed outright, the kernel sends
+the cluster SIGTERM (`setpriv --pdeathsig`).
 """
 
 from __future__ import annotations
@@ -76,13 +79,14 @@ class Command(BaseCommand):
             sys.exit(returncode if returncode > 0 else 128 - returncode)
 
     def _signal_stop(self, main_pid: int, signalled: set[int]) -> None:
-        """SIGTERM the main process once, then every process of the cluster that catches SIGTERM (workers
-        running a job), each once."""
+        """SIGTERM the main process once, then each worker (a child of the sentinel) that catches SIGTERM,
+        that is, runs a job, each once."""
         try:
-            processes = [psutil.Process(main_pid), *psutil.Process(main_pid).children(recursive=True)]
+            main = psutil.Process(main_pid)
+            workers = [worker for sentinel in main.children() for worker in sentinel.children()]
         except psutil.NoSuchProcess:
             return
-        for process in processes:
+        for process in [main, *workers]:
             if process.pid in signalled or not (process.pid == main_pid or catches_sigterm(process.pid)):
                 continue
             signalled.add(process.pid)
