@@ -188,13 +188,20 @@ def create_job(
                 raise _no_room(needed)
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
+            # In this order once the rows are committed: the log tells the creation before the sending.
+            transaction.on_commit(
+                lambda: logger.info(
+                    "job %s: created by %s with %s videos x %s variations",
+                    job.pk,
+                    owner,
+                    len(sources),
+                    variations_per_video,
+                )
+            )
             transaction.on_commit(lambda: enqueue_job(job.pk))
     except BaseException:
         storage.remove_folder(job.pk)
         raise
-    logger.info(
-        "job %s: created by %s with %s videos x %s variations", job.pk, owner, len(sources), variations_per_video
-    )
     return job
 
 

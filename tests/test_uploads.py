@@ -252,3 +252,13 @@ def test_a_name_may_have_emoji_joiners_and_other_format_characters(api, upload):
     name = "Team \U0001f469\u200d\U0001f4bb launch"  # the joiner (a format character) makes one emoji
     response = _post(api, [upload("a.mp4")], name=name)
     assert response.status_code == 201 and response.json()["name"] == name
+
+
+def test_the_log_tells_the_creation_before_the_sending(transactional_db, api, upload, caplog):
+    """A real commit (not the test's wrapping transaction), after which the task is sent at once."""
+    caplog.set_level("INFO", logger="jobs")
+    job_id = _post(api, [upload("a.mp4")]).json()["id"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"job {job_id}:")]
+    created = next(i for i, line in enumerate(lines) if "created by" in line)
+    sent = next(i for i, line in enumerate(lines) if "queued for a worker" in line)
+    assert created < sent, lines
