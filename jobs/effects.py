@@ -7,6 +7,7 @@ parameters of a job are unique within it.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass
 
@@ -34,10 +35,30 @@ class Effects:
     def filter_chain(self) -> str:
         """The -vf chain: rotate in place, adjust colour, keep even dimensions for yuv420p."""
         return (
-            f"rotate={self.rotation}:fillcolor=black,"
+            f"{rotation_filter(self.rotation)},"
             f"eq=brightness={self.brightness}:contrast={self.contrast}:saturation={self.saturation},"
             "crop=trunc(iw/2)*2:trunc(ih/2)*2"
         )
+
+
+def rotation_filter(angle: float) -> str:
+    """Rotation about the centre by `angle` radians (clockwise, as FFmpeg's `rotate`), as a `perspective`
+    filter with bilinear interpolation.
+
+    Why not `rotate`: its per-pixel bilinear sampling is most of a variation's CPU (7 s of a 10 s 720p
+    clip here). `perspective` computes its sampling map once and then only looks it up: 2.2x cheaper, and
+    its frames measure SSIM 0.996 against `rotate`'s for the same angle (bench/encode.py reports it on
+    every run). Each output corner takes the source point the rotation brings there; W and H are the
+    frame's, so one chain fits every size. At the corners, where `rotate` fills black triangles a few
+    pixels wide, this repeats the edge pixels.
+    """
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = []
+    for x, y in (("0", "0"), ("W", "0"), ("0", "H"), ("W", "H")):
+        dx, dy = f"({x}-W/2)", f"({y}-H/2)"
+        corners.append((f"W/2+({cos:.9f})*{dx}+({sin:.9f})*{dy}", f"H/2-({sin:.9f})*{dx}+({cos:.9f})*{dy}"))
+    points = ":".join(f"x{i}={x}:y{i}={y}" for i, (x, y) in enumerate(corners))
+    return f"perspective={points}:interpolation=linear:sense=source"
 
 
 def _draw(rng: random.Random) -> Effects:

@@ -68,10 +68,43 @@ class ProbeResult:
     has_audio: bool
     format_name: str
     fps: float = 0.0  # video packets per second of the measured duration
+    video_bit_rate: int = 0  # bits per second of the video packets walked; 0 when unknown
+    audio_codec: str = ""  # of the first audio stream: "aac", "mp3"...; "" without audio
+    audio_channels: int = 0
+    audio_sample_rate: int = 0
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+
+# The reference encode caps the video rate at 2500 kbit/s with a 4000 kbit buffer. Variations follow the
+# source's own rate below that (1.5x, for the ultrafast preset's lower efficiency), so that a small source
+# does not become large variations; never below MIN_MAX_BIT_RATE, where crf 23 would starve.
+REFERENCE_MAX_BIT_RATE = 2_500_000
+MIN_MAX_BIT_RATE = 400_000
+SOURCE_RATE_FACTOR = 1.5
+BUFFER_FACTOR = 1.6  # bufsize / maxrate, as in the reference (4000k / 2500k)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What a batch's outputs share, decided from the source: the video rate cap, and whether the audio
+    can be copied as it is (AAC, mono or stereo, up to 48 kHz: what every player takes) instead of being
+    encoded again."""
+
+    max_bit_rate: int = REFERENCE_MAX_BIT_RATE
+    copy_audio: bool = False
+
+    @classmethod
+    def for_source(
+        cls, video_bit_rate: int, audio_codec: str = "", audio_channels: int = 0, audio_sample_rate: int = 0
+    ) -> EncodeSettings:
+        rate = REFERENCE_MAX_BIT_RATE
+        if video_bit_rate > 0:
+            rate = min(REFERENCE_MAX_BIT_RATE, max(MIN_MAX_BIT_RATE, int(video_bit_rate * SOURCE_RATE_FACTOR)))
+        copy = audio_codec == "aac" and 1 <= audio_channels <= 2 and 0 < audio_sample_rate <= 48_000
+        return cls(max_bit_rate=rate, copy_audio=copy)
 
 
 @dataclass(frozen=True)
@@ -131,8 +164,9 @@ def probe(
                 width, height = stream.codec_context.width, stream.codec_context.height
                 return ProbeResult(0.0, width, height, False, container.format.name, 0.0)
             has_audio = bool(container.streams.audio)
+            audio = container.streams.audio[0].codec_context if has_audio else None
             format_name = container.format.name
-            width = height = packets = 0
+            width = height = packets = video_bytes = 0
             first = last = None
             for packet in container.demux(stream):
                 if not width:  # decoding one frame catches files whose header parses but whose data does not
@@ -141,6 +175,7 @@ def probe(
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
+                video_bytes += packet.size
                 start = packet.pts * packet.time_base
                 end = start + (packet.duration or 0) * packet.time_base
                 first = start if first is None else min(first, start)
@@ -163,6 +198,10 @@ def probe(
         has_audio=has_audio,
         format_name=format_name,
         fps=packets / duration,
+        video_bit_rate=int(video_bytes * 8 / duration),
+        audio_codec=(audio.name or "") if audio else "",
+        audio_channels=audio.channels if audio else 0,
+        audio_sample_rate=audio.sample_rate or 0 if audio else 0,
     )
 
 
@@ -173,14 +212,18 @@ def _input(source: Path) -> list[str]:
     return ["-f", "mov", "-protocol_whitelist", "file", "-i", str(source)]
 
 
-def encode_command(source: Path, outputs: Sequence[OutputSpec]) -> list[str]:
+def encode_command(
+    source: Path, outputs: Sequence[OutputSpec], encoding: EncodeSettings = EncodeSettings()
+) -> list[str]:
     """One process, one decode, one `-vf` chain and encoder per output."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *_input(source)]
     cmd += ["-progress", "pipe:1"]
+    rate = encoding.max_bit_rate
     for output in outputs:
         cmd += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", output.filter_chain]
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1"]
-        cmd += ["-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-maxrate", str(rate), "-bufsize", str(int(rate * BUFFER_FACTOR))]
+        cmd += ["-c:a", "copy"] if encoding.copy_audio else ["-c:a", "aac", "-b:a", "128k"]
         cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4"]
         if output.max_seconds is not None:
             cmd += ["-t", f"{output.max_seconds:.3f}"]
@@ -216,13 +259,14 @@ def encode(
     attempt: int = 0,
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    encoding: EncodeSettings = EncodeSettings(),
 ) -> RunResult:
     """Run one batch. Returns how it ended; raises FFmpegError on a failure not asked for.
 
     The process is always reaped before this returns or raises, including
     when django-q2's timeout raises SystemExit inside the task.
     """
-    command = encode_command(source, outputs)
+    command = encode_command(source, outputs, encoding)
     result = run(command, job_id=job_id, attempt=attempt, on_progress=on_progress, should_stop=should_stop)
     for output in outputs:
         if not result.stopped and output.max_bytes is not None and _size(output.path) >= output.max_bytes:

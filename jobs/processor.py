@@ -117,6 +117,7 @@ def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Ef
                 attempt=job.attempts,
                 on_progress=progress,
                 should_stop=_StopWatch(job),
+                encoding=encode_settings(source),
             )
         except ffmpeg.FFmpegError as exc:
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
@@ -154,6 +155,12 @@ class _StopWatch:
             # The beat is conditional on the status, so it doubles as the check.
             return not retry_transient(self.job.beat)
         return not retry_transient(lambda: _still_processing(self.job))
+
+
+def encode_settings(source: SourceVideo) -> ffmpeg.EncodeSettings:
+    return ffmpeg.EncodeSettings.for_source(
+        source.video_bit_rate, source.audio_codec, source.audio_channels, source.audio_sample_rate
+    )
 
 
 def output_byte_limit(source: SourceVideo) -> int:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from jobs.effects import BRIGHTNESS, CONTRAST, ROTATION_RAD, SATURATION, effects_for, effects_for_job
+from jobs.effects import BRIGHTNESS, CONTRAST, ROTATION_RAD, SATURATION, effects_for, effects_for_job, rotation_filter
 
 
 def test_same_seed_source_and_index_give_the_same_parameters():
@@ -40,7 +40,7 @@ def test_a_collision_is_redrawn(monkeypatch):
 def test_filter_chain_uses_the_exact_parameters():
     e = effects_for(5, 0, 0)
     chain = e.filter_chain()
-    assert f"rotate={e.rotation}:" in chain
+    assert chain.startswith(rotation_filter(e.rotation) + ",")
     assert re.search(rf"eq=brightness={e.brightness}:contrast={e.contrast}:saturation={e.saturation}", chain)
     assert e.as_dict() == {
         "rotation": e.rotation,

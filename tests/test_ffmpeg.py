@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from jobs import ffmpeg
-from jobs.effects import effects_for
+from jobs.effects import effects_for, rotation_filter
 from tests.media import make_clip
 from tests.workers import wait_for
 
@@ -160,3 +160,83 @@ def test_outputs_are_bounded_in_time_and_size(clips, tmp_path):
     too_big = ffmpeg.OutputSpec(tmp_path / "big.mp4", "null", max_bytes=2000)
     with pytest.raises(ffmpeg.FFmpegError, match="output size limit reached"):
         ffmpeg.encode(clips(seconds=2.0), [too_big], job_id="t8")
+
+
+def _ssim(first: Path, second: str, filters: str = "") -> float:
+    """SSIM (all planes) of `first` against `second`: a file path, or a filter chain applied to `first`."""
+    if second.endswith(".mp4"):
+        cmd = ["-i", str(first), "-i", second, "-filter_complex", "[0:v][1:v]ssim"]
+    else:
+        cmd = ["-i", str(first), "-filter_complex", f"[0:v]split[a][b];[a]{filters}[x];[b]{second}[y];[x][y]ssim"]
+    run = subprocess.run(
+        [ffmpeg.ffmpeg_binary(), "-hide_banner", *cmd, "-f", "null", "-"], capture_output=True, text=True, check=True
+    )
+    return float(run.stderr.rsplit("All:", 1)[1].split()[0])
+
+
+@pytest.mark.parametrize("angle", [0.001, -0.0055, 0.01])
+def test_the_rotation_renders_as_ffmpegs_rotate_does(clips, angle):
+    """The cheaper rotation (a perspective map) against FFmpeg's own bilinear rotate, same angle."""
+    source = clips(seconds=1.0, size="640x360")
+    assert _ssim(source, rotation_filter(angle), filters=f"rotate={angle}:fillcolor=black") >= 0.98
+
+
+def test_a_variation_is_near_identical_to_its_source_yet_changed(clips, tmp_path):
+    source = clips(seconds=1.0, size="640x360")
+    specs = [ffmpeg.OutputSpec(tmp_path / f"v{i}.mp4", effects_for(7, 0, i).filter_chain()) for i in range(3)]
+    ffmpeg.encode(source, specs, job_id="t-ssim")
+    for spec in specs:
+        assert 0.85 <= _ssim(spec.path, str(source)) <= 0.995, spec.path.name
+    assert len({spec.path.read_bytes() for spec in specs}) == 3
+
+
+def _audio_packets(path: Path) -> tuple[str, list[bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return stream.codec_context.name, [bytes(p) for p in container.demux(stream) if p.size]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_aac_audio_is_copied_as_it_is_when_allowed(clips, tmp_path, copy):
+    source = clips(seconds=1.0)
+    spec = ffmpeg.OutputSpec(tmp_path / "out.mp4", effects_for(1, 0, 0).filter_chain())
+    ffmpeg.encode(source, [spec], job_id="t-audio", encoding=ffmpeg.EncodeSettings(copy_audio=copy))
+    codec, packets = _audio_packets(spec.path)
+    assert codec == "aac"
+    assert (packets == _audio_packets(source)[1]) is copy  # the very same packets, or encoded again
+
+
+@pytest.mark.parametrize(
+    ("facts", "copy"),
+    [
+        (("aac", 2, 48_000), True),
+        (("aac", 1, 44_100), True),
+        (("aac", 6, 48_000), False),  # 5.1: encoded again, as stereo AAC players all take
+        (("aac", 2, 96_000), False),
+        (("mp3", 2, 44_100), False),
+        (("", 0, 0), False),
+    ],
+)
+def test_which_audio_is_copied(facts, copy):
+    assert ffmpeg.EncodeSettings.for_source(1_000_000, *facts).copy_audio is copy
+
+
+@pytest.mark.parametrize(
+    ("source_rate", "cap"),
+    [(0, 2_500_000), (10_000_000, 2_500_000), (1_000_000, 1_500_000), (100_000, 400_000)],
+)
+def test_the_video_rate_cap_follows_the_source_up_to_the_references(source_rate, cap):
+    encoding = ffmpeg.EncodeSettings.for_source(source_rate)
+    assert encoding.max_bit_rate == cap
+    command = ffmpeg.encode_command(Path("in.mp4"), [ffmpeg.OutputSpec(Path("o.mp4"), "null")], encoding)
+    assert command[command.index("-maxrate") + 1] == str(cap)
+    assert command[command.index("-bufsize") + 1] == str(int(cap * 1.6))
+
+
+def test_probe_reads_the_video_rate_and_the_audio(clips):
+    source = clips(seconds=2.0)
+    result = ffmpeg.probe(source)
+    with av.open(str(source)) as container:
+        video_bytes = sum(p.size for p in container.demux(container.streams.video[0]))
+    assert result.video_bit_rate == pytest.approx(video_bytes * 8 / 2.0, rel=0.1)
+    assert (result.audio_codec, result.audio_channels, result.audio_sample_rate) == ("aac", 1, 44_100)
