@@ -58,7 +58,13 @@ lint: $(VENV)/.dev
 screenshots: $(VENV)/.dev browsers
 	SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_browser.py
 
+# Side by side with the reference loop, through the real service; figures printed and kept in bench/results.json.
 bench: $(VENV)/.dev
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/polling.py
+	$(BIN)/python bench/download.py
+	$(BIN)/python bench/cancel.py
+	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/encode.py
 
 clean:

@@ -1,6 +1,6 @@
 """Encode speed: wall time of one reference variation of a 10 s 720p clip, and of a batch of 5.
 
-Run: .venv/bin/python bench/encode.py  (prints its figures; no asserts)
+Run: .venv/bin/python bench/encode.py [--smoke]  (prints its figures; no asserts; --smoke: tiny clips, once)
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def timed(source: Path, outputs: list[ffmpeg.OutputSpec]) -> float:
     return time.monotonic() - started
 
 
-def main(repeats: int = 3) -> None:
+def main(repeats: int = 3, seconds: float = 10, sizes=(("720p", "1280x720"), ("vertical 1080x1920", "1080x1920"))):
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-"))
-    for label, size in (("720p", "1280x720"), ("vertical 1080x1920", "1080x1920")):
-        source = make_clip(folder / f"src-{size}.mp4", seconds=10, size=size)
+    for label, size in sizes:
+        source = make_clip(folder / f"src-{size}.mp4", seconds=seconds, size=size)
         one = [
             timed(source, [ffmpeg.OutputSpec(folder / "one.mp4", effects_for(1, 0, 0).filter_chain())])
             for _ in range(repeats)
@@ -42,7 +42,7 @@ def main(repeats: int = 3) -> None:
         batch = [ffmpeg.OutputSpec(folder / f"b{i}.mp4", effects_for(1, 0, i).filter_chain()) for i in range(5)]
         five = [timed(source, batch) for _ in range(repeats)]
         separate = [sum(timed(source, [spec]) for spec in batch) for _ in range(repeats)]
-        print(f"{label}, 10 s clip:")
+        print(f"{label}, {seconds:g} s clip:")
         print(f"  one variation:                    {statistics.median(one):6.2f} s wall (median of {repeats})")
         print(f"  5 variations, one batch process:  {statistics.median(five):6.2f} s wall")
         print(f"  5 variations, 5 processes:        {statistics.median(separate):6.2f} s wall")
@@ -50,4 +50,7 @@ def main(repeats: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--smoke" in sys.argv:
+        main(repeats=1, seconds=1, sizes=(("smoke", "320x240"),))
+    else:
+        main()

@@ -1,0 +1,129 @@
+"""The download: a ZIP of at least 2 GB of outputs through gunicorn (as `make run` starts it) against
+`cat`-ing the same files, with the web processes' peak resident memory. Prints the figures and adds them
+to bench/results.json (key "download"); asserts nothing.
+
+The job is made directly in the service's database and data folder (random bytes as outputs), so the
+figure is the download's alone.
+
+Run: .venv/bin/python bench/download.py [--gigabytes 2] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.service import Service  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.json"
+CHUNK = 64 * 1024 * 1024
+
+MAKE_JOB = """
+import sys
+from django.contrib.auth.models import User
+from django.utils import timezone
+from jobs import storage
+from jobs.models import Job, OutputFile, SourceVideo, Status
+count, size = int(sys.argv[1]), int(sys.argv[2])
+owner = User.objects.get(username="bench")
+job = Job.objects.create(owner=owner, variations_per_video=count, status=Status.COMPLETED,
+                         finished_at=timezone.now())
+source = SourceVideo.objects.create(job=job, position=0, original_name="big.mp4", size=1, duration=1, width=2,
+                                    height=2, status=Status.COMPLETED, completed_variations=count)
+storage.create_outputs_dir(job.pk)
+for index in range(count):
+    path = f"outputs/s00_v{index + 1:02d}.mp4"
+    with open(storage.job_folder(job.pk) / path, "wb") as out:
+        left = size
+        while left:
+            block = min(left, 64 * 1024 * 1024)
+            out.write(bytes(block) if index % 2 else __import__("os").urandom(block))
+            left -= block
+    OutputFile.objects.create(job=job, source=source, variation_index=index, path=path, size=size, effects={})
+print(job.pk)
+"""
+
+
+def peak_rss(processes, stop: threading.Event, peak: dict) -> None:
+    while not stop.is_set():
+        total = 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except Exception:  # noqa: BLE001 - a worker that went away counts for nothing
+                pass
+        peak["rss"] = max(peak.get("rss", 0), total)
+        peak["largest"] = max(peak.get("largest", 0), *(p.memory_info().rss for p in processes if p.is_running()))
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gigabytes", type=float, default=2.0)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    total = int((0.01 if args.smoke else args.gigabytes) * 1024**3)
+    count = 10
+    folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-download-"))
+    service = Service(folder / "service", STORAGE_CAP_BYTES=str(4 * total + 1024**3))
+    try:
+        made = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", MAKE_JOB, str(count), str(total // count)],
+            cwd=ROOT, env=service.env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        job_id = made.stdout.strip().splitlines()[-1]
+        files = sorted((folder / "service" / "data" / "jobs" / job_id / "outputs").glob("*.mp4"))
+        started = time.monotonic()
+        subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+        cat_seconds = time.monotonic() - started
+
+        stop, peak = threading.Event(), {}
+        sampler = threading.Thread(target=peak_rss, args=(service.web_processes(), stop, peak))
+        sampler.start()
+        started = time.monotonic()
+        received = 0
+        with service.http.get(f"{service.url}/api/jobs/{job_id}/download/", stream=True) as response:
+            length = int(response.headers["Content-Length"])
+            for chunk in response.iter_content(CHUNK):
+                received += len(chunk)
+        zip_seconds = time.monotonic() - started
+        stop.set()
+        sampler.join()
+    finally:
+        service.stop()
+    size = sum(f.stat().st_size for f in files)
+    figures = {
+        "output_bytes": size,
+        "zip_bytes": received,
+        "content_length_exact": length == received,
+        "zip_mb_per_s": round(received / zip_seconds / 1024**2, 1),
+        "cat_mb_per_s": round(size / cat_seconds / 1024**2, 1),
+        "ratio_to_cat": round((received / zip_seconds) / (size / cat_seconds), 3),
+        "peak_rss_mb_all_web_processes": round(peak["rss"] / 1024**2, 1),
+        "peak_rss_mb_largest_web_process": round(peak["largest"] / 1024**2, 1),
+        "cpus": os.cpu_count(),
+    }
+    print(
+        f"ZIP of {size / 1024**3:.2f} GB: {figures['zip_mb_per_s']} MB/s against cat's {figures['cat_mb_per_s']} MB/s "
+        f"(ratio {figures['ratio_to_cat']}); Content-Length exact: {figures['content_length_exact']}; peak RSS "
+        f"{figures['peak_rss_mb_largest_web_process']} MB in the largest web process, "
+        f"{figures['peak_rss_mb_all_web_processes']} MB for all of them"
+    )
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results["download"] = {"command": " ".join(sys.argv), "figures": figures}
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

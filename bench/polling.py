@@ -1,0 +1,100 @@
+"""Status polling under load: concurrent clients poll GET /api/jobs/{id}/ against gunicorn (as `make run`
+starts it) while a job encodes. Prints requests/s, p50, p99 and errors, and adds them to bench/results.json
+(key "polling"); asserts nothing.
+
+Run: .venv/bin/python bench/polling.py [--clients 50] [--seconds 20] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.service import Service  # noqa: E402
+from tests.media import make_clip  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def poll(url: str, token: str, until: float, latencies: list[float], errors: list[str]) -> None:
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {token}"
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            response = http.get(url, timeout=10)
+            if response.status_code != 200:
+                errors.append(str(response.status_code))
+        except requests.RequestException as exc:
+            errors.append(type(exc).__name__)
+            continue
+        latencies.append(time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.seconds = 3, 1.0
+    folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-polling-"))
+    source = make_clip(folder / "long.mp4", seconds=2 if args.smoke else 60, size="640x360")
+    service = Service(folder / "service")
+    try:
+        with source.open("rb") as video:
+            job = service.http.post(
+                f"{service.url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": 5}
+            ).json()
+        url = f"{service.url}/api/jobs/{job['id']}/"
+        token = service.http.headers["Authorization"].split()[1]
+        latencies: list[float] = []
+        errors: list[str] = []
+        until = time.monotonic() + args.seconds
+        threads = [
+            threading.Thread(target=poll, args=(url, token, until, latencies, errors)) for _ in range(args.clients)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        status = service.http.get(url).json()["status"]
+    finally:
+        service.stop()
+    latencies.sort()
+    figures = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "requests_per_second": round(len(latencies) / args.seconds, 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        "errors": len(errors),
+        "job_status_at_the_end": status,
+        "cpus": os.cpu_count(),
+    }
+    print(
+        f"{args.clients} clients for {args.seconds:g} s while a job encodes ({status} at the end): "
+        f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+        f"{len(errors)} errors"
+    )
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results["polling"] = {"command": " ".join(sys.argv), "figures": figures}
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

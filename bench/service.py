@@ -1,0 +1,102 @@
+"""The service as `make run` starts it (gunicorn + `manage.py runworker`) on a fresh data folder, for the
+benchmarks that measure it from the outside, over HTTP with a token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Service:
+    """gunicorn + runworker on a fresh data folder, as `make run` starts them."""
+
+    def __init__(self, folder: Path, workers: int = 1, batch_size: int = 5, **env: str):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "videojobs.settings",
+            "DATA_DIR": str(folder / "data"),
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-bench-only-secret-key",
+            "DJANGO_DEBUG": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "WARNING",
+            "WORKERS": str(workers),
+            "BATCH_SIZE": str(batch_size),
+            "API_REQUESTS_PER_MINUTE": "100000",
+            "MAX_ACTIVE_JOBS_PER_USER": "100",
+            "DJANGO_SUPERUSER_USERNAME": "bench",
+            "DJANGO_SUPERUSER_PASSWORD": "bench-pass-123",
+            "DJANGO_SUPERUSER_EMAIL": "bench@example.com",
+            **env,
+        }
+        python = sys.executable
+        for step in (["-m", "videojobs.datadir"], ["manage.py", "migrate", "-v0"], ["manage.py", "ensure_superuser"]):
+            subprocess.run([python, *step], cwd=ROOT, env=self.env, check=True, capture_output=True)
+        gunicorn = Path(python).parent / "gunicorn"
+        web = [str(gunicorn), "videojobs.wsgi", "--worker-class", "gthread", "--workers", "2", "--threads", "8"]
+        self.log = open(folder / "service.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.processes = [
+            subprocess.Popen(
+                [*web, "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log
+            ),
+            subprocess.Popen(
+                [python, "manage.py", "runworker"], cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log
+            ),
+        ]
+        self.http = requests.Session()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                token = self.http.post(
+                    f"{self.url}/api/auth/token/", data={"username": "bench", "password": "bench-pass-123"}
+                )
+                if token.ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service did not start; see " + str(folder / "service.log"))
+            time.sleep(0.2)
+        self.http.headers["Authorization"] = f"Token {token.json()['token']}"
+
+    def run_job(self, sources: list[Path], variations: int) -> tuple[float, dict, bytes]:
+        """POST, poll until finished, download the ZIP: (seconds, the job JSON, the ZIP)."""
+        started = time.monotonic()
+        files = [("videos", (source.name, source.open("rb"), "video/mp4")) for source in sources]
+        job = self.http.post(f"{self.url}/api/jobs/", files=files, data={"variations": variations}).json()
+        for _, (_, handle, _) in files:
+            handle.close()
+        while job["status"] in ("queued", "processing"):
+            time.sleep(0.1)
+            job = self.http.get(f"{self.url}/api/jobs/{job['id']}/").json()
+        if job["status"] != "completed":
+            raise RuntimeError(f"job {job['id']} ended {job['status']}: {job['error']}")
+        archive = self.http.get(job["download_url"]).content
+        return time.monotonic() - started, job, archive
+
+    def web_processes(self) -> list:
+        """gunicorn's master and its workers (psutil.Process), for their memory."""
+
+        master = psutil.Process(self.processes[0].pid)
+        return [master, *master.children(recursive=True)]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=60)
+        self.log.close()

@@ -1,0 +1,45 @@
+"""Every benchmark runs on tiny inputs, so that none of them can rot. Figures are printed, not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.workers import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, *args: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    clean.update(DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="WARNING", **env)
+    run = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    return run.stdout
+
+
+def test_throughput_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/throughput.py", "--smoke", "--results", str(results))
+    assert "ratio" in out and "SSIM vs source" in out
+    figures = json.loads(results.read_text())["throughput"]["figures"]["720p"]
+    assert figures["quality"]["byte_distinct"] is True and len(figures["quality"]["variations"]) == 2
+
+
+def test_encode_bench_smoke(tmp_path):
+    assert "batch speed-up" in _run(tmp_path, "bench/encode.py", "--smoke")
+
+
+def test_cancel_bench_smoke(tmp_path):
+    out = _run(tmp_path, "bench/cancel.py", "1", KILL_GRACE_SECONDS="0.5")
+    assert "normal (real FFmpeg, q)" in out and "ignores SIGTERM" in out
+
+
+def test_cleanup_bench_smoke(tmp_path):
+    assert "10 expired jobs" in _run(tmp_path, "bench/cleanup.py", "10")
