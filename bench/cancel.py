@@ -32,6 +32,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench.results import record  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
 from jobs.effects import effects_for  # noqa: E402
 from tests.media import make_clip  # noqa: E402
@@ -85,6 +86,7 @@ def main(runs: int) -> None:
         ("ignores SIGTERM", "ignore-term", 3),
     ]
     print(f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, status poll every {ffmpeg.STOP_CHECK_INTERVAL} s")
+    figures = {}
     for label, mode, count in cases:
         if mode:
             settings.FFMPEG_BINARY = str(ROOT / "tests" / "standin_ffmpeg.py")
@@ -97,6 +99,14 @@ def main(runs: int) -> None:
             f"{label:26s} request -> exit: median {statistics.median(totals):.3f} s, "
             f"max {max(totals):.3f} s over {count}; stop() alone median {escalation:.3f} s; ended by {stages}"
         )
+        figures[label] = {
+            "runs": count,
+            "p50_seconds": round(statistics.median(totals), 3),
+            "max_seconds": round(max(totals), 3),
+            "ended_by": stages,
+        }
+    if runs >= 10:  # the smoke run's figures are not kept
+        record("cancel", {"kill_grace_seconds": settings.KILL_GRACE_SECONDS, **figures})
 
 
 if __name__ == "__main__":

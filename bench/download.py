@@ -11,7 +11,6 @@ Run: .venv/bin/python bench/download.py [--gigabytes 2] [--smoke]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,18 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results.json"
-CHUNK = 64 * 1024 * 1024
-
 MAKE_JOB = """
-import sys
+import os
 from django.contrib.auth.models import User
 from django.utils import timezone
 from jobs import storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
-count, size = int(sys.argv[1]), int(sys.argv[2])
+count, size = int(os.environ["BENCH_FILES"]), int(os.environ["BENCH_FILE_BYTES"])
 owner = User.objects.get(username="bench")
 job = Job.objects.create(owner=owner, variations_per_video=count, status=Status.COMPLETED,
                          finished_at=timezone.now())
@@ -47,7 +44,7 @@ for index in range(count):
         left = size
         while left:
             block = min(left, 64 * 1024 * 1024)
-            out.write(bytes(block) if index % 2 else __import__("os").urandom(block))
+            out.write(bytes(block) if index % 2 else os.urandom(block))
             left -= block
     OutputFile.objects.create(job=job, source=source, variation_index=index, path=path, size=size, effects={})
 print(job.pk)
@@ -79,8 +76,9 @@ def main() -> None:
     service = Service(folder / "service", STORAGE_CAP_BYTES=str(4 * total + 1024**3))
     try:
         made = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", MAKE_JOB, str(count), str(total // count)],
-            cwd=ROOT, env=service.env, capture_output=True, text=True, check=True,
+            [sys.executable, "manage.py", "shell", "-c", MAKE_JOB],
+            cwd=ROOT, env={**service.env, "BENCH_FILES": str(count), "BENCH_FILE_BYTES": str(total // count)},
+            capture_output=True, text=True, check=True,
         )  # fmt: skip
         job_id = made.stdout.strip().splitlines()[-1]
         files = sorted((folder / "service" / "data" / "jobs" / job_id / "outputs").glob("*.mp4"))
@@ -91,13 +89,18 @@ def main() -> None:
         stop, peak = threading.Event(), {}
         sampler = threading.Thread(target=peak_rss, args=(service.web_processes(), stop, peak))
         sampler.start()
+        # curl as the client: a Python client would be the bottleneck, not the server.
         started = time.monotonic()
-        received = 0
-        with service.http.get(f"{service.url}/api/jobs/{job_id}/download/", stream=True) as response:
-            length = int(response.headers["Content-Length"])
-            for chunk in response.iter_content(CHUNK):
-                received += len(chunk)
+        curl = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "%{size_download}",
+             "-H", f"Authorization: {service.http.headers['Authorization']}",
+             f"{service.url}/api/jobs/{job_id}/download/"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
         zip_seconds = time.monotonic() - started
+        received = int(curl.stdout.rsplit("\n", 1)[-1])
+        length = int(next(line.split(":", 1)[1] for line in curl.stdout.splitlines()
+                          if line.lower().startswith("content-length:")))  # fmt: skip
         stop.set()
         sampler.join()
     finally:
@@ -120,9 +123,7 @@ def main() -> None:
         f"{figures['peak_rss_mb_largest_web_process']} MB in the largest web process, "
         f"{figures['peak_rss_mb_all_web_processes']} MB for all of them"
     )
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    results["download"] = {"command": " ".join(sys.argv), "figures": figures}
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    record("download", figures, args.results)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Run: .venv/bin/python bench/polling.py [--clients 50] [--seconds 20] [--smoke]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,11 +20,16 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videojobs.settings")
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="videojobs-bench-"))
 
+import django  # noqa: E402
+
+django.setup()
+
+from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from tests.media import make_clip  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results.json"
 
 
 def poll(url: str, token: str, until: float, latencies: list[float], errors: list[str]) -> None:
@@ -91,9 +95,7 @@ def main() -> None:
         f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
         f"{len(errors)} errors"
     )
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    results["polling"] = {"command": " ".join(sys.argv), "figures": figures}
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    record("polling", figures, args.results)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
 from jobs.effects import Effects  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results.json"
 REFERENCE_ARGS = (
     "-r 29.97 -b:v 2000k -bufsize 4000k -maxrate 2500k -preset ultrafast -crf 23 -threads 4 "
     "-pix_fmt yuv420p -movflags +faststart -map_metadata -1 -y"
@@ -221,9 +221,7 @@ def main() -> None:
     if not args.smoke:
         both = list(clips.values())
         figures["2 videos, WORKERS=2"] = compare("2 videos, WORKERS=2", both, args.variations, args.runs, 2, 5, folder)
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    results["throughput"] = {"machine": machine(), "command": " ".join(sys.argv), "figures": figures}
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    record("throughput", {"machine": machine(), **figures}, args.results)
     print(f"written to {args.results}")
 
 

@@ -43,3 +43,15 @@ def test_cancel_bench_smoke(tmp_path):
 
 def test_cleanup_bench_smoke(tmp_path):
     assert "10 expired jobs" in _run(tmp_path, "bench/cleanup.py", "10")
+
+
+def test_polling_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/polling.py", "--smoke", "--results", str(results))
+    assert "requests/s" in out and json.loads(results.read_text())["polling"]["figures"]["errors"] == 0
+
+
+def test_download_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/download.py", "--smoke", "--results", str(results))
+    assert "against cat's" in out and json.loads(results.read_text())["download"]["figures"]["content_length_exact"]
