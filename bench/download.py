@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,14 +56,14 @@ print(job.pk)
 
 def peak_rss(processes, stop: threading.Event, peak: dict) -> None:
     while not stop.is_set():
-        total = 0
+        sizes = []
         for process in processes:
             try:
-                total += process.memory_info().rss
-            except Exception:  # noqa: BLE001 - a worker that went away counts for nothing
-                pass
-        peak["rss"] = max(peak.get("rss", 0), total)
-        peak["largest"] = max(peak.get("largest", 0), *(p.memory_info().rss for p in processes if p.is_running()))
+                sizes.append(process.memory_info().rss)
+            except psutil.Error:  # a worker that went away counts for nothing
+                continue
+        peak["rss"] = max(peak.get("rss", 0), sum(sizes))
+        peak["largest"] = max(peak.get("largest", 0), *sizes, 0)
         time.sleep(0.05)
 
 
@@ -73,6 +76,13 @@ def main() -> None:
     total = int((0.01 if args.smoke else args.gigabytes) * 1024**3)
     count = 10
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-download-"))
+    try:
+        run(args, total, count, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # 2 GB
+
+
+def run(args, total: int, count: int, folder: Path) -> None:
     service = Service(folder / "service", STORAGE_CAP_BYTES=str(4 * total + 1024**3))
     try:
         made = subprocess.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -57,6 +58,13 @@ def main() -> None:
     if args.smoke:
         args.clients, args.seconds = 3, 1.0
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-polling-"))
+    try:
+        run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args, folder: Path) -> None:
     source = make_clip(folder / "long.mp4", seconds=2 if args.smoke else 60, size="640x360")
     service = Service(folder / "service")
     try:
@@ -79,6 +87,8 @@ def main() -> None:
         status = service.http.get(url).json()["status"]
     finally:
         service.stop()
+    if not latencies:
+        raise SystemExit(f"every request failed: {sorted(set(errors))}")
     latencies.sort()
     figures = {
         "clients": args.clients,

@@ -5,8 +5,8 @@ a job goes in over HTTP with a token and is timed until its ZIP is downloaded. T
 one FFmpeg process per variation, one after another, with the reference arguments. Runs alternate
 (reference, service, reference, ...); each figure is the median of `--runs`. Then every variation of
 the last service run is measured: SSIM against its source and against the reference render of the
-same parameters (at the source's frame rate, see reference_loop), size against the reference loop's
-output for the same parameters, and whether all outputs are byte-distinct. The bare
+same parameters (at the source's frame rate, see reference_loop), size against the median size of the
+reference loop's outputs for the same clip, and whether all outputs are byte-distinct. The bare
 encoding commands the service ran are timed alone, for the orchestration overhead.
 
 Prints its figures and writes them to bench/results.json (key "throughput"); asserts nothing.
@@ -20,6 +20,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,7 +103,7 @@ def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size
     for source, row in zip(sources, job["sources"], strict=True):
         probe = ffmpeg.probe(source)
         encoding = ffmpeg.EncodeSettings.for_source(
-            probe.video_bit_rate, probe.audio_codec, probe.audio_channels, probe.audio_sample_rate
+            probe.audio_codec, probe.audio_profile, probe.audio_channels, probe.audio_sample_rate
         )
         outputs = sorted(row["outputs"], key=lambda output: output["variation_index"])
         for start in range(0, len(outputs), batch_size):
@@ -207,6 +208,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-throughput-"))
+    try:
+        run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args, folder: Path) -> None:
     if args.smoke:
         clips = {"720p": make_source(folder / "small.mp4", "320x240", 1.0)}
         args.runs, args.variations = 1, 2

@@ -68,8 +68,8 @@ class ProbeResult:
     has_audio: bool
     format_name: str
     fps: float = 0.0  # video packets per second of the measured duration
-    video_bit_rate: int = 0  # bits per second of the video packets walked; 0 when unknown
     audio_codec: str = ""  # of the first audio stream: "aac", "mp3"...; "" without audio
+    audio_profile: str = ""  # "LC", "HE-AAC"...; "" when the decoder names none
     audio_channels: int = 0
     audio_sample_rate: int = 0
 
@@ -78,33 +78,35 @@ class ProbeResult:
         return self.width * self.height
 
 
-# The reference encode caps the video rate at 2500 kbit/s with a 4000 kbit buffer. Variations follow the
-# source's own rate below that (1.5x, for the ultrafast preset's lower efficiency), so that a small source
-# does not become large variations; never below MIN_MAX_BIT_RATE, where crf 23 would starve.
+# The reference encode caps the video rate at 2500 kbit/s with a 4000 kbit buffer; so do the variations.
+# Not lower for a source of a lower average rate: a cap bounds the peak, and x264 ultrafast needs several
+# times the bits of HEVC or of a slow x264 preset (measured: an 800k HEVC source capped at 1.5x its rate
+# lost twice as much SSIM as under the reference's cap).
 REFERENCE_MAX_BIT_RATE = 2_500_000
-MIN_MAX_BIT_RATE = 400_000
-SOURCE_RATE_FACTOR = 1.5
 BUFFER_FACTOR = 1.6  # bufsize / maxrate, as in the reference (4000k / 2500k)
+# AAC profiles every browser and player decodes; LD, ELD and Main are encoded again.
+COPYABLE_AAC_PROFILES = frozenset({"LC", "HE-AAC", "HE-AACv2"})
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """What a batch's outputs share, decided from the source: the video rate cap, and whether the audio
-    can be copied as it is (AAC, mono or stereo, up to 48 kHz: what every player takes) instead of being
-    encoded again."""
+    """What a batch's outputs share: the video rate cap, and whether the source's audio is copied as it is
+    (AAC LC or HE-AAC, mono or stereo, up to 48 kHz: what every player takes) instead of encoded again."""
 
     max_bit_rate: int = REFERENCE_MAX_BIT_RATE
     copy_audio: bool = False
 
     @classmethod
     def for_source(
-        cls, video_bit_rate: int, audio_codec: str = "", audio_channels: int = 0, audio_sample_rate: int = 0
+        cls, audio_codec: str = "", audio_profile: str = "", audio_channels: int = 0, audio_sample_rate: int = 0
     ) -> EncodeSettings:
-        rate = REFERENCE_MAX_BIT_RATE
-        if video_bit_rate > 0:
-            rate = min(REFERENCE_MAX_BIT_RATE, max(MIN_MAX_BIT_RATE, int(video_bit_rate * SOURCE_RATE_FACTOR)))
-        copy = audio_codec == "aac" and 1 <= audio_channels <= 2 and 0 < audio_sample_rate <= 48_000
-        return cls(max_bit_rate=rate, copy_audio=copy)
+        copy = (
+            audio_codec == "aac"
+            and audio_profile in COPYABLE_AAC_PROFILES
+            and 1 <= audio_channels <= 2
+            and 0 < audio_sample_rate <= 48_000
+        )
+        return cls(copy_audio=copy)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def probe(
             has_audio = bool(container.streams.audio)
             audio = container.streams.audio[0].codec_context if has_audio else None
             format_name = container.format.name
-            width = height = packets = video_bytes = 0
+            width = height = packets = 0
             first = last = None
             for packet in container.demux(stream):
                 if not width:  # decoding one frame catches files whose header parses but whose data does not
@@ -175,7 +177,6 @@ def probe(
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
-                video_bytes += packet.size
                 start = packet.pts * packet.time_base
                 end = start + (packet.duration or 0) * packet.time_base
                 first = start if first is None else min(first, start)
@@ -198,8 +199,8 @@ def probe(
         has_audio=has_audio,
         format_name=format_name,
         fps=packets / duration,
-        video_bit_rate=int(video_bytes * 8 / duration),
         audio_codec=(audio.name or "") if audio else "",
+        audio_profile=(audio.profile or "") if audio else "",
         audio_channels=audio.channels if audio else 0,
         audio_sample_rate=audio.sample_rate or 0 if audio else 0,
     )

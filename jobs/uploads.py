@@ -239,8 +239,8 @@ def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
         duration=item.probe.duration,
         width=item.probe.width,
         height=item.probe.height,
-        video_bit_rate=item.probe.video_bit_rate,
         audio_codec=item.probe.audio_codec[:32],
+        audio_profile=item.probe.audio_profile[:32],
         audio_channels=item.probe.audio_channels,
         audio_sample_rate=item.probe.audio_sample_rate,
     )

@@ -174,7 +174,7 @@ def _ssim(first: Path, second: str, filters: str = "") -> float:
     return float(run.stderr.rsplit("All:", 1)[1].split()[0])
 
 
-@pytest.mark.parametrize("angle", [0.001, -0.0055, 0.01])
+@pytest.mark.parametrize("angle", [-0.0055, 0.01, -0.01])  # a wrong sign measures about 0.87 at 0.01 rad
 def test_the_rotation_renders_as_ffmpegs_rotate_does(clips, angle):
     """The cheaper rotation (a perspective map) against FFmpeg's own bilinear rotate, same angle."""
     source = clips(seconds=1.0, size="640x360")
@@ -209,34 +209,33 @@ def test_aac_audio_is_copied_as_it_is_when_allowed(clips, tmp_path, copy):
 @pytest.mark.parametrize(
     ("facts", "copy"),
     [
-        (("aac", 2, 48_000), True),
-        (("aac", 1, 44_100), True),
-        (("aac", 6, 48_000), False),  # 5.1: encoded again, as stereo AAC players all take
-        (("aac", 2, 96_000), False),
-        (("mp3", 2, 44_100), False),
-        (("", 0, 0), False),
+        (("aac", "LC", 2, 48_000), True),
+        (("aac", "LC", 1, 44_100), True),
+        (("aac", "HE-AAC", 2, 48_000), True),
+        (("aac", "LC", 6, 48_000), False),  # 5.1: encoded again, as stereo AAC that every player takes
+        (("aac", "LC", 2, 96_000), False),
+        (("aac", "LD", 2, 48_000), False),  # low-delay AAC: browsers do not play it
+        (("aac", "LC", 2, 0), False),  # unknown rate
+        (("mp3", "", 2, 44_100), False),
+        (("", "", 0, 0), False),
     ],
 )
 def test_which_audio_is_copied(facts, copy):
-    assert ffmpeg.EncodeSettings.for_source(1_000_000, *facts).copy_audio is copy
+    assert ffmpeg.EncodeSettings.for_source(*facts).copy_audio is copy
 
 
-@pytest.mark.parametrize(
-    ("source_rate", "cap"),
-    [(0, 2_500_000), (10_000_000, 2_500_000), (1_000_000, 1_500_000), (100_000, 400_000)],
-)
-def test_the_video_rate_cap_follows_the_source_up_to_the_references(source_rate, cap):
-    encoding = ffmpeg.EncodeSettings.for_source(source_rate)
-    assert encoding.max_bit_rate == cap
-    command = ffmpeg.encode_command(Path("in.mp4"), [ffmpeg.OutputSpec(Path("o.mp4"), "null")], encoding)
-    assert command[command.index("-maxrate") + 1] == str(cap)
-    assert command[command.index("-bufsize") + 1] == str(int(cap * 1.6))
+def test_the_video_rate_is_capped_as_the_reference_caps_it():
+    command = ffmpeg.encode_command(Path("in.mp4"), [ffmpeg.OutputSpec(Path("o.mp4"), "null")])
+    assert command[command.index("-maxrate") + 1] == "2500000"
+    assert command[command.index("-bufsize") + 1] == "4000000"
 
 
-def test_probe_reads_the_video_rate_and_the_audio(clips):
-    source = clips(seconds=2.0)
-    result = ffmpeg.probe(source)
-    with av.open(str(source)) as container:
-        video_bytes = sum(p.size for p in container.demux(container.streams.video[0]))
-    assert result.video_bit_rate == pytest.approx(video_bytes * 8 / 2.0, rel=0.1)
-    assert (result.audio_codec, result.audio_channels, result.audio_sample_rate) == ("aac", 1, 44_100)
+def test_probe_reads_the_audio(clips):
+    result = ffmpeg.probe(clips(seconds=1.0))
+    assert (result.audio_codec, result.audio_profile, result.audio_channels, result.audio_sample_rate) == (
+        "aac",
+        "LC",
+        1,
+        44_100,
+    )
+    assert ffmpeg.probe(clips(seconds=1.0, audio=False)).audio_codec == ""

@@ -254,3 +254,16 @@ def test_the_log_tells_the_last_variation_before_the_completion(user, upload, ca
     lines = [r.getMessage() for r in caplog.records if r.name == "jobs.processor"]
     done = lines.index(next(line for line in lines if "variation 1 of source 0 done" in line))
     assert lines.index(f"job {job.pk}: completed") > done, lines
+
+
+def test_an_aac_sources_audio_reaches_every_variation_untouched(user, upload, clips):
+    """The path a user's upload takes: probed facts on the row, then the worker's encode copies the audio."""
+    job = _create(user, upload, variations=2)
+    source = job.sources.get()
+    assert (source.audio_codec, source.audio_profile, source.audio_channels) == ("aac", "LC", 1)
+    processor.run_job(job.pk)
+    with av.open(str(clips(seconds=1.0))) as original:
+        packets = [bytes(p) for p in original.demux(original.streams.audio[0]) if p.size]
+    for output in OutputFile.objects.filter(job=job):
+        with av.open(str(storage.output_path(output))) as variation:
+            assert [bytes(p) for p in variation.demux(variation.streams.audio[0]) if p.size] == packets
