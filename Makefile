@@ -64,6 +64,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/download.py
 	$(BIN)/python bench/cancel.py
+	$(BIN)/python bench/cancel_service.py
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/encode.py
 

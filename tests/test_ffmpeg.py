@@ -16,7 +16,7 @@ import pytest
 from jobs import ffmpeg
 from jobs.effects import effects_for, rotation_filter
 from tests.media import make_clip
-from tests.workers import wait_for
+from tests.workers import alive, wait_for
 
 
 def test_probe_reads_duration_size_and_audio(clips):
@@ -124,15 +124,9 @@ def test_a_child_dies_when_the_process_that_started_it_is_killed():
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
 
-        def gone():
-            try:
-                return child.status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                return True
-
-        wait_for(gone, timeout=5, interval=0.02, message="the child to die with its parent")
+        wait_for(lambda: not alive(child), timeout=5, interval=0.02, message="the child to die with its parent")
     finally:
-        if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+        if alive(child):
             child.kill()
 
 

@@ -26,14 +26,31 @@ def encoding_processes(job, writing: bool = False) -> list:
     """The job's FFmpeg processes that encode (not the thumbnail); with `writing`, once a .part has bytes."""
     if writing and not any(_size(p) for p in storage.outputs_dir(job.pk).glob("*.part")):
         return []
-    found = []
-    for proc in tagged_processes(job.pk):
-        try:
-            if any(arg.endswith(".part") for arg in proc.cmdline()):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return [proc for proc in tagged_processes(job.pk) if ".part" in command_line(proc)]
+
+
+# Processes end while a test looks at them: every question below answers for a process that has gone.
+def alive(process: psutil.Process) -> bool:
+    """Running and not a zombie."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def zombie(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def command_line(process: psutil.Process) -> str:
+    """Its command line, or "" for a process that has ended."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
 
 
 def _size(path: Path) -> int:

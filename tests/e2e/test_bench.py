@@ -55,3 +55,9 @@ def test_download_bench_smoke(tmp_path):
     results = tmp_path / "results.json"
     out = _run(tmp_path, "bench/download.py", "--smoke", "--results", str(results))
     assert "against cat's" in out and json.loads(results.read_text())["download"]["figures"]["content_length_exact"]
+
+
+def test_cancel_through_the_service_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/cancel_service.py", "--smoke", "--results", str(results))
+    assert "to FFmpeg's exit" in out and json.loads(results.read_text())["cancel_service"]["figures"]["runs"] == 1

@@ -14,7 +14,7 @@ from django_q.models import Task
 from jobs import archive, storage
 from jobs.models import Job, OutputFile, Status
 from jobs.procs import tagged_processes
-from tests.workers import encoding_processes, wait_for
+from tests.workers import alive, command_line, encoding_processes, wait_for, zombie
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,8 @@ def assert_no_orphans(files_under):
     def check(cluster, job: Job) -> None:
         """No FFmpeg (or zombie) under the worker, and no file in the job folder without a row."""
         children = psutil.Process(cluster.proc.pid).children(recursive=True)
-        assert not [p for p in children if p.status() == psutil.STATUS_ZOMBIE]
-        assert not [p for p in children if "ffmpeg" in " ".join(p.cmdline())]
+        assert not [p for p in children if zombie(p)]
+        assert not [p for p in children if "ffmpeg" in command_line(p)]
         assert not tagged_processes(job.pk)
         assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(Job.objects.get(pk=job.pk))
 
@@ -147,14 +147,12 @@ def test_cancel_at_the_end_of_the_last_variation_with_a_real_worker(start_cluste
         job = post_job(["race.mp4"], 2, seconds=1.0, audio=False)
         # The second variation's FFmpeg: wait for it to start, then for it to exit.
         last = wait_for(
-            lambda job=job: [p for p in encoding_processes(job) if any("_v02.mp4" in arg for arg in p.cmdline())],
+            lambda job=job: [p for p in encoding_processes(job) if "_v02.mp4" in command_line(p)],
             timeout=30,
             interval=0.005,
             message="the last variation to start",
         )[0]
-        wait_for(
-            lambda last=last: not last.is_running() or last.status() == psutil.STATUS_ZOMBIE, timeout=30, interval=0.002
-        )
+        wait_for(lambda last=last: not alive(last), timeout=30, interval=0.002)
         response = api.post(f"/api/jobs/{job.pk}/cancel/")
         wait_for(lambda job=job: settled(job), timeout=10, message="the worker's clean-up")
 

@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from jobs import storage
 from jobs.models import Job, Status
 from jobs.procs import tagged_processes
-from tests.workers import ROOT, _database_url, wait_for
+from tests.workers import ROOT, _database_url, alive, command_line, wait_for
 from videojobs import datadir
 
 pytestmark = pytest.mark.slow
@@ -70,15 +70,15 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         wait_for(lambda: tagged_processes(job["id"]), timeout=30, interval=0.05, message="the worker to start FFmpeg")
         members = psutil.Process(stack.pid).children(recursive=True)
         seen.extend(members)
-        assert any("gunicorn" in _command_line(p) for p in members)
-        assert any("qcluster" in _command_line(p) for p in members)
+        assert any("gunicorn" in command_line(p) for p in members)
+        assert any("qcluster" in command_line(p) for p in members)
 
         os.killpg(stack.pid, signal.SIGINT)  # Ctrl-C in a terminal: SIGINT to every process of the foreground group
         stack.wait(timeout=20)
         honcho_log = (tmp_path / "honcho.log").read_text()
         assert "SIGKILL" not in honcho_log, honcho_log  # every process stopped on its own, in time
         wait_for(lambda: not tagged_processes(job["id"]), timeout=5, message="FFmpeg to be gone")
-        wait_for(lambda: not [p for p in members if _alive(p)], timeout=5)
+        wait_for(lambda: not [p for p in members if alive(p)], timeout=5)
 
         # The stopping worker handed its job back: queued, partial files gone, finished ones kept...
         stopped = Job.objects.get(pk=job["id"])
@@ -106,22 +106,6 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
             except psutil.NoSuchProcess:
                 pass
         log.close()
-
-
-def _alive(process: psutil.Process) -> bool:
-    """Running and not a zombie; a process that ends between the two questions is not alive (seen in CI)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _command_line(process: psutil.Process) -> str:
-    """A process's command line, or "" for one that ended since it was listed (a thumbnail's FFmpeg)."""
-    try:
-        return " ".join(process.cmdline())
-    except psutil.NoSuchProcess:
-        return ""
 
 
 def _answers(url: str) -> bool:
