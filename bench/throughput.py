@@ -7,7 +7,8 @@ one FFmpeg process per variation, one after another, with the reference argument
 the last service run is measured: SSIM against its source and against the reference render of the
 same parameters (at the source's frame rate, see reference_loop), size against the median size of the
 reference loop's outputs for the same clip, and whether all outputs are byte-distinct. The bare
-encoding commands the service ran are timed alone, for the orchestration overhead.
+encoding commands the service ran are timed alone (median of `--runs` too), for the orchestration
+overhead.
 
 Prints its figures and writes them to bench/results.json (key "throughput"); asserts nothing.
 
@@ -168,7 +169,7 @@ def compare(label, sources, variations, runs, workers, batch_size, folder) -> di
             service_times.append(seconds)
     finally:
         service.stop()
-    bare = bare_encode_seconds(sources, job, folder / "bare", batch_size)
+    bare = statistics.median(bare_encode_seconds(sources, job, folder / "bare", batch_size) for _ in range(runs))
     reference, through_service = statistics.median(reference_times), statistics.median(service_times)
     figures = {
         "clips": [source.name for source in sources],
