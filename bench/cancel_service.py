@@ -32,16 +32,7 @@ from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from jobs.procs import tagged_processes  # noqa: E402
 from tests.media import make_clip  # noqa: E402
-
-
-def wait(condition, timeout: float, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(condition)
+from tests.workers import wait_for  # noqa: E402
 
 
 def one_cancel(service: Service, source: Path) -> tuple[float, float]:
@@ -51,12 +42,17 @@ def one_cancel(service: Service, source: Path) -> tuple[float, float]:
         ).json()
     url = f"{service.url}/api/jobs/{job['id']}/"
     # Encoding for real: FFmpeg started and its progress reached the row.
-    wait(lambda: service.http.get(url).json()["progress"] > 0 and tagged_processes(job["id"]), timeout=60)
+    wait_for(
+        lambda: service.http.get(url).json()["progress"] > 0 and tagged_processes(job["id"]),
+        timeout=60,
+        interval=0.01,
+        message="the job to encode",
+    )
     started = time.monotonic()
     answer = service.http.post(f"{url}cancel/").json()
     to_status = time.monotonic() - started
     assert answer["status"] == "cancelled", answer
-    wait(lambda: not tagged_processes(job["id"]), timeout=30)
+    wait_for(lambda: not tagged_processes(job["id"]), timeout=30, interval=0.01, message="FFmpeg to exit")
     return to_status, time.monotonic() - started
 
 
