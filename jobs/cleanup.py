@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import procs, storage
+from jobs import parts, procs, storage
 from jobs.enqueue import enqueue_job
 from jobs.models import TERMINAL, Job, OutputFile, Status
 
@@ -31,6 +31,7 @@ UPLOAD_TEMP_GRACE = timedelta(hours=2)  # a spooled upload untouched this long h
 class Summary:
     dry_run: bool = False
     recovered: int = 0  # requeued to resume
+    parts_recovered: int = 0  # a video requeued (or failed) whose worker was lost while its job ran on
     resent: int = 0  # queued jobs whose task was sent again
     failed_stale: int = 0  # out of attempts
     finalised: int = 0  # cancelled jobs whose worker died
@@ -49,7 +50,8 @@ class Summary:
             f"jobs expired: {self.expired}, expired while queued: {self.expired_queued}, "
             f"jobs evicted: {self.evicted}, bytes freed: {self.bytes_freed}, orphans removed: {self.orphans_removed} "
             f"({self.orphan_bytes} bytes), "
-            f"jobs recovered: {self.recovered}, failed after {settings.MAX_ATTEMPTS} attempts: {self.failed_stale}, "
+            f"jobs recovered: {self.recovered}, parts recovered: {self.parts_recovered}, "
+            f"failed after {settings.MAX_ATTEMPTS} attempts: {self.failed_stale}, "
             f"tasks re-sent: {self.resent}, "
             f"cancelled jobs finalised: {self.finalised}, missing outputs marked: {self.missing_marked}"
         )
@@ -113,6 +115,11 @@ def recover(cleanup: _Pass) -> None:
             f"requeue job {job.pk} (worker lost, attempt {job.attempts})", lambda job=job: _requeue(job, stale_before)
         ):
             cleanup.summary.recovered += 1
+    # A job whose other workers are alive keeps a fresh heartbeat: its lost parts are recovered one by one.
+    for source in parts.stale(stale_before):
+        description = f"requeue part {source.position} of job {source.job_id} (worker lost, claim {source.attempts})"
+        if cleanup.act(description, lambda source=source: parts.recover(source, stale_before)):
+            cleanup.summary.parts_recovered += 1
     resend_before = cleanup.now - timedelta(seconds=settings.QUEUE_RESEND_SECONDS)
     waiting = Job.objects.filter(status=Status.QUEUED).filter(
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)

@@ -9,6 +9,7 @@ from django_q.tasks import async_task
 logger = logging.getLogger(__name__)
 
 PROCESS_JOB_TASK = "jobs.tasks.process_job"
+PROCESS_PART_TASK = "jobs.tasks.process_job_part"
 
 
 def enqueue_job(job_id: str) -> bool:
@@ -25,4 +26,18 @@ def enqueue_job(job_id: str) -> bool:
         logger.exception("job %s: the task could not be queued; the cleanup pass will send it again", job_id)
         return False
     logger.info("job %s: queued for a worker", job_id)
+    return True
+
+
+def enqueue_part(job_id: str, attempt: int) -> bool:
+    """Queue a helper task for a job's run of `attempt`: it claims queued parts of that run (jobs.parts).
+
+    A lost helper costs only speed: the run's other workers claim the parts it
+    would have taken, and recovery sends it again for a part whose worker was lost.
+    """
+    try:
+        async_task(PROCESS_PART_TASK, job_id, attempt, group="jobs")
+    except Exception:
+        logger.exception("job %s: a helper task could not be queued", job_id)
+        return False
     return True

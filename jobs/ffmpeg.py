@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 JOB_ENV = "VIDEOJOBS_JOB"
 ATTEMPT_ENV = "VIDEOJOBS_ATTEMPT"  # which run of the job started it: recovery kills only the lost run's
+PART_ENV = "VIDEOJOBS_PART"  # which claim of which part ("<position>-<claim>"): a lost part's FFmpeg alone
 STDERR_TAIL_LINES = 15
 PROGRESS_INTERVAL = 1.0  # seconds between on_progress calls, at most once a second
 STOP_CHECK_INTERVAL = 0.25  # seconds between should_stop() calls while FFmpeg runs
@@ -137,8 +138,8 @@ def _with_death_signal(cmd: Sequence[str]) -> list[str]:
     return list(cmd)
 
 
-def _child_env(job_id: str, attempt: int) -> dict[str, str]:
-    return {**os.environ, JOB_ENV: job_id, ATTEMPT_ENV: str(attempt)}
+def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:
+    return {**os.environ, JOB_ENV: job_id, ATTEMPT_ENV: str(attempt), PART_ENV: part}
 
 
 # --- probe -----------------------------------------------------------------------
@@ -258,6 +259,7 @@ def encode(
     *,
     job_id: str,
     attempt: int = 0,
+    part: str = "",
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     encoding: EncodeSettings = EncodeSettings(),
@@ -268,7 +270,7 @@ def encode(
     when django-q2's timeout raises SystemExit inside the task.
     """
     command = encode_command(source, outputs, encoding)
-    result = run(command, job_id=job_id, attempt=attempt, on_progress=on_progress, should_stop=should_stop)
+    result = run(command, job_id=job_id, attempt=attempt, part=part, on_progress=on_progress, should_stop=should_stop)
     for output in outputs:
         if not result.stopped and output.max_bytes is not None and _size(output.path) >= output.max_bytes:
             raise FFmpegError(f"output size limit reached: {output.path.name} hit {output.max_bytes} bytes")
@@ -287,6 +289,7 @@ def run(
     *,
     job_id: str,
     attempt: int = 0,
+    part: str = "",
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
@@ -297,7 +300,7 @@ def run(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=_child_env(job_id, attempt),
+            env=_child_env(job_id, attempt, part),
         )
         logger.info("job %s: ffmpeg pid %s started", job_id, proc.pid)
         reader = _ProgressReader(proc.stdout)

@@ -336,6 +336,12 @@ class SourceVideo(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     completed_variations = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # The source is one part of the job's work, that any worker may claim (jobs.parts).
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims of this part: its fencing token.")
+    handbacks = models.PositiveSmallIntegerField(
+        default=0, help_text="Claims a stopping worker handed back (SIGTERM); they do not count as lost."
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
 
     class Meta:
         ordering = ["job", "position"]

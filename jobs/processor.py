@@ -1,7 +1,10 @@
-"""Runs one job: claim, encode every pending variation in batches, finish.
+"""Runs a job: claim it, share its parts (one per source) with other workers, encode, finish.
 
+run_job is the task sent for a job: it claims the job (a run), sends helper
+tasks, and runs parts like any helper. run_part is the helper task: it joins a
+run that is still current. Each runs parts until none is left (jobs.parts).
 The order of the steps, and the races each one is fenced against, are in
-docs/architecture.md ("Processing a job").
+docs/architecture.md ("Processing a job", "Parts").
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import F
 from django_q.exceptions import TimeoutException
 
-from jobs import ffmpeg, storage
+from jobs import ffmpeg, parts, storage
 from jobs.effects import Effects, effects_for_job
-from jobs.enqueue import enqueue_job
-from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
+from jobs.enqueue import enqueue_job, enqueue_part
+from jobs.models import TERMINAL, Job, OutputFile, SourceVideo, Status
+from jobs.parts import Part
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class WorkerStopping(SystemExit):
 
 
 def run_job(job_id: str) -> None:
-    """Entry point of the django-q2 task. Safe to call twice for the same job."""
+    """The task sent for a job. Safe to call twice for the same job: its first step is the conditional claim."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         logger.info("job %s: gone before it started", job_id)
@@ -44,117 +48,150 @@ def run_job(job_id: str) -> None:
             storage.settle_files(job)
         return
     logger.info("job %s: claimed (attempt %s)", job_id, job.attempts)
+    helpers = parts.send_helpers(job)
+    if helpers:
+        logger.info("job %s: sent %s helper tasks for its other videos", job_id, helpers)
+    _run_parts(job, lead=True)
+
+
+def run_part(job_id: str, attempt: int) -> None:
+    """The helper task: run parts of the job's run of `attempt`, if that run is still current."""
+    job = Job.objects.filter(pk=job_id, status=Status.PROCESSING, attempts=attempt).first()
+    if job is None:
+        logger.info("job %s: helper for attempt %s not needed (the run is over or was requeued)", job_id, attempt)
+        return
+    _run_parts(job, lead=False)
+
+
+def _run_parts(job: Job, lead: bool) -> None:
+    """Claim and run parts until none is left; the lead run also makes the job's thumbnail first."""
+    part: Part | None = None
     try:
-        _run_sources(job)
-        _finish(job)
+        sources = list(job.sources.order_by("position"))
+        if lead and sources and not job.thumbnail:
+            make_thumbnail(job, sources[0])
+        effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
+        part = parts.claim_next(job)
+        while part is not None:
+            _run_part(part, effects)
+            part = parts.claim_next(job) if _still_processing(job) else None
+        if _finish_left_over(job):
+            logger.info("job %s: %s", job.pk, job.status)
     except WorkerStopping:
-        _hand_back(job)
+        _hand_back(job, part)
         raise
     except TimeoutException:
-        # django-q2's timeout: failed for good, not handed back to time out again and again.
+        # django-q2's timeout: this video failed for good, not handed back to time out again and again.
         message = f"timed out after {settings.JOB_TIMEOUT_SECONDS} s"
-        if job.finish(Status.FAILED, error=message):
-            logger.warning("job %s: %s", job_id, message)
+        if part is not None and part.fail(message):
+            logger.warning("job %s: source %s %s", job.pk, part.source.position, message)
         raise
     except (OperationalError, InterfaceError):
         # The database, not the job, is in trouble (locked past every retry, the connection gone): leave
-        # the job processing; its heartbeat goes stale and recovery resumes it from its finished variations.
-        logger.exception("job %s: database error; left for recovery to resume", job_id)
+        # the part processing; its heartbeat goes stale and recovery resumes it from its finished variations.
+        logger.exception("job %s: database error; left for recovery to resume", job.pk)
     except Exception:
-        logger.exception("job %s: failed unexpectedly", job_id)
-        job.finish(Status.FAILED, error="Internal error: the details are in the server log.")
+        logger.exception("job %s: failed unexpectedly", job.pk)
+        error = "Internal error: the details are in the server log."
+        if part is not None:
+            part.fail(error)
+        else:
+            job.finish(Status.FAILED, error=error)
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
-        storage.settle_files(job)
+        storage.settle_files(job, part.files if part is not None else None)
 
 
-def _hand_back(job: Job) -> None:
-    """Requeue the job this stopping worker owns, so the next cluster resumes it at once."""
-    if job.hand_back():
+def _finish_left_over(job: Job) -> bool:
+    """Finish a job whose parts were all finished without finishing it (e.g. by a run that died in
+    between, or a resumed job with nothing left): the transaction of the last part normally does."""
+    with transaction.atomic():
+        return parts.lock_run(job) and parts.finish_if_done(job)
+
+
+def _hand_back(job: Job, part: Part | None) -> None:
+    """This worker is stopping: its part goes back to the queue, and the job too when no other worker
+    is on it, so that the next worker resumes at once instead of waiting for recovery."""
+    with transaction.atomic():
+        if not parts.lock_run(job):
+            return
+        part_back = part is not None and part.hand_back()
+        job_back = not job.sources.filter(status=Status.PROCESSING).exists() and job.hand_back()
+    if job_back:
         enqueue_job(job.pk)
         logger.info("job %s: worker stopping; requeued to resume from its finished variations", job.pk)
+    elif part_back:
+        enqueue_part(job.pk, job.attempts)
+        logger.info("job %s: worker stopping; source %s requeued for another worker", job.pk, part.source.position)
 
 
-def _run_sources(job: Job) -> None:
-    sources = list(job.sources.order_by("position"))
-    effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
-    if sources and not job.thumbnail:
-        make_thumbnail(job, sources[0])
-    for source in sources:
-        if not _still_processing(job):
-            logger.info("job %s: no longer processing; stopping before source %s", job.pk, source.position)
-            return
-        if source.status in TERMINAL:
-            continue  # resumed job: this source was finished by an earlier attempt
-        _run_source(job, source, effects)
-
-
-def _run_source(job: Job, source: SourceVideo, effects: dict[tuple[int, int], Effects]) -> None:
-    # Conditional: a cancel may have closed this source a moment ago, or another run taken the job over.
-    _this_runs(job, source).filter(status__in=ACTIVE).update(status=Status.PROCESSING)
+def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
+    job, source = part.job, part.source
     done = set(source.outputs.values_list("variation_index", flat=True))
     pending = [index for index in range(job.variations_per_video) if index not in done]
     for batch in _chunks(pending, settings.BATCH_SIZE):
-        if not _still_processing(job):  # checked before every batch: BATCH_SIZE=1 means between variations
-            logger.info("job %s: no longer processing; not starting the next batch", job.pk)
+        if not part.owned():  # checked before every batch: BATCH_SIZE=1 means between variations
+            logger.info("job %s: source %s no longer ours; not starting the next batch", job.pk, source.position)
             return
         storage.create_outputs_dir(job.pk)
         specs = [
             ffmpeg.OutputSpec(
-                storage.partial_path(job.pk, source.position, index, job.attempts),
+                storage.partial_path(job.pk, source.position, index, job.attempts, part.claim),
                 effects[(source.position, index)].filter_chain(),
                 max_seconds=source.duration + 1,
                 max_bytes=output_byte_limit(source),
             )
             for index in batch
         ]
-        progress = _ProgressWriter(job, source, len(batch))
+        progress = _ProgressWriter(part, len(batch))
         try:
             result = ffmpeg.encode(
                 storage.upload_path(source),
                 specs,
                 job_id=job.pk,
                 attempt=job.attempts,
+                part=part.token,
                 on_progress=progress,
-                should_stop=_StopWatch(job),
+                should_stop=_StopWatch(part),
                 encoding=encode_settings(source),
             )
         except ffmpeg.FFmpegError as exc:
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
             logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
             storage.discard(spec.path for spec in specs)
-            # Fenced: a run that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
-            _this_runs(job, source).update(status=Status.FAILED, error=user_error(exc, progress.seconds))
+            # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
+            part.fail(user_error(exc, progress.seconds))
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
             storage.discard(spec.path for spec in specs)
             return
         for index, spec in zip(batch, specs, strict=True):
-            if not register_output(job, source, index, spec.path, effects[(source.position, index)]):
+            if not register_output(part, index, spec.path, effects[(source.position, index)]):
                 storage.discard(spec.path for spec in specs)
                 return
 
 
 class _StopWatch:
-    """should_stop for FFmpeg: True once the job is no longer processing (cancelled, deleted).
+    """should_stop for FFmpeg: True once the part is no longer this claim's (the job cancelled or deleted,
+    the job or the part requeued and taken over).
 
-    Also writes the heartbeat every BEAT_SECONDS, so a live job never looks
+    Also writes the heartbeats every BEAT_SECONDS, so a live part never looks
     stale even while FFmpeg reports no progress.
     """
 
     BEAT_SECONDS = 2.0
 
-    def __init__(self, job: Job):
-        self.job = job
+    def __init__(self, part: Part):
+        self.part = part
         self.last_beat = time.monotonic()
 
     def __call__(self) -> bool:
         if time.monotonic() - self.last_beat >= self.BEAT_SECONDS:
             self.last_beat = time.monotonic()
-            # The beat is conditional on the status, so it doubles as the check.
-            return not retry_transient(self.job.beat)
-        return not retry_transient(lambda: _still_processing(self.job))
+            # The beat is conditional on the claim, so it doubles as the check.
+            return not retry_transient(self.part.beat)
+        return not retry_transient(self.part.owned)
 
 
 def encode_settings(source: SourceVideo) -> ffmpeg.EncodeSettings:
@@ -184,10 +221,10 @@ def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
 
 
 class _ProgressWriter:
-    """on_progress callback: source progress from FFmpeg's out_time, plus the job heartbeat."""
+    """on_progress callback: source progress from FFmpeg's out_time, plus the part's and the job's heartbeats."""
 
-    def __init__(self, job: Job, source: SourceVideo, batch_size: int):
-        self.job, self.source, self.batch_size = job, source, batch_size
+    def __init__(self, part: Part, batch_size: int):
+        self.part, self.source, self.batch_size = part, part.source, batch_size
         self.seconds: float | None = None  # how far FFmpeg got: where a failure happened
 
     def __call__(self, seconds: float) -> None:
@@ -197,9 +234,8 @@ class _ProgressWriter:
     def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
         done = SourceVideo.objects.filter(pk=self.source.pk).values_list("completed_variations", flat=True).first() or 0
-        percent = int(100 * (done + fraction * self.batch_size) / self.job.variations_per_video)
-        _this_runs(self.job, self.source).filter(status=Status.PROCESSING).update(progress=min(percent, 99))
-        self.job.beat()
+        percent = int(100 * (done + fraction * self.batch_size) / self.part.job.variations_per_video)
+        self.part.beat(progress=min(percent, 99))
 
 
 TRANSIENT_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds; about 8 s in all, well inside STALE_AFTER
@@ -231,25 +267,21 @@ def _registered(source: SourceVideo, index: int) -> bool:
         return True
 
 
-def _this_runs(job: Job, source: SourceVideo):
-    """The source's row, while this run (its attempt) still owns the job."""
-    return SourceVideo.objects.filter(pk=source.pk, job__status=Status.PROCESSING, job__attempts=job.attempts)
+def register_output(part: Part, index: int, partial: Path, effects: Effects) -> bool:
+    """Rename a finished file into place together with its OutputFile row; when it was the job's last
+    variation, the same transaction completes the job.
 
-
-def register_output(job: Job, source: SourceVideo, index: int, partial: Path, effects: Effects) -> bool:
-    """Rename a finished file into place together with its OutputFile row.
-
-    Returns False (and registers nothing) when this run no longer owns the job:
+    Returns False (and registers nothing) when this claim no longer owns the part:
     a variation that finishes after a cancel was accepted does not count, nor
-    one from a worker whose job was requeued and taken over.
+    one from a worker whose job or part was requeued and taken over.
     """
+    job, source = part.job, part.source
     relative = storage.relative_to_job(job.pk, storage.final_path(partial))
     final = None
     try:
         with transaction.atomic():
-            # Locks the job row (PostgreSQL); SQLite's IMMEDIATE transaction already
-            # holds the write lock, so a concurrent cancel UPDATE waits for us.
-            if not list(job.this_run().select_for_update().values_list("pk", flat=True)):
+            # A concurrent cancel UPDATE, or another part's last variation, waits for this transaction.
+            if not parts.lock_run(job) or not part.owned():
                 return False
             OutputFile.objects.create(
                 job=job,
@@ -263,10 +295,8 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
             source_done = SourceVideo.objects.filter(
                 pk=source.pk, completed_variations__gte=job.variations_per_video
             ).update(status=Status.COMPLETED, progress=100)
-            job.beat()
-            completed = bool(source_done) and not job.sources.exclude(status=Status.COMPLETED).exists()
-            if completed:
-                job.finish(Status.COMPLETED)
+            part.beat()
+            completed = bool(source_done) and parts.finish_if_done(job)
             final = storage.promote(partial)
     except BaseException:
         # Normally the rows were rolled back and the file must not outlive them. But a signal (a stopping
@@ -276,25 +306,8 @@ def register_output(job: Job, source: SourceVideo, index: int, partial: Path, ef
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
     if completed:  # logged after the variation that completed it, so that the log reads in the true order
-        logger.info("job %s: completed", job.pk)
+        logger.info("job %s: %s", job.pk, job.status)
     return True
-
-
-def _finish(job: Job) -> None:
-    """processing -> completed (some source done) or failed (none). A no-op after a cancel."""
-    sources = list(job.sources.order_by("position"))
-    failed = [s for s in sources if s.status == Status.FAILED]
-    if any(s.status == Status.COMPLETED for s in sources):
-        error = ""
-        if failed:
-            error = f"{len(failed)} of {len(sources)} videos failed: " + "; ".join(
-                f"{s.original_name}: {s.error.splitlines()[-1] if s.error else 'failed'}" for s in failed
-            )
-        if job.finish(Status.COMPLETED, error=error[:4000]):
-            logger.info("job %s: completed (%s failed sources)", job.pk, len(failed))
-    elif sources and len(failed) == len(sources):
-        if job.finish(Status.FAILED, error="Every video failed to process."):
-            logger.info("job %s: failed", job.pk)
 
 
 def make_thumbnail(job: Job, source: SourceVideo) -> None:

@@ -4,7 +4,8 @@ Every file of a job lives under JOBS_DIR/<job id>/:
 
     uploads/NN.video          the uploaded sources (no user text on disk)
     outputs/sNN_vMM.mp4       finished variations, each owned by an OutputFile row
-    outputs/sNN_vMM.mp4.A.part  a variation FFmpeg is still writing, in the run of attempt A
+    outputs/sNN_vMM.mp4.A-C.part  a variation FFmpeg is still writing, in the run of attempt A,
+                              by claim C of the source's part (jobs.parts)
     thumbnail.webp
 
 This module decides where they live and which are owned, and it is the one
@@ -64,16 +65,29 @@ def thumbnail_path(job: Job) -> Path | None:
     return job_folder(job.pk) / job.thumbnail if job.thumbnail else None
 
 
-def partial_path(job_id: str, source_position: int, index: int, attempt: int) -> Path:
-    """Where the run of `attempt` writes a variation; register_output renames it to its final name.
+def partial_path(job_id: str, source_position: int, index: int, attempt: int, claim: int = 0) -> Path:
+    """Where claim `claim` of the source's part, in the run of `attempt`, writes a variation;
+    register_output renames it to its final name.
 
-    The attempt is in the name so that removing one run's partials never touches another run's.
+    Both are in the name so that removing one run's (or one claim's) partials never touches another's.
     """
-    return outputs_dir(job_id) / f"s{source_position:02d}_v{index + 1:02d}.mp4.{attempt}{PARTIAL_SUFFIX}"
+    name = f"s{source_position:02d}_v{index + 1:02d}.mp4.{attempt}-{claim}{PARTIAL_SUFFIX}"
+    return outputs_dir(job_id) / name
+
+
+def _written_by(path: Path, attempt: int, part: tuple[int, int] | None) -> bool:
+    """Is `path` a partial of the run of `attempt` (with `part` = (position, claim): of that claim only)?"""
+    if not path.name.endswith(PARTIAL_SUFFIX):
+        return False
+    run = path.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]  # "A-C"
+    if part is None:
+        return run.split("-", 1)[0] == str(attempt)
+    position, claim = part
+    return path.name.startswith(f"s{position:02d}_") and run == f"{attempt}-{claim}"
 
 
 def final_path(partial: Path) -> Path:
-    """sNN_vMM.mp4.A.part -> sNN_vMM.mp4"""
+    """sNN_vMM.mp4.A-C.part -> sNN_vMM.mp4"""
     return partial.with_name(partial.name.split(".mp4.", 1)[0] + ".mp4")
 
 
@@ -127,10 +141,11 @@ def owned_files(job: Job) -> set[Path]:
     return owned
 
 
-def remove_unowned_outputs(job: Job, attempt: int | None = None) -> list[Path]:
+def remove_unowned_outputs(job: Job, attempt: int | None = None, part: tuple[int, int] | None = None) -> list[Path]:
     """Delete the files in the job's outputs folder that no OutputFile row owns.
 
-    With `attempt`, only that run's partial files: another run may be writing its own right now.
+    With `attempt`, only that run's partial files: another run may be writing its own right now. With
+    `part` too, (source position, claim): only that claim's, as other parts of the run may be writing.
     """
     folder = outputs_dir(job.pk)
     if not folder.is_dir():
@@ -138,7 +153,7 @@ def remove_unowned_outputs(job: Job, attempt: int | None = None) -> list[Path]:
     owned = owned_files(job)
     removed = [path for path in folder.iterdir() if path not in owned]
     if attempt is not None:
-        removed = [path for path in removed if path.name.endswith(f".{attempt}{PARTIAL_SUFFIX}")]
+        removed = [path for path in removed if _written_by(path, attempt, part)]
     discard(removed)
     if removed:
         logger.info("job %s: removed %s unfinished files", job.pk, len(removed))
@@ -163,8 +178,8 @@ def remove_folder(job_id: str) -> None:
     shutil.rmtree(job_folder(job_id), ignore_errors=True)
 
 
-def settle_files(job: Job) -> None:
-    """After a run: partial files go; once the job is terminal, its uploads go too.
+def settle_files(job: Job, part: tuple[int, int] | None = None) -> None:
+    """After a run, or one worker's share of it: partial files go; once the job is terminal, its uploads go too.
 
     A job deleted while it ran loses its whole folder. Sources still marked
     active take the job's final status and a progress that matches what
@@ -176,9 +191,9 @@ def settle_files(job: Job) -> None:
         return
     status, attempts = row
     if status not in TERMINAL:
-        # Interrupted (a timeout, a hand-back) or taken over: only this run's partials go. The uploads
-        # stay for the resume, and another run may be writing its own partials already.
-        remove_unowned_outputs(job, attempt=job.attempts)
+        # Interrupted (a timeout, a hand-back) or taken over: only this run's partials go (with `part`, only
+        # that part's). The uploads stay for the resume, and another run or part may be writing its own.
+        remove_unowned_outputs(job, attempt=job.attempts, part=part)
         return
     remove_unowned_outputs(job)  # terminal never changes: no run writes here any more
     job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)

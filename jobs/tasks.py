@@ -13,12 +13,23 @@ from jobs.models import WorkerBeat
 
 
 def process_job(job_id: str) -> None:
-    """The task. Idempotent: its first step is the conditional claim.
+    """The task sent for a job. Idempotent: its first step is the conditional claim."""
+    _stoppable(lambda: processor.run_job(job_id))
+
+
+def process_job_part(job_id: str, attempt: int) -> None:
+    """A helper task: runs queued parts (videos) of the job's run of `attempt` (jobs.parts)."""
+    _stoppable(lambda: processor.run_part(job_id, attempt))
+
+
+def _stoppable(run) -> None:
+    """Run a job's work so that SIGTERM stops it cleanly.
 
     While it runs, SIGTERM (e.g. Ctrl-C on `make run`, which signals the
     whole cluster) raises WorkerStopping: FFmpeg is stopped and reaped, the
-    partial files go, and the job is requeued instead of waiting for the
-    stale-heartbeat recovery. The worker process then exits, as SIGTERM asked.
+    partial files go, and the part (the job, when no other worker is on it)
+    is requeued instead of waiting for the stale-heartbeat recovery. The
+    worker process then exits, as SIGTERM asked.
     """
     WorkerBeat.record()
     started = time.monotonic()
@@ -33,7 +44,7 @@ def process_job(job_id: str) -> None:
 
     previous = signal.signal(signal.SIGTERM, stop_worker)
     try:
-        processor.run_job(job_id)
+        run()
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -117,13 +117,13 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
     real_register = processor.register_output
     answers = []
 
-    def register(job_run, source, index, partial, effects):
-        last = index == job_run.variations_per_video - 1
+    def register(part, index, partial, effects):
+        last = index == part.job.variations_per_video - 1
         if last and cancel_before_registering:
-            answers.append(client.post(f"/api/jobs/{job_run.pk}/cancel/"))
-        registered = real_register(job_run, source, index, partial, effects)
+            answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
+        registered = real_register(part, index, partial, effects)
         if last and not cancel_before_registering:
-            answers.append(client.post(f"/api/jobs/{job_run.pk}/cancel/"))
+            answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
         return registered
 
     monkeypatch.setattr(processor, "register_output", register)

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError, transaction
 from django_q.exceptions import TimeoutException
 
-from jobs import ffmpeg, processor, storage, uploads
+from jobs import ffmpeg, parts, processor, storage, uploads
 from jobs.effects import effects_for, effects_for_job
 from jobs.models import Job, OutputFile, Status
 
@@ -76,7 +76,7 @@ def test_every_source_broken_fails_the_job(files_under, user, upload):
     processor.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.FAILED
-    assert job.error == "Every video failed to process."
+    assert job.error == "Every video failed to process: a.mp4: The video could not be decoded."
     assert files_under(storage.outputs_dir(job.pk)) == []
 
 
@@ -95,17 +95,19 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
     job = _create(user, upload, variations=2)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
+    stale_part = parts.claim_next(stale_run)
     assert stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
     assert new_run.claim() and new_run.attempts == 2
+    new_part = parts.claim_next(new_run)
+    assert new_part.claim == stale_part.claim + 1
 
-    source = job.sources.get()
     storage.create_outputs_dir(new_run.pk)
-    partial = storage.partial_path(new_run.pk, 0, 0, new_run.attempts)
+    partial = storage.partial_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
     partial.write_bytes(b"late")
-    assert processor.register_output(stale_run, source, 0, partial, effects_for(1, 0, 0)) is False
-    assert not stale_run.beat() and processor._still_processing(stale_run) is False
-    assert processor._still_processing(new_run) and new_run.beat()
+    assert processor.register_output(stale_part, 0, partial, effects_for(1, 0, 0)) is False
+    assert not stale_run.beat() and not stale_part.beat() and processor._still_processing(stale_run) is False
+    assert processor._still_processing(new_run) and new_run.beat() and new_part.beat()
     assert OutputFile.objects.count() == 0
 
 
@@ -129,7 +131,7 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     job = _create(user, upload, names=("full.mp4",), variations=1)
     storage.create_outputs_dir(job.pk)
     # Every write to this output fails with ENOSPC, as on a full disk.
-    storage.partial_path(job.pk, 0, 0, attempt=1).symlink_to("/dev/full")  # the first run's file
+    storage.partial_path(job.pk, 0, 0, attempt=1, claim=1).symlink_to("/dev/full")  # the first run's file
     processor.run_job(job.pk)
 
     job.refresh_from_db()
@@ -137,7 +139,7 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     assert job.status == Status.FAILED
     assert source.status == Status.FAILED
     assert source.error == "The disk is full: the variations could not be written."
-    assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0, 1).is_symlink()
+    assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0, 1, 1).is_symlink()
     assert not storage.uploads_dir(job.pk).exists()
     assert {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()} == kept
     assert Job.objects.get(pk=other.pk).status == Status.COMPLETED
@@ -157,7 +159,7 @@ def test_a_hung_ffmpeg_is_stopped_and_its_video_fails_as_stalled(user, upload, s
     assert job.status == Status.FAILED and files_under(storage.outputs_dir(job.pk)) == []
 
 
-def test_a_django_q_timeout_fails_the_job_instead_of_requeueing_it(user, upload, settings, monkeypatch):
+def test_a_django_q_timeout_fails_the_video_instead_of_requeueing_it(user, upload, settings, monkeypatch):
     settings.JOB_TIMEOUT_SECONDS = 90
     job = _create(user, upload, variations=1)
 
@@ -168,7 +170,8 @@ def test_a_django_q_timeout_fails_the_job_instead_of_requeueing_it(user, upload,
     with pytest.raises(TimeoutException):
         processor.run_job(job.pk)
     job.refresh_from_db()
-    assert job.status == Status.FAILED and job.error == "timed out after 90 s"
+    assert job.sources.get().error == "timed out after 90 s"
+    assert job.status == Status.FAILED and job.error == "Every video failed to process: a.mp4: timed out after 90 s"
 
 
 def test_transient_database_errors_in_heartbeat_and_progress_are_retried(user, upload, monkeypatch):
@@ -196,16 +199,16 @@ def test_a_run_that_was_taken_over_cannot_fail_the_source(user, upload, monkeypa
     job = _create(user, upload, variations=1)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
+    stale_part = parts.claim_next(stale_run)
     Job.objects.filter(pk=job.pk).update(attempts=2)  # a newer run owns the job now
-    source = job.sources.get()
 
     def killed(*args, **kwargs):
         raise ffmpeg.FFmpegError("ffmpeg exited with code -9")
 
     monkeypatch.setattr(ffmpeg, "encode", killed)
-    processor._run_source(stale_run, source, effects_for_job(job.seed, 1, 1))
-    source.refresh_from_db()
-    assert source.status == Status.QUEUED and source.error == ""
+    processor._run_part(stale_part, effects_for_job(job.seed, 1, 1))
+    source = job.sources.get()
+    assert source.status == Status.PROCESSING and source.error == ""
 
 
 def test_where_a_video_broke_is_told_in_minutes_and_seconds():
@@ -217,10 +220,10 @@ def test_where_a_video_broke_is_told_in_minutes_and_seconds():
 def test_a_database_error_leaves_the_job_for_recovery_instead_of_failing_it(user, upload, monkeypatch):
     job = _create(user, upload, variations=1)
 
-    def locked(job):
+    def locked(part):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(processor, "_still_processing", locked)
+    monkeypatch.setattr(parts.Part, "owned", locked)
     processor.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.PROCESSING and job.error == ""  # recovery resumes it once its heartbeat is stale

@@ -16,8 +16,8 @@ from jobs.models import Job, OutputFile, Status
 
 def test_layout_keeps_user_text_off_the_disk(make_job):
     job = make_job(status=Status.PROCESSING, outputs=0)
-    partial = storage.partial_path(job.pk, 1, 2, attempt=4)
-    assert partial == storage.outputs_dir(job.pk) / "s01_v03.mp4.4.part"
+    partial = storage.partial_path(job.pk, 1, 2, attempt=4, claim=2)
+    assert partial == storage.outputs_dir(job.pk) / "s01_v03.mp4.4-2.part"
     assert storage.final_path(partial).name == "s01_v03.mp4"
     assert storage.relative_to_job(job.pk, storage.final_path(partial)) == "outputs/s01_v03.mp4"
     assert storage.upload_path(job.sources.get()) == storage.uploads_dir(job.pk) / "00.video"

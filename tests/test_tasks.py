@@ -53,14 +53,14 @@ def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, setting
     """django-q2's sentinel SIGTERMs a worker whose task ran out of time: the job fails, it is not requeued."""
     settings.JOB_TIMEOUT_SECONDS = 0  # the task is past its timeout from the start
     job = post_job(variations=1)
-    real_run_source = processor._run_source
+    real_run_part = processor._run_part
 
     def terminated_by_the_sentinel(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)
-        return real_run_source(*args, **kwargs)
+        return real_run_part(*args, **kwargs)
 
-    monkeypatch.setattr(processor, "_run_source", terminated_by_the_sentinel)
+    monkeypatch.setattr(processor, "_run_part", terminated_by_the_sentinel)
     with pytest.raises(TimeoutException):
         tasks.process_job(job.pk)
     job.refresh_from_db()
-    assert job.status == Status.FAILED and job.error == "timed out after 0 s" and job.handbacks == 0
+    assert job.sources.get().error == "timed out after 0 s" and job.status == Status.FAILED and job.handbacks == 0

@@ -1,0 +1,188 @@
+"""A job's parts: one per source video, which any worker of any cluster may take.
+
+A worker claims the job (Job.claim: a run, fenced by Job.attempts), sends one
+helper task per other queued part, then claims parts one at a time (claim_next,
+fenced by SourceVideo.attempts) until none is left; each helper does the same.
+So a job with N videos keeps N workers busy, on one machine or several.
+
+Every write of a part names both tokens (Part.rows): a worker whose job was
+requeued, or whose part was taken over, writes nothing. The transaction that
+finishes the last part finishes the job (finish_if_done). Details and races:
+docs/architecture.md ("Parts").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import procs, storage
+from jobs.enqueue import enqueue_part
+from jobs.models import ACTIVE, Job, SourceVideo, Status
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Part:
+    """One claim of one source of a job's run."""
+
+    job: Job
+    source: SourceVideo
+    claim: int  # SourceVideo.attempts when this worker claimed it
+
+    @property
+    def token(self) -> str:
+        """'<position>-<claim>': the tag of its FFmpeg processes (procs.kill_tagged's `part`)."""
+        return f"{self.source.position}-{self.claim}"
+
+    @property
+    def files(self) -> tuple[int, int]:
+        """(position, claim): which partial files are its own (storage's `part`)."""
+        return (self.source.position, self.claim)
+
+    def rows(self) -> models.QuerySet:
+        """The source's row while this claim owns it: processing, not taken over, its job's run still current."""
+        return SourceVideo.objects.filter(
+            pk=self.source.pk,
+            status=Status.PROCESSING,
+            attempts=self.claim,
+            job__status=Status.PROCESSING,
+            job__attempts=self.job.attempts,
+        )
+
+    def owned(self) -> bool:
+        return self.rows().exists()
+
+    def beat(self, **changes) -> bool:
+        """The heartbeat of the part and of its job, with `changes` to the source row (e.g. its progress).
+        False when this claim no longer owns the part: cancelled, requeued or taken over."""
+        if not self.rows().update(heartbeat_at=timezone.now(), **changes):
+            return False
+        return self.job.beat()
+
+    def hand_back(self) -> bool:
+        """processing -> queued by its own stopping worker (SIGTERM): not counted as a lost claim."""
+        return bool(self.rows().update(status=Status.QUEUED, heartbeat_at=None, handbacks=F("handbacks") + 1))
+
+    def fail(self, error: str) -> bool:
+        """processing -> failed, for this video alone. When it was the job's last part, the same transaction
+        finishes the job. False when this claim no longer owns the part."""
+        with transaction.atomic():
+            if not lock_run(self.job) or not self.rows().update(status=Status.FAILED, error=error):
+                return False
+            finished = finish_if_done(self.job)
+        if finished:
+            logger.info("job %s: %s", self.job.pk, self.job.status)
+        return True
+
+
+def lock_run(job: Job) -> bool:
+    """Inside a transaction: lock the job's row while `job`'s run owns it. False when it no longer does.
+
+    PostgreSQL: the row lock serialises the parts that finish at the same time, so
+    the last of them sees every other's commit. SQLite: the IMMEDIATE transaction
+    already holds the database's write lock.
+    """
+    return bool(list(job.this_run().select_for_update().values_list("pk", flat=True)))
+
+
+def claim_next(job: Job) -> Part | None:
+    """Claim the run's next queued part, lowest position first; None when none is left.
+
+    Parts of this run whose worker went silent go back to the queue first
+    (recover_stale), so a worker that runs out of work takes over a lost one.
+    """
+    recover_stale(timezone.now() - timedelta(seconds=settings.STALE_AFTER_SECONDS), job)
+    queued = job.sources.filter(status=Status.QUEUED).order_by("position").values_list("pk", "attempts")
+    for pk, attempts in queued:
+        won = SourceVideo.objects.filter(
+            pk=pk,
+            status=Status.QUEUED,
+            attempts=attempts,
+            job__status=Status.PROCESSING,
+            job__attempts=job.attempts,
+        ).update(status=Status.PROCESSING, attempts=attempts + 1, heartbeat_at=timezone.now())
+        if won:
+            return Part(job, SourceVideo.objects.get(pk=pk), attempts + 1)
+    return None
+
+
+def send_helpers(job: Job) -> int:
+    """One helper task per queued part but the one the caller is about to run: idle workers take them."""
+    helpers = max(job.sources.filter(status=Status.QUEUED).count() - 1, 0)
+    for _ in range(helpers):
+        enqueue_part(job.pk, job.attempts)
+    return helpers
+
+
+def finish_if_done(job: Job) -> bool:
+    """processing -> completed (some video done) or failed (none), once no part is queued or processing.
+
+    Call inside the transaction that finished a part, with the job's row locked
+    (lock_run). Returns whether this call finished the job. The caller logs it,
+    after what it finished itself, so that the log reads in the true order.
+    """
+    sources = list(SourceVideo.objects.filter(job=job).order_by("position"))
+    if not sources or any(source.status in ACTIVE for source in sources):
+        return False
+    failed = [source for source in sources if source.status != Status.COMPLETED]
+    causes = "; ".join(f"{s.original_name}: {s.error.splitlines()[-1] if s.error else 'failed'}" for s in failed)
+    if len(failed) == len(sources):
+        return job.finish(Status.FAILED, error=f"Every video failed to process: {causes}"[:4000])
+    error = f"{len(failed)} of {len(sources)} videos failed: {causes}" if failed else ""
+    return job.finish(Status.COMPLETED, error=error[:4000])
+
+
+# --- lost parts ----------------------------------------------------------------------
+def stale(stale_before: datetime, job: Job | None = None) -> models.QuerySet:
+    """Parts of processing jobs whose worker has not beaten since `stale_before`."""
+    rows = SourceVideo.objects.filter(
+        status=Status.PROCESSING, job__status=Status.PROCESSING, heartbeat_at__lt=stale_before
+    ).select_related("job")
+    return rows.filter(job=job) if job is not None else rows
+
+
+def recover_stale(stale_before: datetime, job: Job | None = None) -> int:
+    """recover() every stale part (of `job`, or of every job); returns how many were recovered."""
+    return sum(recover(source, stale_before) for source in stale(stale_before, job))
+
+
+def recover(source: SourceVideo, stale_before: datetime) -> bool:
+    """Requeue a part whose worker went silent, and send a helper task for it; after MAX_ATTEMPTS lost
+    claims, fail its video instead. Fenced on the claim and the stale heartbeat seen: an overlapping pass,
+    a worker that took it over or came back to life, make this a no-op (False).
+
+    The winner kills what the lost claim left running on this machine, and removes its partial files.
+    """
+    job = source.job
+    lost = Part(job, source, source.attempts)
+    rows = lost.rows().filter(heartbeat_at__lt=stale_before)
+    lost_claims = source.attempts - source.handbacks
+    finished = requeued = False
+    if lost_claims >= settings.MAX_ATTEMPTS:
+        error = f"The worker processing this video stopped {lost_claims} times; giving up."
+        with transaction.atomic():
+            if not lock_run(job) or not rows.update(status=Status.FAILED, error=error):
+                return False
+            finished = finish_if_done(job)
+        logger.warning("job %s: part %s failed: its worker was lost %s times", job.pk, source.position, lost_claims)
+    elif rows.update(status=Status.QUEUED, heartbeat_at=None):
+        logger.warning("job %s: part %s requeued (its worker was lost, claim %s)", job.pk, source.position, lost.claim)
+        requeued = True
+    else:
+        return False
+    procs.kill_tagged(job.pk, job.attempts, lost.token)
+    storage.remove_unowned_outputs(job, attempt=job.attempts, part=lost.files)
+    if requeued:
+        enqueue_part(job.pk, job.attempts)
+    if finished:
+        logger.info("job %s: %s", job.pk, job.status)
+        storage.settle_files(job)
+    return True
