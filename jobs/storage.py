@@ -179,21 +179,25 @@ def remove_folder(job_id: str) -> None:
 
 
 def settle_files(job: Job, part: tuple[int, int] | None = None) -> None:
-    """After a run, or one worker's share of it: partial files go; once the job is terminal, its uploads go too.
+    """After a worker's share of a run: the partial files of its part go (`part` = (position, claim)); once the
+    job is terminal, every file no row owns goes, and its uploads too.
 
-    A job deleted while it ran loses its whole folder. Sources still marked
+    While the job runs, nothing else is touched: the run's other parts may be
+    writing their own partials right now. A job deleted while it ran loses its
+    whole folder. Sources still marked
     active take the job's final status and a progress that matches what
     finished (a discarded partial batch no longer counts).
     """
-    row = Job.objects.filter(pk=job.pk).values_list("status", "attempts").first()
+    row = Job.objects.filter(pk=job.pk).values_list("status").first()
     if row is None:
         remove_folder(job.pk)
         return
-    status, attempts = row
+    status = row[0]
     if status not in TERMINAL:
-        # Interrupted (a timeout, a hand-back) or taken over: only this run's partials go (with `part`, only
-        # that part's). The uploads stay for the resume, and another run or part may be writing its own.
-        remove_unowned_outputs(job, attempt=job.attempts, part=part)
+        # Interrupted (a timeout, a hand-back) or taken over: only this part's partials go. The uploads stay
+        # for the resume, and another part, or another run, may be writing its own.
+        if part is not None:
+            remove_unowned_outputs(job, attempt=job.attempts, part=part)
         return
     remove_unowned_outputs(job)  # terminal never changes: no run writes here any more
     job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)

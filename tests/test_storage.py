@@ -57,10 +57,24 @@ def test_settling_a_finished_run_drops_partials_and_uploads(make_job, files_unde
 
 def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
     job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
-    partial = storage.partial_path(job.pk, 0, 1, attempt=1)
+    partial = storage.partial_path(job.pk, 0, 1, attempt=1, claim=1)
     partial.write_bytes(b"half")
-    storage.settle_files(job)
+    storage.settle_files(job, part=(0, 1))
     assert not partial.exists() and storage.uploads_dir(job.pk).exists()
+
+
+def test_a_worker_done_with_its_part_leaves_the_partials_of_the_runs_other_parts_alone(make_job):
+    """Seen in the soak test: a worker that finished its video removed the file another worker was writing."""
+    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    mine = storage.partial_path(job.pk, 0, 1, attempt=1, claim=1)
+    other_video = storage.partial_path(job.pk, 1, 0, attempt=1, claim=1)
+    other_claim = storage.partial_path(job.pk, 0, 1, attempt=1, claim=2)
+    for path in (mine, other_video, other_claim):
+        path.write_bytes(b"half")
+    storage.settle_files(job)  # its part is finished: nothing of its own is left to remove
+    assert mine.exists() and other_video.exists() and other_claim.exists()
+    storage.settle_files(job, part=(0, 1))
+    assert not mine.exists() and other_video.exists() and other_claim.exists()
 
 
 def test_removing_one_runs_partials_leaves_another_runs_alone(make_job):

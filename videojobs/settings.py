@@ -257,10 +257,11 @@ Q_CLUSTER = {
     "recycle": 100,
     "timeout": JOB_TIMEOUT_SECONDS,
     # The ORM lease starts at fetch, not at start (docs/architecture.md, "Queue"). With queue_limit
-    # = WORKERS a fetched task waits for at most one running job, so a timeout and a margin cover
-    # it; and it stays well below JOB_TTL_HOURS, so a lost delivery comes back while the job matters.
+    # = 1 a fetched task waits for at most one running job, so a timeout and a margin cover it; and
+    # it stays well below JOB_TTL_HOURS, so a lost delivery comes back while the job matters. A busy
+    # cluster also holds back as few tasks as django-q2 allows: idle clusters elsewhere take the rest.
     "retry": JOB_TIMEOUT_SECONDS + 600,
-    "queue_limit": WORKERS,
+    "queue_limit": 1,
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
