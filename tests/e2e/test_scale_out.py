@@ -26,9 +26,12 @@ MACHINE_ENV = {"BATCH_SIZE": "1", "STALE_AFTER_SECONDS": "2", "WORKERS": "1"}
 
 
 def _machine(start_cluster, tmp_path: Path, name: str) -> Cluster:
+    """A cluster of its own, once it is ready to take tasks."""
     home = tmp_path / name
     home.mkdir()
-    return start_cluster(**MACHINE_ENV, HOME=str(home), TMPDIR=str(home))
+    machine = start_cluster(**MACHINE_ENV, HOME=str(home), TMPDIR=str(home))
+    wait_for(lambda: "running." in machine.log(), timeout=30, message=lambda: f"{name} to start:\n{machine.log()}")
+    return machine
 
 
 def _group(process: psutil.Process) -> int | None:
@@ -111,8 +114,9 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     assert not _partials(job, files_under) and not tagged_processes(job.pk)
 
     # 4. A new second machine; a job that both machines encode is cancelled: no FFmpeg is left on either.
+    #    (Four videos: a busy cluster with one worker holds back at most three of the job's four tasks.)
     second = _machine(start_cluster, tmp_path, "second-again")
-    cancelled = post_job(["c1.mp4", "c2.mp4", "c3.mp4"], 4, seconds=6.0, audio=False)
+    cancelled = post_job(["c1.mp4", "c2.mp4", "c3.mp4", "c4.mp4"], 4, seconds=6.0, audio=False)
     wait_for(
         lambda: _encoding_on(cancelled, first) and _encoding_on(cancelled, second),
         timeout=60,
