@@ -67,6 +67,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/cancel_service.py
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/encode.py
+	$(BIN)/python bench/grid.py
 
 clean:
 	rm -rf $(VENV) data

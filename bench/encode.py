@@ -1,4 +1,5 @@
-"""Encode speed: wall time of one reference variation of a 10 s 720p clip, and of a batch of 5.
+"""Encode speed: wall time of one variation of a 10 s 720p clip, of a batch of 5, and of that batch with
+1, 2 or automatic x264 threads per output.
 
 Run: .venv/bin/python bench/encode.py [--smoke]  (prints its figures; no asserts; --smoke: tiny clips, once)
 """
@@ -25,9 +26,9 @@ from jobs.effects import effects_for  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 
-def timed(source: Path, outputs: list[ffmpeg.OutputSpec]) -> float:
+def timed(source: Path, outputs: list[ffmpeg.OutputSpec], encoding: ffmpeg.EncodeSettings | None = None) -> float:
     started = time.monotonic()
-    ffmpeg.encode(source, outputs, job_id="bench")
+    ffmpeg.encode(source, outputs, job_id="bench", encoding=encoding or ffmpeg.EncodeSettings())
     return time.monotonic() - started
 
 
@@ -42,11 +43,17 @@ def main(repeats: int = 3, seconds: float = 10, sizes=(("720p", "1280x720"), ("v
         batch = [ffmpeg.OutputSpec(folder / f"b{i}.mp4", effects_for(1, 0, i).filter_chain()) for i in range(5)]
         five = [timed(source, batch) for _ in range(repeats)]
         separate = [sum(timed(source, [spec]) for spec in batch) for _ in range(repeats)]
+        threads = {
+            count: statistics.median(timed(source, batch, ffmpeg.EncodeSettings(threads=count)) for _ in range(repeats))
+            for count in (1, 2, 0)
+        }
         print(f"{label}, {seconds:g} s clip:")
         print(f"  one variation:                    {statistics.median(one):6.2f} s wall (median of {repeats})")
         print(f"  5 variations, one batch process:  {statistics.median(five):6.2f} s wall")
         print(f"  5 variations, 5 processes:        {statistics.median(separate):6.2f} s wall")
         print(f"  batch speed-up:                   {statistics.median(separate) / statistics.median(five):6.2f}x")
+        for count, seconds in threads.items():
+            print(f"  batch of 5, -threads {count or 'auto':<4} per encoder: {seconds:6.2f} s wall")
 
 
 if __name__ == "__main__":

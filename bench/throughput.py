@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,11 +98,12 @@ def ssim(first: Path, second: Path) -> float:
     return float(run.stderr.rsplit("All:", 1)[1].split()[0])
 
 
-def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size: int) -> float:
-    """The encoding commands the service ran for this job, alone, one after another."""
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    for source, row in zip(sources, job["sources"], strict=True):
+def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size: int, workers: int = 1) -> float:
+    """The encoding commands the service ran for this job, alone: each video's batches one after another,
+    and up to `workers` videos side by side, as the service's workers share a job's videos."""
+
+    def encode_video(position: int) -> None:
+        source, row = sources[position], job["sources"][position]
         probe = ffmpeg.probe(source)
         encoding = ffmpeg.EncodeSettings.for_source(
             probe.audio_codec, probe.audio_profile, probe.audio_channels, probe.audio_sample_rate
@@ -109,10 +111,15 @@ def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size
         outputs = sorted(row["outputs"], key=lambda output: output["variation_index"])
         for start in range(0, len(outputs), batch_size):
             specs = [
-                ffmpeg.OutputSpec(folder / f"bare-{index}.mp4", Effects(**output["effects"]).filter_chain())
+                ffmpeg.OutputSpec(folder / f"bare-{position}-{index}.mp4", Effects(**output["effects"]).filter_chain())
                 for index, output in enumerate(outputs[start : start + batch_size])
             ]
             ffmpeg.encode(source, specs, job_id="bench", encoding=encoding)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(encode_video, range(len(sources))))
     return time.monotonic() - started
 
 
@@ -169,7 +176,9 @@ def compare(label, sources, variations, runs, workers, batch_size, folder) -> di
             service_times.append(seconds)
     finally:
         service.stop()
-    bare = statistics.median(bare_encode_seconds(sources, job, folder / "bare", batch_size) for _ in range(runs))
+    bare = statistics.median(
+        bare_encode_seconds(sources, job, folder / "bare", batch_size, workers) for _ in range(runs)
+    )
     reference, through_service = statistics.median(reference_times), statistics.median(service_times)
     figures = {
         "clips": [source.name for source in sources],

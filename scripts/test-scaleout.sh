@@ -66,6 +66,6 @@ fi
 echo "== PostgreSQL (port $PG_PORT), ORM broker: the suite without the browser tests"
 DATABASE_URL=$PG_URL .venv/bin/pytest -q --ignore=tests/e2e/test_browser.py --ignore=tests/e2e/test_soak.py \
   --deselect tests/test_settings.py::test_sqlite_runs_in_wal_mode_with_immediate_transactions
-echo "== PostgreSQL + Redis broker (port $REDIS_PORT): the worker end-to-end tests"
+echo "== PostgreSQL + Redis broker (port $REDIS_PORT): the worker end-to-end tests, two machines sharing jobs"
 DATABASE_URL=$PG_URL REDIS_URL="redis://localhost:$REDIS_PORT/0" .venv/bin/pytest -q \
-  tests/e2e/test_worker.py tests/e2e/test_cancel_worker.py tests/e2e/test_crash_recovery.py
+  tests/e2e/test_worker.py tests/e2e/test_cancel_worker.py tests/e2e/test_crash_recovery.py tests/e2e/test_scale_out.py

@@ -33,7 +33,8 @@ def test_throughput_bench_smoke(tmp_path):
 
 
 def test_encode_bench_smoke(tmp_path):
-    assert "batch speed-up" in _run(tmp_path, "bench/encode.py", "--smoke")
+    out = _run(tmp_path, "bench/encode.py", "--smoke")
+    assert "batch speed-up" in out and "-threads auto" in out and "-threads 2" in out
 
 
 def test_cancel_bench_smoke(tmp_path):
@@ -61,3 +62,13 @@ def test_cancel_through_the_service_bench_smoke(tmp_path):
     results = tmp_path / "results.json"
     out = _run(tmp_path, "bench/cancel_service.py", "--smoke", "--results", str(results))
     assert "to FFmpeg's exit" in out and json.loads(results.read_text())["cancel_service"]["figures"]["runs"] == 1
+
+
+def test_grid_bench_smoke(tmp_path):
+    results, picture = tmp_path / "results.json", tmp_path / "grid.png"
+    out = _run(tmp_path, "bench/grid.py", "--smoke", "--results", str(results), "--plot", str(picture))
+    assert "WORKERS=1 BATCH_SIZE=2" in out
+    cells = json.loads(results.read_text())["grid"]["figures"]["cells"]
+    assert [(c["workers"], c["batch_size"]) for c in cells] == [(1, 1), (1, 2)]
+    assert all(c["variations_per_minute"] > 0 for c in cells)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
