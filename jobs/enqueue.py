@@ -1,8 +1,13 @@
-"""Sending a job to the workers: the one call every producer of work uses (uploads, hand-back, recovery)."""
+"""Sending a job to the workers: the one call every producer of work uses (uploads, hand-back, recovery).
+
+Also how a worker knows that its cluster is stopping (`manage.py runworker` says so through a file named
+in the cluster's environment): it then sends a task it is handed back to the broker instead of starting it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from django_q.tasks import async_task
 
@@ -41,3 +46,12 @@ def enqueue_part(job_id: str, attempt: int) -> bool:
         logger.exception("job %s: a helper task could not be queued", job_id)
         return False
     return True
+
+
+STOP_FILE_ENV = "VIDEOJOBS_STOP_FILE"  # set by runworker for its cluster; the file exists once it is stopping
+
+
+def cluster_stopping() -> bool:
+    """Whether this worker's cluster is stopping (runworker made its stop file): start nothing new."""
+    stop_file = os.environ.get(STOP_FILE_ENV)
+    return bool(stop_file) and os.path.exists(stop_file)

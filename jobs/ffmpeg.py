@@ -134,11 +134,16 @@ def ffmpeg_binary() -> str:
 
 
 def _with_death_signal(cmd: Sequence[str]) -> list[str]:
-    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux)."""
+    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux), and `nice -n ENCODE_NICENESS`:
+    FFmpeg yields the CPU to the web server, so pages and the API answer quickly while workers encode."""
+    prefix = []
+    nice = shutil.which("nice")
+    if nice and settings.ENCODE_NICENESS:
+        prefix += [nice, "-n", str(settings.ENCODE_NICENESS)]
     setpriv = shutil.which("setpriv")
     if setpriv:
-        return [setpriv, "--pdeathsig", "KILL", "--", *cmd]
-    return list(cmd)
+        prefix += [setpriv, "--pdeathsig", "KILL", "--"]
+    return [*prefix, *cmd]
 
 
 def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:

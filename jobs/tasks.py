@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -9,27 +10,41 @@ from django.conf import settings
 from django_q.exceptions import TimeoutException
 
 from jobs import cleanup, processor
+from jobs.enqueue import cluster_stopping, enqueue_job, enqueue_part
 from jobs.models import WorkerBeat
+
+logger = logging.getLogger(__name__)
 
 
 def process_job(job_id: str) -> None:
     """The task sent for a job. Idempotent: its first step is the conditional claim."""
+    if cluster_stopping():
+        enqueue_job(job_id)  # for the next cluster; a duplicate delivery does nothing (the claim)
+        logger.info("job %s: cluster stopping; task sent back to the queue", job_id)
+        return
     _stoppable(lambda: processor.run_job(job_id))
 
 
 def process_job_part(job_id: str, attempt: int) -> None:
     """A helper task: runs queued parts (videos) of the job's run of `attempt` (jobs.parts)."""
+    if cluster_stopping():
+        enqueue_part(job_id, attempt)
+        return
     _stoppable(lambda: processor.run_part(job_id, attempt))
 
 
 def _stoppable(run) -> None:
     """Run a job's work so that SIGTERM stops it cleanly.
 
-    While it runs, SIGTERM (e.g. Ctrl-C on `make run`, which signals the
-    whole cluster) raises WorkerStopping: FFmpeg is stopped and reaped, the
+    While it runs, SIGTERM (`manage.py runworker` stopping, e.g. Ctrl-C on
+    `make run`) raises WorkerStopping: FFmpeg is stopped and reaped, the
     partial files go, and the part (the job, when no other worker is on it)
-    is requeued instead of waiting for the stale-heartbeat recovery. The
-    worker process then exits, as SIGTERM asked.
+    is requeued instead of waiting for the stale-heartbeat recovery.
+
+    The task then returns, and the worker process lives on until django-q2's
+    stop reaches it: it must take the tasks its cluster fetched ahead (and
+    send them back, see cluster_stopping), or the cluster's stop waits forever
+    on a full queue.
     """
     WorkerBeat.record()
     started = time.monotonic()
@@ -45,6 +60,8 @@ def _stoppable(run) -> None:
     previous = signal.signal(signal.SIGTERM, stop_worker)
     try:
         run()
+    except processor.WorkerStopping:
+        logger.info("worker stopping: its work was handed back")
     finally:
         signal.signal(signal.SIGTERM, previous)
 

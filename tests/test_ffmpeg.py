@@ -79,12 +79,15 @@ def test_thumbnail_is_128_px_wide_webp(clips, tmp_path):
     assert (frame.width, frame.height) == (128, 96)
 
 
-def test_child_carries_the_job_tag_and_runs_under_a_death_signal():
-    """setpriv --pdeathsig is used, and VIDEOJOBS_JOB marks the process."""
-    cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB"'])
-    assert cmd[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
+def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_a_lower_priority(settings):
+    """setpriv --pdeathsig is used, VIDEOJOBS_JOB marks the process, and it runs at ENCODE_NICENESS."""
+    settings.ENCODE_NICENESS = 7
+    cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB $(nice)"'])
+    assert cmd[-7:-3] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
     out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "job-xyz"
+    assert out.stdout.split() == ["job-xyz", str(os.nice(0) + 7)]
+    settings.ENCODE_NICENESS = 0
+    assert ffmpeg._with_death_signal(["true"])[0] == shutil.which("setpriv")
 
 
 PROGRESS_EMITTER = """

@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
+from django_q.models import OrmQ
 
 from jobs import processor, tasks
+from jobs.enqueue import PROCESS_JOB_TASK, PROCESS_PART_TASK, STOP_FILE_ENV
 from jobs.models import Job, Status, WorkerBeat
 
 
@@ -34,19 +36,42 @@ def test_process_job_runs_the_job(post_job):
     assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
 
 
-def test_sigterm_during_a_job_becomes_worker_stopping_and_the_handler_is_restored(post_job, monkeypatch):
-    """The signal itself, on this process: the task's handler turns it into WorkerStopping."""
+def test_sigterm_during_a_job_becomes_worker_stopping_and_the_worker_lives_on(post_job, monkeypatch, caplog):
+    """The signal itself, on this process: the task's handler turns it into WorkerStopping, the job is handed
+    back, and the task returns, so that the worker takes what its cluster fetched ahead (see runworker)."""
     job = post_job(variations=1)
     before = signal.getsignal(signal.SIGTERM)
+    stops = []
 
     def run_job(job_id):
-        signal.raise_signal(signal.SIGTERM)
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except processor.WorkerStopping as stopping:
+            stops.append(stopping.code)
+            raise
 
     monkeypatch.setattr(processor, "run_job", run_job)
-    with pytest.raises(processor.WorkerStopping) as stopped:
-        tasks.process_job(job.pk)
-    assert stopped.value.code == 128 + signal.SIGTERM
+    assert tasks.process_job(job.pk) is None
+    assert stops == [128 + signal.SIGTERM] and "worker stopping" in caplog.text
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stopping_cluster_sends_its_tasks_back_instead_of_starting_them(post_job, monkeypatch, tmp_path):
+    job = post_job(variations=1)
+    stop_file = tmp_path / "stopping"
+    monkeypatch.setenv(STOP_FILE_ENV, str(stop_file))
+    OrmQ.objects.all().delete()
+    stop_file.touch()  # runworker is stopping the cluster
+    tasks.process_job(job.pk)
+    tasks.process_job_part(job.pk, 1)
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+    assert sorted((q.func(), q.task["args"]) for q in OrmQ.objects.all()) == [
+        (PROCESS_JOB_TASK, (job.pk,)),
+        (PROCESS_PART_TASK, (job.pk, 1)),
+    ]
+    stop_file.unlink()  # no stop file: the task runs
+    tasks.process_job(job.pk)
+    assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
 
 
 def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, settings, monkeypatch):

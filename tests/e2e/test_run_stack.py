@@ -17,6 +17,8 @@ import pytest
 import requests
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils import timezone
+from django_q.models import OrmQ
 
 from jobs import storage
 from jobs.models import Job, Status
@@ -47,6 +49,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         "VIDEOJOBS_TEST_DATA_DIR": str(Path(settings.JOBS_DIR).parent),
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "BATCH_SIZE": "1",
+        "WORKERS": "1",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
     }
     log = open(tmp_path / "honcho.log", "wb")
@@ -68,6 +71,21 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         with clips(seconds=30.0, audio=False).open("rb") as video:
             job = http.post(f"{url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": "3"}).json()
         wait_for(lambda: tagged_processes(job["id"]), timeout=30, interval=0.05, message="the worker to start FFmpeg")
+        # Two more jobs wait: the cluster fetches them ahead, one into its queue and one into its pusher's
+        # hand, blocked until the queue has room. Seen: the cluster's stop then waited forever.
+        waiting = []
+        for name in ("second.mp4", "third.mp4"):
+            with clips(seconds=1.0, audio=False).open("rb") as video:
+                waiting.append(
+                    http.post(f"{url}/api/jobs/", files={"videos": (name, video)}, data={"variations": "1"}).json()
+                )
+        waiting_ids = {w["id"] for w in waiting}
+
+        def fetched() -> bool:  # the ORM broker leases a task it hands out: its lock moves into the future
+            leased = [q.task["args"][0] for q in OrmQ.objects.filter(lock__gt=timezone.now())]
+            return waiting_ids <= set(leased)
+
+        wait_for(fetched, timeout=15, message="the cluster to fetch them")
         members = psutil.Process(stack.pid).children(recursive=True)
         seen.extend(members)
         assert any("gunicorn" in command_line(p) for p in members)
@@ -87,11 +105,13 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
             (tmp_path / "honcho.log").read_text(),
         )
         assert not list(storage.outputs_dir(stopped.pk).glob("*.part"))
-        # ...and the next start resumes it at once.
+        for other in Job.objects.filter(pk__in=[w["id"] for w in waiting]):  # at most started and handed back
+            assert other.status == Status.QUEUED and other.attempts == other.handbacks
+        # ...and the next start resumes it at once, and runs the others.
         cluster = start_cluster(BATCH_SIZE="1")
         wait_for(
-            lambda: Job.objects.get(pk=job["id"]).status == Status.COMPLETED,
-            timeout=60,
+            lambda: Job.objects.filter(status=Status.COMPLETED).count() == 3,
+            timeout=90,
             message=lambda: cluster.log(),
         )
         assert Job.objects.get(pk=job["id"]).attempts == 2

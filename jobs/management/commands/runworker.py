@@ -13,22 +13,33 @@ SIGHUP to this command becomes a SIGTERM to the cluster's main process and to
 each worker that is running a job. The workers are the children of the
 sentinel (the main process's child); of them, the ones running a job, and only
 those, catch SIGTERM (jobs.tasks: the job is handed back to the queue, its
-worker stops FFmpeg and exits). FFmpeg, a worker's child, is never signalled
-from here: its own worker stops it. Workers that start a job while the cluster
-stops are signalled too. If this command is killed outright, the kernel sends
-the cluster SIGTERM (`setpriv --pdeathsig`).
+worker stops FFmpeg and takes its next task). FFmpeg, a worker's child, is
+never signalled from here: its own worker stops it.
+
+Before any signal, this command creates the stop file named in the cluster's
+environment (jobs.enqueue.STOP_FILE_ENV): a worker handed a task after that,
+one the cluster had fetched ahead, sends it back to the broker instead of
+starting it. That also empties django-q2's local queue, without which its
+stop waits forever (its pusher blocks on a full queue). Workers that started
+a job anyway are signalled too. If this command is killed outright, the kernel
+sends the cluster SIGTERM (`setpriv --pdeathsig`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psutil
 from django.core.management.base import BaseCommand
+
+from jobs.enqueue import STOP_FILE_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +68,16 @@ class Command(BaseCommand):
     help = "Run the worker cluster (qcluster); a stop signal stops it at once, handing running jobs back."
 
     def handle(self, *args, **options):
-        cluster = subprocess.Popen(cluster_command(), start_new_session=True)
+        stop_file = Path(tempfile.gettempdir()) / f"videojobs-runworker-{os.getpid()}.stopping"
+        stop_file.unlink(missing_ok=True)
+        try:
+            self._run(stop_file)
+        finally:
+            stop_file.unlink(missing_ok=True)
+
+    def _run(self, stop_file: Path) -> None:
+        environment = {**os.environ, STOP_FILE_ENV: str(stop_file)}
+        cluster = subprocess.Popen(cluster_command(), start_new_session=True, env=environment)
         stopping = False
 
         def stop(signum, frame):
@@ -74,6 +94,7 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 pass
             if stopping:
+                stop_file.touch()  # before any signal: from now on the workers start nothing new
                 self._signal_stop(cluster.pid, signalled)
         if returncode:
             sys.exit(returncode if returncode > 0 else 128 - returncode)
