@@ -118,14 +118,17 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
         "interval": interval,
         "requests_per_second": round(len(latencies) / args.seconds, 1),
         "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p90_ms": round(1000 * latencies[int(0.90 * len(latencies))], 1),
         "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        "max_ms": round(1000 * latencies[-1], 1),
         "errors": len(errors),
         "job_status_at_the_end": status,
     }
     pace = f"each every {interval:g} s" if interval else "back to back"
     print(
         f"{args.clients} clients ({pace}) for {args.seconds:g} s while a job encodes ({status} at the end): "
-        f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+        f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p90 {figures['p90_ms']} ms, "
+        f"p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
         f"{len(errors)} errors",
         flush=True,
     )
