@@ -122,6 +122,7 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
         "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
         "max_ms": round(1000 * latencies[-1], 1),
         "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
         "job_status_at_the_end": status,
     }
     pace = f"each every {interval:g} s" if interval else "back to back"
@@ -129,7 +130,7 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
         f"{args.clients} clients ({pace}) for {args.seconds:g} s while a job encodes ({status} at the end): "
         f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p90 {figures['p90_ms']} ms, "
         f"p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
-        f"{len(errors)} errors",
+        f"{len(errors)} errors {sorted(set(errors)) or ''}",
         flush=True,
     )
     return figures

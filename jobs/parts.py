@@ -68,27 +68,37 @@ class Part:
         return self.job.beat()
 
     def hand_back(self) -> bool:
-        """processing -> queued by its own stopping worker (SIGTERM): not counted as a lost claim."""
+        """processing -> queued by its own stopping worker (SIGTERM): not counted as a lost claim.
+        Call with the run locked (lock_run)."""
         return bool(self.rows().update(status=Status.QUEUED, heartbeat_at=None, handbacks=F("handbacks") + 1))
 
-    def fail(self, error: str) -> bool:
-        """processing -> failed, for this video alone. When it was the job's last part, the same transaction
-        finishes the job. False when this claim no longer owns the part."""
+    def fail(self, error: str, stale_before: datetime | None = None) -> tuple[bool, bool]:
+        """processing -> failed, for this video alone (with `stale_before`: only while its heartbeat is older).
+        When it was the job's last part, the same transaction finishes the job.
+
+        Returns (failed, finished): whether this call failed the part (False when this claim no longer owns
+        it), and whether it finished the job; the caller logs, after its own lines (log_outcome).
+        """
+        rows = self.rows() if stale_before is None else self.rows().filter(heartbeat_at__lt=stale_before)
         with transaction.atomic():
-            if not lock_run(self.job) or not self.rows().update(status=Status.FAILED, error=error):
-                return False
-            finished = finish_if_done(self.job)
-        if finished:
-            logger.info("job %s: %s", self.job.pk, self.job.status)
-        return True
+            if not lock_run(self.job) or not rows.update(status=Status.FAILED, error=error):
+                return False, False
+            return True, finish_if_done(self.job)
+
+
+def log_outcome(job: Job) -> None:
+    """The line for a job that a call just finished."""
+    logger.info("job %s: %s", job.pk, job.status)
 
 
 def lock_run(job: Job) -> bool:
     """Inside a transaction: lock the job's row while `job`'s run owns it. False when it no longer does.
 
-    PostgreSQL: the row lock serialises the parts that finish at the same time, so
-    the last of them sees every other's commit. SQLite: the IMMEDIATE transaction
-    already holds the database's write lock.
+    Every change of a part's state (claim, registration, failure, hand-back,
+    recovery) takes this lock first, so they happen one at a time per job, and
+    each sees every earlier one's commit (PostgreSQL reads committed rows again
+    after the lock). SQLite: the IMMEDIATE transaction already holds the
+    database's write lock.
     """
     return bool(list(job.this_run().select_for_update().values_list("pk", flat=True)))
 
@@ -100,18 +110,18 @@ def claim_next(job: Job) -> Part | None:
     (recover_stale), so a worker that runs out of work takes over a lost one.
     """
     recover_stale(timezone.now() - timedelta(seconds=settings.STALE_AFTER_SECONDS), job)
-    queued = job.sources.filter(status=Status.QUEUED).order_by("position").values_list("pk", "attempts")
-    for pk, attempts in queued:
-        won = SourceVideo.objects.filter(
-            pk=pk,
-            status=Status.QUEUED,
-            attempts=attempts,
-            job__status=Status.PROCESSING,
-            job__attempts=job.attempts,
-        ).update(status=Status.PROCESSING, attempts=attempts + 1, heartbeat_at=timezone.now())
-        if won:
-            return Part(job, SourceVideo.objects.get(pk=pk), attempts + 1)
-    return None
+    with transaction.atomic():
+        if not lock_run(job):
+            return None
+        source = job.sources.filter(status=Status.QUEUED).order_by("position").first()
+        if source is None:
+            return None
+        now, claim = timezone.now(), source.attempts + 1
+        SourceVideo.objects.filter(pk=source.pk, status=Status.QUEUED, attempts=source.attempts).update(
+            status=Status.PROCESSING, attempts=claim, heartbeat_at=now
+        )  # the run's lock makes this read-then-write safe: no other claim can come between
+        source.status, source.attempts, source.heartbeat_at = Status.PROCESSING, claim, now
+        return Part(job, source, claim)
 
 
 def send_helpers(job: Job) -> int:
@@ -163,26 +173,27 @@ def recover(source: SourceVideo, stale_before: datetime) -> bool:
     """
     job = source.job
     lost = Part(job, source, source.attempts)
-    rows = lost.rows().filter(heartbeat_at__lt=stale_before)
     lost_claims = source.attempts - source.handbacks
     finished = requeued = False
     if lost_claims >= settings.MAX_ATTEMPTS:
         error = f"The worker processing this video stopped {lost_claims} times; giving up."
-        with transaction.atomic():
-            if not lock_run(job) or not rows.update(status=Status.FAILED, error=error):
-                return False
-            finished = finish_if_done(job)
+        failed, finished = lost.fail(error, stale_before)
+        if not failed:
+            return False
         logger.warning("job %s: part %s failed: its worker was lost %s times", job.pk, source.position, lost_claims)
-    elif rows.update(status=Status.QUEUED, heartbeat_at=None):
-        logger.warning("job %s: part %s requeued (its worker was lost, claim %s)", job.pk, source.position, lost.claim)
-        requeued = True
     else:
-        return False
+        with transaction.atomic():
+            requeued = lock_run(job) and bool(
+                lost.rows().filter(heartbeat_at__lt=stale_before).update(status=Status.QUEUED, heartbeat_at=None)
+            )
+        if not requeued:
+            return False
+        logger.warning("job %s: part %s requeued (its worker was lost, claim %s)", job.pk, source.position, lost.claim)
     procs.kill_tagged(job.pk, job.attempts, lost.token)
     storage.remove_unowned_outputs(job, attempt=job.attempts, part=lost.files)
     if requeued:
         enqueue_part(job.pk, job.attempts)
     if finished:
-        logger.info("job %s: %s", job.pk, job.status)
+        log_outcome(job)
         storage.settle_files(job)
     return True

@@ -41,16 +41,6 @@ def run_job(job_id: str) -> None:
     if job is None:
         logger.info("job %s: gone before it started", job_id)
         return
-    if not job.claim():
-        status = job.current_status()
-        logger.info("job %s: not claimed (status %s): nothing to do", job_id, status)
-        if status in TERMINAL:  # e.g. cancelled while queued: make sure its uploads are gone
-            storage.settle_files(job)
-        return
-    logger.info("job %s: claimed (attempt %s)", job_id, job.attempts)
-    helpers = parts.send_helpers(job)
-    if helpers:
-        logger.info("job %s: sent %s helper tasks for its other videos", job_id, helpers)
     _run_parts(job, lead=True)
 
 
@@ -64,42 +54,77 @@ def run_part(job_id: str, attempt: int) -> None:
 
 
 def _run_parts(job: Job, lead: bool) -> None:
-    """Claim and run parts until none is left; the lead run also makes the job's thumbnail first."""
+    """Claim and run parts until none is left. The lead claims the job first, sends the helpers and makes
+    the thumbnail. Everything after the claim is inside the try, so a stop or an error at any point is
+    handled. A task that has run for half its timeout claims no more: a helper takes the rest, with a
+    timeout of its own, so that JOB_TIMEOUT_SECONDS bounds one video's run rather than a whole job's."""
     part: Part | None = None
+    started = time.monotonic()
     try:
+        if lead and not _claim(job):
+            return
         sources = list(job.sources.order_by("position"))
-        if lead and sources and not job.thumbnail:
-            make_thumbnail(job, sources[0])
+        if lead:
+            helpers = parts.send_helpers(job)
+            if helpers:
+                logger.info("job %s: sent %s helper tasks for its other videos", job.pk, helpers)
+            if sources and not job.thumbnail:
+                make_thumbnail(job, sources[0])
         effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
-        part = parts.claim_next(job)
-        while part is not None:
+        while _still_processing(job):
+            if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
+                enqueue_part(job.pk, job.attempts)
+                logger.info("job %s: this task ran for half its timeout; a helper takes the rest", job.pk)
+                return
+            part = parts.claim_next(job)
+            if part is None:
+                break
             _run_part(part, effects)
-            part = parts.claim_next(job) if _still_processing(job) else None
+            part = None
         if _finish_left_over(job):
-            logger.info("job %s: %s", job.pk, job.status)
+            parts.log_outcome(job)
     except WorkerStopping:
         _hand_back(job, part)
         raise
     except TimeoutException:
         # django-q2's timeout: this video failed for good, not handed back to time out again and again.
         message = f"timed out after {settings.JOB_TIMEOUT_SECONDS} s"
-        if part is not None and part.fail(message):
-            logger.warning("job %s: source %s %s", job.pk, part.source.position, message)
+        if part is not None:
+            _fail(part, message)
         raise
     except (OperationalError, InterfaceError):
         # The database, not the job, is in trouble (locked past every retry, the connection gone): leave
         # the part processing; its heartbeat goes stale and recovery resumes it from its finished variations.
         logger.exception("job %s: database error; left for recovery to resume", job.pk)
     except Exception:
-        logger.exception("job %s: failed unexpectedly", job.pk)
-        error = "Internal error: the details are in the server log."
-        if part is not None:
-            part.fail(error)
+        if part is None:  # other workers may be encoding the job well: recovery decides, not this one
+            logger.exception("job %s: unexpected error outside a video; left for recovery", job.pk)
         else:
-            job.finish(Status.FAILED, error=error)
+            logger.exception("job %s: source %s failed unexpectedly", job.pk, part.source.position)
+            _fail(part, "Internal error: the details are in the server log.")
     finally:
         # Also reached when django-q2's timeout raises SystemExit in the task.
         storage.settle_files(job, part.files if part is not None else None)
+
+
+def _claim(job: Job) -> bool:
+    """queued -> processing for the lead; False (nothing to do) when another delivery or a cancel won."""
+    if not job.claim():
+        status = job.current_status()
+        logger.info("job %s: not claimed (status %s): nothing to do", job.pk, status)
+        if status in TERMINAL:  # e.g. cancelled while queued: make sure its uploads are gone
+            storage.settle_files(job)
+        return False
+    logger.info("job %s: claimed (attempt %s)", job.pk, job.attempts)
+    return True
+
+
+def _fail(part: Part, error: str) -> None:
+    failed, finished = part.fail(error)
+    if failed:
+        logger.warning("job %s: source %s failed: %s", part.job.pk, part.source.position, error)
+    if finished:
+        parts.log_outcome(part.job)
 
 
 def _finish_left_over(job: Job) -> bool:
@@ -157,10 +182,10 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             )
         except ffmpeg.FFmpegError as exc:
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
-            logger.warning("job %s: source %s failed: %s", job.pk, source.position, exc)
+            logger.warning("job %s: source %s: ffmpeg failed: %s", job.pk, source.position, exc)
             storage.discard(spec.path for spec in specs)
             # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
-            part.fail(user_error(exc, progress.seconds))
+            _fail(part, user_error(exc, progress.seconds))
             return
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
@@ -280,7 +305,8 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
     final = None
     try:
         with transaction.atomic():
-            # A concurrent cancel UPDATE, or another part's last variation, waits for this transaction.
+            # A concurrent cancel UPDATE, another part's last variation, or a recovery pass that would take
+            # this part over, waits for this transaction (the run's lock).
             if not parts.lock_run(job) or not part.owned():
                 return False
             OutputFile.objects.create(
@@ -291,11 +317,9 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
                 size=partial.stat().st_size,
                 effects=effects.as_dict(),
             )
-            SourceVideo.objects.filter(pk=source.pk).update(completed_variations=F("completed_variations") + 1)
-            source_done = SourceVideo.objects.filter(
-                pk=source.pk, completed_variations__gte=job.variations_per_video
-            ).update(status=Status.COMPLETED, progress=100)
-            part.beat()
+            part.beat(completed_variations=F("completed_variations") + 1)
+            all_done = part.rows().filter(completed_variations__gte=job.variations_per_video)
+            source_done = all_done.update(status=Status.COMPLETED, progress=100)
             completed = bool(source_done) and parts.finish_if_done(job)
             final = storage.promote(partial)
     except BaseException:
@@ -306,7 +330,7 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
     if completed:  # logged after the variation that completed it, so that the log reads in the true order
-        logger.info("job %s: %s", job.pk, job.status)
+        parts.log_outcome(job)
     return True
 
 

@@ -18,22 +18,24 @@ logger = logging.getLogger(__name__)
 
 def process_job(job_id: str) -> None:
     """The task sent for a job. Idempotent: its first step is the conditional claim."""
+    resend = lambda: enqueue_job(job_id)  # noqa: E731 - for the next cluster; a duplicate does nothing (the claim)
     if cluster_stopping():
-        enqueue_job(job_id)  # for the next cluster; a duplicate delivery does nothing (the claim)
+        resend()
         logger.info("job %s: cluster stopping; task sent back to the queue", job_id)
         return
-    _stoppable(lambda: processor.run_job(job_id))
+    _stoppable(lambda: processor.run_job(job_id), resend)
 
 
 def process_job_part(job_id: str, attempt: int) -> None:
     """A helper task: runs queued parts (videos) of the job's run of `attempt` (jobs.parts)."""
+    resend = lambda: enqueue_part(job_id, attempt)  # noqa: E731
     if cluster_stopping():
-        enqueue_part(job_id, attempt)
+        resend()
         return
-    _stoppable(lambda: processor.run_part(job_id, attempt))
+    _stoppable(lambda: processor.run_part(job_id, attempt), resend)
 
 
-def _stoppable(run) -> None:
+def _stoppable(run, resend) -> None:
     """Run a job's work so that SIGTERM stops it cleanly.
 
     While it runs, SIGTERM (`manage.py runworker` stopping, e.g. Ctrl-C on
@@ -41,6 +43,8 @@ def _stoppable(run) -> None:
     partial files go, and the part (the job, when no other worker is on it)
     is requeued instead of waiting for the stale-heartbeat recovery.
 
+    The task is also sent again (`resend`): a stop that lands before the claim,
+    or before the hand-back could, must not lose it; a duplicate does nothing.
     The task then returns, and the worker process lives on until django-q2's
     stop reaches it: it must take the tasks its cluster fetched ahead (and
     send them back, see cluster_stopping), or the cluster's stop waits forever
@@ -61,7 +65,8 @@ def _stoppable(run) -> None:
     try:
         run()
     except processor.WorkerStopping:
-        logger.info("worker stopping: its work was handed back")
+        resend()
+        logger.info("worker stopping: its work was handed back and its task sent again")
     finally:
         signal.signal(signal.SIGTERM, previous)
 

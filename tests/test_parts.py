@@ -29,14 +29,15 @@ def _helper_tasks() -> list[tuple]:
     return [queued.task["args"] for queued in OrmQ.objects.all() if queued.func() == PROCESS_PART_TASK]
 
 
-def _go_silent(part: parts.Part, seconds: float = 5) -> None:
-    """The worker on `part` stopped beating `seconds` ago (STALE_AFTER_SECONDS is 2 in these tests)."""
+def _go_silent(part: parts.Part, seconds: float = 120) -> None:
+    """The worker on `part` stopped beating `seconds` ago (STALE_AFTER_SECONDS is 60 in these tests: a live
+    part on a slow machine never looks stale)."""
     SourceVideo.objects.filter(pk=part.source.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
 
 
 @pytest.fixture(autouse=True)
-def _stale_soon(settings):
-    settings.STALE_AFTER_SECONDS = 2
+def _stale_after_a_minute(settings):
+    settings.STALE_AFTER_SECONDS = 60
 
 
 def test_the_task_for_a_job_sends_one_helper_per_other_video_and_runs_them_all_if_nobody_helps(post_job):
@@ -128,6 +129,12 @@ def test_a_lost_part_is_taken_over_by_the_next_worker_without_encoding_its_finis
         path.name.endswith(".part") for path in files_under(storage.job_folder(job.pk))
     )
     assert (job.pk, run.attempts) in _helper_tasks()  # sent for the requeued part, in case no worker was on the job
+    # The lost claim, should its worker come back to life, registers nothing and beats nothing.
+    late = storage.partial_path(job.pk, 0, 1, run.attempts, lost.claim)
+    late.write_bytes(b"a variation finished too late")
+    assert processor.register_output(lost, 1, late, effects[(0, 1)]) is False
+    assert not lost.beat() and not lost.owned() and lost.fail("late") == (False, False)
+    assert job.outputs.count() == 4 and job.sources.get(position=0).error == ""
 
 
 def test_a_part_lost_too_often_fails_its_video_and_the_job_finishes_with_the_others(post_job, settings):
@@ -216,3 +223,17 @@ def _encoded(part: parts.Part, index: int, effects) -> Path:
     spec = ffmpeg.OutputSpec(path, effects[(part.source.position, index)].filter_chain())
     ffmpeg.encode(storage.upload_path(part.source), [spec], job_id=part.job.pk)
     return path
+
+
+def test_a_task_past_half_its_timeout_leaves_the_other_videos_to_a_helper(post_job, settings):
+    """JOB_TIMEOUT_SECONDS bounds one video's run: a long job goes on in fresh tasks instead of timing out."""
+    job = post_job(["a.mp4", "b.mp4"], variations=1, seconds=0.5, audio=False)
+    settings.JOB_TIMEOUT_SECONDS = 0  # every task is past half its timeout at once
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING and job.outputs.count() == 0
+    assert _helper_tasks() == [(job.pk, 1), (job.pk, 1)]  # the one sent at the claim, and the one for the rest
+    settings.JOB_TIMEOUT_SECONDS = 3600
+    processor.run_part(job.pk, 1)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.outputs.count() == 2

@@ -251,10 +251,10 @@ def test_a_failure_after_the_commit_keeps_the_registered_file(transactional_db, 
 
 
 def test_the_log_tells_the_last_variation_before_the_completion(user, upload, caplog):
-    caplog.set_level("INFO", logger="jobs.processor")
+    caplog.set_level("INFO", logger="jobs")
     job = _create(user, upload, variations=1)
     processor.run_job(job.pk)
-    lines = [r.getMessage() for r in caplog.records if r.name == "jobs.processor"]
+    lines = [r.getMessage() for r in caplog.records if r.name in ("jobs.processor", "jobs.parts")]
     done = lines.index(next(line for line in lines if "variation 1 of source 0 done" in line))
     assert lines.index(f"job {job.pk}: completed") > done, lines
 

@@ -37,8 +37,9 @@ def test_process_job_runs_the_job(post_job):
 
 
 def test_sigterm_during_a_job_becomes_worker_stopping_and_the_worker_lives_on(post_job, monkeypatch, caplog):
-    """The signal itself, on this process: the task's handler turns it into WorkerStopping, the job is handed
-    back, and the task returns, so that the worker takes what its cluster fetched ahead (see runworker)."""
+    """The signal itself, on this process: the task's handler turns it into WorkerStopping, the task is sent
+    again (a stop before the claim must not lose it), and it returns, so that the worker takes what its
+    cluster fetched ahead (see runworker). The hand-back itself: tests/test_parts.py."""
     job = post_job(variations=1)
     before = signal.getsignal(signal.SIGTERM)
     stops = []
@@ -51,8 +52,10 @@ def test_sigterm_during_a_job_becomes_worker_stopping_and_the_worker_lives_on(po
             raise
 
     monkeypatch.setattr(processor, "run_job", run_job)
+    OrmQ.objects.all().delete()
     assert tasks.process_job(job.pk) is None
     assert stops == [128 + signal.SIGTERM] and "worker stopping" in caplog.text
+    assert [(q.func(), q.task["args"]) for q in OrmQ.objects.all()] == [(PROCESS_JOB_TASK, (job.pk,))]
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -76,7 +79,8 @@ def test_a_stopping_cluster_sends_its_tasks_back_instead_of_starting_them(post_j
 
 def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, settings, monkeypatch):
     """django-q2's sentinel SIGTERMs a worker whose task ran out of time: the job fails, it is not requeued."""
-    settings.JOB_TIMEOUT_SECONDS = 0  # the task is past its timeout from the start
+    settings.JOB_TIMEOUT_SECONDS = 60
+    monkeypatch.setattr(tasks, "TIMEOUT_SLACK_SECONDS", 60)  # any SIGTERM counts as the sentinel's timeout
     job = post_job(variations=1)
     real_run_part = processor._run_part
 
@@ -88,4 +92,4 @@ def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, setting
     with pytest.raises(TimeoutException):
         tasks.process_job(job.pk)
     job.refresh_from_db()
-    assert job.sources.get().error == "timed out after 0 s" and job.status == Status.FAILED and job.handbacks == 0
+    assert job.sources.get().error == "timed out after 60 s" and job.status == Status.FAILED and job.handbacks == 0
