@@ -146,7 +146,7 @@ def _requeue(job: Job, stale_before) -> bool:
     lost_attempt = job.attempts
     if not job.requeue_lost(stale_before):
         return False
-    _interrupt(job, lost_attempt)
+    parts.interrupt(job, lost_attempt)
     enqueue_job(job.pk)
     return True
 
@@ -157,7 +157,7 @@ def _give_up(job: Job, stale_before) -> bool:
     message = f"The worker processing this job stopped {job.lost_runs} times; giving up."
     if not job.give_up(stale_before, message):
         return False
-    _interrupt(job, lost_attempt)
+    parts.interrupt(job, lost_attempt)
     storage.settle_files(job)
     return True
 
@@ -169,12 +169,6 @@ def _resend(job: Job, now) -> bool:
     if not Job.objects.filter(pk=job.pk, status=Status.QUEUED, enqueued_at=job.enqueued_at).update(enqueued_at=now):
         return False
     return enqueue_job(job.pk)
-
-
-def _interrupt(job: Job, attempt: int) -> None:
-    """Kill what the lost run left running and drop its partial files."""
-    procs.kill_tagged(job.pk, attempt)
-    storage.remove_unowned_outputs(job, attempt=attempt)
 
 
 def _finalise(job: Job) -> None:

@@ -189,11 +189,17 @@ def recover(source: SourceVideo, stale_before: datetime) -> bool:
         if not requeued:
             return False
         logger.warning("job %s: part %s requeued (its worker was lost, claim %s)", job.pk, source.position, lost.claim)
-    procs.kill_tagged(job.pk, job.attempts, lost.token)
-    storage.remove_unowned_outputs(job, attempt=job.attempts, part=lost.files)
+    interrupt(job, job.attempts, lost)
     if requeued:
         enqueue_part(job.pk, job.attempts)
     if finished:
         log_outcome(job)
         storage.settle_files(job)
     return True
+
+
+def interrupt(job: Job, attempt: int, lost: Part | None = None) -> None:
+    """Kill what a lost run (with `lost`: one lost claim of a part) left running on this machine, and remove
+    its partial files. Only for the winner of the UPDATE that took the run or the part away from it."""
+    procs.kill_tagged(job.pk, attempt, lost.token if lost else None)
+    storage.remove_unowned_outputs(job, attempt=attempt, part=lost.files if lost else None)

@@ -71,7 +71,7 @@ def _run_parts(job: Job, lead: bool) -> None:
             if sources and not job.thumbnail:
                 make_thumbnail(job, sources[0])
         effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
-        while _still_processing(job):
+        while True:  # claim_next locks the run: it returns None once the run is over (cancelled, requeued)
             if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
                 enqueue_part(job.pk, job.attempts)
                 logger.info("job %s: this task ran for half its timeout; a helper takes the rest", job.pk)
@@ -128,8 +128,8 @@ def _fail(part: Part, error: str) -> None:
 
 
 def _finish_left_over(job: Job) -> bool:
-    """Finish a job whose parts were all finished without finishing it (e.g. by a run that died in
-    between, or a resumed job with nothing left): the transaction of the last part normally does."""
+    """A safety net: finish the job if none of its parts is left to run. The transaction that finishes the
+    last part normally does this itself; a resumed job with nothing left is finished here."""
     with transaction.atomic():
         return parts.lock_run(job) and parts.finish_if_done(job)
 

@@ -71,19 +71,24 @@ def partial_path(job_id: str, source_position: int, index: int, attempt: int, cl
 
     Both are in the name so that removing one run's (or one claim's) partials never touches another's.
     """
-    name = f"s{source_position:02d}_v{index + 1:02d}.mp4.{attempt}-{claim}{PARTIAL_SUFFIX}"
+    name = f"s{source_position:02d}_v{index + 1:02d}.mp4.{_run_token(attempt, claim)}{PARTIAL_SUFFIX}"
     return outputs_dir(job_id) / name
+
+
+def _run_token(attempt: int, claim: int) -> str:
+    """ "A-C" in a partial's name: the run's attempt and the part's claim."""
+    return f"{attempt}-{claim}"
 
 
 def _written_by(path: Path, attempt: int, part: tuple[int, int] | None) -> bool:
     """Is `path` a partial of the run of `attempt` (with `part` = (position, claim): of that claim only)?"""
     if not path.name.endswith(PARTIAL_SUFFIX):
         return False
-    run = path.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]  # "A-C"
+    token = path.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
     if part is None:
-        return run.split("-", 1)[0] == str(attempt)
+        return token.split("-", 1)[0] == str(attempt)  # whatever the claim
     position, claim = part
-    return path.name.startswith(f"s{position:02d}_") and run == f"{attempt}-{claim}"
+    return path.name.startswith(f"s{position:02d}_") and token == _run_token(attempt, claim)
 
 
 def final_path(partial: Path) -> Path:
