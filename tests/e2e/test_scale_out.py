@@ -111,8 +111,14 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     outputs = OutputFile.objects.filter(job=job)
     assert outputs.count() == 16
     assert {o.pk: storage.output_path(o).stat().st_ino for o in outputs if o.pk in finished} == finished
-    assert job.sources.get(position=lost).attempts == 2 and job.attempts == 1  # the part resumed, not the job
-    assert f"job {job.pk}: part {lost} requeued" in first.log()
+    assert job.sources.get(position=lost).attempts == 2  # the lost video was claimed once more, by the first
+    # Which recovery took it back depends on timing, and both are right: a worker of the first machine that
+    # still runs takes over the stale part (seen 6 of 7 times), or, once its work is done and the job's
+    # heartbeat is stale too, the recovery pass requeues the whole job (seen once, in CI under load).
+    if job.attempts == 1:
+        assert f"job {job.pk}: part {lost} requeued" in first.log()
+    else:
+        assert job.attempts == 2 and f"requeue job {job.pk}" in first.log(), first.log()
     assert not _partials(job, files_under) and not tagged_processes(job.pk)
 
     # 4. A new second machine; a job that both machines encode is cancelled: no FFmpeg is left on either.
