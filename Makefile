@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast test-scaleout lint screenshots bench clean browsers
+.PHONY: run test test-fast test-scaleout lint screenshots bench clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,15 @@ run: $(VENV)/.runtime
 	@# Ctrl-C: honcho stops both processes and exits 130; that is the normal way out, not an error.
 	trap : INT; $(BIN)/honcho start --procfile Procfile || [ $$? -eq 130 ]
 
-# Debian's chromium + chromium-driver for the browser tests (about 3 minutes once; skipped when present).
-browsers:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+# Debian's packages: chromium + chromium-driver for the browser tests, wrk for the polling benchmark
+# (about 3 minutes once; skipped when present).
+system-packages:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v wrk >/dev/null; then :; else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver wrk; \
 	fi
 
-test: $(VENV)/.dev browsers
+test: $(VENV)/.dev system-packages
 	$(BIN)/pytest
 
 # The scale-out configuration: PostgreSQL + Redis broker (installs and starts both on this machine).
@@ -55,11 +56,11 @@ lint: $(VENV)/.dev
 	$(BIN)/lint-imports
 
 # Rewrite the README's screenshots in docs/screenshots/ (the browser tests write them only when asked).
-screenshots: $(VENV)/.dev browsers
+screenshots: $(VENV)/.dev system-packages
 	SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_browser.py
 
 # Side by side with the reference loop, through the real service; figures printed and kept in bench/results.json.
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/download.py

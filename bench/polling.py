@@ -2,11 +2,17 @@
 starts it) while a job encodes. Prints requests/s, p50, p99 and errors, and adds them to bench/results.json
 (key "polling"); asserts nothing.
 
-Two rounds, each with its own job encoding: every client polls once every `--interval` seconds (1 s: twice
-as often as the pages, which start at 2 s and back off to 10 s), from a random start within the first
-interval, as independent clients would; then every client polls back to back, which measures the most
-requests per second the web server answers (in that round each answer waits for the ones ahead of it, so
-its latencies are queueing, 50 clients / throughput, not service time).
+The clients are wrk's connections (Debian's wrk, `make system-packages`; the script is bench/polling.lua):
+a load generator in C, so that the figures are the server's and not a Python client's own (50 Python
+threads queueing for their GIL put tens of milliseconds on every answer here). Latency runs from a
+request's first byte sent to its answer's last byte received.
+
+Two rounds, each with its own job encoding and after 2 s of untimed requests that warm every web worker
+thread up: every client polls about once every `--interval` seconds (1 s:
+twice as often as the pages, which start at 2 s and back off to 10 s; each wait is drawn from 0.5x-1.5x
+the interval, as independent clients do not poll in step); then every client polls back to back, which
+measures the most requests per second the web server answers (in that round each answer waits for the
+ones ahead of it, so its latencies are queueing, 50 clients / throughput, not service time).
 
 Run: .venv/bin/python bench/polling.py [--clients 50] [--seconds 20] [--interval 1] [--smoke]
 """
@@ -14,17 +20,13 @@ Run: .venv/bin/python bench/polling.py [--clients 50] [--seconds 20] [--interval
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
 import shutil
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,25 +42,6 @@ from bench.service import Service  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 
-def poll(url: str, token: str, until: float, interval: float, latencies: list[float], errors: list[str]) -> None:
-    http = requests.Session()
-    http.headers["Authorization"] = f"Token {token}"
-    next_poll = time.monotonic() + random.uniform(0, interval)
-    while time.monotonic() < until:
-        if interval:
-            time.sleep(max(0.0, next_poll - time.monotonic()))
-            next_poll += interval
-        started = time.perf_counter()
-        try:
-            response = http.get(url, timeout=10)
-            if response.status_code != 200:
-                errors.append(str(response.status_code))
-        except requests.RequestException as exc:
-            errors.append(type(exc).__name__)
-            continue
-        latencies.append(time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -68,7 +51,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.smoke:
-        args.clients, args.seconds = 3, 1.0
+        args.clients, args.seconds = 3, 2.0
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-polling-"))
     try:
         run(args, folder)
@@ -95,45 +78,47 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
             f"{service.url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": 5}
         ).json()
     url = f"{service.url}/api/jobs/{job['id']}/"
-    token = service.http.headers["Authorization"].split()[1]
-    latencies: list[float] = []
-    errors: list[str] = []
-    until = time.monotonic() + args.seconds
-    threads = [
-        threading.Thread(target=poll, args=(url, token, until, interval, latencies, errors))
-        for _ in range(args.clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # Untimed: every thread of every web worker answers its first requests (lazy imports, its database
+    # connection) before the round starts, so the figures are the steady state, not gunicorn's start.
+    wrk(service, url, args.clients, WARM_UP_SECONDS, 0.0)
+    measured = wrk(service, url, args.clients, args.seconds, interval)
     status = service.http.get(url).json()["status"]
     service.http.post(f"{url}cancel/")
-    if not latencies:
-        raise SystemExit(f"every request failed: {sorted(set(errors))}")
-    latencies.sort()
+    errors = {kind: count for kind, count in measured["errors"].items() if count}
+    if not measured["requests"]:
+        raise SystemExit(f"no request was answered: {errors}")
     figures = {
         "clients": args.clients,
         "seconds": args.seconds,
         "interval": interval,
-        "requests_per_second": round(len(latencies) / args.seconds, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 1),
-        "p90_ms": round(1000 * latencies[int(0.90 * len(latencies))], 1),
-        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-        "max_ms": round(1000 * latencies[-1], 1),
-        "errors": len(errors),
-        "error_kinds": sorted(set(errors)),
+        "requests_per_second": round(measured["requests"] / (measured["duration_us"] / 1e6), 1),
+        **{f"{name}_ms": round(measured[f"{name}_us"] / 1000, 1) for name in ("p50", "p90", "p99", "max")},
+        "errors": sum(errors.values()),
+        "error_kinds": sorted(errors),
         "job_status_at_the_end": status,
     }
-    pace = f"each every {interval:g} s" if interval else "back to back"
+    pace = f"each about every {interval:g} s" if interval else "back to back"
     print(
         f"{args.clients} clients ({pace}) for {args.seconds:g} s while a job encodes ({status} at the end): "
         f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p90 {figures['p90_ms']} ms, "
-        f"p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
-        f"{len(errors)} errors {sorted(set(errors)) or ''}",
+        f"p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, {figures['errors']} errors {errors or ''}",
         flush=True,
     )
     return figures
+
+
+WARM_UP_SECONDS = 2.0
+
+
+def wrk(service: Service, url: str, clients: int, seconds: float, interval: float) -> dict:
+    """wrk's figures for `clients` connections polling `url` for `seconds` (bench/polling.lua)."""
+    run = subprocess.run(
+        ["wrk", "--threads", "2", "--connections", str(clients), "--duration", f"{seconds:g}s",
+         "--timeout", "10s", "--script", str(ROOT / "bench" / "polling.lua"),
+         "--header", f"Authorization: {service.http.headers['Authorization']}", url, "--", str(int(interval * 1000))],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 - encode(): one FFmpeg process for a batch of outputs, progress read from
   `-progress pipe:1`, cooperative stop through a should_stop() callable.
 - stop(): "q" on stdin, then SIGTERM, then SIGKILL, KILL_GRACE apart; reaped.
-- thumbnail(): one 128 px wide WebP frame.
+- the job's thumbnail (one 128 px wide WebP frame of the source) is one more
+  output of a batch: it costs no decode of its own.
 
 FFmpeg runs under `setpriv --pdeathsig KILL` so it dies with the thread that
 started it, and carries VIDEOJOBS_JOB=<job id> in its environment so a sweep
@@ -122,6 +123,17 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ThumbnailSpec:
+    """One more output of a batch: the source's frame at `at_seconds`, 128 px wide, as WebP. Written under a
+    temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. A source
+    shorter than `at_seconds` gives no file, and the batch does not fail for it."""
+
+    path: Path
+    at_seconds: float
+    width: int = 128
+
+
+@dataclass(frozen=True)
 class RunResult:
     returncode: int
     stopped: bool  # True when should_stop() asked for the stop
@@ -223,9 +235,12 @@ def _input(source: Path) -> list[str]:
 
 
 def encode_command(
-    source: Path, outputs: Sequence[OutputSpec], encoding: EncodeSettings = EncodeSettings()
+    source: Path,
+    outputs: Sequence[OutputSpec],
+    encoding: EncodeSettings = EncodeSettings(),
+    thumbnail: ThumbnailSpec | None = None,
 ) -> list[str]:
-    """One process, one decode, one `-vf` chain and encoder per output."""
+    """One process, one decode, one `-vf` chain and encoder per output, and the thumbnail if asked for."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *_input(source)]
     cmd += ["-progress", "pipe:1"]
     rate = encoding.max_bit_rate
@@ -241,6 +256,10 @@ def encode_command(
         if output.max_bytes is not None:
             cmd += ["-fs", str(output.max_bytes)]
         cmd += [str(output.path)]
+    if thumbnail is not None:
+        cmd += ["-map", "0:v:0", "-vf", f"select='gte(t,{thumbnail.at_seconds:.3f})',scale={thumbnail.width}:-2"]
+        cmd += ["-frames:v", "1", "-c:v", "libwebp", "-f", "image2", "-update", "1", "-atomic_writing", "1"]
+        cmd += [str(thumbnail.path)]
     return cmd
 
 
@@ -272,13 +291,14 @@ def encode(
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     encoding: EncodeSettings = EncodeSettings(),
+    thumbnail: ThumbnailSpec | None = None,
 ) -> RunResult:
     """Run one batch. Returns how it ended; raises FFmpegError on a failure not asked for.
 
     The process is always reaped before this returns or raises, including
     when django-q2's timeout raises SystemExit inside the task.
     """
-    command = encode_command(source, outputs, encoding)
+    command = encode_command(source, outputs, encoding, thumbnail)
     result = run(command, job_id=job_id, attempt=attempt, part=part, on_progress=on_progress, should_stop=should_stop)
     for output in outputs:
         if not result.stopped and output.max_bytes is not None and _size(output.path) >= output.max_bytes:
@@ -412,22 +432,3 @@ def _tail(stderr: IO[bytes]) -> str:
     stderr.seek(0)
     lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
     return "\n".join(lines[-STDERR_TAIL_LINES:])
-
-
-# --- thumbnail -------------------------------------------------------------------
-def thumbnail(source: Path, target: Path, *, at_seconds: float, job_id: str, attempt: int = 0) -> None:
-    """Write one frame, 128 px wide, as WebP. Raises FFmpegError."""
-    cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at_seconds:.3f}", *_input(source)]
-    cmd += ["-frames:v", "1", "-vf", "scale=128:-2", "-c:v", "libwebp", "-f", "webp", str(target)]
-    try:
-        result = subprocess.run(
-            _with_death_signal(cmd),
-            capture_output=True,
-            env=_child_env(job_id, attempt),
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise FFmpegError("thumbnail timed out") from exc
-    if result.returncode != 0 or not target.exists():
-        raise FFmpegError("thumbnail failed", result.stderr.decode("utf-8", "replace").strip()[-2000:])

@@ -54,8 +54,8 @@ def run_part(job_id: str, attempt: int) -> None:
 
 
 def _run_parts(job: Job, lead: bool) -> None:
-    """Claim and run parts until none is left. The lead claims the job first, sends the helpers and makes
-    the thumbnail. Everything after the claim is inside the try, so a stop or an error at any point is
+    """Claim and run parts until none is left. The lead claims the job first and sends the helpers.
+    Everything after the claim is inside the try, so a stop or an error at any point is
     handled. A task that has run for half its timeout claims no more: a helper takes the rest, with a
     timeout of its own, so that JOB_TIMEOUT_SECONDS bounds one video's run rather than a whole job's."""
     part: Part | None = None
@@ -68,8 +68,6 @@ def _run_parts(job: Job, lead: bool) -> None:
             helpers = parts.send_helpers(job)
             if helpers:
                 logger.info("job %s: sent %s helper tasks for its other videos", job.pk, helpers)
-            if sources and not job.thumbnail:
-                make_thumbnail(job, sources[0])
         effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
         while True:  # claim_next locks the run: it returns None once the run is over (cancelled, requeued)
             if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
@@ -168,7 +166,8 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             )
             for index in batch
         ]
-        progress = _ProgressWriter(part, len(batch))
+        thumbnail = _thumbnail_spec(job, source)
+        progress = _ProgressWriter(part, len(batch), thumbnail)
         try:
             result = ffmpeg.encode(
                 storage.upload_path(source),
@@ -179,6 +178,7 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
                 on_progress=progress,
                 should_stop=_StopWatch(part),
                 encoding=encode_settings(source),
+                thumbnail=thumbnail,
             )
         except ffmpeg.FFmpegError as exc:
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
@@ -187,6 +187,7 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
             _fail(part, user_error(exc, progress.seconds))
             return
+        progress.keep_thumbnail()
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
             storage.discard(spec.path for spec in specs)
@@ -246,15 +247,25 @@ def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
 
 
 class _ProgressWriter:
-    """on_progress callback: source progress from FFmpeg's out_time, plus the part's and the job's heartbeats."""
+    """on_progress callback: source progress from FFmpeg's out_time, plus the part's and the job's heartbeats.
+    Also names the job's thumbnail on the job once the batch has written it (early in the batch)."""
 
-    def __init__(self, part: Part, batch_size: int):
+    def __init__(self, part: Part, batch_size: int, thumbnail: ffmpeg.ThumbnailSpec | None = None):
         self.part, self.source, self.batch_size = part, part.source, batch_size
+        self.thumbnail = thumbnail
         self.seconds: float | None = None  # how far FFmpeg got: where a failure happened
 
     def __call__(self, seconds: float) -> None:
         self.seconds = seconds
         retry_transient(lambda: self._write(seconds))
+        self.keep_thumbnail()
+
+    def keep_thumbnail(self) -> None:
+        if self.thumbnail is not None and self.thumbnail.path.exists():
+            job = self.part.job
+            if retry_transient(lambda: job.this_run().update(thumbnail=self.thumbnail.path.name)):
+                job.thumbnail = self.thumbnail.path.name
+            self.thumbnail = None
 
     def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
@@ -334,22 +345,11 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
     return True
 
 
-def make_thumbnail(job: Job, source: SourceVideo) -> None:
-    target = storage.thumbnail_target(job.pk)
-    at_seconds = min(1.0, source.duration / 3)
-    try:
-        ffmpeg.thumbnail(
-            storage.upload_path(source), target, at_seconds=at_seconds, job_id=job.pk, attempt=job.attempts
-        )
-    except ffmpeg.FFmpegError:
-        logger.warning("job %s: no thumbnail", job.pk, exc_info=True)
-        return
-    if job.this_run().update(thumbnail=target.name):
-        job.thumbnail = target.name
-
-
-def _still_processing(job: Job) -> bool:
-    return job.this_run().exists()
+def _thumbnail_spec(job: Job, source: SourceVideo) -> ffmpeg.ThumbnailSpec | None:
+    """The job's thumbnail is one more output of its first video's batch, until the job has one."""
+    if job.thumbnail or source.position != 0:
+        return None
+    return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=min(1.0, source.duration / 3))
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -71,12 +71,22 @@ def test_ffmpeg_binary_setting_is_used(settings, clips, tmp_path):
     assert "/nonexistent/ffmpeg" in str(info.value)
 
 
-def test_thumbnail_is_128_px_wide_webp(clips, tmp_path):
+def test_thumbnail_is_one_more_output_of_the_batch_128_px_wide_webp(clips, tmp_path):
     target = tmp_path / "thumb.webp"
-    ffmpeg.thumbnail(clips(), target, at_seconds=0.3, job_id="t4")
+    specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]
+    ffmpeg.encode(clips(), specs, job_id="t4", thumbnail=ffmpeg.ThumbnailSpec(target, at_seconds=0.3))
     with av.open(str(target)) as container:
         frame = next(container.decode(video=0))
     assert (frame.width, frame.height) == (128, 96)
+    assert sorted(path.name for path in tmp_path.glob("*.*")) == ["out.mp4", "thumb.webp"]  # no temporary left
+
+
+def test_a_source_shorter_than_the_thumbnail_time_gives_no_thumbnail_and_the_batch_succeeds(clips, tmp_path):
+    target = tmp_path / "thumb.webp"
+    specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]
+    ffmpeg.encode(clips(seconds=1), specs, job_id="t5", thumbnail=ffmpeg.ThumbnailSpec(target, at_seconds=5))
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+    assert not target.exists()
 
 
 def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_a_lower_priority(settings):

@@ -43,6 +43,25 @@ def test_job_runs_to_completion(files_under, settings, user, upload, batch_size,
     assert not storage.uploads_dir(job.pk).exists()
 
 
+def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(user, upload):
+    """The job's thumbnail is an output of its first video's first batch; the list shows it while the batch
+    still runs (the progress callback names it), not only once the variations are finished."""
+    job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=1)
+    assert job.claim()
+    first = parts.claim_next(job)
+    spec = processor._thumbnail_spec(job, first.source)
+    assert spec.path == storage.thumbnail_target(job.pk) and spec.at_seconds == pytest.approx(1 / 3, abs=0.02)
+    second = parts.claim_next(job)
+    assert processor._thumbnail_spec(job, second.source) is None  # the first video's only
+    progress = processor._ProgressWriter(first, 1, spec)
+    progress(0.1)  # FFmpeg has not written it yet
+    assert Job.objects.get(pk=job.pk).thumbnail == ""
+    spec.path.write_bytes(b"RIFF")
+    progress(0.5)
+    assert Job.objects.get(pk=job.pk).thumbnail == storage.THUMBNAIL_NAME
+    assert processor._thumbnail_spec(job, first.source) is None  # a later batch or claim makes none
+
+
 def test_second_delivery_of_the_task_does_nothing(user, upload):
     job = _create(user, upload, variations=1)
     processor.run_job(job.pk)
@@ -106,8 +125,8 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
     partial = storage.partial_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
     partial.write_bytes(b"late")
     assert processor.register_output(stale_part, 0, partial, effects_for(1, 0, 0)) is False
-    assert not stale_run.beat() and not stale_part.beat() and processor._still_processing(stale_run) is False
-    assert processor._still_processing(new_run) and new_run.beat() and new_part.beat()
+    assert not stale_run.beat() and not stale_part.beat() and not stale_run.this_run().exists()
+    assert new_run.this_run().exists() and new_run.beat() and new_part.beat()
     assert OutputFile.objects.count() == 0
 
 

@@ -77,6 +77,10 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
 
 
+def test_database_connections_are_kept_between_requests_and_checked_before_reuse(db):
+    assert connection.settings_dict["CONN_MAX_AGE"] == 60 and connection.settings_dict["CONN_HEALTH_CHECKS"]
+
+
 def _load_settings(data_dir: Path) -> subprocess.CompletedProcess:
     script = "from django.conf import settings; print(settings.JOBS_DIR); print(bool(settings._wrapped.SECRET_KEY))"
     return subprocess.run(

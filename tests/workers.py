@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def encoding_processes(job, writing: bool = False) -> list:
-    """The job's FFmpeg processes that encode (not the thumbnail); with `writing`, once a .part has bytes."""
+    """The job's FFmpeg processes that encode a batch; with `writing`, once a .part has bytes."""
     if writing and not any(_size(p) for p in storage.outputs_dir(job.pk).glob("*.part")):
         return []
     return [proc for proc in tagged_processes(job.pk) if ".part" in command_line(proc)]

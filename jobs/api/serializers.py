@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
@@ -7,13 +9,29 @@ from rest_framework import serializers
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, OutputFile, SourceVideo
 
 
-class OutputSerializer(serializers.ModelSerializer):
+class BuiltOnceSerializer(serializers.ModelSerializer):
+    """A ModelSerializer that works out its fields from the model once per class, not once per response.
+
+    DRF rebuilds them for every instance: for the status poll that was a quarter of the answer's time.
+    Each instance still gets its own copies (fields are bound to the serializer that holds them).
+    """
+
+    _built_fields: dict[type, dict] = {}
+
+    def get_fields(self):
+        cls = type(self)
+        if cls not in self._built_fields:
+            self._built_fields[cls] = super().get_fields()
+        return copy.deepcopy(self._built_fields[cls])
+
+
+class OutputSerializer(BuiltOnceSerializer):
     class Meta:
         model = OutputFile
         fields = ["id", "variation_index", "size", "effects", "missing"]
 
 
-class SourceSerializer(serializers.ModelSerializer):
+class SourceSerializer(BuiltOnceSerializer):
     name = serializers.CharField(source="original_name")
     outputs = OutputSerializer(many=True)
 
@@ -34,7 +52,7 @@ class SourceSerializer(serializers.ModelSerializer):
         ]
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(BuiltOnceSerializer):
     total_variations = serializers.IntegerField(read_only=True)
     completed_variations = serializers.IntegerField(read_only=True)
     progress = serializers.IntegerField(read_only=True)
