@@ -1,5 +1,7 @@
 """The download: a ZIP of at least 2 GB of outputs through gunicorn (as `make run` starts it) against
-`cat`-ing the same files, with the web processes' peak resident memory. Prints the figures and adds them
+`cat`-ing the same files, with the web processes' peak resident memory, and against the ceiling of any
+HTTP server on this machine: the kernel sending the same bytes to the same client (sendfile), which
+copies nothing through user space. Prints the figures and adds them
 to bench/results.json (key "download"); asserts nothing.
 
 The job is made directly in the service's database and data folder (random bytes as outputs), so the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,36 @@ for index in range(count):
     OutputFile.objects.create(job=job, source=source, variation_index=index, path=path, size=size, effects={})
 print(job.pk)
 """
+
+
+def serve_with_sendfile(files: list[Path]) -> tuple[str, threading.Thread]:
+    """The ceiling of any HTTP download on this machine: one answer of the files' bytes, sent by the kernel
+    (sendfile, no copy through user space), to one client. Returns its URL and the serving thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    size = sum(path.stat().st_size for path in files)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as client:
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+            for path in files:
+                with path.open("rb") as opened:
+                    client.sendfile(opened)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/", thread
+
+
+def curl_seconds(url: str, *headers: str) -> tuple[float, str]:
+    """curl as the client (a Python client would be the bottleneck, not the server): (seconds, its output:
+    the answer's headers, then the bytes received)."""
+    command = ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "%{size_download}"]
+    for header in headers:
+        command += ["-H", header]
+    started = time.monotonic()
+    curl = subprocess.run([*command, url], capture_output=True, text=True, check=True)
+    return time.monotonic() - started, curl.stdout
 
 
 def peak_rss(processes, stop: threading.Event, peak: dict) -> None:
@@ -96,20 +129,17 @@ def run(args, total: int, count: int, folder: Path) -> None:
         subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
         cat_seconds = time.monotonic() - started
 
+        url, server = serve_with_sendfile(files)
+        sendfile_seconds, _ = curl_seconds(url)
+        server.join()
+
         stop, peak = threading.Event(), {}
         sampler = threading.Thread(target=peak_rss, args=(service.web_processes(), stop, peak))
         sampler.start()
-        # curl as the client: a Python client would be the bottleneck, not the server.
-        started = time.monotonic()
-        curl = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "%{size_download}",
-             "-H", f"Authorization: {service.http.headers['Authorization']}",
-             f"{service.url}/api/jobs/{job_id}/download/"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        zip_seconds = time.monotonic() - started
-        received = int(curl.stdout.rsplit("\n", 1)[-1])
-        length = int(next(line.split(":", 1)[1] for line in curl.stdout.splitlines()
+        authorization = f"Authorization: {service.http.headers['Authorization']}"
+        zip_seconds, curl = curl_seconds(f"{service.url}/api/jobs/{job_id}/download/", authorization)
+        received = int(curl.rsplit("\n", 1)[-1])
+        length = int(next(line.split(":", 1)[1] for line in curl.splitlines()
                           if line.lower().startswith("content-length:")))  # fmt: skip
         stop.set()
         sampler.join()
@@ -123,13 +153,18 @@ def run(args, total: int, count: int, folder: Path) -> None:
         "zip_mb_per_s": round(received / zip_seconds / 1024**2, 1),
         "cat_mb_per_s": round(size / cat_seconds / 1024**2, 1),
         "ratio_to_cat": round((received / zip_seconds) / (size / cat_seconds), 3),
+        "sendfile_mb_per_s": round(size / sendfile_seconds / 1024**2, 1),
+        "sendfile_ratio_to_cat": round((size / sendfile_seconds) / (size / cat_seconds), 3),
+        "ratio_to_sendfile": round((received / zip_seconds) / (size / sendfile_seconds), 3),
         "peak_rss_mb_all_web_processes": round(peak["rss"] / 1024**2, 1),
         "peak_rss_mb_largest_web_process": round(peak["largest"] / 1024**2, 1),
         "cpus": os.cpu_count(),
     }
     print(
         f"ZIP of {size / 1024**3:.2f} GB: {figures['zip_mb_per_s']} MB/s against cat's {figures['cat_mb_per_s']} MB/s "
-        f"(ratio {figures['ratio_to_cat']}); Content-Length exact: {figures['content_length_exact']}; peak RSS "
+        f"(ratio {figures['ratio_to_cat']}); the kernel's sendfile of the same bytes to curl, the ceiling of any "
+        f"HTTP server here: {figures['sendfile_mb_per_s']} MB/s ({figures['sendfile_ratio_to_cat']} of cat; the ZIP "
+        f"is {figures['ratio_to_sendfile']} of it); Content-Length exact: {figures['content_length_exact']}; peak RSS "
         f"{figures['peak_rss_mb_largest_web_process']} MB in the largest web process, "
         f"{figures['peak_rss_mb_all_web_processes']} MB for all of them"
     )

@@ -45,7 +45,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             # One subquery for the whole page. A single job (the status poll) asks only when it is queued:
             # compiling the subquery costs more than the rest of the poll.
             jobs = jobs.with_queue_position()
-        return jobs.select_related("owner").prefetch_related("sources__outputs").order_by("-created_at")
+        return jobs.prefetch_related("sources__outputs").order_by("-created_at")
 
     def get_serializer_class(self):
         # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
