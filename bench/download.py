@@ -71,7 +71,7 @@ def serve_with_sendfile(files: list[Path]) -> tuple[str, threading.Thread]:
                 with path.open("rb") as opened:
                     client.sendfile(opened)
 
-    thread = threading.Thread(target=serve)
+    thread = threading.Thread(target=serve, daemon=True)  # a failed curl must not leave it waiting to accept
     thread.start()
     return f"http://127.0.0.1:{listener.getsockname()[1]}/", thread
 

@@ -2,9 +2,16 @@
 -- 0 for back to back. Paced connections wait 0.5x-1.5x the interval at random, so that they do not poll in
 -- step, as independent clients would not. Prints one JSON line of figures at the end.
 
+local threads = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+
 function init(args)
   interval = tonumber(args[1]) or 0
-  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+  math.randomseed(os.time() * 100 + id)  -- each wrk thread its own draws
 end
 
 function delay()

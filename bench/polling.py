@@ -45,13 +45,13 @@ from tests.media import make_clip  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between one client's polls")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.smoke:
-        args.clients, args.seconds = 3, 2.0
+        args.clients, args.seconds = 3, 2
     folder = Path(tempfile.mkdtemp(prefix="videojobs-bench-polling-"))
     try:
         run(args, folder)
@@ -113,7 +113,7 @@ WARM_UP_SECONDS = 2.0
 def wrk(service: Service, url: str, clients: int, seconds: float, interval: float) -> dict:
     """wrk's figures for `clients` connections polling `url` for `seconds` (bench/polling.lua)."""
     run = subprocess.run(
-        ["wrk", "--threads", "2", "--connections", str(clients), "--duration", f"{seconds:g}s",
+        ["wrk", "--threads", str(min(2, clients)), "--connections", str(clients), "--duration", f"{round(seconds)}s",
          "--timeout", "10s", "--script", str(ROOT / "bench" / "polling.lua"),
          "--header", f"Authorization: {service.http.headers['Authorization']}", url, "--", str(int(interval * 1000))],
         capture_output=True, text=True, check=True,

@@ -3,6 +3,7 @@ benchmarks that measure it from the outside, over HTTP with a token."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
@@ -17,16 +18,16 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 # How often a benchmark client asks for its job's status: more often than the pages (2 s, backing off
 # to 10 s), rarely enough that its own requests do not take a measurable share of the CPU the encoders
-# need (at 0.1 s, about 10 requests/s cost a few percent of a 2-core machine). Once the job's progress
-# says it is about to end, the client asks every FINAL_POLL_SECONDS: a client that waits out a whole
-# interval after the job ended would add a quarter of a second on average to every figure.
-POLL_SECONDS = 0.5
+# need (at 0.1 s, about 10 requests/s cost a few percent of a 2-core machine). Near the job's end, as
+# its progress tells, the client asks more often, down to every FINAL_POLL_SECONDS: one that waited out
+# a whole interval after the job ended would add half an interval on average to every figure.
+POLL_SECONDS = 1.0
 FINAL_POLL_SECONDS = 0.05
 
 
 def next_poll(started: float, now: float, progress: int) -> float:
-    """Seconds to the next status request: POLL_SECONDS, down to FINAL_POLL_SECONDS once the time left,
-    estimated from the progress so far, is within one interval."""
+    """Seconds to the next status request: half the time left (estimated from the progress so far, at
+    the pace so far), between FINAL_POLL_SECONDS and POLL_SECONDS."""
     if progress <= 0:
         return POLL_SECONDS
     left = (now - started) * (100 - progress) / progress
@@ -38,6 +39,8 @@ def procfile_web_command(port: int) -> list[str]:
     line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
     command = shlex.split(line.split(":", 1)[1].replace("${PORT:-8000}", str(port)))
     command[0] = str(Path(sys.executable).parent / "gunicorn")
+    bind = command.index("--bind") + 1
+    command[bind] = f"127.0.0.1:{port}"  # the benchmark's own fixed password: never reachable from elsewhere
     return command
 
 
@@ -109,6 +112,22 @@ class Service:
             raise RuntimeError(f"job {job['id']} ended {job['status']}: {job['error']}")
         archive = self.http.get(job["download_url"]).content
         return time.monotonic() - started, job, archive
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Every process of the service stopped (SIGSTOP) for the duration, so that whatever runs
+        meanwhile has the machine to itself, as if the service were not there."""
+        processes = []
+        for process in self.processes:
+            parent = psutil.Process(process.pid)
+            processes += [parent, *parent.children(recursive=True)]
+        for process in processes:
+            process.suspend()
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.resume()
 
     def web_processes(self) -> list:
         """gunicorn's master and its workers (psutil.Process), for their memory."""

@@ -5,11 +5,11 @@ a job goes in over HTTP with a token and is timed until its ZIP is downloaded. T
 one FFmpeg process per variation, one after another, with the reference arguments. A small job
 warms the service up first (imports, first connections), untimed. Then each run times the reference
 loop, the job through the service, and the bare encoding commands that job ran, timed alone right
-after it (the service idle), for the orchestration overhead; each figure is the median of `--runs`,
-the overhead the median of the runs' own. Then every variation of the last service run is measured:
-SSIM against its source and against the reference render of the same parameters (at the source's
-frame rate, see reference_loop), size against the median size of the reference loop's outputs for the
-same clip, and whether all outputs are byte-distinct.
+after it (every process of the service stopped meanwhile), for the orchestration overhead; each figure
+is the median of `--runs`, the overhead the median of the runs' own. Then every variation of the last
+service run is measured: SSIM against its source and against the reference render of the same
+parameters (at the source's frame rate, see reference_loop), size against the median size of the
+reference loop's outputs for the same clip, and whether all outputs are byte-distinct.
 
 Prints its figures and writes them to bench/results.json (key "throughput"); asserts nothing.
 
@@ -176,7 +176,8 @@ def compare(label, sources, variations, runs, workers, batch_size, folder) -> di
             reference_times.append(total)
             seconds, job, archive = service.run_job(sources, variations)
             service_times.append(seconds)
-            bare_times.append(bare_encode_seconds(sources, job, folder / "bare", batch_size, workers))
+            with service.paused():
+                bare_times.append(bare_encode_seconds(sources, job, folder / "bare", batch_size, workers))
     finally:
         service.stop()
     reference, through_service = statistics.median(reference_times), statistics.median(service_times)

@@ -124,13 +124,15 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class ThumbnailSpec:
-    """One more output of a batch: the source's frame at `at_seconds`, 128 px wide, as WebP. Written under a
-    temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. A source
+    """One more output of a batch: the source's frame at `at_seconds`, 128 px wide (narrower for a frame
+    more than 16 times taller than wide: WebP and the pages want a bounded height), as WebP. Written under
+    a temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. A source
     shorter than `at_seconds` gives no file, and the batch does not fail for it."""
 
     path: Path
     at_seconds: float
     width: int = 128
+    max_height: int = 2048
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,8 @@ def encode_command(
             cmd += ["-fs", str(output.max_bytes)]
         cmd += [str(output.path)]
     if thumbnail is not None:
-        cmd += ["-map", "0:v:0", "-vf", f"select='gte(t,{thumbnail.at_seconds:.3f})',scale={thumbnail.width}:-2"]
+        box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+        cmd += ["-map", "0:v:0", "-vf", f"select='gte(t,{thumbnail.at_seconds:.3f})',scale={box}"]
         cmd += ["-frames:v", "1", "-c:v", "libwebp", "-f", "image2", "-update", "1", "-atomic_writing", "1"]
         cmd += [str(thumbnail.path)]
     return cmd

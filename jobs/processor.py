@@ -68,6 +68,8 @@ def _run_parts(job: Job, lead: bool) -> None:
             helpers = parts.send_helpers(job)
             if helpers:
                 logger.info("job %s: sent %s helper tasks for its other videos", job.pk, helpers)
+            if not job.thumbnail:  # a lost run may have written it and not named it
+                name_thumbnail(job, storage.thumbnail_target(job.pk))
         effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
         while True:  # claim_next locks the run: it returns None once the run is over (cancelled, requeued)
             if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
@@ -181,6 +183,7 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
                 thumbnail=thumbnail,
             )
         except ffmpeg.FFmpegError as exc:
+            progress.keep_thumbnail()  # written before the failure, whole (atomic): still the job's
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
             logger.warning("job %s: source %s: ffmpeg failed: %s", job.pk, source.position, exc)
             storage.discard(spec.path for spec in specs)
@@ -261,10 +264,7 @@ class _ProgressWriter:
         self.keep_thumbnail()
 
     def keep_thumbnail(self) -> None:
-        if self.thumbnail is not None and self.thumbnail.path.exists():
-            job = self.part.job
-            if retry_transient(lambda: job.this_run().update(thumbnail=self.thumbnail.path.name)):
-                job.thumbnail = self.thumbnail.path.name
+        if self.thumbnail is not None and name_thumbnail(self.part.job, self.thumbnail.path):
             self.thumbnail = None
 
     def _write(self, seconds: float) -> None:
@@ -342,6 +342,16 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
     if completed:  # logged after the variation that completed it, so that the log reads in the true order
         parts.log_outcome(job)
+    return True
+
+
+def name_thumbnail(job: Job, path: Path) -> bool:
+    """Name the thumbnail FFmpeg wrote (whole, see ffmpeg.ThumbnailSpec) on the job, for this run only.
+    False while there is no file yet."""
+    if not path.exists():
+        return False
+    if retry_transient(lambda: job.this_run().update(thumbnail=path.name)):
+        job.thumbnail = path.name
     return True
 
 

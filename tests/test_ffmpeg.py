@@ -81,6 +81,16 @@ def test_thumbnail_is_one_more_output_of_the_batch_128_px_wide_webp(clips, tmp_p
     assert sorted(path.name for path in tmp_path.glob("*.*")) == ["out.mp4", "thumb.webp"]  # no temporary left
 
 
+def test_the_thumbnail_of_a_very_tall_video_is_narrower_and_the_batch_succeeds(clips, tmp_path):
+    """128 px wide would make a 32x720 frame 2880 px tall; the thumbnail stays within 128x2048."""
+    target = tmp_path / "thumb.webp"
+    specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]
+    ffmpeg.encode(clips(size="32x720"), specs, job_id="t6", thumbnail=ffmpeg.ThumbnailSpec(target, at_seconds=0.3))
+    with av.open(str(target)) as container:
+        frame = next(container.decode(video=0))
+    assert frame.height == 2048 and frame.width in (90, 92)
+
+
 def test_a_source_shorter_than_the_thumbnail_time_gives_no_thumbnail_and_the_batch_succeeds(clips, tmp_path):
     target = tmp_path / "thumb.webp"
     specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]

@@ -62,6 +62,27 @@ def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(u
     assert processor._thumbnail_spec(job, first.source) is None  # a later batch or claim makes none
 
 
+def test_a_run_that_was_taken_over_cannot_name_the_thumbnail(user, upload):
+    job = _create(user, upload, variations=1)
+    stale_run = Job.objects.get(pk=job.pk)
+    assert stale_run.claim()
+    stale_part = parts.claim_next(stale_run)
+    spec = processor._thumbnail_spec(stale_run, stale_part.source)
+    assert stale_run.hand_back() and Job.objects.get(pk=job.pk).claim()
+    spec.path.write_bytes(b"RIFF")
+    processor._ProgressWriter(stale_part, 1, spec).keep_thumbnail()
+    assert Job.objects.get(pk=job.pk).thumbnail == ""
+
+
+def test_a_thumbnail_a_lost_run_wrote_but_did_not_name_is_named_by_the_next_run(user, upload):
+    job = _create(user, upload, variations=1)
+    storage.thumbnail_target(job.pk).write_bytes(b"RIFF")  # the lost run's FFmpeg wrote it; its worker died
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.thumbnail == storage.THUMBNAIL_NAME
+    assert storage.thumbnail_target(job.pk).read_bytes() == b"RIFF"  # no batch of this run made another
+
+
 def test_second_delivery_of_the_task_does_nothing(user, upload):
     job = _create(user, upload, variations=1)
     processor.run_job(job.pk)
