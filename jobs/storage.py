@@ -165,6 +165,25 @@ def remove_unowned_outputs(job: Job, attempt: int | None = None, part: tuple[int
     return removed
 
 
+def adopt_thumbnail(job: Job) -> None:
+    """The thumbnail is one more output of the first batch, written whole (renamed into place) before its
+    run names it on the job; a run cancelled in between leaves it unnamed. It is the job's all the same."""
+    target = thumbnail_target(job.pk)
+    if target.exists():
+        Job.objects.filter(pk=job.pk, thumbnail="").update(thumbnail=target.name)
+    job.thumbnail = Job.objects.filter(pk=job.pk).values_list("thumbnail", flat=True).first() or ""  # as it is now
+
+
+def remove_unowned_top_files(job: Job) -> None:
+    """Files beside the uploads and outputs folders that no row owns: FFmpeg's temporary thumbnail, left by
+    a process killed while it wrote it."""
+    folder = job_folder(job.pk)
+    if not folder.is_dir():
+        return
+    owned = owned_files(job)
+    discard(path for path in folder.iterdir() if path.is_file() and path not in owned)
+
+
 def remove_uploads(job: Job) -> None:
     shutil.rmtree(uploads_dir(job.pk), ignore_errors=True)
 
@@ -204,7 +223,9 @@ def settle_files(job: Job, part: tuple[int, int] | None = None) -> None:
         if part is not None:
             remove_unowned_outputs(job, attempt=job.attempts, part=part)
         return
+    adopt_thumbnail(job)
     remove_unowned_outputs(job)  # terminal never changes: no run writes here any more
+    remove_unowned_top_files(job)
     job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
     remove_uploads(job)
 

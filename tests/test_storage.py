@@ -55,6 +55,26 @@ def test_settling_a_finished_run_drops_partials_and_uploads(make_job, files_unde
     assert list(job.sources.values_list("status", flat=True)) == [expected]
 
 
+def test_settling_a_cancelled_job_adopts_the_thumbnail_its_run_wrote_but_did_not_name(make_job, files_under):
+    """FFmpeg renames the thumbnail into place before its run names it on the job; a cancel in between."""
+    job = make_job(status=Status.CANCELLED, outputs=1)
+    Job.objects.filter(pk=job.pk).update(thumbnail="")
+    job.refresh_from_db()
+    leftover = storage.job_folder(job.pk) / f"{storage.THUMBNAIL_NAME}.tmp"  # a killed FFmpeg's temporary
+    leftover.write_bytes(b"RI")
+    storage.settle_files(job)
+    assert Job.objects.get(pk=job.pk).thumbnail == storage.THUMBNAIL_NAME
+    assert storage.thumbnail_target(job.pk) in storage.owned_files(job)
+    assert files_under(storage.job_folder(job.pk)) == sorted(storage.owned_files(job))
+
+
+def test_settling_with_an_old_copy_of_the_job_keeps_the_thumbnail_another_worker_named(make_job):
+    job = make_job(status=Status.CANCELLED, outputs=1)
+    job.thumbnail = ""  # loaded before another worker named it
+    storage.settle_files(job)
+    assert storage.thumbnail_target(job.pk).exists() and job.thumbnail == storage.THUMBNAIL_NAME
+
+
 def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
     job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
     partial = storage.partial_path(job.pk, 0, 1, attempt=1, claim=1)

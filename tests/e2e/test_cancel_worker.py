@@ -37,7 +37,13 @@ def assert_no_orphans(files_under):
         assert not [p for p in children if zombie(p)]
         assert not [p for p in children if "ffmpeg" in command_line(p)]
         assert not tagged_processes(job.pk)
-        assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(Job.objects.get(pk=job.pk))
+        # The worker settles the job just after its FFmpeg exits: it adopts a thumbnail written before the
+        # cancel and drops the uploads.
+        wait_for(
+            lambda: set(files_under(storage.job_folder(job.pk))) == storage.owned_files(Job.objects.get(pk=job.pk)),
+            timeout=10,
+            message=lambda: f"only owned files: {files_under(storage.job_folder(job.pk))}",
+        )
 
     return check
 

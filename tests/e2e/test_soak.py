@@ -113,6 +113,12 @@ def test_four_clients_and_two_hard_kills(start_cluster, user, clips, settings, a
     )
     wait_for(lambda: not tagged_processes(), timeout=10, message="every FFmpeg to be gone")
 
+    def settled() -> bool:  # a worker settles its job's files just after its FFmpeg exits
+        return all(
+            set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job) for job in Job.objects.all()
+        )
+
+    wait_for(settled, timeout=10, message="every job folder to hold only what its rows own")
     jobs = {job.pk: job for job in Job.objects.prefetch_related("sources")}
     assert {entry.name for entry in jobs_dir.iterdir()} <= set(jobs)  # no folder without its job
     api = api_client_for(user)
