@@ -17,6 +17,7 @@ in this order: docs/architecture.md ("Files").
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -254,15 +255,23 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remove_tree(folder: Path) -> None:
-    """rmtree that lets another process remove parts of the tree (or all of it) at the same time,
-    but still raises when something cannot be removed."""
+def _remove_tree(folder: Path, tries: int = 3) -> None:
+    """rmtree that lets another process remove parts of the tree (or all of it) at the same time, and
+    add a file (an FFmpeg being stopped writes the thumbnail it was making), but still raises when
+    something cannot be removed."""
 
     def vanished_is_fine(function, path, exc_info):
         if not issubclass(exc_info[0], FileNotFoundError):
             raise exc_info[1]
 
-    shutil.rmtree(folder, onerror=vanished_is_fine)
+    for attempt in range(1, tries + 1):
+        try:
+            shutil.rmtree(folder, onerror=vanished_is_fine)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == tries:
+                raise
+            logger.info("%s: a file appeared while it was removed; removing it again", folder)
 
 
 def discard(paths: Iterable[Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -151,6 +152,25 @@ def test_when_the_files_cannot_go_the_rows_stay(make_job, monkeypatch):
     with pytest.raises(PermissionError):
         storage.delete_job(job)
     assert Job.objects.filter(pk=job.pk).exists() and OutputFile.objects.filter(job=job).exists()
+
+
+def test_a_file_written_while_the_folder_is_removed_does_not_stop_the_delete(make_job, monkeypatch):
+    """An FFmpeg being stopped by the DELETE's cancel writes the thumbnail while rmtree runs: rmtree then
+    fails on the folder with ENOTEMPTY. The delete removes the folder again instead of answering 500."""
+    job = make_job(outputs=1)
+    real, calls = shutil.rmtree, []
+
+    def racing(path, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:  # what rmtree raises when a file appeared after it listed the folder
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path))
+        real(path, **kwargs)
+
+    monkeypatch.setattr(storage, "shutil", SimpleNamespace(rmtree=racing))
+    job_id = job.pk
+    storage.delete_job(job)
+    assert len(calls) == 2 and not storage.job_folder(job_id).exists()
+    assert not Job.objects.filter(pk=job_id).exists()
 
 
 def test_storage_used_counts_outputs_and_the_uploads_still_waiting(make_job):
