@@ -126,8 +126,9 @@ class OutputSpec:
 class ThumbnailSpec:
     """One more output of a batch: the source's frame at `at_seconds`, 128 px wide (narrower for a frame
     more than 16 times taller than wide: WebP and the pages want a bounded height), as WebP. Written under
-    a temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. A source
-    shorter than `at_seconds` gives no file, and the batch does not fail for it."""
+    a temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. It never
+    fails the batch: a source shorter than `at_seconds` gives no file, and so does a write that fails (the
+    job's folder deleted meanwhile, a full disk); the variations go on."""
 
     path: Path
     at_seconds: float
@@ -261,9 +262,15 @@ def encode_command(
     if thumbnail is not None:
         box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
         cmd += ["-map", "0:v:0", "-vf", f"select='gte(t,{thumbnail.at_seconds:.3f})',scale={box}"]
-        cmd += ["-frames:v", "1", "-c:v", "libwebp", "-f", "image2", "-update", "1", "-atomic_writing", "1"]
-        cmd += [str(thumbnail.path)]
+        # Through the tee muxer beside a null sink, with onfail=ignore: a failed write ends only that slave.
+        image = f"[f=image2:update=1:atomic_writing=1:onfail=ignore]{_tee_escape(str(thumbnail.path))}"
+        cmd += ["-frames:v", "1", "-c:v", "libwebp", "-f", "tee", f"{image}|[f=null]-"]
     return cmd
+
+
+def _tee_escape(path: str) -> str:
+    """A file name as one slave of the tee muxer: its separators and quotes escaped."""
+    return re.sub(r"([\\'|\[\]])", r"\\\1", path)
 
 
 _OUT_TIME = re.compile(rb"^out_time_(?:us|ms)=(\d+)\s*$")

@@ -91,6 +91,23 @@ def test_the_thumbnail_of_a_very_tall_video_is_narrower_and_the_batch_succeeds(c
     assert frame.height == 2048 and frame.width in (90, 92)
 
 
+def test_a_thumbnail_that_cannot_be_written_does_not_fail_the_batch(clips, tmp_path):
+    """E.g. the job deleted while its FFmpeg is being stopped: its folder is gone when the frame comes."""
+    specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]
+    gone = ffmpeg.ThumbnailSpec(tmp_path / "gone" / "thumb.webp", at_seconds=0.3)
+    ffmpeg.encode(clips(), specs, job_id="t7", thumbnail=gone)
+    assert (tmp_path / "out.mp4").stat().st_size > 0 and not gone.path.parent.exists()
+
+
+def test_the_thumbnail_path_may_hold_the_tee_muxers_special_characters(clips, tmp_path):
+    folder = tmp_path / "a|b[c]'d\\e"
+    folder.mkdir()
+    target = folder / "thumb.webp"
+    ffmpeg.encode(clips(), [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")], job_id="t8",
+                  thumbnail=ffmpeg.ThumbnailSpec(target, at_seconds=0.3))  # fmt: skip
+    assert [path.name for path in folder.iterdir()] == ["thumb.webp"]
+
+
 def test_a_source_shorter_than_the_thumbnail_time_gives_no_thumbnail_and_the_batch_succeeds(clips, tmp_path):
     target = tmp_path / "thumb.webp"
     specs = [ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")]
