@@ -37,7 +37,7 @@ def next_poll(started: float, now: float, progress: int) -> float:
 def procfile_web_command(port: int) -> list[str]:
     """The Procfile's web command (what `make run` starts), with this interpreter's gunicorn and `port`."""
     line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    command = shlex.split(line.split(":", 1)[1].replace("${PORT:-8000}", str(port)))
+    command = shlex.split(line.split(":", 1)[1])
     command[0] = str(Path(sys.executable).parent / "gunicorn")
     bind = command.index("--bind") + 1
     command[bind] = f"127.0.0.1:{port}"  # the benchmark's own fixed password: never reachable from elsewhere
