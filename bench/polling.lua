@@ -1,23 +1,4 @@
--- wrk script for bench/polling.py. Argument (after --): milliseconds between one connection's requests,
--- 0 for back to back. Paced connections wait 0.5x-1.5x the interval at random, so that they do not poll in
--- step, as independent clients would not. Prints one JSON line of figures at the end.
-
-local threads = 0
-
-function setup(thread)
-  threads = threads + 1
-  thread:set("id", threads)
-end
-
-function init(args)
-  interval = tonumber(args[1]) or 0
-  math.randomseed(os.time() * 100 + id)  -- each wrk thread its own draws
-end
-
-function delay()
-  if interval == 0 then return 0 end
-  return math.random(math.floor(interval / 2), math.floor(interval * 3 / 2))
-end
+-- wrk script for bench/polling.py's back-to-back round: prints one JSON line of figures at the end.
 
 function done(summary, latency, requests)
   local e = summary.errors

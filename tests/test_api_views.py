@@ -16,11 +16,14 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.utils import timezone
 from model_bakery import baker
+from rest_framework import serializers
 from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
 from rest_framework.test import APIClient
 
 from jobs import archive, processor, storage
-from jobs.models import Job, Status, WorkerBeat
+from jobs.api.serializers import JobSerializer, OutputSerializer, SourceSerializer
+from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
 from videojobs import datadir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,3 +323,36 @@ def test_the_zip_is_named_after_the_job(api, post_job):
 def test_options_describes_what_a_create_sends(api):
     post = api.options("/api/jobs/").json()["actions"]["POST"]
     assert set(post) == {"videos", "variations", "name"}
+
+
+def _drf_document(serializer) -> dict:
+    """What DRF's own field-by-field rendering makes of the serializer's instance."""
+    return serializers.ModelSerializer.to_representation(serializer, serializer.instance)
+
+
+@pytest.mark.parametrize(
+    "status, fields",
+    [
+        (Status.QUEUED, {}),
+        (Status.PROCESSING, {"started_at": timezone.now() - timedelta(seconds=30)}),
+        (Status.COMPLETED, {"name": "Été", "started_at": timezone.now()}),
+        (Status.FAILED, {"error": "every video failed"}),
+        (Status.CANCELLED, {"cancelled_at": timezone.now(), "expires_at": timezone.now() - timedelta(hours=1)}),
+    ],
+)
+def test_the_status_document_is_what_drf_renders_from_the_declared_fields(make_job, rf, status, fields):
+    job = make_job(status=status, outputs=3, **fields)
+    SourceVideo.objects.filter(job=job).update(progress=40, error="x" if status == Status.FAILED else "")
+    OutputFile.objects.filter(job=job, variation_index=1).update(missing=True, effects={"rotation": 0.004})
+    job = Job.objects.prefetch_related("sources__outputs").get(pk=job.pk)
+    context = {"request": Request(rf.get("/api/jobs/", secure=True))}
+    job_serializer = JobSerializer(job, context=context)
+    document = job_serializer.data
+    assert document == {**_drf_document(job_serializer), "sources": document["sources"]}
+    for source, source_document in zip(job.sources.all(), document["sources"], strict=True):
+        assert source_document == {**_drf_document(SourceSerializer(source)), "outputs": source_document["outputs"]}
+        outputs = [_drf_document(OutputSerializer(output)) for output in source.outputs.all()]
+        assert source_document["outputs"] == outputs and len(outputs) == 3
+    assert set(document) == set(JobSerializer.Meta.fields)
+    assert (document["queue_position"] == 1) == (status == Status.QUEUED)
+    assert (document["download_url"] or "").startswith("https://") == (status in (Status.COMPLETED, Status.FAILED))

@@ -4,6 +4,7 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -22,13 +23,19 @@ from jobs import archive, storage, uploads
 from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
-from jobs.models import Job, WorkerBeat
+from jobs.models import Job, OutputFile, SourceVideo, WorkerBeat
 
 logger = logging.getLogger(__name__)
 
 
 def _error(message: str, status_code: int, **extra) -> Response:
     return Response({"detail": message, **extra}, status=status_code)
+
+
+# The outputs of each source in their order, without the join the model's default ordering (by the
+# source's position first) would add to the query.
+OUTPUTS_IN_ORDER = Prefetch("outputs", OutputFile.objects.order_by("variation_index"))
+SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -45,7 +52,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             # One subquery for the whole page. A single job (the status poll) asks only when it is queued:
             # compiling the subquery costs more than the rest of the poll.
             jobs = jobs.with_queue_position()
-        return jobs.prefetch_related("sources__outputs").order_by("-created_at")
+        return jobs.prefetch_related(SOURCES_WITH_OUTPUTS).order_by("-created_at")
 
     def get_serializer_class(self):
         # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
