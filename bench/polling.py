@@ -72,28 +72,36 @@ def run(args, folder: Path) -> None:
     try:
         paced = measure(service, source, args, args.interval)
         back_to_back = measure(service, source, args, 0.0)
+        floor = measure(service, source, args, args.interval, poll=MISSING_JOB)
     finally:
         service.stop()
-    figures = {**paced, "back_to_back": back_to_back, "cpus": os.cpu_count()}
+    figures = {**paced, "back_to_back": back_to_back, "floor": floor, "cpus": os.cpu_count()}
     record("polling", figures, args.results)
 
 
-def measure(service: Service, source: Path, args, interval: float) -> dict:
-    """One round: a new job encodes while the clients poll it."""
+# The floor: what the same paced clients measure for the cheapest answer of an authenticated API request,
+# a 404 for a job id that does not exist (the token's query and one query for the job), as a job encodes.
+MISSING_JOB = "0" * 32
+
+
+def measure(service: Service, source: Path, args, interval: float, poll: str = "") -> dict:
+    """One round: a new job encodes while the clients poll it (or the job id `poll`)."""
     with source.open("rb") as video:
         job = service.http.post(
-            f"{service.url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": 5}
+            f"{service.url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": VARIATIONS}
         ).json()
-    url = f"{service.url}/api/jobs/{job['id']}/"
+    job_url = f"{service.url}/api/jobs/{job['id']}/"
+    url = f"{service.url}/api/jobs/{poll}/" if poll else job_url
     # Untimed: every thread of every web worker answers its first requests (lazy imports, its database
     # connection) before the round starts, so the figures are the steady state, not gunicorn's start.
     wrk(service, url, args.clients, WARM_UP_SECONDS)
     if interval:
-        measured = asyncio.run(paced_round(url, service.http.headers["Authorization"], args, interval))
+        expected = "404" if poll else "200"
+        measured = asyncio.run(paced_round(url, service.http.headers["Authorization"], args, interval, expected))
     else:
         measured = wrk(service, url, args.clients, args.seconds)
-    status = service.http.get(url).json()["status"]
-    service.http.post(f"{url}cancel/")
+    status = service.http.get(job_url).json()["status"]
+    service.http.post(f"{job_url}cancel/")
     if not measured["requests"]:
         raise SystemExit(f"no request was answered: {measured['errors']}")
     figures = {
@@ -106,7 +114,7 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
         "error_kinds": sorted(measured["errors"]),
         "job_status_at_the_end": status,
     }
-    pace = f"each about every {interval:g} s" if interval else "back to back"
+    pace = (f"each about every {interval:g} s" if interval else "back to back") + (", a missing job" if poll else "")
     print(
         f"{args.clients} clients ({pace}) for {args.seconds:g} s while a job encodes ({status} at the end): "
         f"{figures['requests_per_second']} requests/s, p50 {figures['p50_ms']} ms, p90 {figures['p90_ms']} ms, "
@@ -117,13 +125,13 @@ def measure(service: Service, source: Path, args, interval: float) -> dict:
     return figures
 
 
-async def paced_round(url: str, authorization: str, args, interval: float) -> dict:
+async def paced_round(url: str, authorization: str, args, interval: float, expected: str) -> dict:
     """`args.clients` independent clients polling `url` for `args.seconds`, each about every `interval` s."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     started = time.monotonic()
     end = started + args.seconds
-    await asyncio.gather(*(_paced_client(url, authorization, interval, end, latencies, errors)
+    await asyncio.gather(*(_paced_client(url, authorization, interval, end, expected, latencies, errors)
                            for _ in range(args.clients)))  # fmt: skip
     latencies.sort()
 
@@ -139,7 +147,7 @@ async def paced_round(url: str, authorization: str, args, interval: float) -> di
     }
 
 
-async def _paced_client(url, authorization, interval, end, latencies, errors) -> None:
+async def _paced_client(url, authorization, interval, end, expected, latencies, errors) -> None:
     """One client: HTTP/1.1 keep-alive GETs, a random first moment and random waits (see the docstring)."""
     parts = urlsplit(url)
     request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: {authorization}\r\n\r\n"
@@ -154,7 +162,7 @@ async def _paced_client(url, authorization, interval, end, latencies, errors) ->
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - sent)
             status = head.split(" ", 2)[1]
-            if status != "200":
+            if status != expected:
                 errors[status] = errors.get(status, 0) + 1
             if "connection: close" in head:  # the server ended the keep-alive: a new connection, as a client would
                 writer.close()
@@ -167,6 +175,8 @@ async def _paced_client(url, authorization, interval, end, latencies, errors) ->
 
 
 WARM_UP_SECONDS = 2.0
+# Enough work that the job still encodes when a round ends (checked: the round reports the job's status).
+VARIATIONS = 10
 
 
 def wrk(service: Service, url: str, clients: int, seconds: float) -> dict:

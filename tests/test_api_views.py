@@ -356,3 +356,14 @@ def test_the_status_document_is_what_drf_renders_from_the_declared_fields(make_j
     assert set(document) == set(JobSerializer.Meta.fields)
     assert (document["queue_position"] == 1) == (status == Status.QUEUED)
     assert (document["download_url"] or "").startswith("https://") == (status in (Status.COMPLETED, Status.FAILED))
+
+
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_the_status_poll_costs_four_queries_however_many_outputs(api, make_job, django_assert_num_queries, outputs):
+    """The token, the job, its videos, their outputs: no query per video or output (N+1), e.g. for a
+    column the prefetch left out."""
+    job = make_job(status=Status.PROCESSING, outputs=outputs)
+    baker.make(SourceVideo, job=job, position=1, size=1, duration=1, width=2, height=2)
+    with django_assert_num_queries(4):
+        body = api.get(f"/api/jobs/{job.pk}/").json()
+    assert [len(source["outputs"]) for source in body["sources"]] == [outputs, 0]

@@ -33,8 +33,12 @@ def _error(message: str, status_code: int, **extra) -> Response:
 
 
 # The outputs of each source in their order, without the join the model's default ordering (by the
-# source's position first) would add to the query.
-OUTPUTS_IN_ORDER = Prefetch("outputs", OutputFile.objects.order_by("variation_index"))
+# source's position first) would add, and only the columns the job document shows (serializers.output_document):
+# making the model instances is most of a large job's poll.
+OUTPUTS_IN_ORDER = Prefetch(
+    "outputs",
+    OutputFile.objects.only("source_id", "variation_index", "size", "effects", "missing").order_by("variation_index"),
+)
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
 
