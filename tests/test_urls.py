@@ -21,10 +21,11 @@ def _patterns(resolvers=None, prefix: str = ""):
             yield prefix + str(entry.pattern)
 
 
-def _concrete(pattern: str, job_id: str) -> list[str]:
-    """URLs for the pattern: regex groups and route converters filled with plausible values;
-    an optional trailing slash gives both forms."""
-    samples = {"pk": job_id, "object_id": job_id, "format": "json", "app_label": "jobs", "model_name": "job"}
+def _concrete(pattern: str, job) -> list[str]:
+    """URLs for the pattern: regex groups and route converters filled with plausible values (the job's,
+    its first output's); an optional trailing slash gives both forms."""
+    samples = {"pk": job.pk, "object_id": job.pk, "format": "json", "app_label": "jobs", "model_name": "job"}
+    samples["output_id"] = str(job.outputs.first().pk)
     pattern = pattern.replace("<drf_format_suffix:format>", ".json")
     url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: samples.get(m.group(1), "x"), pattern)
     url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: samples.get(m.group(1), "x"), url)
@@ -49,7 +50,7 @@ def test_no_pattern_and_method_answers_5xx(who, make_job, user, admin_user):
         for method in METHODS:
             # A method that may change or delete the job gets a job of its own.
             job = reading if method in ("get", "head", "options") else make_job(status=Status.COMPLETED, outputs=1)
-            for url in _concrete(pattern, job.pk):
+            for url in _concrete(pattern, job):
                 response = getattr(client, method)(url, data={} if method != "get" else None)
                 if response.status_code >= 500:
                     failures.append(f"{method.upper()} {url} -> {response.status_code}")

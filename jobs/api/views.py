@@ -7,19 +7,21 @@ from django.db import DatabaseError, connection
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.utils.http import content_disposition_header
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import mixins, routers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from jobs import archive, storage, uploads
+from jobs import archive, byte_range, storage, uploads
 from jobs.api.parsers import StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
@@ -30,6 +32,17 @@ logger = logging.getLogger(__name__)
 
 def _error(message: str, status_code: int, **extra) -> Response:
     return Response({"detail": message, **extra}, status=status_code)
+
+
+class IgnoreClientContentNegotiation(BaseContentNegotiation):
+    """JSON for the errors of a file route whatever the client accepts: a video player's request accepts
+    video/*, and DRF would refuse it with 406 before the view could answer with the file."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 # The outputs of each source in their order, without the join the model's default ordering (by the
@@ -134,6 +147,51 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if path is None or not path.is_file():
             raise Http404("This job has no thumbnail yet.")
         response = FileResponse(path.open("rb"), content_type="image/webp")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("download", bool, description="1: as an attachment, named as in the ZIP (a_v03.mp4)")
+        ],
+        responses={
+            (200, "video/mp4"): OpenApiResponse(description="the whole variation (Accept-Ranges: bytes)"),
+            (206, "video/mp4"): OpenApiResponse(description="the byte range asked for (Range: bytes=a-b, a- or -n)"),
+            404: OpenApiResponse(description="no such finished variation of this job (or not your job)"),
+            410: OpenApiResponse(description="expired"),
+            416: OpenApiResponse(description="the range starts past the end of the file"),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"outputs/(?P<output_id>[0-9]{1,18})/file",
+        url_name="output-file",
+        content_negotiation_class=IgnoreClientContentNegotiation,
+    )
+    def output_file(self, request, pk=None, output_id=None, **kwargs):
+        """One finished variation: for a player (HTTP Range, so it can seek), or with ?download=1 to save it."""
+        job = self.get_object()
+        if job.is_expired:
+            return _error("this job's results have expired", status.HTTP_410_GONE)
+        output = job.outputs.filter(pk=output_id, missing=False).first()
+        if output is None:
+            raise Http404("This job has no such finished variation.")
+        try:
+            response = byte_range.file_response(
+                storage.job_folder(job.pk) / output.path, request.headers.get("Range"), "video/mp4"
+            )
+        except byte_range.Unsatisfiable as exc:
+            response = _error(str(exc), status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
+            response["Content-Range"] = f"bytes */{exc.size}"
+            return response
+        except FileNotFoundError:
+            raise Http404("This variation's file is gone.") from None
+        except OSError:
+            logger.exception("job %s: output %s could not be opened", job.pk, output.pk)
+            return _error(archive.UNAVAILABLE, status.HTTP_503_SERVICE_UNAVAILABLE)
+        name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
+        response["Content-Disposition"] = content_disposition_header(request.GET.get("download") == "1", name)
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
