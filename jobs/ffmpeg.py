@@ -115,25 +115,37 @@ class EncodeSettings:
 
 
 @dataclass(frozen=True)
-class OutputSpec:
-    path: Path
-    filter_chain: str
-    max_seconds: float | None = None  # -t: no longer than the source, whatever its header says
-    max_bytes: int | None = None  # -fs: reaching it fails the batch (a truncated file is never kept)
-
-
-@dataclass(frozen=True)
 class ThumbnailSpec:
-    """One more output of a batch: the source's frame at `at_seconds`, 128 px wide (narrower for a frame
-    more than 16 times taller than wide: WebP and the pages want a bounded height), as WebP. Written under
-    a temporary name and renamed (image2's atomic_writing), so a file at `path` is always whole. It never
-    fails the batch: a source shorter than `at_seconds` gives no file, and so does a write that fails (the
-    job's folder deleted meanwhile, a full disk); the variations go on."""
+    """One more output of a batch: the frame at `at_seconds` (of the source, or of a variation: through its
+    filter chain), 128 px wide (narrower for a frame more than 16 times taller than wide: WebP and the pages
+    want a bounded height), as WebP. Written under a temporary name and renamed (image2's atomic_writing),
+    so a file at `path` is always whole. It never fails the batch: a source shorter than `at_seconds` gives
+    no file, and so does a write that fails (the job's folder deleted meanwhile, a full disk); the
+    variations go on."""
 
     path: Path
     at_seconds: float
     width: int = 128
     max_height: int = 2048
+
+    @property
+    def temporary(self) -> Path:
+        """Where image2's atomic_writing writes before the rename: left behind by a killed FFmpeg."""
+        return self.path.with_name(self.path.name + ".tmp")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    path: Path
+    filter_chain: str
+    max_seconds: float | None = None  # -t: no longer than the source, whatever its header says
+    max_bytes: int | None = None  # -fs: reaching it fails the batch (a truncated file is never kept)
+    thumbnail: ThumbnailSpec | None = None  # the variation's own thumbnail, from the same decode
+
+    def paths(self) -> list[Path]:
+        """Every file FFmpeg may write for this output."""
+        thumbnail = [self.thumbnail.path, self.thumbnail.temporary] if self.thumbnail else []
+        return [self.path, *thumbnail]
 
 
 @dataclass(frozen=True)
@@ -259,13 +271,21 @@ def encode_command(
         if output.max_bytes is not None:
             cmd += ["-fs", str(output.max_bytes)]
         cmd += [str(output.path)]
+        if output.thumbnail is not None:
+            cmd += _thumbnail_output(output.thumbnail, output.filter_chain)
     if thumbnail is not None:
-        box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        cmd += ["-map", "0:v:0", "-vf", f"select='gte(t,{thumbnail.at_seconds:.3f})',scale={box}"]
-        # Through the tee muxer beside a null sink, with onfail=ignore: a failed write ends only that slave.
-        image = f"[f=image2:update=1:atomic_writing=1:onfail=ignore]{_tee_escape(str(thumbnail.path))}"
-        cmd += ["-frames:v", "1", "-c:v", "libwebp", "-f", "tee", f"{image}|[f=null]-"]
+        cmd += _thumbnail_output(thumbnail)
     return cmd
+
+
+def _thumbnail_output(thumbnail: ThumbnailSpec, filter_chain: str = "") -> list[str]:
+    """The output arguments of a thumbnail: frames before its moment are dropped first, so the chain (a
+    variation's effects) runs on one frame, and the output ends after it."""
+    box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+    chain = ",".join(filter(None, [f"select='gte(t,{thumbnail.at_seconds:.3f})'", filter_chain, f"scale={box}"]))
+    # Through the tee muxer beside a null sink, with onfail=ignore: a failed write ends only that slave.
+    image = f"[f=image2:update=1:atomic_writing=1:onfail=ignore]{_tee_escape(str(thumbnail.path))}"
+    return ["-map", "0:v:0", "-vf", chain, "-frames:v", "1", "-c:v", "libwebp", "-f", "tee", f"{image}|[f=null]-"]
 
 
 def _tee_escape(path: str) -> str:

@@ -358,6 +358,9 @@ class OutputFile(models.Model):
     source = models.ForeignKey(SourceVideo, on_delete=models.CASCADE, related_name="outputs")
     variation_index = models.PositiveSmallIntegerField()
     path = models.CharField(max_length=255, help_text="Relative to the job folder.")
+    thumbnail = models.CharField(
+        max_length=255, blank=True, help_text="Its WebP thumbnail, relative to the job folder; empty without one."
+    )
     size = models.BigIntegerField()
     effects = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)

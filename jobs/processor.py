@@ -165,9 +165,14 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
                 effects[(source.position, index)].filter_chain(),
                 max_seconds=source.duration + 1,
                 max_bytes=output_byte_limit(source),
+                thumbnail=ffmpeg.ThumbnailSpec(
+                    storage.partial_thumbnail_path(job.pk, source.position, index, job.attempts, part.claim),
+                    at_seconds=thumbnail_moment(source),
+                ),
             )
             for index in batch
         ]
+        written = [path for spec in specs for path in spec.paths()]
         thumbnail = _thumbnail_spec(job, source)
         progress = _ProgressWriter(part, len(batch), thumbnail)
         try:
@@ -186,18 +191,19 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             progress.keep_thumbnail()  # written before the failure, whole (atomic): still the job's
             # The whole story (stderr, paths) goes to the log; the user gets a short cause.
             logger.warning("job %s: source %s: ffmpeg failed: %s", job.pk, source.position, exc)
-            storage.discard(spec.path for spec in specs)
+            storage.discard(written)
             # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
             _fail(part, user_error(exc, progress.seconds))
             return
         progress.keep_thumbnail()
         if result.stopped:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
-            storage.discard(spec.path for spec in specs)
+            storage.discard(written)
             return
         for index, spec in zip(batch, specs, strict=True):
-            if not register_output(part, index, spec.path, effects[(source.position, index)]):
-                storage.discard(spec.path for spec in specs)
+            thumbnail = spec.thumbnail.path if spec.thumbnail else None
+            if not register_output(part, index, spec.path, effects[(source.position, index)], thumbnail):
+                storage.discard(written)
                 return
 
 
@@ -303,9 +309,9 @@ def _registered(source: SourceVideo, index: int) -> bool:
         return True
 
 
-def register_output(part: Part, index: int, partial: Path, effects: Effects) -> bool:
-    """Rename a finished file into place together with its OutputFile row; when it was the job's last
-    variation, the same transaction completes the job.
+def register_output(part: Part, index: int, partial: Path, effects: Effects, thumbnail: Path | None = None) -> bool:
+    """Rename a finished file (and its thumbnail, when FFmpeg wrote one) into place together with its
+    OutputFile row; when it was the job's last variation, the same transaction completes the job.
 
     Returns False (and registers nothing) when this claim no longer owns the part:
     a variation that finishes after a cancel was accepted does not count, nor
@@ -313,7 +319,9 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
     """
     job, source = part.job, part.source
     relative = storage.relative_to_job(job.pk, storage.final_path(partial))
-    final = None
+    if thumbnail is not None and not thumbnail.exists():
+        thumbnail = None  # its write failed or the source is too short: the variation is whole all the same
+    finals: list[Path] = []
     try:
         with transaction.atomic():
             # A concurrent cancel UPDATE, another part's last variation, or a recovery pass that would take
@@ -325,6 +333,7 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
                 source=source,
                 variation_index=index,
                 path=relative,
+                thumbnail=storage.relative_to_job(job.pk, storage.final_path(thumbnail)) if thumbnail else "",
                 size=partial.stat().st_size,
                 effects=effects.as_dict(),
             )
@@ -332,12 +341,14 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects) -> 
             all_done = part.rows().filter(completed_variations__gte=job.variations_per_video)
             source_done = all_done.update(status=Status.COMPLETED, progress=100)
             completed = bool(source_done) and parts.finish_if_done(job)
-            final = storage.promote(partial)
+            for written in (partial, thumbnail):
+                if written is not None:
+                    finals.append(storage.promote(written))
     except BaseException:
-        # Normally the rows were rolled back and the file must not outlive them. But a signal (a stopping
-        # worker, django-q2's timeout) can land after the COMMIT: then the row exists and the file stays.
-        if final is not None and not _registered(source, index):
-            storage.discard([final])
+        # Normally the rows were rolled back and the files must not outlive them. But a signal (a stopping
+        # worker, django-q2's timeout) can land after the COMMIT: then the row exists and the files stay.
+        if finals and not _registered(source, index):
+            storage.discard(finals)
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)
     if completed:  # logged after the variation that completed it, so that the log reads in the true order
@@ -359,7 +370,12 @@ def _thumbnail_spec(job: Job, source: SourceVideo) -> ffmpeg.ThumbnailSpec | Non
     """The job's thumbnail is one more output of its first video's batch, until the job has one."""
     if job.thumbnail or source.position != 0:
         return None
-    return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=min(1.0, source.duration / 3))
+    return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=thumbnail_moment(source))
+
+
+def thumbnail_moment(source: SourceVideo) -> float:
+    """The frame a thumbnail shows: at 1 s, or a third of a shorter video."""
+    return min(1.0, source.duration / 3)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:

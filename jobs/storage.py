@@ -4,9 +4,11 @@ Every file of a job lives under JOBS_DIR/<job id>/:
 
     uploads/NN.video          the uploaded sources (no user text on disk)
     outputs/sNN_vMM.mp4       finished variations, each owned by an OutputFile row
+    outputs/sNN_vMM.webp      its thumbnail, owned by the same row
     outputs/sNN_vMM.mp4.A-C.part  a variation FFmpeg is still writing, in the run of attempt A,
-                              by claim C of the source's part (jobs.parts)
-    thumbnail.webp
+                              by claim C of the source's part (jobs.parts); sNN_vMM.webp.A-C.part its
+                              thumbnail, written whole early in the batch
+    thumbnail.webp            the job's
 
 This module decides where they live and which are owned, and it is the one
 place that stores, renames, measures and removes them. FFmpeg writes the
@@ -62,6 +64,11 @@ def output_path(output: OutputFile) -> Path:
     return job_folder(output.job_id) / output.path
 
 
+def output_files(output: OutputFile) -> list[Path]:
+    """The files an OutputFile row owns: the variation and its thumbnail."""
+    return [output_path(output)] + ([job_folder(output.job_id) / output.thumbnail] if output.thumbnail else [])
+
+
 def thumbnail_path(job: Job) -> Path | None:
     return job_folder(job.pk) / job.thumbnail if job.thumbnail else None
 
@@ -72,7 +79,16 @@ def partial_path(job_id: str, source_position: int, index: int, attempt: int, cl
 
     Both are in the name so that removing one run's (or one claim's) partials never touches another's.
     """
-    name = f"s{source_position:02d}_v{index + 1:02d}.mp4.{_run_token(attempt, claim)}{PARTIAL_SUFFIX}"
+    return _partial(job_id, source_position, index, attempt, claim, "mp4")
+
+
+def partial_thumbnail_path(job_id: str, source_position: int, index: int, attempt: int, claim: int = 0) -> Path:
+    """Where the same claim writes the variation's thumbnail; register_output renames it with the variation."""
+    return _partial(job_id, source_position, index, attempt, claim, "webp")
+
+
+def _partial(job_id: str, source_position: int, index: int, attempt: int, claim: int, extension: str) -> Path:
+    name = f"s{source_position:02d}_v{index + 1:02d}.{extension}.{_run_token(attempt, claim)}{PARTIAL_SUFFIX}"
     return outputs_dir(job_id) / name
 
 
@@ -93,8 +109,8 @@ def _written_by(path: Path, attempt: int, part: tuple[int, int] | None) -> bool:
 
 
 def final_path(partial: Path) -> Path:
-    """sNN_vMM.mp4.A-C.part -> sNN_vMM.mp4"""
-    return partial.with_name(partial.name.split(".mp4.", 1)[0] + ".mp4")
+    """sNN_vMM.mp4.A-C.part -> sNN_vMM.mp4 (and sNN_vMM.webp.A-C.part -> sNN_vMM.webp)"""
+    return partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[0])
 
 
 def thumbnail_target(job_id: str) -> Path:
@@ -139,8 +155,9 @@ def promote(partial: Path) -> Path:
 
 # --- owned files and settling ------------------------------------------------------
 def owned_files(job: Job) -> set[Path]:
-    """The files rows own: every registered output and the thumbnail."""
-    owned = {job_folder(job.pk) / path for path in OutputFile.objects.filter(job=job).values_list("path", flat=True)}
+    """The files rows own: every registered output and its thumbnail, and the job's thumbnail."""
+    rows = OutputFile.objects.filter(job=job).values_list("path", "thumbnail")
+    owned = {job_folder(job.pk) / path for paths in rows for path in paths if path}
     thumbnail = thumbnail_path(job)
     if thumbnail:
         owned.add(thumbnail)

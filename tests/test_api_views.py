@@ -343,16 +343,21 @@ def _drf_document(serializer) -> dict:
 def test_the_status_document_is_what_drf_renders_from_the_declared_fields(make_job, rf, status, fields):
     job = make_job(status=status, outputs=3, **fields)
     SourceVideo.objects.filter(job=job).update(progress=40, error="x" if status == Status.FAILED else "")
-    OutputFile.objects.filter(job=job, variation_index=1).update(missing=True, effects={"rotation": 0.004})
+    OutputFile.objects.filter(job=job, variation_index=1).update(
+        missing=True, effects={"rotation": 0.004}, thumbnail="outputs/s00_v02.webp"
+    )
     job = Job.objects.prefetch_related("sources__outputs").get(pk=job.pk)
     context = {"request": Request(rf.get("/api/jobs/", secure=True))}
     job_serializer = JobSerializer(job, context=context)
     document = job_serializer.data
     assert document == {**_drf_document(job_serializer), "sources": document["sources"]}
     for source, source_document in zip(job.sources.all(), document["sources"], strict=True):
-        assert source_document == {**_drf_document(SourceSerializer(source)), "outputs": source_document["outputs"]}
-        outputs = [_drf_document(OutputSerializer(output)) for output in source.outputs.all()]
+        drf_source = _drf_document(SourceSerializer(source, context=context))
+        assert source_document == {**drf_source, "outputs": source_document["outputs"]}
+        outputs = [_drf_document(OutputSerializer(output, context=context)) for output in source.outputs.all()]
         assert source_document["outputs"] == outputs and len(outputs) == 3
+        assert [output["thumbnail_url"] is None for output in outputs] == [True, False, True]
+        assert outputs[0]["file_url"].startswith("https://")
     assert set(document) == set(JobSerializer.Meta.fields)
     assert (document["queue_position"] == 1) == (status == Status.QUEUED)
     assert (document["download_url"] or "").startswith("https://") == (status in (Status.COMPLETED, Status.FAILED))

@@ -117,11 +117,11 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
     real_register = processor.register_output
     answers = []
 
-    def register(part, index, partial, effects):
+    def register(part, index, partial, effects, thumbnail=None):
         last = index == part.job.variations_per_video - 1
         if last and cancel_before_registering:
             answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
-        registered = real_register(part, index, partial, effects)
+        registered = real_register(part, index, partial, effects, thumbnail)
         if last and not cancel_before_registering:
             answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
         return registered
@@ -135,8 +135,8 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
 
 def _assert_files_match_rows(job, files_under):
     on_disk = files_under(storage.outputs_dir(job.pk))
-    assert on_disk == sorted(storage.output_path(o) for o in OutputFile.objects.filter(job=job))
-    assert job.completed_variations == len(on_disk)
+    assert on_disk == sorted(path for o in OutputFile.objects.filter(job=job) for path in storage.output_files(o))
+    assert job.completed_variations * 2 == len(on_disk)  # each variation and its thumbnail
     assert not storage.uploads_dir(job.pk).exists()
 
 

@@ -81,6 +81,32 @@ def test_thumbnail_is_one_more_output_of_the_batch_128_px_wide_webp(clips, tmp_p
     assert sorted(path.name for path in tmp_path.glob("*.*")) == ["out.mp4", "thumb.webp"]  # no temporary left
 
 
+def test_each_variation_gets_its_own_thumbnail_with_its_effects(clips, tmp_path):
+    """One more output per variation, through the variation's own filter chain: the thumbnails of two
+    variations differ from each other and from the source's frame."""
+    brighter, darker = "eq=brightness=0.3", "eq=brightness=-0.3"
+    specs = [
+        ffmpeg.OutputSpec(tmp_path / f"v{i}.mp4", chain, thumbnail=ffmpeg.ThumbnailSpec(tmp_path / f"v{i}.webp", 0.3))
+        for i, chain in enumerate([brighter, darker])
+    ]
+    ffmpeg.encode(clips(), specs, job_id="t9", thumbnail=ffmpeg.ThumbnailSpec(tmp_path / "source.webp", 0.3))
+    means = {}
+    for name in ("v0", "v1", "source"):
+        with av.open(str(tmp_path / f"{name}.webp")) as container:
+            frame = next(container.decode(video=0))
+        assert (frame.width, frame.height) == (128, 96)
+        means[name] = frame.to_ndarray(format="gray").mean()
+    assert means["v0"] > means["source"] + 20 > means["v1"] + 40
+    assert sorted(path.name for path in tmp_path.glob("*.*")) == [
+        "source.webp",
+        "v0.mp4",
+        "v0.webp",
+        "v1.mp4",
+        "v1.webp",
+    ]
+    assert specs[0].paths() == [tmp_path / "v0.mp4", tmp_path / "v0.webp", tmp_path / "v0.webp.tmp"]
+
+
 def test_the_thumbnail_of_a_very_tall_video_is_narrower_and_the_batch_succeeds(clips, tmp_path):
     """128 px wide would make a 32x720 frame 2880 px tall; the thumbnail stays within 128x2048."""
     target = tmp_path / "thumb.webp"

@@ -36,10 +36,14 @@ def test_job_runs_to_completion(files_under, settings, user, upload, batch_size,
     assert len(outputs) == 6
     assert len({tuple(o.effects.values()) for o in outputs}) == 6
     on_disk = files_under(storage.job_folder(job.pk))
-    assert sorted(on_disk) == sorted([storage.output_path(o) for o in outputs] + [storage.thumbnail_path(job)])
+    thumbnails = [storage.job_folder(job.pk) / o.thumbnail for o in outputs]
+    assert sorted(on_disk) == sorted(
+        [storage.output_path(o) for o in outputs] + thumbnails + [storage.thumbnail_path(job)]
+    )
     for o in outputs:
         assert o.size == storage.output_path(o).stat().st_size
         assert not storage.output_path(o).name.endswith(".part")
+        assert o.thumbnail == o.path.replace(".mp4", ".webp")  # each variation's own, named with it
     assert not storage.uploads_dir(job.pk).exists()
 
 
@@ -107,7 +111,7 @@ def test_a_broken_source_fails_alone_with_a_short_cause_and_the_details_in_the_l
     assert bad.error == "The video could not be decoded."  # FFmpeg's stderr and paths stay in the log
     assert any("moov atom not found" in r.getMessage() or "Invalid data" in r.getMessage() for r in caplog.records)
     assert job.outputs.count() == 1
-    assert [p.name for p in files_under(storage.outputs_dir(job.pk))] == ["s00_v01.mp4"]
+    assert [p.name for p in files_under(storage.outputs_dir(job.pk))] == ["s00_v01.mp4", "s00_v01.webp"]
 
 
 def test_every_source_broken_fails_the_job(files_under, user, upload):
@@ -145,7 +149,10 @@ def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
     storage.create_outputs_dir(new_run.pk)
     partial = storage.partial_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
     partial.write_bytes(b"late")
-    assert processor.register_output(stale_part, 0, partial, effects_for(1, 0, 0)) is False
+    thumbnail = storage.partial_thumbnail_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
+    thumbnail.write_bytes(b"RIFF")
+    assert processor.register_output(stale_part, 0, partial, effects_for(1, 0, 0), thumbnail) is False
+    assert partial.exists() and thumbnail.exists()  # neither renamed into place: the caller discards them
     assert not stale_run.beat() and not stale_part.beat() and not stale_run.this_run().exists()
     assert new_run.this_run().exists() and new_run.beat() and new_part.beat()
     assert OutputFile.objects.count() == 0
@@ -310,3 +317,18 @@ def test_an_aac_sources_audio_reaches_every_variation_untouched(user, upload, cl
     for output in OutputFile.objects.filter(job=job):
         with av.open(str(storage.output_path(output))) as variation:
             assert [bytes(p) for p in variation.demux(variation.streams.audio[0]) if p.size] == packets
+
+
+def test_a_variation_whose_thumbnail_was_not_written_is_registered_without_one(user, upload):
+    job = _create(user, upload, variations=1)
+    assert job.claim()
+    part = parts.claim_next(job)
+    storage.create_outputs_dir(job.pk)
+    partial = storage.partial_path(job.pk, 0, 0, job.attempts, part.claim)
+    partial.write_bytes(b"video")
+    thumbnail = storage.partial_thumbnail_path(job.pk, 0, 0, job.attempts, part.claim)  # never written
+    assert processor.register_output(part, 0, partial, effects_for(1, 0, 0), thumbnail)
+    output = OutputFile.objects.get(job=job)
+    assert output.thumbnail == "" and storage.output_path(output).read_bytes() == b"video"
+    written = storage.partial_thumbnail_path(job.pk, 0, 0, job.attempts, part.claim)
+    assert storage.final_path(written).name == "s00_v01.webp" and storage.final_path(partial).name == "s00_v01.mp4"

@@ -15,12 +15,23 @@ def _when(value):
 
 
 class OutputSerializer(serializers.ModelSerializer):
+    file_url = serializers.SerializerMethodField(help_text="The variation itself, with HTTP Range for a player.")
+    thumbnail_url = serializers.SerializerMethodField(help_text="Its 128 px wide WebP; null without one.")
+
     class Meta:
         model = OutputFile
-        fields = ["id", "variation_index", "size", "effects", "missing"]
+        fields = ["id", "variation_index", "size", "effects", "missing", "file_url", "thumbnail_url"]
 
     def to_representation(self, output: OutputFile) -> dict:
-        return output_document(output)
+        return output_document(output, _job_url(output.job_id, self.context.get("request")))
+
+    def get_file_url(self, output: OutputFile) -> str:
+        return _absolute(reverse("api-jobs-output-file", args=[output.job_id, output.pk]), self.context)
+
+    def get_thumbnail_url(self, output: OutputFile) -> str | None:
+        if not output.thumbnail:
+            return None
+        return _absolute(reverse("api-jobs-output-thumbnail", args=[output.job_id, output.pk]), self.context)
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -44,7 +55,7 @@ class SourceSerializer(serializers.ModelSerializer):
         ]
 
     def to_representation(self, source: SourceVideo) -> dict:
-        return source_document(source)
+        return source_document(source, _job_url(source.job_id, self.context.get("request")))
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -98,6 +109,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     def to_representation(self, job: Job) -> dict:
         """The document for `job`, with its sources and their outputs prefetched (one query each)."""
+        job_url = _job_url(job.pk, self.context.get("request"))
         return {
             "id": job.id,
             "name": job.name,
@@ -118,13 +130,11 @@ class JobSerializer(serializers.ModelSerializer):
             "thumbnail_url": self.get_thumbnail_url(job),
             "download_url": self.get_download_url(job),
             "page_url": self.get_page_url(job),
-            "sources": [source_document(source) for source in job.sources.all()],
+            "sources": [source_document(source, job_url) for source in job.sources.all()],
         }
 
     def _absolute(self, name: str, job: Job) -> str:
-        url = reverse(name, args=[job.pk])
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if request else url
+        return _absolute(reverse(name, args=[job.pk]), self.context)
 
     def get_thumbnail_url(self, job: Job) -> str | None:
         return self._absolute("api-jobs-thumbnail", job) if job.thumbnail else None
@@ -139,17 +149,30 @@ class JobSerializer(serializers.ModelSerializer):
         return self._absolute("jobs-detail", job)
 
 
-def output_document(output: OutputFile) -> dict:
+def _absolute(path: str, context: dict) -> str:
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+def _job_url(job_id: str, request) -> str:
+    """The job's API URL, to which its outputs' URLs add: worked out once per answer, not per output."""
+    path = reverse("api-jobs-detail", args=[job_id])
+    return request.build_absolute_uri(path) if request else path
+
+
+def output_document(output: OutputFile, job_url: str) -> dict:
     return {
         "id": output.id,
         "variation_index": output.variation_index,
         "size": output.size,
         "effects": output.effects,
         "missing": output.missing,
+        "file_url": f"{job_url}outputs/{output.id}/file/",
+        "thumbnail_url": f"{job_url}outputs/{output.id}/thumbnail/" if output.thumbnail else None,
     }
 
 
-def source_document(source: SourceVideo) -> dict:
+def source_document(source: SourceVideo, job_url: str) -> dict:
     return {
         "id": source.id,
         "name": source.original_name,
@@ -161,7 +184,7 @@ def source_document(source: SourceVideo) -> dict:
         "progress": source.progress,
         "completed_variations": source.completed_variations,
         "error": source.error,
-        "outputs": [output_document(output) for output in source.outputs.all()],
+        "outputs": [output_document(output, job_url) for output in source.outputs.all()],
     }
 
 

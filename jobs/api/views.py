@@ -50,7 +50,9 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
 # making the model instances is most of a large job's poll.
 OUTPUTS_IN_ORDER = Prefetch(
     "outputs",
-    OutputFile.objects.only("source_id", "variation_index", "size", "effects", "missing").order_by("variation_index"),
+    OutputFile.objects.only("source_id", "variation_index", "size", "effects", "missing", "thumbnail").order_by(
+        "variation_index"
+    ),
 )
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
@@ -192,6 +194,28 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return _error(archive.UNAVAILABLE, status.HTTP_503_SERVICE_UNAVAILABLE)
         name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
         response["Content-Disposition"] = content_disposition_header(request.GET.get("download") == "1", name)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"outputs/(?P<output_id>[0-9]{1,18})/thumbnail",
+        url_name="output-thumbnail",
+        content_negotiation_class=IgnoreClientContentNegotiation,
+    )
+    def output_thumbnail(self, request, pk=None, output_id=None, **kwargs):
+        """One variation's thumbnail: its frame at 1 s (a third of a shorter video), with its effects."""
+        job = self.get_object()
+        output = job.outputs.filter(pk=output_id, missing=False).exclude(thumbnail="").first()
+        if output is None:
+            raise Http404("This variation has no thumbnail.")
+        try:
+            opened = (storage.job_folder(job.pk) / output.thumbnail).open("rb")
+        except OSError:
+            raise Http404("This variation's thumbnail is gone.") from None
+        response = FileResponse(opened, content_type="image/webp")
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
