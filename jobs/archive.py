@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
@@ -64,10 +66,11 @@ class JobZip:
     Django closes a streaming response's content when the response ends, however it ends.
     """
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, output_ids: Collection[int] | None = None):
         self._files = []
         self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
-        outputs = list(job.outputs.select_related("source").order_by("source__position", "variation_index"))
+        rows = job.outputs.select_related("source").order_by("source__position", "variation_index")
+        outputs = list(rows if output_ids is None else rows.filter(pk__in=output_ids))
         names = entry_names(job, outputs)
         present = []
         for output in outputs:
@@ -99,10 +102,11 @@ class JobZip:
 UNAVAILABLE = "the download cannot start right now; try again in a minute"
 
 
-def zip_response(job: Job) -> StreamingHttpResponse:
-    """The download of a downloadable job, named after it. OSError when its files cannot be opened."""
+def zip_response(job: Job, output_ids: Collection[int] | None = None) -> StreamingHttpResponse:
+    """The download of a downloadable job (only the outputs `output_ids` when given), named after it.
+    OSError when its files cannot be opened."""
     try:
-        stream = job_zip(job)
+        stream = job_zip(job, output_ids)
     except OSError:
         logger.exception("job %s: the ZIP could not be prepared", job.pk)
         raise
@@ -118,6 +122,31 @@ def _chunks(opened) -> Iterator[bytes]:
         yield chunk
 
 
-def job_zip(job: Job) -> JobZip:
-    """Every finished output of the job (files that vanished are left out) plus manifest.json."""
-    return JobZip(job)
+def job_zip(job: Job, output_ids: Collection[int] | None = None) -> JobZip:
+    """Every finished output of the job, or those of `output_ids` (files that vanished are left out), plus
+    manifest.json."""
+    return JobZip(job, output_ids)
+
+
+class SelectionError(ValueError):
+    """A selection of outputs that does not name finished variations of the job: a 400, with this message."""
+
+
+def selected_outputs(job: Job, values: list[str]) -> list[int] | None:
+    """The output ids a download asks for: `?outputs=1,4,7` (or `outputs` repeated, as a form sends its
+    checkboxes). None when it asks for none (the whole ZIP). SelectionError for anything else than finished
+    variations of this job."""
+    if not values:
+        return None
+    raw = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    limit = settings.MAX_FILES * settings.MAX_VARIATIONS
+    if not raw or len(raw) > limit or not all(_OUTPUT_ID.fullmatch(item) for item in raw):
+        raise SelectionError(f"outputs: 1 to {limit} output ids from the job's JSON, separated by commas (1,4,7)")
+    wanted = {int(item) for item in raw}
+    found = set(job.outputs.filter(pk__in=wanted, missing=False).values_list("pk", flat=True))
+    if unknown := sorted(wanted - found):
+        raise SelectionError(f"outputs: not finished variations of this job: {', '.join(map(str, unknown))}")
+    return sorted(wanted)
+
+
+_OUTPUT_ID = re.compile(r"[0-9]{1,18}")

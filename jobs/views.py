@@ -80,7 +80,9 @@ def job_download(request, pk: str):
     job = _get_job_for_user(request, pk)
     if job.is_downloadable:
         try:
-            return archive.zip_response(job)
+            return archive.zip_response(job, archive.selected_outputs(job, request.GET.getlist("outputs")))
+        except archive.SelectionError:
+            messages.error(request, "Choose one or more finished variations to download.")
         except OSError:
             messages.error(request, archive.UNAVAILABLE.capitalize() + ".")
     else:

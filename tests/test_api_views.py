@@ -372,3 +372,50 @@ def test_the_status_poll_costs_four_queries_however_many_outputs(api, make_job, 
     with django_assert_num_queries(4):
         body = api.get(f"/api/jobs/{job.pk}/").json()
     assert [len(source["outputs"]) for source in body["sources"]] == [outputs, 0]
+
+
+def _zip_entries(response) -> tuple[list[str], dict]:
+    """The ZIP's entry names and its manifest; its length is the Content-Length it was sent with."""
+    body = b"".join(response.streaming_content)
+    assert len(body) == int(response["Content-Length"])
+    zipped = zipfile.ZipFile(io.BytesIO(body))
+    return sorted(zipped.namelist()), json.loads(zipped.read("manifest.json"))
+
+
+def test_download_of_selected_variations_holds_only_them(api, make_job):
+    job = make_job(status=Status.COMPLETED, outputs=4)
+    first, _, third, _ = OutputFile.objects.filter(job=job).order_by("variation_index")
+    response = api.get(f"/api/jobs/{job.pk}/download/?outputs={third.pk},{first.pk}")
+    assert response.status_code == 200
+    names, manifest = _zip_entries(response)
+    assert names == ["a/a_v01.mp4", "a/a_v03.mp4", "manifest.json"]
+    assert [entry["variation"] for entry in manifest["outputs"]] == [1, 3]
+    repeated = api.get(f"/api/jobs/{job.pk}/download/", {"outputs": [first.pk, third.pk]})  # as a form sends it
+    assert _zip_entries(repeated)[0] == names
+
+
+@pytest.mark.parametrize("selection", ["", "abc", "1;2", "-1", "9" * 19, "unknown", "other", "missing", "too many"])
+def test_a_selection_that_is_not_finished_variations_of_the_job_is_400(api, make_job, selection):
+    job = make_job(status=Status.COMPLETED, outputs=2)
+    first, second = OutputFile.objects.filter(job=job).order_by("variation_index")
+    OutputFile.objects.filter(pk=second.pk).update(missing=True)
+    other = OutputFile.objects.filter(job=make_job(status=Status.COMPLETED, outputs=1)).get()
+    value = {
+        "unknown": f"{first.pk},{other.pk + 1000}",
+        "other": str(other.pk),
+        "missing": str(second.pk),
+        "too many": ",".join([str(first.pk)] * 10_000),
+    }.get(selection, selection)
+    response = api.get(f"/api/jobs/{job.pk}/download/", {"outputs": value})
+    assert response.status_code == 400 and response.json()["field"] == "outputs"
+
+
+def test_the_page_download_takes_the_checked_variations(client, user, make_job):
+    job = make_job(status=Status.COMPLETED, outputs=3)
+    client.force_login(user)
+    chosen = OutputFile.objects.filter(job=job, variation_index__in=[0, 2]).values_list("pk", flat=True)
+    response = client.get(f"/jobs/{job.pk}/download/", {"outputs": list(chosen)})
+    assert _zip_entries(response)[0] == ["a/a_v01.mp4", "a/a_v03.mp4", "manifest.json"]
+    refused = client.get(f"/jobs/{job.pk}/download/", {"outputs": "nope"}, follow=True)
+    assert refused.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "Choose one or more finished variations" in refused.content.decode()

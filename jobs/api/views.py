@@ -122,11 +122,17 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return self._serialized(job)
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "outputs", str, description="Only these variations: output ids from the job's JSON, e.g. 1,4,7"
+            )
+        ],
         responses={
             (200, "application/zip"): OpenApiResponse(description="STORE ZIP of the finished outputs + manifest.json"),
+            400: OpenApiResponse(description="`outputs` does not name finished variations of this job"),
             409: OpenApiResponse(description="not finished yet, or no finished outputs"),
             410: OpenApiResponse(description="expired"),
-        }
+        },
     )
     @action(detail=True, methods=["get"], url_name="download")
     def download(self, request, pk=None, **kwargs):
@@ -137,7 +143,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             reason = "is not finished yet" if not job.is_terminal else "has no finished variations"
             return _error(f"this job {reason} (status: {job.status})", status.HTTP_409_CONFLICT, status=job.status)
         try:
-            return archive.zip_response(job)
+            selection = archive.selected_outputs(job, request.query_params.getlist("outputs"))
+        except archive.SelectionError as exc:
+            return _error(str(exc), status.HTTP_400_BAD_REQUEST, field="outputs")
+        try:
+            return archive.zip_response(job, selection)
         except OSError:
             return _error(archive.UNAVAILABLE, 503)
 
