@@ -30,9 +30,10 @@ def _jobs_for(request):
     )
 
 
-def _get_job_for_user(request, pk: str) -> Job:
-    """The user's own job (staff: any); someone else's is a 404."""
-    return get_object_or_404(_jobs_for(request), pk=pk)
+def _get_job_for_user(request, pk: str, with_outputs: bool = False) -> Job:
+    """The user's own job (staff: any); someone else's is a 404. `with_outputs`: for the variation grid."""
+    jobs = _jobs_for(request)
+    return get_object_or_404(jobs.prefetch_related("sources__outputs") if with_outputs else jobs, pk=pk)
 
 
 @require_GET
@@ -43,7 +44,7 @@ def job_list(request):
 
 @require_GET
 def job_detail(request, pk: str):
-    return render(request, "jobs/job_detail.html", {"job": _get_job_for_user(request, pk)})
+    return render(request, "jobs/job_detail.html", {"job": _get_job_for_user(request, pk, with_outputs=True)})
 
 
 def snippet(view):
@@ -64,7 +65,7 @@ def snippet(view):
 @snippet
 def job_status(request, pk: str):
     """The live part of the detail page, polled by static/js/job_detail.js."""
-    return render(request, "jobs/snippets/job_status.html", {"job": _get_job_for_user(request, pk)})
+    return render(request, "jobs/snippets/job_status.html", {"job": _get_job_for_user(request, pk, with_outputs=True)})
 
 
 @snippet

@@ -13,7 +13,7 @@ from django.utils import timezone
 from model_bakery import baker
 
 from jobs import uploads
-from jobs.models import Job, SourceVideo, Status
+from jobs.models import Job, OutputFile, SourceVideo, Status
 
 PAGES = ["/", "/upload/"]
 JOB_PAGES = ["/jobs/{pk}/", "/jobs/{pk}/status/", "/jobs/{pk}/card/"]
@@ -304,3 +304,24 @@ def test_time_left_counts_this_runs_pace_not_what_an_earlier_run_finished(logged
     with time_machine.travel(start + timedelta(seconds=60), tick=False):
         page = logged_in.get(f"/jobs/{job.pk}/status/").content.decode()
     assert "About 1 min left" in page  # the last 10 points at the same pace, not 10/90 of a minute
+
+
+def test_the_detail_page_shows_each_variation_with_its_thumbnail_number_effects_and_a_checkbox(logged_in, make_job):
+    job = make_job(status=Status.COMPLETED, outputs=3)
+    first, second, third = OutputFile.objects.filter(job=job).order_by("variation_index")
+    OutputFile.objects.filter(pk=first.pk).update(
+        thumbnail="outputs/s00_v01.webp", effects={"rotation": 0.006, "brightness": -0.02, "contrast": 1.03}
+    )
+    OutputFile.objects.filter(pk=third.pk).update(missing=True)
+    page = logged_in.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'src="/api/jobs/{job.pk}/outputs/{first.pk}/thumbnail/"' in page
+    assert f'href="/api/jobs/{job.pk}/outputs/{second.pk}/file/"' in page and "Play variation 2" in page  # no preview
+    assert f"/outputs/{third.pk}/" not in page  # its file vanished: nothing to play
+    assert "rotated 0.34°, brightness -0.020, contrast 1.030" in page
+    assert page.count('name="outputs"') == 2 and 'id="download-selected"' in page
+
+
+def test_a_running_job_shows_its_finished_variations_without_checkboxes(logged_in, make_job):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    page = logged_in.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert page.count('class="play"') == 1 and 'name="outputs"' not in page and "download-selected" not in page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -60,3 +62,16 @@ def time_left(seconds: int | None) -> str:
         return "less than a minute left"
     hours, minutes = divmod(round(seconds / 60), 60)
     return f"about {hours} h {minutes} min left" if hours else f"about {minutes} min left"
+
+
+@register.filter
+def effects_text(effects: dict) -> str:
+    """A variation's effect values as the grid shows them: 'rotated 0.34°, brightness +0.021, contrast 1.032,
+    saturation 0.987' (rotation is stored in radians)."""
+    parts = []
+    if "rotation" in effects:
+        parts.append(f"rotated {math.degrees(effects['rotation']):.2f}°")
+    if "brightness" in effects:
+        parts.append(f"brightness {effects['brightness']:+.3f}")
+    parts += [f"{name} {effects[name]:.3f}" for name in ("contrast", "saturation") if name in effects]
+    return ", ".join(parts)

@@ -1,5 +1,6 @@
 /* Job detail: live status (2 s backing off to 10 s, paused while hidden, stopped at a terminal
-   status), cancel, expiry countdown and an optional browser notification. */
+   status), cancel, the variations' player and "Download selected", expiry countdown and an optional
+   browser notification. */
 (function () {
   "use strict";
   const vj = window.videojobs;
@@ -27,6 +28,7 @@
     const snippet = await vj.fetchHtml(container.dataset.statusUrl);
     container.replaceChildren(snippet);
     vj.updateCountdowns(container);
+    updateSelection();
     if (!wasTerminal && isTerminal()) {
       notifyFinished(snippet);
       if (notifyBox) notifyBox.hidden = true;
@@ -46,6 +48,36 @@
       if (poller && !poller.stopped) poller.now(); else await refresh();
     });
   });
+
+  /* The player: a thumbnail's link plays its variation here, outside the polled status, so a refresh
+     never stops it. Without this script the link opens the video in the browser's own player. */
+  const player = document.getElementById("player");
+  const video = document.getElementById("player-video");
+  container.addEventListener("click", function (event) {
+    const link = event.target.closest("a.play");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    document.getElementById("player-title").textContent = link.dataset.title;
+    document.getElementById("player-download").href = link.dataset.download;
+    video.src = link.href;
+    player.hidden = false;
+    player.scrollIntoView({ block: "nearest" });
+    video.play().catch(function () { /* autoplay refused: the controls are there */ });
+  });
+  document.getElementById("player-close").addEventListener("click", function () {
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+    player.hidden = true;
+  });
+
+  /* "Download selected" asks for at least one variation. */
+  function updateSelection() {
+    const button = container.querySelector("#download-selected-button");
+    if (button) button.disabled = !container.querySelector("input[name=outputs]:checked");
+  }
+  container.addEventListener("change", updateSelection);
+  updateSelection();
 
   window.setInterval(function () { vj.updateCountdowns(container); }, 30000);
   vj.updateCountdowns(container);

@@ -421,6 +421,54 @@ def test_the_zip_downloaded_from_the_page_is_named_after_the_job(
     assert sorted(names) == ["clip/clip_v01.mp4", "manifest.json"]
 
 
+def _video_state(browser) -> tuple[int, float]:
+    return tuple(
+        browser.execute_script(
+            "const v = document.getElementById('player-video'); return [v.readyState, v.currentTime];"
+        )
+    )
+
+
+def test_the_variation_grid_plays_one_in_the_page_and_downloads_a_selection(
+    logged_in, live_server, password_user, post_job, tmp_path
+):
+    browser = logged_in
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    job = post_job(["clip.mp4"], owner=password_user, variations=3, name="Grid", seconds=3.0, run=True)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+
+    # One thumbnail per variation, each loaded (128 px wide WebP), with its number and effect values.
+    thumbnails = browser.find_elements(By.CSS_SELECTOR, ".variation img")
+    assert len(thumbnails) == 3
+    wait(browser, 15).until(
+        lambda b: all(b.execute_script("return arguments[0].naturalWidth", i) == 128 for i in thumbnails)
+    )
+    assert [el.text for el in browser.find_elements(By.CSS_SELECTOR, ".variation-number")] == ["v01", "v02", "v03"]
+    assert all("rotated" in el.text for el in browser.find_elements(By.CSS_SELECTOR, ".variation .effects"))
+    screenshot(browser, "variations")
+
+    # A click plays it in the page: the player has data to show, and its time moves on.
+    click(browser, ".variation a.play")
+    wait(browser, 30).until(lambda b: _video_state(b)[0] >= 2)
+    started = _video_state(browser)[1]
+    wait(browser, 30).until(lambda b: _video_state(b)[1] > started)
+    assert text_of(browser, "#player-title") == "clip.mp4 · variation 1"
+    screenshot(browser, "player")
+
+    # Pick two, then download them.
+    assert button_state(browser, "download-selected-button")[0] is False  # nothing picked yet
+    boxes = browser.find_elements(By.CSS_SELECTOR, "input[name=outputs]")
+    boxes[0].click()
+    boxes[2].click()
+    assert button_state(browser, "download-selected-button") == (True, "Download selected")
+    click(browser, "#download-selected-button")
+    wait(browser, 30).until(lambda b: (downloads / "Grid.zip").is_file())
+    names = zipfile.ZipFile(downloads / "Grid.zip").namelist()
+    assert sorted(names) == ["clip/clip_v01.mp4", "clip/clip_v03.mp4", "manifest.json"]
+
+
 def test_the_browsable_api_creates_a_job_from_its_form(logged_in, live_server, start_cluster, clips, tmp_path):
     browser = logged_in
     start_cluster()
