@@ -61,7 +61,7 @@
     document.getElementById("player-download").href = link.dataset.download;
     video.src = link.href;
     player.hidden = false;
-    player.scrollIntoView({ block: "nearest" });
+    player.scrollIntoView({ block: "start" });
     video.play().catch(function () { /* autoplay refused: the controls are there */ });
   });
   document.getElementById("player-close").addEventListener("click", function () {
