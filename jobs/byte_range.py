@@ -7,12 +7,14 @@ only, inside its own responder) answers a one-byte range such as `bytes=0-0` wit
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from django.http import FileResponse
 
-_ONE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# One range of bytes; a position of more than 18 digits (past any file) makes the header one this ignores.
+_ONE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})", re.IGNORECASE)
 
 
 class Unsatisfiable(ValueError):
@@ -27,7 +29,8 @@ def requested(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) byte, both included, of the one range `header` asks of a `size`-byte file.
 
     None: answer with the whole file. That is the answer to no header, and also, as RFC 9110 allows, to a
-    header this does not serve: another unit, several ranges, or a malformed one (e.g. `bytes=5-2`).
+    header this does not serve: another unit, several ranges, or a malformed one (e.g. `bytes=5-2`, or a
+    position of more than 18 digits).
     """
     match = _ONE_RANGE.fullmatch((header or "").replace(" ", ""))
     if not match or match.group(1) == match.group(2) == "":
@@ -47,13 +50,13 @@ def requested(header: str | None, size: int) -> tuple[int, int] | None:
 def file_response(path: Path, range_header: str | None, content_type: str):
     """200 with the whole file, or 206 with the range asked for; Unsatisfiable for a range past its end.
 
-    OSError when the file cannot be opened.
+    OSError when the file cannot be opened. Pass no range for a HEAD: Range is defined for GET only.
     """
     opened = path.open("rb")
     try:
-        size = path.stat().st_size
+        size = os.fstat(opened.fileno()).st_size  # the file opened, even if its name goes meanwhile
         wanted = requested(range_header, size)
-    except (OSError, Unsatisfiable):
+    except BaseException:
         opened.close()
         raise
     if wanted is None:

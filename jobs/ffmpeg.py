@@ -279,10 +279,12 @@ def encode_command(
 
 
 def _thumbnail_output(thumbnail: ThumbnailSpec, filter_chain: str = "") -> list[str]:
-    """The output arguments of a thumbnail: frames before its moment are dropped first, so the chain (a
-    variation's effects) runs on one frame, and the output ends after it."""
+    """The output arguments of a thumbnail: frames before its moment are dropped first, and the frame is
+    scaled down before the chain (a variation's effects, which work in terms of the frame's size), so the
+    chain runs on one small frame: its filters' per-pixel state (perspective's map) stays thumbnail-sized.
+    The output ends after that frame."""
     box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-    chain = ",".join(filter(None, [f"select='gte(t,{thumbnail.at_seconds:.3f})'", filter_chain, f"scale={box}"]))
+    chain = ",".join(filter(None, [f"select='gte(t,{thumbnail.at_seconds:.3f})'", f"scale={box}", filter_chain]))
     # Through the tee muxer beside a null sink, with onfail=ignore: a failed write ends only that slave.
     image = f"[f=image2:update=1:atomic_writing=1:onfail=ignore]{_tee_escape(str(thumbnail.path))}"
     return ["-map", "0:v:0", "-vf", chain, "-frames:v", "1", "-c:v", "libwebp", "-f", "tee", f"{image}|[f=null]-"]

@@ -98,10 +98,12 @@ def _run_token(attempt: int, claim: int) -> str:
 
 
 def _written_by(path: Path, attempt: int, part: tuple[int, int] | None) -> bool:
-    """Is `path` a partial of the run of `attempt` (with `part` = (position, claim): of that claim only)?"""
-    if not path.name.endswith(PARTIAL_SUFFIX):
+    """Is `path` a partial of the run of `attempt` (with `part` = (position, claim): of that claim only)?
+    A thumbnail partial's temporary (image2's atomic_writing, `....part.tmp`) counts as that partial."""
+    name = path.name.removesuffix(".tmp")
+    if not name.endswith(PARTIAL_SUFFIX):
         return False
-    token = path.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
+    token = name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
     if part is None:
         return token.split("-", 1)[0] == str(attempt)  # whatever the claim
     position, claim = part

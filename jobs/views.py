@@ -80,8 +80,11 @@ def job_download(request, pk: str):
     own download answers 401 instead), and a job that is not downloadable goes back to its page."""
     job = _get_job_for_user(request, pk)
     if job.is_downloadable:
+        chosen = request.GET.getlist("outputs")
         try:
-            return archive.zip_response(job, archive.selected_outputs(job, request.GET.getlist("outputs")))
+            if "selected" in request.GET and not chosen:  # "Download selected" with no box checked
+                raise archive.SelectionError("no variation chosen")
+            return archive.zip_response(job, archive.selected_outputs(job, chosen))
         except archive.SelectionError:
             messages.error(request, "Choose one or more finished variations to download.")
         except OSError:

@@ -416,6 +416,7 @@ def test_the_page_download_takes_the_checked_variations(client, user, make_job):
     chosen = OutputFile.objects.filter(job=job, variation_index__in=[0, 2]).values_list("pk", flat=True)
     response = client.get(f"/jobs/{job.pk}/download/", {"outputs": list(chosen)})
     assert _zip_entries(response)[0] == ["a/a_v01.mp4", "a/a_v03.mp4", "manifest.json"]
-    refused = client.get(f"/jobs/{job.pk}/download/", {"outputs": "nope"}, follow=True)
-    assert refused.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
-    assert "Choose one or more finished variations" in refused.content.decode()
+    for refused_selection in ({"outputs": "nope"}, {"selected": "1"}):  # the form with no box checked: not all
+        refused = client.get(f"/jobs/{job.pk}/download/", refused_selection, follow=True)
+        assert refused.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+        assert "Choose one or more finished variations" in refused.content.decode()

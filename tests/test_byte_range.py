@@ -18,6 +18,8 @@ from jobs.byte_range import Unsatisfiable, requested
         ("bytes=-10", (90, 99)),
         ("bytes=-500", (0, 99)),  # a suffix longer than the file: all of it
         (" bytes = 3 - 4 ", (3, 4)),
+        ("BYTES=0-1", (0, 1)),  # units are case-insensitive
+        ("bytes=0-" + "9" * 18, (0, 99)),
     ],
 )
 def test_one_range_of_each_form(header, wanted):
@@ -26,8 +28,9 @@ def test_one_range_of_each_form(header, wanted):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "items=0-5", "bytes=5-2", "bytes=0-1,5-6", "bytes=-", "bytes=a-b", "bytes=--5", "bytes=0x1-2", "5-6"],
-)
+    [None, "", "items=0-5", "bytes=5-2", "bytes=0-1,5-6", "bytes=-", "bytes=a-b", "bytes=--5", "bytes=0x1-2", "5-6",
+     "bytes=0-" + "9" * 5000, "bytes=" + "9" * 5000 + "-", "bytes=-" + "9" * 19],  # no int() of 5000 digits
+)  # fmt: skip
 def test_headers_it_does_not_serve_get_the_whole_file(header):
     assert requested(header, 100) is None
 

@@ -92,10 +92,35 @@ def test_download_names_the_file_as_the_zip_does(live_server, variation, user):
     assert response.headers["Content-Disposition"] == 'attachment; filename="a_v02.mp4"'
 
 
-def test_head_has_the_length_and_no_body(live_server, variation, user):
+def test_head_has_the_length_and_no_body_and_ignores_a_range(live_server, variation, user):
+    """RFC 9110 defines Range for GET only."""
     job, output, _ = variation
-    response = _get(live_server, job, output, user, method="HEAD")
-    assert response.status_code == 200 and response.headers["Content-Length"] == str(SIZE) and not response.content
+    for headers in ({}, {"Range": "bytes=0-9"}):
+        response = _get(live_server, job, output, user, method="HEAD", headers=headers)
+        assert response.status_code == 200 and response.headers["Content-Length"] == str(SIZE)
+        assert not response.content
+
+
+def test_a_range_with_a_huge_number_gets_the_whole_file_not_a_500(live_server, variation, user):
+    job, output, data = variation
+    for header in ("bytes=0-" + "9" * 5000, "bytes=" + "9" * 5000 + "-"):
+        response = _get(live_server, job, output, user, headers={"Range": header})
+        assert response.status_code == 200 and response.content == data
+
+
+@pytest.mark.parametrize("outputs", [1, 8])
+def test_the_file_and_thumbnail_routes_do_not_load_the_jobs_other_outputs(
+    api, make_job, django_assert_num_queries, outputs
+):
+    """A grid asks for every thumbnail, a player seeks many times: each request is the token, the job, the
+    output and (for the file's name) the job's videos, whatever the job's size."""
+    job = make_job(status=Status.COMPLETED, outputs=outputs)
+    output = OutputFile.objects.filter(job=job).first()
+    OutputFile.objects.filter(pk=output.pk).update(thumbnail=storage.THUMBNAIL_NAME)  # make_job wrote that file
+    with django_assert_num_queries(4):
+        assert api.get(f"/api/jobs/{job.pk}/outputs/{output.pk}/file/").status_code == 200
+    with django_assert_num_queries(3):
+        assert api.get(f"/api/jobs/{job.pk}/outputs/{output.pk}/thumbnail/").status_code == 200
 
 
 def test_another_user_gets_404_and_staff_get_the_file(live_server, variation, other_user, admin_user):
@@ -126,3 +151,6 @@ def test_an_expired_job_is_410(live_server, variation, user):
     job, output, _ = variation
     Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert _get(live_server, job, output, user).status_code == 410
+    token = Token.objects.get_or_create(user=user)[0].key
+    thumbnail = f"{live_server.url}/api/jobs/{job.pk}/outputs/{output.pk}/thumbnail/"
+    assert requests.get(thumbnail, headers={"Authorization": f"Token {token}"}, timeout=10).status_code == 410

@@ -107,6 +107,21 @@ def test_removing_one_runs_partials_leaves_another_runs_alone(make_job):
     assert theirs.exists()
 
 
+def test_a_claims_thumbnail_partials_and_their_temporary_go_with_its_other_partials(make_job):
+    """image2's atomic_writing leaves `<partial>.tmp` when FFmpeg is killed mid-write: it is that claim's too."""
+    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    thumbnail = storage.partial_thumbnail_path(job.pk, 0, 1, attempt=1, claim=1)
+    temporary = thumbnail.with_name(thumbnail.name + ".tmp")
+    other_claim = storage.partial_thumbnail_path(job.pk, 0, 1, attempt=1, claim=2)
+    other_temporary = other_claim.with_name(other_claim.name + ".tmp")
+    for path in (thumbnail, temporary, other_claim, other_temporary):
+        path.write_bytes(b"RIFF")
+    assert thumbnail.name == "s00_v02.webp.1-1.part"
+    storage.settle_files(job, part=(0, 1))
+    assert not thumbnail.exists() and not temporary.exists()
+    assert other_claim.exists() and other_temporary.exists()
+
+
 def test_settling_a_job_whose_row_is_gone_removes_its_folder(make_job):
     job = make_job(status=Status.PROCESSING, outputs=1)
     Job.objects.filter(pk=job.pk).delete()

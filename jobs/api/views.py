@@ -66,12 +66,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Job.objects.none()
-        jobs = Job.objects.visible_to(self.request.user)
+        jobs = Job.objects.visible_to(self.request.user).order_by("-created_at")
         if self.action == "list":
             # One subquery for the whole page. A single job (the status poll) asks only when it is queued:
             # compiling the subquery costs more than the rest of the poll.
             jobs = jobs.with_queue_position()
-        return jobs.prefetch_related(SOURCES_WITH_OUTPUTS).order_by("-created_at")
+        if self.action in ("list", "retrieve"):  # the job JSON; a file route needs the job row only
+            jobs = jobs.prefetch_related(SOURCES_WITH_OUTPUTS)
+        return jobs
 
     def get_serializer_class(self):
         # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
@@ -79,7 +81,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return JobCreateSerializer if creating else JobSerializer
 
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
-        job = self.get_queryset().get(pk=job.pk)
+        job = Job.objects.prefetch_related(SOURCES_WITH_OUTPUTS).get(pk=job.pk)
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
@@ -189,10 +191,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         output = job.outputs.filter(pk=output_id, missing=False).first()
         if output is None:
             raise Http404("This job has no such finished variation.")
+        name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
+        wanted = request.headers.get("Range") if request.method == "GET" else None  # RFC 9110: GET only
         try:
-            response = byte_range.file_response(
-                storage.job_folder(job.pk) / output.path, request.headers.get("Range"), "video/mp4"
-            )
+            response = byte_range.file_response(storage.job_folder(job.pk) / output.path, wanted, "video/mp4")
         except byte_range.Unsatisfiable as exc:
             response = _error(str(exc), status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
             response["Content-Range"] = f"bytes */{exc.size}"
@@ -202,12 +204,17 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except OSError:
             logger.exception("job %s: output %s could not be opened", job.pk, output.pk)
             return _error(archive.UNAVAILABLE, status.HTTP_503_SERVICE_UNAVAILABLE)
-        name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
         response["Content-Disposition"] = content_disposition_header(request.GET.get("download") == "1", name)
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
-    @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
+    @extend_schema(
+        responses={
+            (200, "image/webp"): OpenApiResponse(description="128 px wide WebP"),
+            404: OpenApiResponse(description="no such variation, or it has no thumbnail (or not your job)"),
+            410: OpenApiResponse(description="expired"),
+        }
+    )
     @action(
         detail=True,
         methods=["get"],
@@ -218,13 +225,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def output_thumbnail(self, request, pk=None, output_id=None, **kwargs):
         """One variation's thumbnail: its frame at 1 s (a third of a shorter video), with its effects."""
         job = self.get_object()
+        if job.is_expired:
+            return _error("this job's results have expired", status.HTTP_410_GONE)
         output = job.outputs.filter(pk=output_id, missing=False).exclude(thumbnail="").first()
         if output is None:
             raise Http404("This variation has no thumbnail.")
         try:
             opened = (storage.job_folder(job.pk) / output.thumbnail).open("rb")
-        except OSError:
+        except FileNotFoundError:
             raise Http404("This variation's thumbnail is gone.") from None
+        except OSError:
+            logger.exception("job %s: the thumbnail of output %s could not be opened", job.pk, output.pk)
+            return _error(archive.UNAVAILABLE, status.HTTP_503_SERVICE_UNAVAILABLE)
         response = FileResponse(opened, content_type="image/webp")
         response["Cache-Control"] = "private, max-age=3600"
         return response
