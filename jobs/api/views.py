@@ -13,7 +13,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework import mixins, routers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer
@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 def _error(message: str, status_code: int, **extra) -> Response:
     return Response({"detail": message, **extra}, status=status_code)
+
+
+class Gone(APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = "gone"
 
 
 class IgnoreClientContentNegotiation(BaseContentNegotiation):
@@ -164,6 +169,17 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
+    def _finished_output(self, output_id: str, with_thumbnail: bool = False) -> tuple[Job, OutputFile]:
+        """The job (the owner's, or staff's) and one of its finished variations; 404 or 410 otherwise."""
+        job = self.get_object()
+        if job.is_expired:
+            raise Gone("this job's results have expired")
+        outputs = job.outputs.filter(pk=output_id, missing=False)
+        output = (outputs.exclude(thumbnail="") if with_thumbnail else outputs).first()
+        if output is None:
+            raise Http404("This job has no such finished variation" + (" with a thumbnail." if with_thumbnail else "."))
+        return job, output
+
     @extend_schema(
         parameters=[
             OpenApiParameter("download", bool, description="1: as an attachment, named as in the ZIP (a_v03.mp4)")
@@ -185,12 +201,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     def output_file(self, request, pk=None, output_id=None, **kwargs):
         """One finished variation: for a player (HTTP Range, so it can seek), or with ?download=1 to save it."""
-        job = self.get_object()
-        if job.is_expired:
-            return _error("this job's results have expired", status.HTTP_410_GONE)
-        output = job.outputs.filter(pk=output_id, missing=False).first()
-        if output is None:
-            raise Http404("This job has no such finished variation.")
+        job, output = self._finished_output(output_id)
         name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
         wanted = request.headers.get("Range") if request.method == "GET" else None  # RFC 9110: GET only
         try:
@@ -224,12 +235,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     def output_thumbnail(self, request, pk=None, output_id=None, **kwargs):
         """One variation's thumbnail: its frame at 1 s (a third of a shorter video), with its effects."""
-        job = self.get_object()
-        if job.is_expired:
-            return _error("this job's results have expired", status.HTTP_410_GONE)
-        output = job.outputs.filter(pk=output_id, missing=False).exclude(thumbnail="").first()
-        if output is None:
-            raise Http404("This variation has no thumbnail.")
+        job, output = self._finished_output(output_id, with_thumbnail=True)
         try:
             opened = (storage.job_folder(job.pk) / output.thumbnail).open("rb")
         except FileNotFoundError:
