@@ -63,6 +63,7 @@ screenshots: $(VENV)/.dev system-packages
 bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/polling.py
+	$(BIN)/python bench/status_answer.py
 	$(BIN)/python bench/download.py
 	$(BIN)/python bench/cancel.py
 	$(BIN)/python bench/cancel_service.py

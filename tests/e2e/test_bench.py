@@ -55,6 +55,13 @@ def test_polling_bench_smoke(tmp_path):
     assert all(round["errors"] == 0 and round["requests_per_second"] > 0 for round in rounds)
 
 
+def test_status_answer_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/status_answer.py", "--smoke", "--results", str(results))
+    figures = json.loads(results.read_text())["status_answer"]["figures"]
+    assert "function calls" in out and figures["2x5"]["function_calls"] < figures["10x20"]["function_calls"]
+
+
 def test_download_bench_smoke(tmp_path):
     results = tmp_path / "results.json"
     out = _run(tmp_path, "bench/download.py", "--smoke", "--results", str(results))
