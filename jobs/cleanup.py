@@ -288,9 +288,16 @@ def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:
 
 
 def _mark_missing(cleanup: _Pass) -> None:
+    """Outputs whose file vanished are marked missing; a thumbnail that vanished is forgotten (the pages then
+    show the variation without a picture, instead of a broken one)."""
     for output in OutputFile.objects.filter(missing=False):
         if not storage.output_path(output).exists():
             mark = lambda output=output: OutputFile.objects.filter(pk=output.pk).update(missing=True)  # noqa: E731
             if cleanup.act(f"mark output {output.path} of job {output.job_id} missing (file vanished)", mark):
                 cleanup.summary.missing_marked += 1
                 logger.warning("job %s: output %s vanished from disk", output.job_id, output.path)
+        elif output.thumbnail and not (storage.job_folder(output.job_id) / output.thumbnail).exists():
+            rows = OutputFile.objects.filter(pk=output.pk, thumbnail=output.thumbnail)
+            forget = lambda rows=rows: rows.update(thumbnail="")  # noqa: E731
+            if cleanup.act(f"forget the thumbnail of output {output.path} of job {output.job_id} (vanished)", forget):
+                logger.warning("job %s: the thumbnail of output %s vanished from disk", output.job_id, output.path)

@@ -162,6 +162,20 @@ def test_outputs_whose_file_vanished_are_marked_missing(make_job, api):
     assert [o["missing"] for o in body["sources"][0]["outputs"]] == [True, False]
 
 
+def test_a_variation_whose_thumbnail_vanished_keeps_its_file_and_loses_the_thumbnail(make_job, api):
+    job = make_job(status=Status.COMPLETED, outputs=2)
+    first, second = job.outputs.order_by("variation_index")
+    OutputFile.objects.filter(pk=first.pk).update(thumbnail="outputs/s00_v01.webp")  # never written: gone
+    OutputFile.objects.filter(pk=second.pk).update(thumbnail=storage.THUMBNAIL_NAME)  # make_job wrote that one
+    assert cleanup.run().missing_marked == 0
+    assert list(job.outputs.order_by("variation_index").values_list("thumbnail", "missing")) == [
+        ("", False),
+        (storage.THUMBNAIL_NAME, False),
+    ]
+    body = api.get(f"/api/jobs/{job.pk}/").json()
+    assert [o["thumbnail_url"] is None for o in body["sources"][0]["outputs"]] == [True, False]
+
+
 def _tagged_sleeper(job_id: str, attempt: int) -> subprocess.Popen:
     """A process tagged like the FFmpeg of one run of a job."""
     env = {**os.environ, ffmpeg.JOB_ENV: job_id, ffmpeg.ATTEMPT_ENV: str(attempt)}
