@@ -201,8 +201,8 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             storage.discard(written)
             return
         for index, spec in zip(batch, specs, strict=True):
-            thumbnail = spec.thumbnail.path if spec.thumbnail else None
-            if not register_output(part, index, spec.path, effects[(source.position, index)], thumbnail):
+            its_thumbnail = spec.thumbnail.path if spec.thumbnail else None
+            if not register_output(part, index, spec.path, effects[(source.position, index)], its_thumbnail):
                 storage.discard(written)
                 return
 
