@@ -296,7 +296,7 @@ def _mark_missing(cleanup: _Pass) -> None:
             if cleanup.act(f"mark output {output.path} of job {output.job_id} missing (file vanished)", mark):
                 cleanup.summary.missing_marked += 1
                 logger.warning("job %s: output %s vanished from disk", output.job_id, output.path)
-        elif output.thumbnail and not (storage.job_folder(output.job_id) / output.thumbnail).exists():
+        elif (thumbnail := storage.output_thumbnail_path(output)) and not thumbnail.exists():
             rows = OutputFile.objects.filter(pk=output.pk, thumbnail=output.thumbnail)
             forget = lambda rows=rows: rows.update(thumbnail="")  # noqa: E731
             if cleanup.act(f"forget the thumbnail of output {output.path} of job {output.job_id} (vanished)", forget):

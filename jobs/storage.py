@@ -64,9 +64,14 @@ def output_path(output: OutputFile) -> Path:
     return job_folder(output.job_id) / output.path
 
 
+def output_thumbnail_path(output: OutputFile) -> Path | None:
+    return job_folder(output.job_id) / output.thumbnail if output.thumbnail else None
+
+
 def output_files(output: OutputFile) -> list[Path]:
     """The files an OutputFile row owns: the variation and its thumbnail."""
-    return [output_path(output)] + ([job_folder(output.job_id) / output.thumbnail] if output.thumbnail else [])
+    thumbnail = output_thumbnail_path(output)
+    return [output_path(output), *([thumbnail] if thumbnail else [])]
 
 
 def thumbnail_path(job: Job) -> Path | None:

@@ -26,12 +26,13 @@ class OutputSerializer(serializers.ModelSerializer):
         return output_document(output, _job_url(output.job_id, self.context.get("request")))
 
     def get_file_url(self, output: OutputFile) -> str:
-        return _absolute(reverse("api-jobs-output-file", args=[output.job_id, output.pk]), self.context)
+        return _absolute(reverse("api-jobs-output-file", args=[output.job_id, output.pk]), self.context.get("request"))
 
     def get_thumbnail_url(self, output: OutputFile) -> str | None:
         if not output.thumbnail:
             return None
-        return _absolute(reverse("api-jobs-output-thumbnail", args=[output.job_id, output.pk]), self.context)
+        path = reverse("api-jobs-output-thumbnail", args=[output.job_id, output.pk])
+        return _absolute(path, self.context.get("request"))
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -134,7 +135,7 @@ class JobSerializer(serializers.ModelSerializer):
         }
 
     def _absolute(self, name: str, job: Job) -> str:
-        return _absolute(reverse(name, args=[job.pk]), self.context)
+        return _absolute(reverse(name, args=[job.pk]), self.context.get("request"))
 
     def get_thumbnail_url(self, job: Job) -> str | None:
         return self._absolute("api-jobs-thumbnail", job) if job.thumbnail else None
@@ -149,15 +150,14 @@ class JobSerializer(serializers.ModelSerializer):
         return self._absolute("jobs-detail", job)
 
 
-def _absolute(path: str, context: dict) -> str:
-    request = context.get("request")
+def _absolute(path: str, request) -> str:
+    """The absolute URL for the request's scheme and host; the path without a request."""
     return request.build_absolute_uri(path) if request else path
 
 
 def _job_url(job_id: str, request) -> str:
     """The job's API URL, to which its outputs' URLs add: worked out once per answer, not per output."""
-    path = reverse("api-jobs-detail", args=[job_id])
-    return request.build_absolute_uri(path) if request else path
+    return _absolute(reverse("api-jobs-detail", args=[job_id]), request)
 
 
 def output_document(output: OutputFile, job_url: str) -> dict:

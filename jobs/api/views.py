@@ -205,7 +205,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
         wanted = request.headers.get("Range") if request.method == "GET" else None  # RFC 9110: GET only
         try:
-            response = byte_range.file_response(storage.job_folder(job.pk) / output.path, wanted, "video/mp4")
+            response = byte_range.file_response(storage.output_path(output), wanted, "video/mp4")
         except byte_range.Unsatisfiable as exc:
             response = _error(str(exc), status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
             response["Content-Range"] = f"bytes */{exc.size}"
@@ -237,7 +237,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         """One variation's thumbnail: its frame at 1 s (a third of a shorter video), with its effects."""
         job, output = self._finished_output(output_id, with_thumbnail=True)
         try:
-            opened = (storage.job_folder(job.pk) / output.thumbnail).open("rb")
+            opened = storage.output_thumbnail_path(output).open("rb")
         except FileNotFoundError:
             raise Http404("This variation's thumbnail is gone.") from None
         except OSError:
