@@ -2,7 +2,7 @@
 
 The web side only writes the status; the worker that owns the FFmpeg process
 sees it and stops FFmpeg itself (docs/architecture.md, "Cancelling"). A job
-cancelled while still queued has no worker, so its files are removed here.
+cancelled while still queued has no worker, so its files are settled here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def cancel_job(job: Job) -> bool:
         job.close_sources(Status.CANCELLED)  # the page shows the final state at once
     if left == Status.QUEUED:
         # No worker owns it, but an earlier run may have finished variations (a requeued job):
-        # they stay; only the uploads and files no row owns go.
+        # they stay, with the uploads (for "make more"); only files no row owns go.
         storage.settle_files(job)
         storage.prune_empty(job.pk)
     return bool(left)

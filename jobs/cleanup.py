@@ -127,11 +127,11 @@ def recover(cleanup: _Pass) -> None:
     for job in waiting:
         if cleanup.act(f"re-send the task of queued job {job.pk}", lambda job=job: _resend(job, cleanup.now)):
             cleanup.summary.resent += 1
-    dead_cancel = Job.objects.filter(status=Status.CANCELLED, cancelled_at__lt=stale_before)
+    # Its worker never tidied up (settled its files) after the cancel.
+    dead_cancel = Job.objects.filter(status=Status.CANCELLED, cancelled_at__lt=stale_before, settled_at=None)
     for job in dead_cancel:
-        if storage.uploads_dir(job.pk).exists():  # its worker never tidied up
-            if cleanup.act(f"finalise cancelled job {job.pk}", lambda job=job: _finalise(job)):
-                cleanup.summary.finalised += 1
+        if cleanup.act(f"finalise cancelled job {job.pk}", lambda job=job: _finalise(job)):
+            cleanup.summary.finalised += 1
 
 
 def _requeue(job: Job, stale_before) -> bool:
@@ -202,7 +202,7 @@ def expire(cleanup: _Pass) -> None:
 def _expire_queued(job: Job) -> None:
     if job.fail("expired while queued", from_statuses=[Status.QUEUED]):
         job.close_sources(Status.FAILED)
-        storage.remove_uploads(job)
+        storage.settle_files(job)  # its files go with the job, at the next pass: it is expired
 
 
 # --- 3. eviction -----------------------------------------------------------------
@@ -217,7 +217,7 @@ def evict(cleanup: _Pass) -> None:
             return
         freed = storage.job_bytes(job)
         over = "storage cap" if used - simulated_freed > settings.STORAGE_CAP_BYTES else "disk space"
-        delete = lambda job=job, freed=freed: storage.delete_job(job, freed)  # noqa: E731
+        delete = lambda job=job, freed=freed: _evict(job, freed)  # noqa: E731
         if cleanup.act(f"evict {job.status} job {job.pk} for {over} ({freed} bytes)", delete):
             cleanup.summary.evicted += 1
             cleanup.summary.bytes_freed += freed
@@ -225,6 +225,18 @@ def evict(cleanup: _Pass) -> None:
             simulated_freed += freed
         else:
             used = storage.storage_used()
+
+
+def _evict(job: Job, freed: int) -> bool:
+    """Delete a finished job to make room, unless a retry sent it back to the queue meanwhile (False).
+
+    The conditional UPDATE expires it first: a retry asks for a finished job that has not expired, in a
+    conditional UPDATE of its own, so one of the two wins and the other changes nothing.
+    """
+    if not Job.objects.filter(pk=job.pk, status__in=TERMINAL).update(expires_at=timezone.now()):
+        return False
+    storage.delete_job(job, freed)
+    return True
 
 
 def _disk_too_full(job_files: int) -> bool:
@@ -271,13 +283,16 @@ def sweep(cleanup: _Pass) -> None:
 def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
     if job.status == Status.QUEUED or job.status == Status.PROCESSING:
         return  # a worker (or the upload) is writing here; recovery handles lost workers
-    owned = storage.owned_files(job)
-    for path in sorted(storage.job_folder(job.pk).rglob("*"), reverse=True):  # children before their folders
-        if path.is_dir():
-            if not any(path.iterdir()):
-                _remove_orphan(cleanup, path, "empty folder")
-        elif path not in owned:
-            _remove_orphan(cleanup, path, "no row owns it")
+    with storage.finished_job_locked(job.pk) as status:
+        if status not in TERMINAL:
+            return  # retried (or deleted) since the pass read it
+        owned = storage.owned_files(job)
+        for path in sorted(storage.job_folder(job.pk).rglob("*"), reverse=True):  # children before their folders
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    _remove_orphan(cleanup, path, "empty folder")
+            elif path not in owned:
+                _remove_orphan(cleanup, path, "no row owns it")
 
 
 def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:

@@ -103,6 +103,17 @@ class Job(models.Model):
     reserved_bytes = models.BigIntegerField(
         default=0, help_text="Storage held for it while it is queued or processing (uploads + expected outputs)."
     )
+    settled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its files were settled after it ended (storage.settle_files)."
+    )
+    origin = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="made_from_this",
+        help_text='The job whose uploads this one reused ("make more").',
+    )
 
     objects = JobQuerySet.as_manager()
 

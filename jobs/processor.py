@@ -112,7 +112,7 @@ def _claim(job: Job) -> bool:
     if not job.claim():
         status = job.current_status()
         logger.info("job %s: not claimed (status %s): nothing to do", job.pk, status)
-        if status in TERMINAL:  # e.g. cancelled while queued: make sure its uploads are gone
+        if status in TERMINAL:  # e.g. cancelled while queued: make sure its files are settled
             storage.settle_files(job)
         return False
     logger.info("job %s: claimed (attempt %s)", job.pk, job.attempts)

@@ -2,7 +2,8 @@
 
 Every file of a job lives under JOBS_DIR/<job id>/:
 
-    uploads/NN.video          the uploaded sources (no user text on disk)
+    uploads/NN.video          the uploaded sources (no user text on disk), owned by their SourceVideo rows
+                              and kept until the job is deleted: "make more" and "retry" reuse them
     outputs/sNN_vMM.mp4       finished variations, each owned by an OutputFile row
     outputs/sNN_vMM.webp      its thumbnail, owned by the same row
     outputs/sNN_vMM.mp4.A-C.part  a variation FFmpeg is still writing, in the run of attempt A,
@@ -24,7 +25,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -160,11 +161,25 @@ def promote(partial: Path) -> Path:
     return final
 
 
+def link_upload(source: SourceVideo, job_id: str) -> str:
+    """Give another job (its folder's uploads/ made) the same upload as `source`, with no bytes copied:
+    a hard link, so either job may be deleted first. Returns its path relative to that job's folder."""
+    relative = f"uploads/{source.position:02d}.video"
+    os.link(upload_path(source), job_folder(job_id) / relative)
+    return relative
+
+
+def uploads_present(job: Job) -> bool:
+    """Are every one of the job's uploads still on disk (for reusing them)?"""
+    return all(upload_path(source).is_file() for source in job.sources.all())
+
+
 # --- owned files and settling ------------------------------------------------------
 def owned_files(job: Job) -> set[Path]:
-    """The files rows own: every registered output and its thumbnail, and the job's thumbnail."""
+    """The files rows own: every registered output and its thumbnail, the uploads, and the job's thumbnail."""
     rows = OutputFile.objects.filter(job=job).values_list("path", "thumbnail")
     owned = {job_folder(job.pk) / path for paths in rows for path in paths if path}
+    owned |= {job_folder(job.pk) / path for path in SourceVideo.objects.filter(job=job).values_list("path", flat=True)}
     thumbnail = thumbnail_path(job)
     if thumbnail:
         owned.add(thumbnail)
@@ -209,10 +224,6 @@ def remove_unowned_top_files(job: Job) -> None:
     discard(path for path in folder.iterdir() if path.is_file() and path not in owned)
 
 
-def remove_uploads(job: Job) -> None:
-    shutil.rmtree(uploads_dir(job.pk), ignore_errors=True)
-
-
 def prune_empty(job_id: str) -> None:
     """Remove the job's outputs folder and the job folder itself when nothing is left in them."""
     for folder in (outputs_dir(job_id), job_folder(job_id)):
@@ -227,32 +238,46 @@ def remove_folder(job_id: str) -> None:
     shutil.rmtree(job_folder(job_id), ignore_errors=True)
 
 
+@contextmanager
+def finished_job_locked(job_id: str) -> Iterator[str | None]:
+    """A transaction holding the job's row; yields its status as of the lock (None when the row is gone).
+
+    Whatever removes the files no row owns in a finished job does it inside
+    this, after seeing a terminal status here: a retry (jobs.reuse) takes the
+    same lock to send the job back to the queue, so no new run can write,
+    rename a file into place or register a row in the folder meanwhile.
+    PostgreSQL: the row's lock; SQLite: the IMMEDIATE transaction's write lock.
+    """
+    with transaction.atomic():
+        yield Job.objects.select_for_update().filter(pk=job_id).values_list("status", flat=True).first()
+
+
 def settle_files(job: Job, part: tuple[int, int] | None = None) -> None:
     """After a worker's share of a run: the partial files of its part go (`part` = (position, claim)); once the
-    job is terminal, every file no row owns goes, and its uploads too.
+    job is terminal, every file no row owns goes. The uploads stay, until the job is deleted.
 
     While the job runs, nothing else is touched: the run's other parts may be
     writing their own partials right now. A job deleted while it ran loses its
     whole folder. Sources still marked
     active take the job's final status and a progress that matches what
-    finished (a discarded partial batch no longer counts).
+    finished (a discarded partial batch no longer counts). The job is then
+    marked settled (`settled_at`).
     """
-    row = Job.objects.filter(pk=job.pk).values_list("status").first()
-    if row is None:
-        remove_folder(job.pk)
-        return
-    status = row[0]
-    if status not in TERMINAL:
-        # Interrupted (a timeout, a hand-back) or taken over: only this part's partials go. The uploads stay
-        # for the resume, and another part, or another run, may be writing its own.
-        if part is not None:
-            remove_unowned_outputs(job, attempt=job.attempts, part=part)
-        return
-    adopt_thumbnail(job)
-    remove_unowned_outputs(job)  # terminal never changes: no run writes here any more
-    remove_unowned_top_files(job)
-    job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
-    remove_uploads(job)
+    with finished_job_locked(job.pk) as status:
+        if status is None:
+            remove_folder(job.pk)
+            return
+        if status not in TERMINAL:
+            # Interrupted (a timeout, a hand-back), taken over, or retried: only this part's partials go.
+            # Another part, or another run, may be writing its own.
+            if part is not None:
+                remove_unowned_outputs(job, attempt=job.attempts, part=part)
+            return
+        adopt_thumbnail(job)
+        remove_unowned_outputs(job)  # under the lock: no run can write here until it is released
+        remove_unowned_top_files(job)
+        job.close_sources(Status.FAILED if status == Status.FAILED else Status.CANCELLED)
+        Job.objects.filter(pk=job.pk, status=status).update(settled_at=timezone.now())
 
 
 def stale_upload_temp_files(older_than: float) -> list[Path]:
@@ -371,8 +396,13 @@ def active_bytes() -> int:
 
 
 def storage_used() -> int:
-    """Bytes job files use or are promised: finished jobs' outputs plus what active jobs hold."""
-    return _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size") + active_bytes()
+    """Bytes job files use or are promised: finished jobs' outputs and uploads, plus what active jobs hold.
+
+    An upload that "make more" linked into another job counts once per job: while both jobs exist the figure
+    is higher than the disk's, never lower.
+    """
+    finished = _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size")
+    return finished + _sum(SourceVideo.objects.filter(job__status__in=TERMINAL), "size") + active_bytes()
 
 
 def estimated_job_bytes(upload_bytes: int, variations: int) -> int:

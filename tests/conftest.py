@@ -141,11 +141,11 @@ def make_job(user):
     """make_job(status=..., outputs=2, size=1000, ...) -> a job with real files on disk and no FFmpeg run.
 
     One source, `outputs` finished files of `size` bytes, a thumbnail, and the
-    upload while the job is active (or with uploads_left=True).
+    upload (unless uploads_left=False: an older job whose uploads went).
     """
 
     def make(
-        status=Status.COMPLETED, outputs=2, size=1000, created_at=None, uploads_left=False, owner=None, **fields
+        status=Status.COMPLETED, outputs=2, size=1000, created_at=None, uploads_left=True, owner=None, **fields
     ) -> Job:
         created_at = created_at or timezone.now()
         if status not in (Status.QUEUED, Status.PROCESSING):
@@ -170,7 +170,7 @@ def make_job(user):
             baker.make(OutputFile, job=job, source=source, variation_index=index, path=path, size=size, effects={})
         (storage.job_folder(job.pk) / storage.THUMBNAIL_NAME).write_bytes(b"RIFF")
         Job.objects.filter(pk=job.pk).update(thumbnail=storage.THUMBNAIL_NAME)
-        if uploads_left or status in (Status.QUEUED, Status.PROCESSING):
+        if uploads_left:
             storage.uploads_dir(job.pk).mkdir()
             storage.upload_path(source).write_bytes(b"u" * size)
         return Job.objects.get(pk=job.pk)

@@ -32,7 +32,9 @@ def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, use
         completed.pk: Status.COMPLETED,
         failed.pk: Status.FAILED,
     }
-    assert not storage.job_folder(queued.pk).exists()  # same path as the API: a queued job's uploads go at once
+    # Same path as the API: a queued job is settled at once; its upload stays for "make more".
+    assert Job.objects.get(pk=queued.pk).settled_at is not None
+    assert storage.upload_path(queued.sources.get()).is_file()
 
 
 def test_job_admin_pages_render(admin_client, user):
@@ -52,8 +54,8 @@ def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_clie
     settings.STORAGE_CAP_BYTES = 1024 * 1024
     make_job(outputs=2, size=1500)
     content = admin_client.get("/admin/jobs/job/").content.decode()
-    assert "2.9\xa0KB" in content  # the job's two outputs
-    assert "Storage used by job files: <strong>2.9\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
+    assert "4.4\xa0KB" in content  # the job's two outputs, its upload and its thumbnail
+    assert "Storage used by job files: <strong>4.4\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
 
 
 def test_delete_with_files_asks_first_then_cancels_removes_files_and_logs(admin_client, make_job):

@@ -20,13 +20,14 @@ def queued_job(post_job):
     return post_job(variations=2)
 
 
-def test_cancel_a_queued_job(api, queued_job, settings):
+def test_cancel_a_queued_job(api, queued_job, settings, files_under):
     response = api.post(f"/api/jobs/{queued_job.pk}/cancel/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "cancelled" and body["cancelled_at"]
     assert body["completed_variations"] == 0 and body["total_variations"] == 2
-    assert not storage.job_folder(queued_job.pk).exists()  # no worker will ever touch it: its uploads go now
+    # No worker will ever touch it: it is settled now, and only its uploads are left (for "make more").
+    assert files_under(storage.job_folder(queued_job.pk)) == [storage.upload_path(s) for s in queued_job.sources.all()]
     assert list(queued_job.sources.values_list("status", "progress")) == [(Status.CANCELLED, 0)]
     queued_job.refresh_from_db()
     assert queued_job.expires_at == queued_job.created_at + timedelta(hours=settings.JOB_TTL_HOURS)  # kept
@@ -137,7 +138,7 @@ def _assert_files_match_rows(job, files_under):
     on_disk = files_under(storage.outputs_dir(job.pk))
     assert on_disk == sorted(path for o in OutputFile.objects.filter(job=job) for path in storage.output_files(o))
     assert job.completed_variations * 2 == len(on_disk)  # each variation and its thumbnail
-    assert not storage.uploads_dir(job.pk).exists()
+    assert files_under(storage.uploads_dir(job.pk)) == [storage.upload_path(s) for s in job.sources.all()]
 
 
 def test_a_cancel_just_before_the_last_variation_is_registered_wins(settings, api, post_job, monkeypatch, files_under):
@@ -163,8 +164,8 @@ def test_cancelling_a_requeued_job_keeps_its_finished_variations(api, make_job, 
     job = make_job(status=Status.QUEUED, outputs=2, attempts=1)
     finished = [storage.output_path(o) for o in job.outputs.all()]
     assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
-    assert not storage.uploads_dir(job.pk).exists()
-    assert files_under(storage.job_folder(job.pk)) == sorted([*finished, storage.thumbnail_path(job)])
+    upload = storage.upload_path(job.sources.get())
+    assert files_under(storage.job_folder(job.pk)) == sorted([*finished, storage.thumbnail_path(job), upload])
     download = api.get(f"/api/jobs/{job.pk}/download/")
     assert download.status_code == 200
     assert len(zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))).namelist()) == 3

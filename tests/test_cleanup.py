@@ -37,21 +37,22 @@ def test_terminal_jobs_are_deleted_after_expiry_files_first(make_job, status):
     with time_machine.travel(timezone.now() + timedelta(hours=25), tick=False):
         summary = cleanup.run()
     assert summary.expired == 1
-    assert summary.bytes_freed == 2 * 1000 + 4
+    assert summary.bytes_freed == 3 * 1000 + 4  # two outputs, the upload and the thumbnail
     assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()
     assert not OutputFile.objects.filter(job_id=job.pk).exists()
     assert Job.objects.filter(pk=young.pk).exists() and storage.job_folder(young.pk).exists()
 
 
-def test_a_queued_job_past_expiry_fails_and_loses_its_uploads(make_job):
+def test_a_queued_job_past_expiry_fails_and_goes_with_its_uploads_at_the_next_pass(make_job):
     job = make_job(status=Status.QUEUED, outputs=0)
     with time_machine.travel(timezone.now() + timedelta(hours=25), tick=False):
         summary = cleanup.run()
-    job.refresh_from_db()
-    assert summary.expired_queued == 1
-    assert job.status == Status.FAILED and job.error == "expired while queued"
-    assert not storage.uploads_dir(job.pk).exists()
-    assert list(job.sources.values_list("status", flat=True)) == [Status.FAILED]
+        job.refresh_from_db()
+        assert summary.expired_queued == 1
+        assert job.status == Status.FAILED and job.error == "expired while queued" and job.settled_at
+        assert list(job.sources.values_list("status", flat=True)) == [Status.FAILED]
+        assert cleanup.run().expired == 1  # failed, and past its expiry: deleted with its files
+    assert not storage.job_folder(job.pk).exists() and not Job.objects.filter(pk=job.pk).exists()
 
 
 def test_processing_jobs_are_never_expired(make_job):
@@ -68,9 +69,10 @@ def test_eviction_takes_the_oldest_terminal_jobs_first_and_never_running_ones(ma
     queued = make_job(status=Status.QUEUED, outputs=0, created_at=now - timedelta(hours=4))
     older = make_job(status=Status.COMPLETED, created_at=now - timedelta(hours=3))
     newer = make_job(status=Status.FAILED, created_at=now - timedelta(hours=1))
-    # 4 finished jobs x 2000 bytes of outputs, plus the running/queued uploads (2000): 10000 bytes.
-    assert storage.storage_used() == 4 * 2000 + 2000
-    settings.STORAGE_CAP_BYTES = 6500
+    # 3 finished jobs x (2000 bytes of outputs + their 1000-byte upload), the running one (its outputs and
+    # upload) and the queued upload: 13000 bytes. Evicting two of the finished jobs brings it to 7000.
+    assert storage.storage_used() == 3 * 3000 + 3000 + 1000
+    settings.STORAGE_CAP_BYTES = 9500
     summary = cleanup.run()
     assert summary.evicted == 2
     assert not Job.objects.filter(pk__in=[oldest.pk, older.pk]).exists()
@@ -115,8 +117,8 @@ def test_dry_run_changes_nothing_and_lists_what_it_would_do(make_job, jobs_dir, 
     assert files_under(jobs_dir) == before
 
     out = _call("cleanup")
-    assert f"delete expired cancelled job {expired.pk} (2004 bytes)" in out
-    assert "jobs expired: 1, expired while queued: 0, jobs evicted: 0, bytes freed: 2004, orphans removed: 1" in out
+    assert f"delete expired cancelled job {expired.pk} (3004 bytes)" in out
+    assert "jobs expired: 1, expired while queued: 0, jobs evicted: 0, bytes freed: 3004, orphans removed: 1" in out
     assert not Job.objects.filter(pk=expired.pk).exists() and not stray.exists()
 
 
@@ -130,9 +132,11 @@ def test_orphan_sweep_removes_strays_and_keeps_what_is_owned(make_job, jobs_dir,
     job = make_job(status=Status.COMPLETED)
     stray_file = storage.outputs_dir(job.pk) / "s00_v09.mp4.part"
     stray_file.write_bytes(b"partial")
-    leftover_upload = storage.job_folder(job.pk) / "uploads" / "00.video"
-    leftover_upload.parent.mkdir()
+    kept_upload = storage.upload_path(job.sources.get())  # its row owns it: kept for "make more"
+    leftover_upload = storage.job_folder(job.pk) / "uploads" / "07.video"  # no row owns it
     leftover_upload.write_bytes(b"u")
+    owned_upload_only = make_job(status=Status.FAILED, outputs=0)
+    storage.remove_path(storage.outputs_dir(owned_upload_only.pk))
     empty_folder = jobs_dir / "0123456789abcdef0123456789abcdef"
     empty_folder.mkdir()
     fresh_folder = jobs_dir / "fedcba9876543210fedcba9876543210"  # an upload being written right now
@@ -144,12 +148,13 @@ def test_orphan_sweep_removes_strays_and_keeps_what_is_owned(make_job, jobs_dir,
     in_flight.write_bytes(b"being written")
 
     summary = cleanup.run()
-    assert summary.orphans_removed == 4  # the stray, the leftover upload, its folder, the empty job folder
+    assert summary.orphans_removed == 3  # the stray, the leftover upload, the empty job folder
     assert not stray_file.exists() and not leftover_upload.exists() and not empty_folder.exists()
     assert fresh_folder.exists() and in_flight.exists()
     assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
-        [storage.output_path(o) for o in job.outputs.all()] + [storage.thumbnail_path(job)]
+        [storage.output_path(o) for o in job.outputs.all()] + [storage.thumbnail_path(job), kept_upload]
     )
+    assert storage.upload_path(owned_upload_only.sources.get()).is_file()
 
 
 def test_outputs_whose_file_vanished_are_marked_missing(make_job, api):
@@ -277,7 +282,7 @@ def test_a_job_whose_worker_was_lost_three_times_fails(make_job):
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert job.error == "The worker processing this job stopped 3 times; giving up."
-    assert not storage.uploads_dir(job.pk).exists() and job.outputs.count() == 1
+    assert job.settled_at and storage.upload_path(job.sources.get()).is_file() and job.outputs.count() == 1
 
 
 def test_a_fresh_heartbeat_is_left_alone(make_job):
@@ -287,15 +292,17 @@ def test_a_fresh_heartbeat_is_left_alone(make_job):
 
 
 def test_a_cancelled_job_whose_worker_died_is_finalised(make_job, files_under):
-    job = make_job(
-        status=Status.CANCELLED, outputs=1, uploads_left=True, cancelled_at=timezone.now() - timedelta(minutes=5)
-    )
-    (storage.outputs_dir(job.pk) / "s00_v02.mp4.part").write_bytes(b"half")
-    assert cleanup.run().finalised == 1
-    assert not storage.uploads_dir(job.pk).exists()
+    cancelled_at = timezone.now() - timedelta(minutes=5)
+    job = make_job(status=Status.CANCELLED, outputs=1, cancelled_at=cancelled_at)
+    tidied = make_job(status=Status.CANCELLED, outputs=1, cancelled_at=cancelled_at, settled_at=cancelled_at)
+    for each in (job, tidied):
+        (storage.outputs_dir(each.pk) / "s00_v02.mp4.part").write_bytes(b"half")
+    assert cleanup.run().finalised == 1  # the job whose worker settled it is not finalised again
+    assert Job.objects.get(pk=job.pk).settled_at
     assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
-        [storage.output_path(job.outputs.get()), storage.thumbnail_path(job)]
+        [storage.output_path(job.outputs.get()), storage.thumbnail_path(job), storage.upload_path(job.sources.get())]
     )
+    assert cleanup.run().finalised == 0
 
 
 def test_a_missing_jobs_folder_is_not_taken_for_vanished_outputs(make_job, jobs_dir, settings):

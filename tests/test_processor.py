@@ -37,14 +37,15 @@ def test_job_runs_to_completion(files_under, settings, user, upload, batch_size,
     assert len({tuple(o.effects.values()) for o in outputs}) == 6
     on_disk = files_under(storage.job_folder(job.pk))
     thumbnails = [storage.job_folder(job.pk) / o.thumbnail for o in outputs]
+    uploads = [storage.upload_path(s) for s in job.sources.all()]  # kept until the job expires
     assert sorted(on_disk) == sorted(
-        [storage.output_path(o) for o in outputs] + thumbnails + [storage.thumbnail_path(job)]
+        [storage.output_path(o) for o in outputs] + thumbnails + [storage.thumbnail_path(job)] + uploads
     )
     for o in outputs:
         assert o.size == storage.output_path(o).stat().st_size
         assert not storage.output_path(o).name.endswith(".part")
         assert o.thumbnail == o.path.replace(".mp4", ".webp")  # each variation's own, named with it
-    assert not storage.uploads_dir(job.pk).exists()
+    assert job.settled_at
 
 
 def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(user, upload):
@@ -187,7 +188,7 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     assert source.status == Status.FAILED
     assert source.error == "The disk is full: the variations could not be written."
     assert files_under(storage.outputs_dir(job.pk)) == [] and not storage.partial_path(job.pk, 0, 0, 1, 1).is_symlink()
-    assert not storage.uploads_dir(job.pk).exists()
+    assert job.settled_at and files_under(storage.uploads_dir(job.pk)) == [storage.upload_path(source)]
     assert {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()} == kept
     assert Job.objects.get(pk=other.pk).status == Status.COMPLETED
 

@@ -30,10 +30,11 @@ def test_store_upload_writes_the_chunks_under_a_numbered_name(jobs_dir):
     assert (jobs_dir / "job1" / "uploads" / "03.video").read_bytes() == b"abcd"
 
 
-def test_owned_files_are_the_outputs_and_the_thumbnail(make_job):
+def test_owned_files_are_the_outputs_the_uploads_and_the_thumbnail(make_job):
     job = make_job(outputs=2)
     assert storage.owned_files(job) == {storage.output_path(o) for o in job.outputs.all()} | {
-        storage.thumbnail_path(job)
+        storage.thumbnail_path(job),
+        storage.upload_path(job.sources.get()),
     }
 
 
@@ -46,12 +47,14 @@ def test_remove_unowned_outputs_keeps_what_rows_own(make_job, files_under):
 
 
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
-def test_settling_a_finished_run_drops_partials_and_uploads(make_job, files_under, status):
-    job = make_job(status=status, outputs=1, uploads_left=True)
+def test_settling_a_finished_run_drops_partials_and_keeps_the_uploads(make_job, files_under, status):
+    job = make_job(status=status, outputs=1)
     job.sources.update(status=Status.PROCESSING)
     (storage.outputs_dir(job.pk) / "s00_v02.mp4.part").write_bytes(b"half")
     storage.settle_files(job)
     assert files_under(storage.job_folder(job.pk)) == sorted(storage.owned_files(job))
+    assert storage.upload_path(job.sources.get()) in storage.owned_files(job)
+    assert Job.objects.get(pk=job.pk).settled_at is not None
     expected = Status.FAILED if status == Status.FAILED else Status.CANCELLED
     assert list(job.sources.values_list("status", flat=True)) == [expected]
 
@@ -145,13 +148,13 @@ def test_a_taken_over_run_does_not_touch_the_new_runs_files(make_job):
 def test_job_bytes_walks_the_folder_and_skips_links(make_job):
     job = make_job(outputs=2, size=1000)
     (storage.job_folder(job.pk) / "link").symlink_to(storage.output_path(job.outputs.first()))
-    assert storage.job_bytes(job) == 2 * 1000 + 4  # two outputs and the 4-byte thumbnail
+    assert storage.job_bytes(job) == 3 * 1000 + 4  # two outputs, the upload and the 4-byte thumbnail
 
 
 def test_delete_job_removes_files_then_rows(make_job):
     job = make_job(outputs=2, size=1000)
     job_id = job.pk
-    assert storage.delete_job(job) == 2004
+    assert storage.delete_job(job) == 3004
     assert not storage.job_folder(job_id).exists()
     assert not Job.objects.filter(pk=job_id).exists() and not OutputFile.objects.filter(job_id=job_id).exists()
 
@@ -188,11 +191,12 @@ def test_a_file_written_while_the_folder_is_removed_does_not_stop_the_delete(mak
     assert not Job.objects.filter(pk=job_id).exists()
 
 
-def test_storage_used_counts_outputs_and_the_uploads_still_waiting(make_job):
-    make_job(status=Status.COMPLETED, outputs=2, size=1000)  # its uploads are gone
+def test_storage_used_counts_outputs_and_uploads_of_every_job(make_job):
+    make_job(status=Status.COMPLETED, outputs=2, size=1000)  # its upload is kept until it expires
+    make_job(status=Status.CANCELLED, outputs=0, size=700)
     make_job(status=Status.QUEUED, outputs=0, size=500)
     make_job(status=Status.PROCESSING, outputs=1, size=300, heartbeat_at=timezone.now())
-    assert storage.storage_used() == 2000 + 500 + (300 + 300)
+    assert storage.storage_used() == (2000 + 1000) + 700 + 500 + (300 + 300)
 
 
 def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings):
@@ -200,9 +204,9 @@ def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_jo
     oldest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=3))
     middle = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=2))
     newest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=1))
-    settings.STORAGE_CAP_BYTES = 6000  # 6000 used: one eviction makes room for 2000
+    settings.STORAGE_CAP_BYTES = 9000  # 9000 used (2 outputs and an upload each): one eviction makes room for 3000
     settings.MIN_RETENTION_MINUTES = 30
-    assert storage.make_room(2000)
+    assert storage.make_room(3000)
     assert list(Job.objects.order_by("created_at")) == [middle, newest]
     assert not storage.job_folder(oldest.pk).exists()
 

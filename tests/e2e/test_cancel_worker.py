@@ -51,9 +51,10 @@ def assert_no_orphans(files_under):
 @pytest.fixture
 def settled(files_under):
     def check(job: Job) -> bool:
-        """The worker has finished its clean-up: uploads gone, no partial file left."""
+        """The worker has finished its clean-up: the job is settled, no partial file is left, the uploads are kept."""
         partials = [p for p in files_under(storage.outputs_dir(job.pk)) if p.suffix == ".part"]
-        return not storage.uploads_dir(job.pk).exists() and not partials
+        settled_at = Job.objects.filter(pk=job.pk).values_list("settled_at", flat=True).first()
+        return bool(settled_at) and not partials and all(storage.upload_path(s).is_file() for s in job.sources.all())
 
     return check
 

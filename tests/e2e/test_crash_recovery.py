@@ -53,8 +53,9 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
     job.refresh_from_db()
     assert job.status == Status.COMPLETED, job.error
     assert job.attempts == 2
-    # The run completes the job when it registers the last variation, then deletes the uploads.
-    wait_for(lambda: not storage.uploads_dir(job.pk).exists(), timeout=10, message="the uploads to be deleted")
+    # The run completes the job when it registers the last variation, then settles its files (uploads kept).
+    wait_for(lambda: Job.objects.get(pk=job.pk).settled_at, timeout=10, message="the job's files to be settled")
+    assert storage.upload_path(job.sources.get()).is_file()
     assert f"requeue job {job.pk}" in second.log() and f"job {job.pk}: claimed (attempt 2)" in second.log()
     outputs = list(OutputFile.objects.filter(job=job))
     assert sorted(o.variation_index for o in outputs) == [0, 1, 2, 3]
