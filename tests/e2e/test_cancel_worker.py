@@ -38,7 +38,7 @@ def assert_no_orphans(files_under):
         assert not [p for p in children if "ffmpeg" in command_line(p)]
         assert not tagged_processes(job.pk)
         # The worker settles the job just after its FFmpeg exits: it adopts a thumbnail written before the
-        # cancel and drops the uploads.
+        # cancel and keeps the uploads (their rows own them).
         wait_for(
             lambda: set(files_under(storage.job_folder(job.pk))) == storage.owned_files(Job.objects.get(pk=job.pk)),
             timeout=10,
@@ -116,7 +116,7 @@ def test_escalation_when_ffmpeg_ignores_q_or_sigterm(
     assert api.get(f"/api/jobs/{job.pk}/download/").status_code == 409
 
 
-def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, post_job):
+def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, post_job, files_under):
     job = post_job(["late.mp4"], 2)  # no worker is running yet
     assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
     cluster = start_cluster()
@@ -125,7 +125,7 @@ def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, po
     assert f"job {job.pk}: not claimed (status cancelled)" in log
     assert "ffmpeg pid" not in log
     assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
-    assert not storage.job_folder(job.pk).exists()
+    assert files_under(storage.job_folder(job.pk)) == [storage.upload_path(job.sources.get())]  # kept for reuse
 
 
 def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api, post_job):

@@ -63,6 +63,7 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
         if output.pk in finished:
             assert (output.created_at, storage.output_path(output).stat().st_mtime_ns) == finished[output.pk]
     assert sorted(files_under(storage.job_folder(job.pk))) == sorted(
-        [path for o in outputs for path in storage.output_files(o)] + [storage.thumbnail_path(job)]
+        [path for o in outputs for path in storage.output_files(o)]
+        + [storage.thumbnail_path(job), storage.upload_path(job.sources.get())]
     )
     assert not tagged_processes(job.pk)

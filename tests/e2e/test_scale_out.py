@@ -137,7 +137,7 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     wait_for(lambda: not _partials(cancelled, files_under), timeout=10, message="the partial files to go")
     cancelled.refresh_from_db()
     assert cancelled.status == Status.CANCELLED
-    # The last worker to settle adopts the thumbnail its run wrote before the cancel, and drops the uploads.
+    # The last worker to settle adopts the thumbnail its run wrote before the cancel; the uploads stay.
     wait_for(
         lambda: (
             set(files_under(storage.job_folder(cancelled.pk))) == storage.owned_files(Job.objects.get(pk=cancelled.pk))
