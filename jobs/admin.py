@@ -8,9 +8,10 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from jobs import storage
+from jobs import reuse, storage
 from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.uploads import UploadError
 
 BADGE_COLOURS = {
     Status.QUEUED: "#6b7280",
@@ -70,9 +71,11 @@ class JobAdmin(admin.ModelAdmin):
         "attempts",
         "error",
         "thumbnail",
+        "origin",
+        "settled_at",
     ]
     inlines = [SourceInline, OutputInline]
-    actions = ["cancel_selected", "delete_with_files"]
+    actions = ["cancel_selected", "make_more_selected", "retry_selected", "delete_with_files"]
     change_list_template = "admin/jobs/job/change_list.html"
 
     def get_actions(self, request):
@@ -154,6 +157,28 @@ class JobAdmin(admin.ModelAdmin):
             f"Cancelled {cancelled} job(s); {already} were already finished (completed, failed or cancelled).",
             messages.SUCCESS if cancelled else messages.WARNING,
         )
+
+    @admin.action(description="Make as many more variations of the selected jobs' videos", permissions=["change"])
+    def make_more_selected(self, request, queryset):
+        """One new job per selected job, for its owner, with its number of variations (jobs.reuse.make_more)."""
+        same_count = lambda job: reuse.make_more(job, job.variations_per_video)  # noqa: E731
+        self._reuse(request, queryset, same_count, "Made {} new job(s).")
+
+    @admin.action(description="Retry the failed videos of the selected jobs", permissions=["change"])
+    def retry_selected(self, request, queryset):
+        self._reuse(request, queryset, reuse.retry_failed, "Sent {} job(s) back to the queue.")
+
+    def _reuse(self, request, queryset, reuse_uploads, done_message: str) -> None:
+        """Each job in turn; one message for what worked, one per job that could not (and why)."""
+        done = 0
+        for job in queryset.select_related("owner"):
+            try:
+                reuse_uploads(job)
+                done += 1
+            except UploadError as exc:
+                self.message_user(request, f"{job.title}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, done_message.format(done), messages.SUCCESS)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, job: Job):

@@ -94,7 +94,8 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far: the fencing token of a run.")
     handbacks = models.PositiveSmallIntegerField(
-        default=0, help_text="Runs a stopping worker handed back (SIGTERM); they do not count as lost."
+        default=0,
+        help_text="Runs that do not count as lost: handed back by a stopping worker (SIGTERM), or before a retry.",
     )
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent to the queue.")
     progress_at_claim = models.PositiveSmallIntegerField(
@@ -151,6 +152,21 @@ class Job(models.Model):
         """The one rule for offering the ZIP: finished (completed, failed or cancelled), not expired,
         with at least one finished variation. Pages, API links and the download view all ask this."""
         return self.is_terminal and not self.is_expired and self.completed_variations > 0
+
+    @property
+    def can_make_more(self) -> bool:
+        """Offer "make more" (jobs.reuse): finished and not expired. Whether the uploads are still there is
+        found out when it is asked for."""
+        return self.is_terminal and not self.is_expired
+
+    @property
+    def failed_videos(self) -> int:
+        return sum(source.status == Status.FAILED for source in self._sources())
+
+    @property
+    def can_retry(self) -> bool:
+        """Offer "retry failed videos" (jobs.reuse): completed or failed, not expired, with a failed video."""
+        return self.status in (Status.COMPLETED, Status.FAILED) and not self.is_expired and self.failed_videos > 0
 
     @property
     def title(self) -> str:
@@ -350,7 +366,8 @@ class SourceVideo(models.Model):
     # The source is one part of the job's work, that any worker may claim (jobs.parts).
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims of this part: its fencing token.")
     handbacks = models.PositiveSmallIntegerField(
-        default=0, help_text="Claims a stopping worker handed back (SIGTERM); they do not count as lost."
+        default=0,
+        help_text="Claims that do not count as lost: handed back by a stopping worker (SIGTERM), or before a retry.",
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
 

@@ -421,13 +421,14 @@ def fits(needed: int) -> bool:
     return storage_used() + needed <= settings.STORAGE_CAP_BYTES and disk_usage().free >= needed
 
 
-def make_room(needed: int) -> bool:
-    """Before a new upload is admitted: evict evictable finished jobs until `needed` more bytes fit.
+def make_room(needed: int, keep: str = "") -> bool:
+    """Before a new upload is admitted: evict evictable finished jobs until `needed` more bytes fit; never
+    the job `keep` (the one whose uploads are being reused).
 
     Returns whether they fit now. The caller still reserves under admission_lock(): another upload may
     take the room meanwhile.
     """
-    for job in evictable_jobs().iterator():
+    for job in evictable_jobs().exclude(pk=keep).iterator():
         if fits(needed):
             break
         logger.info("job %s: evicted to make room for a new upload", job.pk)

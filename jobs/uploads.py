@@ -165,11 +165,11 @@ def create_job(
         )
     variations_per_video = parse_variations(variations)
     name = parse_name(name)
-    _check_active_jobs(owner)  # cheap, before any file is read
+    check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
     needed = storage.estimated_job_bytes(sum(item.upload.size for item in checked), variations_per_video)
     if not storage.make_room(needed):
-        raise _no_room(needed)
+        raise no_room(needed)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -183,9 +183,9 @@ def create_job(
         sources = [_store(job, position, item) for position, item in enumerate(checked)]
         with storage.admission_lock():
             # Checked again where no other upload can slip in between the check and the reservation.
-            _check_active_jobs(owner)
+            check_active_jobs(owner)
             if not storage.fits(needed):
-                raise _no_room(needed)
+                raise no_room(needed)
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
             # In this order once the rows are committed: the log tells the creation before the sending.
@@ -205,25 +205,25 @@ def create_job(
     return job
 
 
-def _check_active_jobs(owner) -> None:
+def check_active_jobs(owner, field: str = "videos") -> None:
     active = Job.objects.filter(owner=owner, status__in=ACTIVE).count()
     if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
         raise UploadError(
             f"you already have {active} jobs queued or running, the most allowed at once "
             f"(MAX_ACTIVE_JOBS_PER_USER={settings.MAX_ACTIVE_JOBS_PER_USER}); wait for one to finish, or cancel one",
             status=429,
-            field="videos",
+            field=field,
         )
 
 
-def _no_room(needed: int) -> UploadError:
+def no_room(needed: int, field: str = "videos") -> UploadError:
     """507: the uploads and their expected outputs cannot fit, even after evicting what may be evicted."""
     return UploadError(
         f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
         f"storage cap is {settings.STORAGE_CAP_BYTES} bytes, with running jobs and recently finished ones "
-        "kept; wait for running jobs to finish, or upload fewer or smaller videos",
+        "kept; wait for running jobs to finish, or ask for fewer variations or videos",
         status=507,
-        field="videos",
+        field=field,
     )
 
 

@@ -12,4 +12,6 @@ urlpatterns = [
     path("jobs/<str:pk>/card/", views.job_card, name="jobs-card"),
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="jobs-cancel"),
     path("jobs/<str:pk>/download/", views.job_download, name="jobs-download"),
+    path("jobs/<str:pk>/make-more/", views.job_make_more, name="jobs-make-more"),
+    path("jobs/<str:pk>/retry/", views.job_retry, name="jobs-retry"),
 ]

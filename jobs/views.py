@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import archive, uploads
+from jobs import archive, reuse, uploads
 from jobs.cancel import cancel_job
 from jobs.models import Job
 from jobs.upload_guard import page_context
@@ -25,9 +25,8 @@ PAGE_SIZE = 12
 
 
 def _jobs_for(request):
-    return (
-        Job.objects.visible_to(request.user).with_queue_position().prefetch_related("sources").order_by("-created_at")
-    )
+    jobs = Job.objects.visible_to(request.user).with_queue_position().select_related("origin")
+    return jobs.prefetch_related("sources", "origin__sources").order_by("-created_at")
 
 
 def _get_job_for_user(request, pk: str, with_outputs: bool = False) -> Job:
@@ -107,6 +106,36 @@ def job_cancel(request, pk: str):
     next_url = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(next_url)
+    return redirect("jobs-detail", pk=job.pk)
+
+
+@require_POST
+def job_make_more(request, pk: str):
+    """ "Make N more": a new job from the same videos; its page next."""
+    job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "change"):
+        return HttpResponse("You may see this job but not change it.", status=403, content_type="text/plain")
+    try:
+        new = reuse.make_more(job, request.POST.get("variations"))
+    except uploads.UploadError as exc:
+        messages.error(request, exc.message[:1].upper() + exc.message[1:] + ".")
+        return redirect("jobs-detail", pk=job.pk)
+    messages.success(request, f"Making {new.variations_per_video} more variations of each video of {job.title}.")
+    return redirect("jobs-detail", pk=new.pk)
+
+
+@require_POST
+def job_retry(request, pk: str):
+    """ "Retry failed videos": the same job runs them again; its page, polling again, next."""
+    job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "change"):
+        return HttpResponse("You may see this job but not change it.", status=403, content_type="text/plain")
+    try:
+        reuse.retry_failed(job)
+    except uploads.UploadError as exc:
+        messages.error(request, exc.message[:1].upper() + exc.message[1:] + ".")
+    else:
+        messages.success(request, "Retrying the failed videos. Finished variations are kept.")
     return redirect("jobs-detail", pk=job.pk)
 
 

@@ -178,10 +178,17 @@ def test_progress_is_reported_at_most_once_a_second():
 
 
 def test_a_child_dies_when_the_process_that_started_it_is_killed():
-    """PR_SET_PDEATHSIG via setpriv: SIGKILL of the parent takes the child with it (no SIGPIPE needed)."""
+    """PR_SET_PDEATHSIG via setpriv: SIGKILL of the parent takes the child with it (no SIGPIPE needed).
+
+    The parent says the child's pid once the child has become `sleep`: setpriv has set the death signal by
+    then. A parent killed before that (a busy machine) leaves a child that never had it.
+    """
     script = (
-        "import subprocess, time; from jobs.ffmpeg import _with_death_signal; "
-        "child = subprocess.Popen(_with_death_signal(['sleep', '60'])); print(child.pid, flush=True); time.sleep(60)"
+        "import subprocess, time, psutil; from jobs.ffmpeg import _with_death_signal; "
+        "child = subprocess.Popen(_with_death_signal(['sleep', '60'])); "
+        "deadline = time.monotonic() + 10\n"
+        "while psutil.Process(child.pid).name() != 'sleep' and time.monotonic() < deadline: time.sleep(0.01)\n"
+        "print(child.pid, flush=True); time.sleep(60)"
     )
     root = Path(__file__).resolve().parent.parent
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)

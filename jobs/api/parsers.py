@@ -1,10 +1,10 @@
-"""The API's multipart parser: the same strict file-name rules as jobs.upload_guard."""
+"""The API's parsers: multipart with the same strict file-name rules as jobs.upload_guard; bounded JSON and forms."""
 
 from __future__ import annotations
 
 from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import DataAndFiles, MultiPartParser
+from rest_framework.parsers import DataAndFiles, FormParser, JSONParser, MultiPartParser
 
 from jobs.upload_guard import RefusedFileName, StrictParser
 
@@ -24,3 +24,32 @@ class StrictMultiPartParser(MultiPartParser):
         except MultiPartParserError as exc:
             raise ParseError(str(exc)) from exc
         return DataAndFiles(data, files)
+
+
+class _Small:
+    """For requests of a field or two: a body longer than MAX_BYTES is refused (400) before it is read, where
+    DRF's JSON and form parsers would read any length into memory."""
+
+    MAX_BYTES = 64 * 1024
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        meta = parser_context["request"].META
+        try:
+            length = int(meta.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads no body without a usable length
+        if length > self.MAX_BYTES:
+            raise ParseError(f"the body is {length} bytes, over the {self.MAX_BYTES} this endpoint reads")
+        return super().parse(stream, media_type, parser_context)
+
+
+class SmallJSONParser(_Small, JSONParser):
+    pass
+
+
+class SmallFormParser(_Small, FormParser):
+    pass
+
+
+class SmallMultiPartParser(_Small, MultiPartParser):
+    pass

@@ -81,6 +81,9 @@ class JobSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True, help_text="While processing: an estimate, once there is enough to go on."
     )
     sources = SourceSerializer(many=True, read_only=True)
+    origin = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text='The job whose videos this one reused ("make more"); null if none.'
+    )
 
     class Meta:
         model = Job
@@ -104,6 +107,7 @@ class JobSerializer(serializers.ModelSerializer):
             "thumbnail_url",
             "download_url",
             "page_url",
+            "origin",
             "sources",
         ]
         read_only_fields = fields
@@ -131,6 +135,7 @@ class JobSerializer(serializers.ModelSerializer):
             "thumbnail_url": self.get_thumbnail_url(job),
             "download_url": self.get_download_url(job),
             "page_url": self.get_page_url(job),
+            "origin": job.origin_id,
             "sources": [source_document(source, job_url) for source in job.sources.all()],
         }
 
@@ -186,6 +191,19 @@ def source_document(source: SourceVideo, job_url: str) -> dict:
         "error": source.error,
         "outputs": [output_document(output, job_url) for output in source.outputs.all()],
     }
+
+
+class ReprocessSerializer(serializers.Serializer):
+    """The "make more" request (schema and browsable API); validated by jobs.uploads.parse_variations."""
+
+    variations = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=settings.MAX_VARIATIONS,
+        initial=settings.DEFAULT_VARIATIONS,
+        help_text=f"New variations per video, 1 to {settings.MAX_VARIATIONS}; "
+        f"{settings.DEFAULT_VARIATIONS} when left out.",
+    )
 
 
 class MultipleFileField(serializers.ListField):

@@ -21,9 +21,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from jobs import archive, byte_range, storage, uploads
-from jobs.api.parsers import StrictMultiPartParser
-from jobs.api.serializers import JobCreateSerializer, JobSerializer
+from jobs import archive, byte_range, reuse, storage, uploads
+from jobs.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
+from jobs.api.serializers import JobCreateSerializer, JobSerializer, ReprocessSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, SourceVideo, WorkerBeat
 
@@ -60,6 +60,9 @@ OUTPUTS_IN_ORDER = Prefetch(
     ),
 )
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
+
+
+SMALL_BODIES = [SmallJSONParser, SmallFormParser, SmallMultiPartParser]  # a field or two
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -127,6 +130,51 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return _error(f"this job is already {job.status}", status.HTTP_409_CONFLICT, status=job.status)
         cancel_job(job)
         return self._serialized(job)
+
+    def _reused(self, request, reuse_uploads, status_code: int) -> Response:
+        """Make more or retry: the owner, or staff allowed to change jobs; the job (new or retried) or the error."""
+        job = self.get_object()
+        if not job.allows(request.user, "change"):
+            return _error("you may see this job but not change it (the jobs.change_job permission)", 403)
+        try:
+            result = reuse_uploads(job)
+        except uploads.UploadError as exc:
+            return _error(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
+        return self._serialized(result, status_code)
+
+    @extend_schema(
+        request=ReprocessSerializer,
+        responses={
+            201: JobSerializer,
+            400: OpenApiResponse(description="`variations` is not a whole number from 1 to MAX_VARIATIONS"),
+            409: OpenApiResponse(description="still queued or processing, expired, or its uploads are gone"),
+            429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
+            507: OpenApiResponse(description="no room under the storage cap for the new variations"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_name="reprocess", parser_classes=SMALL_BODIES)
+    def reprocess(self, request, pk=None, **kwargs):
+        """Make more: a new job with the same videos (not sent again) and `variations` new variations of each,
+        all different from this job's. Allowed once the job is completed, failed or cancelled."""
+        if not hasattr(request.data, "get"):
+            return _error('send a JSON object or a form: {"variations": N}', 400)
+        variations = request.data.get("variations")
+        return self._reused(request, lambda job: reuse.make_more(job, variations), status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobSerializer,
+            409: OpenApiResponse(description="nothing failed, still queued or processing, cancelled, or expired"),
+            429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
+            507: OpenApiResponse(description="no room under the storage cap for the retried variations"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_name="retry", parser_classes=SMALL_BODIES)
+    def retry(self, request, pk=None, **kwargs):
+        """Run the failed videos again in the same job: it goes back to queued, keeps its finished variations,
+        and completes when the retried videos finish."""
+        return self._reused(request, reuse.retry_failed, status.HTTP_200_OK)
 
     @extend_schema(
         parameters=[

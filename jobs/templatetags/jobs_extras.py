@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 
@@ -75,3 +76,9 @@ def effects_text(effects: dict) -> str:
         parts.append(f"brightness {effects['brightness']:+.3f}")
     parts += [f"{name} {effects[name]:.3f}" for name in ("contrast", "saturation") if name in effects]
     return ", ".join(parts)
+
+
+@register.simple_tag
+def max_variations() -> int:
+    """The most variations per video a job may ask for (MAX_VARIATIONS): the number inputs' max."""
+    return settings.MAX_VARIATIONS

@@ -1,0 +1,169 @@
+"""Reusing a finished job's uploads: "make more" (a new job from the same videos) and "retry failed videos".
+
+Both admit the work like an upload does (jobs.uploads): the per-user limit
+on active jobs, room under the storage cap for the expected outputs (evicting
+what may be evicted), and a reservation taken under the admission lock.
+Neither sends a byte again: "make more" hard-links the uploads into the new
+job's folder; a retry runs the same job again. Races: docs/architecture.md
+("Reusing uploads").
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import storage
+from jobs.effects import effects_for_job
+from jobs.enqueue import enqueue_job
+from jobs.models import ACTIVE, Job, SourceVideo, Status, new_job_id, new_seed
+from jobs.uploads import UploadError, check_active_jobs, no_room, parse_variations
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (Status.COMPLETED, Status.FAILED)
+
+
+class ReuseError(UploadError):
+    """The job's uploads cannot be reused now; 409 unless said otherwise."""
+
+    def __init__(self, message: str, status: int = 409, field: str = ""):
+        super().__init__(message, status=status, field=field)
+
+
+def _reusable(job: Job, what: str) -> list[SourceVideo]:
+    """The job's sources, when its uploads may be reused for `what`; ReuseError otherwise."""
+    if job.status in ACTIVE:
+        raise ReuseError(f"this job is still {job.status}: {what} once it has finished")
+    if job.is_expired:
+        raise ReuseError(f"this job has expired: its videos are gone; {what} is no longer possible")
+    sources = list(job.sources.order_by("position"))
+    if not sources or not storage.uploads_present(job):
+        raise ReuseError(f"this job's uploaded videos are no longer kept: upload them again to {what}")
+    return sources
+
+
+def make_more(job: Job, variations) -> Job:
+    """A new queued job with the same videos (hard links, no copy) and `variations` new variations of each.
+
+    Its owner is the job's. Its seed is drawn again until none of its variations has the parameters of one
+    the job made or would make, so every variation of the new job differs from the old job's.
+    """
+    count = parse_variations(variations)
+    sources = _reusable(job, "make more")
+    new = Job(
+        id=new_job_id(),
+        owner=job.owner,
+        name=job.name,
+        variations_per_video=count,
+        seed=_fresh_seed(job, len(sources), count),
+        origin=job,
+        enqueued_at=timezone.now(),
+    )
+    check_active_jobs(job.owner, field="")
+    new.reserved_bytes = storage.estimated_job_bytes(sum(source.size for source in sources), count)
+    try:
+        storage.create_uploads_dir(new.pk)
+        copies = [_linked(source, new) for source in sources]  # before make_room, which may evict `job`
+        if not storage.make_room(new.reserved_bytes, keep=job.pk):
+            raise no_room(new.reserved_bytes, field="variations")
+        with storage.admission_lock():
+            check_active_jobs(job.owner, field="")
+            if not storage.fits(new.reserved_bytes):
+                raise no_room(new.reserved_bytes, field="variations")
+            new.save(force_insert=True)
+            SourceVideo.objects.bulk_create(copies)
+            transaction.on_commit(lambda: _log_and_enqueue(new, f"made from job {job.pk}: {count} more variations"))
+    except BaseException:
+        storage.remove_folder(new.pk)
+        raise
+    return new
+
+
+def _fresh_seed(job: Job, sources: int, variations: int) -> int:
+    taken = {effects.key() for effects in effects_for_job(job.seed, sources, job.variations_per_video).values()}
+    taken |= {tuple(effects.values()) for effects in job.outputs.values_list("effects", flat=True)}
+    while True:  # a clash is about one in 10^13 per pair: this loop runs once
+        seed = new_seed()
+        if not any(e.key() in taken for e in effects_for_job(seed, sources, variations).values()):
+            return seed
+
+
+def _linked(source: SourceVideo, new: Job) -> SourceVideo:
+    try:
+        path = storage.link_upload(source, new.pk)
+    except FileNotFoundError:
+        raise ReuseError("this job's uploaded videos are no longer kept: upload them again to make more") from None
+    facts = ("original_name", "size", "duration", "width", "height", "audio_codec", "audio_profile")
+    return SourceVideo(
+        job=new,
+        position=source.position,
+        path=path,
+        audio_channels=source.audio_channels,
+        audio_sample_rate=source.audio_sample_rate,
+        **{name: getattr(source, name) for name in facts},
+    )
+
+
+def retry_failed(job: Job) -> Job:
+    """Send a completed or failed job back to the queue to run its failed videos again, in the same job.
+
+    Its finished variations stay (a retried video resumes from its own); it completes, or fails, again
+    when the retried videos end. A retry gives the job and the retried videos a fresh allowance of
+    MAX_ATTEMPTS lost workers, and JOB_TTL_HOURS from now before it expires.
+    """
+    if job.status == Status.CANCELLED:
+        raise ReuseError("a cancelled job is not retried: use make more to run its videos again")
+    sources = _reusable(job, "retry")
+    failed = [source for source in sources if source.status == Status.FAILED]
+    if not failed:
+        raise ReuseError("nothing failed in this job: there is nothing to retry")
+    left = sum(source.size * (job.variations_per_video - source.completed_variations) for source in failed)
+    check_active_jobs(job.owner, field="")
+    if not storage.make_room(left, keep=job.pk):
+        raise no_room(left, field="")
+    with storage.admission_lock(), storage.finished_job_locked(job.pk) as status:
+        # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
+        check_active_jobs(job.owner, field="")
+        if not storage.fits(left):
+            raise no_room(left, field="")
+        if status not in RETRYABLE or not _reopen(job, storage.job_bytes(job) + left):
+            raise ReuseError(f"this job is {status or 'gone'} now: nothing to retry")
+        retried = job.sources.filter(status=Status.FAILED).update(
+            status=Status.QUEUED,
+            error="",
+            heartbeat_at=None,
+            handbacks=F("attempts"),
+            progress=F("completed_variations") * 100 / job.variations_per_video,
+        )
+        transaction.on_commit(lambda: _log_and_enqueue(job, f"retrying {retried} failed videos"))
+    job.refresh_from_db()
+    return job
+
+
+def _reopen(job: Job, reservation: int) -> bool:
+    """completed|failed -> queued, in one conditional UPDATE (eviction expires a job in one of its own)."""
+    now = timezone.now()
+    return bool(
+        Job.objects.filter(pk=job.pk, status__in=RETRYABLE, expires_at__gt=now).update(
+            status=Status.QUEUED,
+            error="",
+            started_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+            settled_at=None,
+            enqueued_at=now,
+            expires_at=now + timezone.timedelta(hours=settings.JOB_TTL_HOURS),
+            handbacks=F("attempts"),  # lost runs count from here
+            reserved_bytes=reservation,
+        )
+    )
+
+
+def _log_and_enqueue(job: Job, what: str) -> None:
+    logger.info("job %s: %s", job.pk, what)
+    enqueue_job(job.pk)

@@ -1,0 +1,316 @@
+"""Reusing a finished job's uploads: make more (POST .../reprocess/) and retry failed videos (POST .../retry/)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+import time_machine
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from jobs import cleanup, ffmpeg, processor, reuse, storage
+from jobs.models import Job, OutputFile, SourceVideo, Status
+
+FAILING_ONCE = Path(__file__).resolve().parent / "failing_once_ffmpeg.py"
+
+
+def _effects(job: Job) -> set[tuple]:
+    return {tuple(sorted(o.effects.items())) for o in OutputFile.objects.filter(job=job)}
+
+
+def _hashes(job: Job) -> set[str]:
+    return {hashlib.sha256(storage.output_path(o).read_bytes()).hexdigest() for o in job.outputs.all()}
+
+
+def _snapshot(job: Job) -> dict:
+    """What must not change about a job: its row, its outputs' rows, and every file with its inode and mtime."""
+    job.refresh_from_db()
+    files = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in storage.job_folder(job.pk).rglob("*") if p.is_file()}
+    outputs = list(OutputFile.objects.filter(job=job).values_list("pk", "path", "size", "effects"))
+    row = (job.status, job.seed, job.finished_at, job.expires_at, job.variations_per_video, job.error)
+    return {"row": row, "outputs": outputs, "files": files}
+
+
+@pytest.fixture
+def finished(post_job):
+    """A completed job of two videos x 2 variations, run in this process with real FFmpeg."""
+    job = post_job(["a.mp4", "b.mp4"], variations=2, run=True)
+    assert job.status == Status.COMPLETED
+    return job
+
+
+def _zip_names(response) -> list[str]:
+    return sorted(zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist())
+
+
+# --- make more --------------------------------------------------------------------------------
+def test_make_more_is_a_new_job_of_the_same_videos_with_variations_all_different(
+    api, finished, django_capture_on_commit_callbacks
+):
+    before = _snapshot(finished)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/jobs/{finished.pk}/reprocess/", {"variations": 3}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["origin"] == finished.pk and body["variations_per_video"] == 3
+    assert [s["name"] for s in body["sources"]] == ["a.mp4", "b.mp4"]
+    new = Job.objects.get(pk=body["id"])
+    assert new.owner == finished.owner and new.seed != finished.seed
+    for old_source, new_source in zip(finished.sources.all(), new.sources.all(), strict=True):
+        old_upload, new_upload = storage.upload_path(old_source), storage.upload_path(new_source)
+        assert old_upload.stat().st_ino == new_upload.stat().st_ino  # a hard link: no byte sent or copied again
+        assert (new_source.size, new_source.duration, new_source.audio_codec) == (
+            old_source.size,
+            old_source.duration,
+            old_source.audio_codec,
+        )
+    assert [q.task["args"] for q in OrmQ.objects.all()][-1] == (new.pk,)
+
+    processor.run_job(new.pk)
+    new.refresh_from_db()
+    assert new.status == Status.COMPLETED and new.completed_variations == 6
+    for output in new.outputs.all():  # each decodes, to the end
+        assert ffmpeg.probe(storage.output_path(output)).duration > 0.5
+    assert len(_effects(new)) == 6 and not _effects(new) & _effects(finished)
+    assert len(_hashes(new)) == 6 and not _hashes(new) & _hashes(finished)
+    assert _snapshot(finished) == before  # the original job is untouched
+
+    # It downloads and expires like any job; the original keeps its uploads when the new one goes.
+    assert api.get(f"/api/jobs/{new.pk}/download/").status_code == 200
+    Job.objects.filter(pk=new.pk).update(expires_at=timezone.now())
+    assert cleanup.run().expired == 1
+    assert not storage.job_folder(new.pk).exists()
+    assert all(storage.upload_path(s).is_file() for s in finished.sources.all())
+
+
+def test_a_job_made_from_another_keeps_its_videos_when_the_original_is_deleted(api, finished):
+    new = Job.objects.get(pk=api.post(f"/api/jobs/{finished.pk}/reprocess/", {"variations": 1}).json()["id"])
+    assert api.delete(f"/api/jobs/{finished.pk}/").status_code == 204
+    new.refresh_from_db()
+    assert new.origin is None
+    assert [storage.upload_path(s).stat().st_nlink for s in new.sources.all()] == [1, 1]
+    processor.run_job(new.pk)
+    assert Job.objects.get(pk=new.pk).status == Status.COMPLETED
+
+
+@pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED])
+def test_make_more_from_a_failed_or_cancelled_job(api, make_job, status):
+    job = make_job(status=status, outputs=1)
+    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": "2"})  # a form works too
+    assert response.status_code == 201, response.content
+    assert response.json()["origin"] == job.pk and Job.objects.get(pk=job.pk).status == status
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda job: Job.objects.filter(pk=job.pk).update(status=Status.QUEUED), "still queued"),
+        (lambda job: Job.objects.filter(pk=job.pk).update(status=Status.PROCESSING), "still processing"),
+        (lambda job: Job.objects.filter(pk=job.pk).update(expires_at=timezone.now()), "expired"),
+        (lambda job: storage.upload_path(job.sources.get()).unlink(), "no longer kept"),
+    ],
+    ids=["queued", "processing", "expired", "uploads-gone"],
+)
+def test_make_more_is_refused_with_a_reason_and_leaves_nothing(api, make_job, refused, jobs_dir, setup, words):
+    job = make_job(outputs=1)
+    setup(job)
+    folders = sorted(jobs_dir.iterdir())
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 2}, format="json"), 409, words)
+    assert Job.objects.count() == 1 and sorted(jobs_dir.iterdir()) == folders and OrmQ.objects.count() == 0
+
+
+@pytest.mark.parametrize("body", [{"variations": 0}, {"variations": "x"}, {"variations": [2]}, [1, 2], "2"])
+def test_make_more_with_a_bad_number_is_a_400(api, make_job, refused, jobs_dir, body):
+    job = make_job(outputs=1)
+    response = api.post(f"/api/jobs/{job.pk}/reprocess/", json.dumps(body), content_type="application/json")
+    refused(response, 400)
+    assert Job.objects.count() == 1 and len(list(jobs_dir.iterdir())) == 1
+
+
+def test_make_more_refuses_a_long_body_before_reading_it(api, make_job, refused):
+    job = make_job(outputs=1)
+    body = json.dumps({"variations": 2, "padding": "x" * 100_000})
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", body, content_type="application/json"), 400, "over the")
+
+
+def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client):
+    job = make_job(outputs=1)
+    for action in ("reprocess", "retry"):
+        assert api_client_for(other_user).post(f"/api/jobs/{job.pk}/{action}/").status_code == 404
+        assert client.post(f"/api/jobs/{job.pk}/{action}/").status_code == 401
+    assert Job.objects.count() == 1
+
+
+def test_make_more_counts_against_the_active_job_limit_and_the_storage_cap(api, make_job, settings, refused):
+    job = make_job(outputs=1, size=1000)
+    settings.MAX_ACTIVE_JOBS_PER_USER = 1
+    make_job(status=Status.QUEUED, outputs=0)
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 429, "MAX_ACTIVE_JOBS_PER_USER")
+    settings.MAX_ACTIVE_JOBS_PER_USER = 5
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + 1999  # 2000 needed: the upload and one variation
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "not enough storage")
+    settings.STORAGE_CAP_BYTES += 1
+    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1})
+    assert response.status_code == 201
+    assert Job.objects.get(pk=response.json()["id"]).reserved_bytes == 2000
+
+
+def test_make_more_never_evicts_the_job_it_reuses(api, make_job, settings):
+    now = timezone.now()
+    old = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=5))
+    other = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=4))
+    settings.MIN_RETENTION_MINUTES = 30
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + 1000  # room only once one job is evicted
+    assert api.post(f"/api/jobs/{old.pk}/reprocess/", {"variations": 1}).status_code == 201
+    assert Job.objects.filter(pk=old.pk).exists() and not Job.objects.filter(pk=other.pk).exists()
+
+
+# --- retry ------------------------------------------------------------------------------------
+@pytest.fixture
+def fails_once(settings, monkeypatch, tmp_path):
+    """From now on FFmpeg fails once for the job's second video (uploads/01.video), then works."""
+    settings.FFMPEG_BINARY = str(FAILING_ONCE)
+    monkeypatch.setenv("FAIL_INPUT", "uploads/01.video")
+    monkeypatch.setenv("FAIL_MARKER", str(tmp_path / "failed-once"))
+    monkeypatch.setenv("REAL_FFMPEG", imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@pytest.fixture
+def half_failed(post_job, fails_once):
+    job = post_job(["a.mp4", "b.mp4"], variations=2, run=True)
+    assert job.status == Status.COMPLETED and job.error.startswith("1 of 2 videos failed: b.mp4")
+    assert [s.status for s in job.sources.all()] == [Status.COMPLETED, Status.FAILED]
+    return job
+
+
+def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
+    api, half_failed, django_capture_on_commit_callbacks
+):
+    job = half_failed
+    kept = {o.pk: storage.output_path(o).stat().st_ino for o in job.outputs.all()}
+    assert len(kept) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/jobs/{job.pk}/retry/")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["error"] == "" and body["finished_at"] is None
+    assert [(s["status"], s["error"]) for s in body["sources"]] == [("completed", ""), ("queued", "")]
+    assert body["completed_variations"] == 2 and body["download_url"] is None  # not while it runs again
+    assert [q.task["args"] for q in OrmQ.objects.all()][-1] == (job.pk,)
+
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.error == "" and job.completed_variations == 4
+    assert job.attempts == 2 and job.settled_at
+    still = {o.pk: storage.output_path(o).stat().st_ino for o in job.outputs.filter(pk__in=kept)}
+    assert still == kept  # the other video's variations are the same files, not made again
+    assert _zip_names(api.get(f"/api/jobs/{job.pk}/download/")) == [
+        "a/a_v01.mp4",
+        "a/a_v02.mp4",
+        "b/b_v01.mp4",
+        "b/b_v02.mp4",
+        "manifest.json",
+    ]
+
+
+def test_a_retry_resumes_a_failed_video_from_its_finished_variations(api, make_job):
+    job = make_job(status=Status.FAILED, outputs=1)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", attempts=3, handbacks=0)
+    Job.objects.filter(pk=job.pk).update(variations_per_video=2, attempts=3, handbacks=0, error="x")
+    response = api.post(f"/api/jobs/{job.pk}/retry/")
+    assert response.status_code == 200 and response.json()["sources"][0]["progress"] == 50
+    job.refresh_from_db()
+    source = job.sources.get()
+    # A fresh allowance of lost workers for the job and the video; their claim counters go on (fencing).
+    assert (job.attempts, job.lost_runs, source.attempts, source.attempts - source.handbacks) == (3, 0, 3, 0)
+    assert job.expires_at > timezone.now() + timedelta(hours=23)
+
+
+@pytest.mark.parametrize(
+    "status, words",
+    [
+        (Status.QUEUED, "still queued"),
+        (Status.PROCESSING, "still processing"),
+        (Status.CANCELLED, "cancelled job is not retried"),
+        (Status.COMPLETED, "nothing failed"),
+    ],
+)
+def test_retry_is_refused_with_a_reason(api, make_job, refused, status, words):
+    job = make_job(status=status, outputs=1)
+    before = _snapshot(job)
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, words)
+    assert _snapshot(job) == before and OrmQ.objects.count() == 0
+
+
+def test_retry_of_an_expired_job_is_refused(api, make_job, refused):
+    job = make_job(status=Status.FAILED, outputs=0)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED)
+    with time_machine.travel(timezone.now() + timedelta(hours=25), tick=False):
+        refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "expired")
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED
+
+
+# --- races --------------------------------------------------------------------------------------
+def _failed_job(make_job) -> Job:
+    """A failed job of one video whose first of two variations finished."""
+    job = make_job(status=Status.FAILED, outputs=1)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED)
+    Job.objects.filter(pk=job.pk).update(variations_per_video=2)
+    return Job.objects.get(pk=job.pk)
+
+
+def _retry_and_claim(job: Job) -> tuple[Job, Path]:
+    """Another process retries the job and a worker claims it and starts writing: its in-flight partial."""
+    reuse.retry_failed(Job.objects.get(pk=job.pk))
+    run = Job.objects.get(pk=job.pk)
+    assert run.claim()
+    in_flight = storage.partial_path(job.pk, 0, 1, run.attempts, 1)
+    in_flight.write_bytes(b"the retried run is writing this")
+    return run, in_flight
+
+
+def test_an_orphan_sweep_that_read_the_job_before_a_retry_leaves_the_new_run_alone(make_job, monkeypatch):
+    """The sweep lists the jobs, then reaches their folders: a job retried and claimed in between is running."""
+    job = _failed_job(make_job)
+    real_folders, seen = storage.job_folders, {}
+
+    def folders_after_a_retry():
+        seen["run"], seen["partial"] = _retry_and_claim(job)
+        return real_folders()
+
+    monkeypatch.setattr(storage, "job_folders", folders_after_a_retry)
+    cleanup.run()
+    assert seen["partial"].exists()
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+
+
+def test_an_eviction_that_chose_a_job_before_its_retry_leaves_it(make_job):
+    job = _failed_job(make_job)
+    run, in_flight = _retry_and_claim(job)
+    assert cleanup._evict(job, 0) is False
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and in_flight.exists()
+
+
+def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refused):
+    job = make_job(status=Status.FAILED, outputs=1)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED)
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what _evict's UPDATE does first
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "expired")
+
+
+def test_a_late_settle_of_the_old_run_leaves_the_retried_run_alone(make_job):
+    """The old run's last worker settles after the retry and the new claim: only its own partials go."""
+    job = _failed_job(make_job)
+    old_run = Job.objects.get(pk=job.pk)
+    run, in_flight = _retry_and_claim(job)
+    storage.settle_files(old_run, part=(0, 1))
+    assert in_flight.exists()
+    # Its video is still the new run's to claim: not closed as failed or cancelled by the old run's settle.
+    assert [s.status for s in Job.objects.get(pk=job.pk).sources.all()] == [Status.QUEUED]
