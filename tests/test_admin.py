@@ -54,7 +54,7 @@ def test_changelist_shows_bytes_per_job_and_the_total_against_the_cap(admin_clie
     settings.STORAGE_CAP_BYTES = 1024 * 1024
     make_job(outputs=2, size=1500)
     content = admin_client.get("/admin/jobs/job/").content.decode()
-    assert "4.4\xa0KB" in content  # the job's two outputs, its upload and its thumbnail
+    assert "2.9\xa0KB" in content  # the job's two outputs
     assert "Storage used by job files: <strong>4.4\xa0KB</strong> of the 1.0\xa0MB cap (0%)" in content
 
 
@@ -77,10 +77,11 @@ def test_delete_with_files_asks_first_then_cancels_removes_files_and_logs(admin_
     assert sorted(logged) == sorted([finished.pk, running.pk])  # in Recent actions
 
 
-def test_the_admin_offers_cancel_and_delete_with_files_only(admin_client, user):
+def test_the_admin_offers_cancel_make_more_retry_and_delete_with_files(admin_client, user):
     baker.make(Job, owner=user, variations_per_video=1)
     content = admin_client.get("/admin/jobs/job/").content.decode()
     assert 'value="delete_with_files"' in content and 'value="cancel_selected"' in content
+    assert 'value="make_more_selected"' in content and 'value="retry_selected"' in content
     assert 'value="delete_selected"' not in content  # Django's own, which would not say what it frees
 
 
@@ -126,3 +127,27 @@ def test_the_cancel_action_needs_the_change_permission(client, db):
     client.force_login(viewer)
     content = client.get("/admin/jobs/job/").content.decode()
     assert 'value="cancel_selected"' not in content and 'value="delete_with_files"' not in content
+
+
+def test_make_more_and_retry_as_admin_actions(admin_client, make_job, user):
+    completed = make_job(outputs=2)
+    failed = make_job(status=Status.FAILED, outputs=1)
+    failed.sources.update(status=Status.FAILED)
+    Job.objects.filter(pk=failed.pk).update(variations_per_video=2)
+    running = make_job(status=Status.PROCESSING, outputs=0)
+    selected = [completed.pk, failed.pk, running.pk]
+    response = admin_client.post(
+        "/admin/jobs/job/", {"action": "make_more_selected", "_selected_action": selected}, follow=True
+    )
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    assert said[-1] == "Made 2 new job(s)." and "a.mp4: this job is still processing" in said[0]
+    made = Job.objects.filter(origin__isnull=False)
+    assert sorted(made.values_list("origin", "variations_per_video", "owner")) == sorted(
+        [(completed.pk, 2, user.pk), (failed.pk, 2, user.pk)]
+    )
+    response = admin_client.post(
+        "/admin/jobs/job/", {"action": "retry_selected", "_selected_action": [completed.pk, failed.pk]}, follow=True
+    )
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "nothing failed" in said[0] and said[-1] == "Sent 1 job(s) back to the queue."
+    assert Job.objects.get(pk=failed.pk).status == Status.QUEUED

@@ -325,3 +325,67 @@ def test_a_running_job_shows_its_finished_variations_without_checkboxes(logged_i
     job = make_job(status=Status.PROCESSING, outputs=1)
     page = logged_in.get(f"/jobs/{job.pk}/status/").content.decode()
     assert page.count('class="play"') == 1 and 'name="outputs"' not in page and "download-selected" not in page
+
+
+def test_a_finished_job_offers_make_more_and_a_failed_video_retry(logged_in, make_job):
+    completed = make_job(outputs=2)
+    page = logged_in.get(f"/jobs/{completed.pk}/").content.decode()
+    assert 'id="make-more-count"' in page and 'value="2"' in page and "Retry failed videos" not in page
+    partly = make_job(outputs=1)
+    baker.make(SourceVideo, job=partly, position=1, original_name="b.mp4", size=1, duration=1, width=2, height=2,
+               status=Status.FAILED)  # fmt: skip
+    page = logged_in.get(f"/jobs/{partly.pk}/").content.decode()
+    assert "Retry failed videos" in page and 'id="make-more-count"' in page
+    running = make_job(status=Status.PROCESSING, outputs=0)
+    page = logged_in.get(f"/jobs/{running.pk}/").content.decode()
+    assert "make-more" not in page and "Retry failed videos" not in page
+
+
+def test_make_more_from_the_page_opens_the_new_job_which_says_where_it_came_from(logged_in, make_job):
+    job = make_job(outputs=2)
+    response = logged_in.post(f"/jobs/{job.pk}/make-more/", {"variations": "3"}, follow=True)
+    new = Job.objects.get(origin=job)
+    assert response.redirect_chain == [(f"/jobs/{new.pk}/", 302)]
+    page = response.content.decode()
+    assert "Making 3 more variations of each video of a.mp4." in page
+    assert f'made from <a href="/jobs/{job.pk}/" id="origin-link">a.mp4</a>' in page
+    listing = logged_in.get("/").content.decode()
+    assert f'Made from <a href="/jobs/{job.pk}/">a.mp4</a>' in listing
+
+
+def test_make_more_from_the_page_with_a_bad_number_or_an_expired_job_says_why(logged_in, make_job):
+    job = make_job(outputs=1)
+    response = logged_in.post(f"/jobs/{job.pk}/make-more/", {"variations": "0"}, follow=True)
+    assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "Variations must be a whole number from 1 to" in response.content.decode()
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())
+    response = logged_in.post(f"/jobs/{job.pk}/make-more/", {"variations": "1"}, follow=True)
+    assert "This job has expired" in response.content.decode() and Job.objects.count() == 1
+
+
+def test_retry_from_the_page_sends_the_job_back_to_the_queue(logged_in, make_job):
+    job = make_job(status=Status.FAILED, outputs=0)
+    job.sources.update(status=Status.FAILED, error="The video could not be decoded.")
+    response = logged_in.post(f"/jobs/{job.pk}/retry/", follow=True)
+    assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "Retrying the failed videos. Finished variations are kept." in response.content.decode()
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+    again = logged_in.post(f"/jobs/{job.pk}/retry/", follow=True)
+    assert "This job is still queued" in again.content.decode()
+
+
+@pytest.mark.parametrize("action", ["make-more", "retry"])
+def test_make_more_and_retry_pages_are_post_only_and_for_the_owner(client, logged_in, other_user, make_job, action):
+    job = make_job(outputs=1)
+    assert logged_in.get(f"/jobs/{job.pk}/{action}/").status_code == 405
+    client.force_login(other_user)
+    assert client.post(f"/jobs/{job.pk}/{action}/", {"variations": "1"}).status_code == 404
+    assert Job.objects.count() == 1
+
+
+def test_make_more_from_the_page_needs_the_csrf_token(csrf_client, make_job):
+    client, token = csrf_client
+    job = make_job(outputs=1)
+    assert client.post(f"/jobs/{job.pk}/make-more/", {"variations": "1"}).status_code == 403
+    response = client.post(f"/jobs/{job.pk}/make-more/", {"variations": "1", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and Job.objects.count() == 2

@@ -429,8 +429,8 @@ def _video_state(browser) -> tuple[int, float]:
     )
 
 
-def test_the_variation_grid_plays_one_in_the_page_and_downloads_a_selection(
-    logged_in, live_server, password_user, post_job, tmp_path
+def test_the_variation_grid_plays_one_downloads_a_selection_and_makes_more(
+    logged_in, live_server, password_user, post_job, tmp_path, start_cluster
 ):
     browser = logged_in
     downloads = tmp_path / "downloads"
@@ -467,6 +467,25 @@ def test_the_variation_grid_plays_one_in_the_page_and_downloads_a_selection(
     wait(browser, 30).until(lambda b: (downloads / "Grid.zip").is_file())
     names = zipfile.ZipFile(downloads / "Grid.zip").namelist()
     assert sorted(names) == ["clip/clip_v01.mp4", "clip/clip_v03.mp4", "manifest.json"]
+
+    # Make 2 more from the same video, then follow the new job to completion on its own page.
+    start_cluster()
+    count = browser.find_element(By.ID, "make-more-count")
+    count.clear()
+    count.send_keys("2")
+    click(browser, "#make-more-button")
+    wait(browser, 30).until(lambda b: b.current_url.rstrip("/") != f"{live_server.url}/jobs/{job.pk}")
+    new = Job.objects.get(origin=job)
+    assert browser.current_url == f"{live_server.url}/jobs/{new.pk}/"
+    assert text_of(browser, "#origin-link") == "Grid"
+    wait(browser, 120).until(lambda b: text_of(b, "#job-badge") == "Completed")
+    new_thumbnails = browser.find_elements(By.CSS_SELECTOR, ".variation img")
+    assert len(new_thumbnails) == 2
+    wait(browser, 15).until(
+        lambda b: all(b.execute_script("return arguments[0].naturalWidth", i) == 128 for i in new_thumbnails)
+    )
+    screenshot(browser, "made-more")
+    assert [s.original_name for s in new.sources.all()] == ["clip.mp4"] and new.completed_variations == 2
 
 
 def test_the_browsable_api_creates_a_job_from_its_form(logged_in, live_server, start_cluster, clips, tmp_path):
