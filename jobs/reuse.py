@@ -98,6 +98,9 @@ def _linked(source: SourceVideo, new: Job) -> SourceVideo:
         path = storage.link_upload(source, new.pk)
     except FileNotFoundError:
         raise ReuseError("this job's uploaded videos are no longer kept: upload them again to make more") from None
+    except OSError as exc:  # a full disk (no room for the folder entry), too many links to the file...
+        logger.exception("job %s: upload %s could not be linked into job %s", source.job_id, source.position, new.pk)
+        raise ReuseError(f"the videos could not be linked into the new job ({exc.strerror})", status=507) from None
     facts = ("original_name", "size", "duration", "width", "height", "audio_codec", "audio_profile")
     return SourceVideo(
         job=new,

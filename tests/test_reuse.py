@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -131,6 +132,18 @@ def test_make_more_with_a_bad_number_is_a_400(api, make_job, refused, jobs_dir, 
     job = make_job(outputs=1)
     response = api.post(f"/api/jobs/{job.pk}/reprocess/", json.dumps(body), content_type="application/json")
     refused(response, 400)
+    assert Job.objects.count() == 1 and len(list(jobs_dir.iterdir())) == 1
+
+
+def test_an_upload_that_cannot_be_linked_is_a_507_and_leaves_nothing(api, make_job, refused, jobs_dir, monkeypatch):
+    """A file system refusing the link (too many links, no room for the entry) cannot be made for real."""
+    job = make_job(outputs=1)
+
+    def refuse(source, job_id):
+        raise OSError(errno.EMLINK, "Too many links")
+
+    monkeypatch.setattr(storage, "link_upload", refuse)
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "Too many links")
     assert Job.objects.count() == 1 and len(list(jobs_dir.iterdir())) == 1
 
 
