@@ -217,7 +217,7 @@ def evict(cleanup: _Pass) -> None:
             return
         freed = storage.job_bytes(job)
         over = "storage cap" if used - simulated_freed > settings.STORAGE_CAP_BYTES else "disk space"
-        delete = lambda job=job, freed=freed: _evict(job, freed)  # noqa: E731
+        delete = lambda job=job, freed=freed: storage.evict_job(job, freed)  # noqa: E731
         if cleanup.act(f"evict {job.status} job {job.pk} for {over} ({freed} bytes)", delete):
             cleanup.summary.evicted += 1
             cleanup.summary.bytes_freed += freed
@@ -225,18 +225,6 @@ def evict(cleanup: _Pass) -> None:
             simulated_freed += freed
         else:
             used = storage.storage_used()
-
-
-def _evict(job: Job, freed: int) -> bool:
-    """Delete a finished job to make room, unless a retry sent it back to the queue meanwhile (False).
-
-    The conditional UPDATE expires it first: a retry asks for a finished job that has not expired, in a
-    conditional UPDATE of its own, so one of the two wins and the other changes nothing.
-    """
-    if not Job.objects.filter(pk=job.pk, status__in=TERMINAL).update(expires_at=timezone.now()):
-        return False
-    storage.delete_job(job, freed)
-    return True
 
 
 def _disk_too_full(job_files: int) -> bool:
@@ -283,6 +271,8 @@ def sweep(cleanup: _Pass) -> None:
 def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
     if job.status == Status.QUEUED or job.status == Status.PROCESSING:
         return  # a worker (or the upload) is writing here; recovery handles lost workers
+    if not _has_orphans(job):
+        return  # the usual case, seen without taking the job's lock
     with storage.finished_job_locked(job.pk) as status:
         if status not in TERMINAL:
             return  # retried (or deleted) since the pass read it
@@ -293,6 +283,15 @@ def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
                     _remove_orphan(cleanup, path, "empty folder")
             elif path not in owned:
                 _remove_orphan(cleanup, path, "no row owns it")
+
+
+def _has_orphans(job: Job) -> bool:
+    """Does a finished job's folder hold a file no row owns, or an empty folder?"""
+    owned = storage.owned_files(job)
+    for path in storage.job_folder(job.pk).rglob("*"):
+        if (path.is_dir() and not any(path.iterdir())) or (not path.is_dir() and path not in owned):
+            return True
+    return False
 
 
 def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:

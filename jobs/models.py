@@ -155,9 +155,9 @@ class Job(models.Model):
 
     @property
     def can_make_more(self) -> bool:
-        """Offer "make more" (jobs.reuse): finished and not expired. Whether the uploads are still there is
-        found out when it is asked for."""
-        return self.is_terminal and not self.is_expired
+        """Offer "make more" (jobs.reuse): finished, not expired, its uploads kept (a job that ended before
+        uploads were kept has none). Whether the files are still there is found out when it is asked for."""
+        return self.is_terminal and not self.is_expired and all(source.path for source in self._sources())
 
     @property
     def failed_videos(self) -> int:
@@ -350,7 +350,15 @@ class SourceVideo(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sources")
     position = models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")
     original_name = models.CharField(max_length=255, help_text="Sanitised, unique within the job.")
-    path = models.CharField(max_length=255, blank=True, help_text="Upload path relative to the job folder.")
+    path = models.CharField(
+        max_length=255, blank=True, help_text="Upload path relative to the job folder; empty once it is not kept."
+    )
+    upload_key = models.CharField(
+        max_length=32,
+        blank=True,
+        default=new_job_id,
+        help_text='The same for every hard link of one upload ("make more"): the storage figures count it once.',
+    )
     size = models.BigIntegerField()
     duration = models.FloatField()
     width = models.PositiveIntegerField()

@@ -65,16 +65,20 @@ def make_more(job: Job, variations) -> Job:
         enqueued_at=timezone.now(),
     )
     check_active_jobs(job.owner, field="")
+    # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
+    # uploads count in its own figure too (storage.storage_used).
     new.reserved_bytes = storage.estimated_job_bytes(sum(source.size for source in sources), count)
     try:
-        storage.create_uploads_dir(new.pk)
-        copies = [_linked(source, new) for source in sources]  # before make_room, which may evict `job`
+        copies = _linked_uploads(sources, new)  # before make_room: an eviction meanwhile cannot take the bytes
         if not storage.make_room(new.reserved_bytes, keep=job.pk):
             raise no_room(new.reserved_bytes, field="variations")
         with storage.admission_lock():
             check_active_jobs(job.owner, field="")
             if not storage.fits(new.reserved_bytes):
                 raise no_room(new.reserved_bytes, field="variations")
+            # Locked, so that a DELETE of the original cannot land between this check and the commit.
+            if not Job.objects.select_for_update().filter(pk=job.pk).exists():
+                raise ReuseError("this job was deleted meanwhile: upload its videos again to make more")
             new.save(force_insert=True)
             SourceVideo.objects.bulk_create(copies)
             transaction.on_commit(lambda: _log_and_enqueue(new, f"made from job {job.pk}: {count} more variations"))
@@ -93,23 +97,29 @@ def _fresh_seed(job: Job, sources: int, variations: int) -> int:
             return seed
 
 
-def _linked(source: SourceVideo, new: Job) -> SourceVideo:
+def _linked_uploads(sources: list[SourceVideo], new: Job) -> list[SourceVideo]:
+    """The new job's folder with every upload linked into it, and its unsaved source rows (the same facts:
+    no new probe)."""
     try:
-        path = storage.link_upload(source, new.pk)
+        storage.create_uploads_dir(new.pk)
+        paths = [storage.link_upload(source, new.pk) for source in sources]
     except FileNotFoundError:
         raise ReuseError("this job's uploaded videos are no longer kept: upload them again to make more") from None
-    except OSError as exc:  # a full disk (no room for the folder entry), too many links to the file...
-        logger.exception("job %s: upload %s could not be linked into job %s", source.job_id, source.position, new.pk)
+    except OSError as exc:  # a full disk (even a link needs room for its folder entry), a broken share...
+        logger.exception("job %s: its uploads could not be linked into job %s", sources[0].job_id, new.pk)
         raise ReuseError(f"the videos could not be linked into the new job ({exc.strerror})", status=507) from None
-    facts = ("original_name", "size", "duration", "width", "height", "audio_codec", "audio_profile")
-    return SourceVideo(
-        job=new,
-        position=source.position,
-        path=path,
-        audio_channels=source.audio_channels,
-        audio_sample_rate=source.audio_sample_rate,
-        **{name: getattr(source, name) for name in facts},
-    )
+    facts = ("original_name", "size", "duration", "width", "height", "audio_codec", "audio_profile", "upload_key")
+    return [
+        SourceVideo(
+            job=new,
+            position=source.position,
+            path=path,
+            audio_channels=source.audio_channels,
+            audio_sample_rate=source.audio_sample_rate,
+            **{name: getattr(source, name) for name in facts},
+        )
+        for source, path in zip(sources, paths, strict=True)
+    ]
 
 
 def retry_failed(job: Job) -> Job:
@@ -144,8 +154,7 @@ def retry_failed(job: Job) -> Job:
             progress=F("completed_variations") * 100 / job.variations_per_video,
         )
         transaction.on_commit(lambda: _log_and_enqueue(job, f"retrying {retried} failed videos"))
-    job.refresh_from_db()
-    return job
+    return Job.objects.filter(pk=job.pk).first() or job  # as it is now (deleted just now: as it was)
 
 
 def _reopen(job: Job, reservation: int) -> bool:

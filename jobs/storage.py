@@ -32,7 +32,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
@@ -161,17 +161,30 @@ def promote(partial: Path) -> Path:
     return final
 
 
+# A file system that has no hard links, or no more for this file: the upload is copied instead.
+NO_LINK_ERRORS = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+
+
 def link_upload(source: SourceVideo, job_id: str) -> str:
     """Give another job (its folder's uploads/ made) the same upload as `source`, with no bytes copied:
-    a hard link, so either job may be deleted first. Returns its path relative to that job's folder."""
+    a hard link, so either job may be deleted first (a copy where the file system has no link for it).
+    Returns its path relative to that job's folder."""
     relative = f"uploads/{source.position:02d}.video"
-    os.link(upload_path(source), job_folder(job_id) / relative)
+    target = job_folder(job_id) / relative
+    try:
+        os.link(upload_path(source), target)
+    except OSError as exc:
+        if exc.errno not in NO_LINK_ERRORS:
+            raise
+        logger.warning("job %s: upload %s copied, not linked (%s)", job_id, relative, exc.strerror)
+        shutil.copyfile(upload_path(source), target)
     return relative
 
 
 def uploads_present(job: Job) -> bool:
-    """Are every one of the job's uploads still on disk (for reusing them)?"""
-    return all(upload_path(source).is_file() for source in job.sources.all())
+    """Are every one of the job's uploads kept, and still on disk (for reusing them)?"""
+    sources = list(job.sources.all())
+    return bool(sources) and all(source.path and upload_path(source).is_file() for source in sources)
 
 
 # --- owned files and settling ------------------------------------------------------
@@ -179,7 +192,8 @@ def owned_files(job: Job) -> set[Path]:
     """The files rows own: every registered output and its thumbnail, the uploads, and the job's thumbnail."""
     rows = OutputFile.objects.filter(job=job).values_list("path", "thumbnail")
     owned = {job_folder(job.pk) / path for paths in rows for path in paths if path}
-    owned |= {job_folder(job.pk) / path for path in SourceVideo.objects.filter(job=job).values_list("path", flat=True)}
+    uploads = SourceVideo.objects.filter(job=job).exclude(path="").values_list("path", flat=True)
+    owned |= {job_folder(job.pk) / path for path in uploads}
     thumbnail = thumbnail_path(job)
     if thumbnail:
         owned.add(thumbnail)
@@ -366,7 +380,11 @@ def delete_job(job: Job, size: int | None = None) -> int:
     freed = job_bytes(job) if size is None else size
     _remove_tree(job_folder(job.pk))
     job_id = job.pk
-    job.delete()
+    with transaction.atomic():
+        # Locked before Django gathers the jobs made from it (to unlink them): a "make more" that is
+        # committing one waits for this, or this waits for it and then sees it (jobs.reuse.make_more).
+        Job.objects.select_for_update().filter(pk=job_id).exists()
+        job.delete()
     logger.info("job %s: deleted with its files (%s bytes)", job_id, freed)
     return freed
 
@@ -396,13 +414,16 @@ def active_bytes() -> int:
 
 
 def storage_used() -> int:
-    """Bytes job files use or are promised: finished jobs' outputs and uploads, plus what active jobs hold.
+    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, plus what active jobs hold.
 
-    An upload that "make more" linked into another job counts once per job: while both jobs exist the figure
-    is higher than the disk's, never lower.
+    Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key).
+    An active job counts its own as its reservation does, so while one runs a linked upload counts again:
+    the figure is then higher than the disk's, never lower.
     """
-    finished = _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size")
-    return finished + _sum(SourceVideo.objects.filter(job__status__in=TERMINAL), "size") + active_bytes()
+    outputs = _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size")
+    kept = SourceVideo.objects.filter(job__status__in=TERMINAL).exclude(path="").order_by()
+    uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
+    return outputs + uploads + active_bytes()
 
 
 def estimated_job_bytes(upload_bytes: int, variations: int) -> int:
@@ -431,9 +452,23 @@ def make_room(needed: int, keep: str = "") -> bool:
     for job in evictable_jobs().exclude(pk=keep).iterator():
         if fits(needed):
             break
-        logger.info("job %s: evicted to make room for a new upload", job.pk)
-        delete_job(job)
+        if evict_job(job):
+            logger.info("job %s: evicted to make room for a new upload", job.pk)
     return fits(needed)
+
+
+def evict_job(job: Job, size: int | None = None) -> bool:
+    """Delete a finished job to make room, unless it changed since it was chosen (False): a retry sent it
+    back to the queue, or it was retried and finished again (a new finished_at).
+
+    The conditional UPDATE expires it first: a retry asks for a finished job that has not expired, in a
+    conditional UPDATE of its own, so of the two exactly one wins.
+    """
+    chosen = Job.objects.filter(pk=job.pk, status__in=TERMINAL, finished_at=job.finished_at)
+    if not chosen.update(expires_at=timezone.now()):
+        return False
+    delete_job(job, size)
+    return True
 
 
 @contextmanager

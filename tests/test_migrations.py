@@ -19,7 +19,7 @@ def _migrate(targets):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_finished_jobs_count_as_settled_except_a_cancelled_one_whose_uploads_are_still_there(jobs_dir, user):
+def test_jobs_from_before_uploads_were_kept(jobs_dir, user):
     apps = _migrate(BEFORE_SETTLED_AT)
     Job = apps.get_model("jobs", "Job")
     now = timezone.now()
@@ -36,7 +36,20 @@ def test_finished_jobs_count_as_settled_except_a_cancelled_one_whose_uploads_are
         job("processing"),
     )
     (jobs_dir / untidied / "uploads").mkdir(parents=True)  # its worker died before it could tidy up
+    Source = apps.get_model("jobs", "SourceVideo")
+    for job_id in (completed, untidied, running):
+        Source.objects.create(
+            job_id=job_id, position=0, original_name="a.mp4", path="uploads/00.video", size=10, duration=1,
+            width=2, height=2,
+        )  # fmt: skip
+    for job_id in (untidied, running):
+        (jobs_dir / job_id / "uploads").mkdir(parents=True, exist_ok=True)
+        (jobs_dir / job_id / "uploads" / "00.video").write_bytes(b"u" * 10)
 
     apps = _migrate(SETTLED_AT)
     settled = dict(apps.get_model("jobs", "Job").objects.values_list("pk", "settled_at"))
     assert settled == {completed: now, tidied: now, untidied: None, running: None}
+    sources = apps.get_model("jobs", "SourceVideo").objects.order_by("job_id")
+    kept = {source.job_id: source.path for source in sources}
+    assert kept == {completed: "", untidied: "uploads/00.video", running: "uploads/00.video"}  # removed at its end
+    assert len({source.upload_key for source in sources}) == 3  # each upload its own

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import json
+import threading
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
+from model_bakery import baker
 
 from jobs import cleanup, ffmpeg, processor, reuse, storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
@@ -155,9 +158,12 @@ def test_make_more_refuses_a_long_body_before_reading_it(api, make_job, refused)
 
 def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client):
     job = make_job(outputs=1)
+    staff = baker.make("auth.User", is_staff=True)  # sees every job, but may not change them
     for action in ("reprocess", "retry"):
         assert api_client_for(other_user).post(f"/api/jobs/{job.pk}/{action}/").status_code == 404
         assert client.post(f"/api/jobs/{job.pk}/{action}/").status_code == 401
+        response = api_client_for(staff).post(f"/api/jobs/{job.pk}/{action}/")
+        assert response.status_code == 403 and "jobs.change_job" in response.json()["detail"]
     assert Job.objects.count() == 1
 
 
@@ -307,15 +313,42 @@ def test_an_orphan_sweep_that_read_the_job_before_a_retry_leaves_the_new_run_alo
 def test_an_eviction_that_chose_a_job_before_its_retry_leaves_it(make_job):
     job = _failed_job(make_job)
     run, in_flight = _retry_and_claim(job)
-    assert cleanup._evict(job, 0) is False
+    assert storage.evict_job(job) is False  # `job` is the row as the eviction chose it
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and in_flight.exists()
+    run.finish(Status.COMPLETED)  # retried and finished again: a new finished_at, not the one chosen
+    assert storage.evict_job(job) is False and Job.objects.filter(pk=job.pk).exists()
 
 
-def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refused):
-    job = make_job(status=Status.FAILED, outputs=1)
-    SourceVideo.objects.filter(job=job).update(status=Status.FAILED)
-    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what _evict's UPDATE does first
-    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "expired")
+def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_job, settings, monkeypatch):
+    """make_room lists the evictable jobs, then evicts one at a time while the room is short."""
+    job = _failed_job(make_job)
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    settings.MIN_RETENTION_MINUTES = 30
+    real_fits, seen = storage.fits, {}
+
+    def fits_after_a_retry(needed):
+        if not seen:
+            seen["retrying"] = True  # the retry asks fits() too
+            seen["run"], seen["partial"] = _retry_and_claim(job)
+            settings.STORAGE_CAP_BYTES = 1  # now nothing fits: make_room would evict every job it listed
+        return real_fits(needed)
+
+    monkeypatch.setattr(storage, "fits", fits_after_a_retry)
+    assert not storage.make_room(1000)
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and seen["partial"].exists()
+
+
+def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refused, monkeypatch):
+    """The eviction's conditional UPDATE (it expires the job first) lands after the retry's own checks."""
+    job = _failed_job(make_job)
+
+    def evicting_meanwhile(needed, keep=""):
+        Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what storage.evict_job does first
+        return True
+
+    monkeypatch.setattr(storage, "make_room", evicting_meanwhile)
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "nothing to retry")
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED
 
 
 def test_a_late_settle_of_the_old_run_leaves_the_retried_run_alone(make_job):
@@ -327,3 +360,47 @@ def test_a_late_settle_of_the_old_run_leaves_the_retried_run_alone(make_job):
     assert in_flight.exists()
     # Its video is still the new run's to claim: not closed as failed or cancelled by the old run's settle.
     assert [s.status for s in Job.objects.get(pk=job.pk).sources.all()] == [Status.QUEUED]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_waits_while_a_settle_of_the_finished_job_holds_its_lock(make_job, monkeypatch, files_under):
+    """The settle lists and removes the finished job's unowned files under the job's lock: a retry that
+    arrives meanwhile waits for it, so no new run can write there while the settle removes files."""
+    job = _failed_job(make_job)
+    leftover = storage.outputs_dir(job.pk) / "s00_v02.mp4.1-1.part"
+    leftover.write_bytes(b"an old run's partial")
+    inside, release, outcome = threading.Event(), threading.Event(), {}
+    real_remove = storage.remove_unowned_outputs
+
+    def remove_slowly(*args, **kwargs):
+        inside.set()
+        release.wait(20)
+        return real_remove(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "remove_unowned_outputs", remove_slowly)
+
+    def in_thread(name, work):
+        def run():
+            try:
+                outcome[name] = work()
+            except Exception as exc:  # reported by the assertions below
+                outcome[name] = exc
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    settling = in_thread("settle", lambda: storage.settle_files(job))
+    assert inside.wait(20)
+    retrying = in_thread("retry", lambda: reuse.retry_failed(Job.objects.get(pk=job.pk)).status)
+    retrying.join(1.0)  # long enough for a retry that does not wait to finish
+    still_failed = Job.objects.get(pk=job.pk).status == Status.FAILED
+    alive = retrying.is_alive()
+    release.set()
+    settling.join(20)
+    retrying.join(20)
+    assert still_failed and alive, "the retry did not wait for the settle's lock"
+    assert outcome == {"settle": None, "retry": Status.QUEUED}
+    assert not leftover.exists() and Job.objects.get(pk=job.pk).status == Status.QUEUED

@@ -199,6 +199,15 @@ def test_storage_used_counts_outputs_and_uploads_of_every_job(make_job):
     assert storage.storage_used() == (2000 + 1000) + 700 + 500 + (300 + 300)
 
 
+def test_a_finished_upload_linked_into_several_jobs_counts_once(make_job):
+    first = make_job(outputs=1, size=1000)
+    again = make_job(outputs=1, size=1000)  # "make more" of the first: its upload is a link to the same file
+    again.sources.update(upload_key=first.sources.get().upload_key)
+    gone = make_job(outputs=1, size=1000)
+    gone.sources.update(path="")  # ended before uploads were kept: none on disk
+    assert storage.storage_used() == 3 * 1000 + 1000
+
+
 def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings):
     now = timezone.now()
     oldest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=3))

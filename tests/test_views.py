@@ -330,10 +330,10 @@ def test_a_running_job_shows_its_finished_variations_without_checkboxes(logged_i
 def test_a_finished_job_offers_make_more_and_a_failed_video_retry(logged_in, make_job):
     completed = make_job(outputs=2)
     page = logged_in.get(f"/jobs/{completed.pk}/").content.decode()
-    assert 'id="make-more-count"' in page and 'value="2"' in page and "Retry failed videos" not in page
+    assert 'id="make-more-count" min="1" max="20" value="2"' in page and "Retry failed videos" not in page
     partly = make_job(outputs=1)
     baker.make(SourceVideo, job=partly, position=1, original_name="b.mp4", size=1, duration=1, width=2, height=2,
-               status=Status.FAILED)  # fmt: skip
+               status=Status.FAILED, path="uploads/01.video")  # fmt: skip
     page = logged_in.get(f"/jobs/{partly.pk}/").content.decode()
     assert "Retry failed videos" in page and 'id="make-more-count"' in page
     running = make_job(status=Status.PROCESSING, outputs=0)

@@ -89,7 +89,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return JobCreateSerializer if creating else JobSerializer
 
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
-        job = Job.objects.prefetch_related(SOURCES_WITH_OUTPUTS).get(pk=job.pk)
+        job = Job.objects.prefetch_related(SOURCES_WITH_OUTPUTS).filter(pk=job.pk).first()
+        if job is None:  # deleted by another request just now
+            raise Http404("This job was deleted meanwhile.")
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})

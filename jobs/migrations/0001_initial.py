@@ -8,6 +8,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -16,143 +17,86 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="WorkerBeat",
+            name='WorkerBeat',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=64, unique=True)),
-                ("seen_at", models.DateTimeField()),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=64, unique=True)),
+                ('seen_at', models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name="Job",
+            name='Job',
             fields=[
-                (
-                    "id",
-                    models.CharField(
-                        default=jobs.models.new_job_id, editable=False, max_length=32, primary_key=True, serialize=False
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("processing", "Processing"),
-                            ("completed", "Completed"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        default="queued",
-                        max_length=16,
-                    ),
-                ),
-                ("variations_per_video", models.PositiveSmallIntegerField()),
-                ("seed", models.BigIntegerField(default=jobs.models.new_seed)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
-                ("expires_at", models.DateTimeField(blank=True, help_text="created_at + JOB_TTL_HOURS unless set.")),
-                ("error", models.TextField(blank=True)),
-                (
-                    "thumbnail",
-                    models.CharField(blank=True, help_text="Path relative to the job folder.", max_length=255),
-                ),
-                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
-                ("attempts", models.PositiveSmallIntegerField(default=0)),
-                (
-                    "owner",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
+                ('id', models.CharField(default=jobs.models.new_job_id, editable=False, max_length=32, primary_key=True, serialize=False)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
+                ('variations_per_video', models.PositiveSmallIntegerField()),
+                ('seed', models.BigIntegerField(default=jobs.models.new_seed)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
+                ('expires_at', models.DateTimeField(blank=True, help_text='created_at + JOB_TTL_HOURS unless set.')),
+                ('error', models.TextField(blank=True)),
+                ('thumbnail', models.CharField(blank=True, help_text='Path relative to the job folder.', max_length=255)),
+                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
+                ('attempts', models.PositiveSmallIntegerField(default=0)),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="SourceVideo",
+            name='SourceVideo',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("position", models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")),
-                ("original_name", models.CharField(help_text="Sanitised, unique within the job.", max_length=255)),
-                (
-                    "path",
-                    models.CharField(blank=True, help_text="Upload path relative to the job folder.", max_length=255),
-                ),
-                ("size", models.BigIntegerField()),
-                ("duration", models.FloatField()),
-                ("width", models.PositiveIntegerField()),
-                ("height", models.PositiveIntegerField()),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("processing", "Processing"),
-                            ("completed", "Completed"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        default="queued",
-                        max_length=16,
-                    ),
-                ),
-                ("progress", models.PositiveSmallIntegerField(default=0)),
-                ("completed_variations", models.PositiveSmallIntegerField(default=0)),
-                ("error", models.TextField(blank=True)),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="sources", to="jobs.job"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('position', models.PositiveSmallIntegerField(help_text='Order in the upload, from 0.')),
+                ('original_name', models.CharField(help_text='Sanitised, unique within the job.', max_length=255)),
+                ('path', models.CharField(blank=True, help_text='Upload path relative to the job folder.', max_length=255)),
+                ('size', models.BigIntegerField()),
+                ('duration', models.FloatField()),
+                ('width', models.PositiveIntegerField()),
+                ('height', models.PositiveIntegerField()),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
+                ('progress', models.PositiveSmallIntegerField(default=0)),
+                ('completed_variations', models.PositiveSmallIntegerField(default=0)),
+                ('error', models.TextField(blank=True)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sources', to='jobs.job')),
             ],
             options={
-                "ordering": ["job", "position"],
+                'ordering': ['job', 'position'],
             },
         ),
         migrations.CreateModel(
-            name="OutputFile",
+            name='OutputFile',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("variation_index", models.PositiveSmallIntegerField()),
-                ("path", models.CharField(help_text="Relative to the job folder.", max_length=255)),
-                ("size", models.BigIntegerField()),
-                ("effects", models.JSONField()),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="outputs", to="jobs.job"
-                    ),
-                ),
-                (
-                    "source",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="outputs", to="jobs.sourcevideo"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('variation_index', models.PositiveSmallIntegerField()),
+                ('path', models.CharField(help_text='Relative to the job folder.', max_length=255)),
+                ('size', models.BigIntegerField()),
+                ('effects', models.JSONField()),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outputs', to='jobs.job')),
+                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outputs', to='jobs.sourcevideo')),
             ],
             options={
-                "ordering": ["source__position", "variation_index"],
+                'ordering': ['source__position', 'variation_index'],
             },
         ),
         migrations.AddIndex(
-            model_name="job",
-            index=models.Index(fields=["status", "expires_at"], name="job_status_expiry"),
+            model_name='job',
+            index=models.Index(fields=['status', 'expires_at'], name='job_status_expiry'),
         ),
         migrations.AddIndex(
-            model_name="job",
-            index=models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            model_name='job',
+            index=models.Index(fields=['owner', '-created_at'], name='job_owner_created'),
         ),
         migrations.AddConstraint(
-            model_name="sourcevideo",
-            constraint=models.UniqueConstraint(fields=("job", "position"), name="source_position_unique"),
+            model_name='sourcevideo',
+            constraint=models.UniqueConstraint(fields=('job', 'position'), name='source_position_unique'),
         ),
         migrations.AddConstraint(
-            model_name="outputfile",
-            constraint=models.UniqueConstraint(fields=("source", "variation_index"), name="output_variation_unique"),
+            model_name='outputfile',
+            constraint=models.UniqueConstraint(fields=('source', 'variation_index'), name='output_variation_unique'),
         ),
     ]

@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0001_initial"),
+        ('jobs', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="outputfile",
-            name="missing",
-            field=models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup)."),
+            model_name='outputfile',
+            name='missing',
+            field=models.BooleanField(default=False, help_text='The file vanished from disk (found by the cleanup).'),
         ),
     ]

@@ -4,26 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0002_output_missing"),
+        ('jobs', '0002_output_missing'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="job",
-            name="enqueued_at",
-            field=models.DateTimeField(blank=True, help_text="When its task was last sent to the queue.", null=True),
+            model_name='job',
+            name='enqueued_at',
+            field=models.DateTimeField(blank=True, help_text='When its task was last sent to the queue.', null=True),
         ),
         migrations.AddField(
-            model_name="job",
-            name="handbacks",
-            field=models.PositiveSmallIntegerField(
-                default=0, help_text="Runs a stopping worker handed back (SIGTERM); they do not count as lost."
-            ),
+            model_name='job',
+            name='handbacks',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Runs a stopping worker handed back (SIGTERM); they do not count as lost.'),
         ),
         migrations.AlterField(
-            model_name="job",
-            name="attempts",
-            field=models.PositiveSmallIntegerField(default=0, help_text="Claims so far: the fencing token of a run."),
+            model_name='job',
+            name='attempts',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Claims so far: the fencing token of a run.'),
         ),
     ]

@@ -4,17 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0003_job_handbacks_enqueued_at"),
+        ('jobs', '0003_job_handbacks_enqueued_at'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="job",
-            name="reserved_bytes",
-            field=models.BigIntegerField(
-                default=0,
-                help_text="Storage held for it while it is queued or processing (uploads + expected outputs).",
-            ),
+            model_name='job',
+            name='reserved_bytes',
+            field=models.BigIntegerField(default=0, help_text='Storage held for it while it is queued or processing (uploads + expected outputs).'),
         ),
     ]

@@ -4,23 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0004_job_reserved_bytes"),
+        ('jobs', '0004_job_reserved_bytes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="job",
-            name="name",
-            field=models.CharField(
-                blank=True, help_text="The user's name for the job; empty: its first video's.", max_length=100
-            ),
+            model_name='job',
+            name='name',
+            field=models.CharField(blank=True, help_text="The user's name for the job; empty: its first video's.", max_length=100),
         ),
         migrations.AddField(
-            model_name="job",
-            name="progress_at_claim",
-            field=models.PositiveSmallIntegerField(
-                default=0, help_text="Overall progress when this run claimed the job (finished by earlier runs)."
-            ),
+            model_name='job',
+            name='progress_at_claim',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Overall progress when this run claimed the job (finished by earlier runs).'),
         ),
     ]

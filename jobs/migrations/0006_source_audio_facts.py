@@ -4,29 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0005_job_name_progress_at_claim"),
+        ('jobs', '0005_job_name_progress_at_claim'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="sourcevideo",
-            name="audio_channels",
+            model_name='sourcevideo',
+            name='audio_channels',
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="sourcevideo",
-            name="audio_codec",
+            model_name='sourcevideo',
+            name='audio_codec',
             field=models.CharField(blank=True, help_text='e.g. "aac"; empty without audio.', max_length=32),
         ),
         migrations.AddField(
-            model_name="sourcevideo",
-            name="audio_profile",
+            model_name='sourcevideo',
+            name='audio_profile',
             field=models.CharField(blank=True, help_text='e.g. "LC" for AAC.', max_length=32),
         ),
         migrations.AddField(
-            model_name="sourcevideo",
-            name="audio_sample_rate",
+            model_name='sourcevideo',
+            name='audio_sample_rate',
             field=models.PositiveIntegerField(default=0),
         ),
     ]

@@ -4,26 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0006_source_audio_facts"),
+        ('jobs', '0006_source_audio_facts'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="sourcevideo",
-            name="attempts",
-            field=models.PositiveSmallIntegerField(default=0, help_text="Claims of this part: its fencing token."),
+            model_name='sourcevideo',
+            name='attempts',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Claims of this part: its fencing token.'),
         ),
         migrations.AddField(
-            model_name="sourcevideo",
-            name="handbacks",
-            field=models.PositiveSmallIntegerField(
-                default=0, help_text="Claims a stopping worker handed back (SIGTERM); they do not count as lost."
-            ),
+            model_name='sourcevideo',
+            name='handbacks',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Claims a stopping worker handed back (SIGTERM); they do not count as lost.'),
         ),
         migrations.AddField(
-            model_name="sourcevideo",
-            name="heartbeat_at",
-            field=models.DateTimeField(blank=True, help_text="Last sign of life of the worker on it.", null=True),
+            model_name='sourcevideo',
+            name='heartbeat_at',
+            field=models.DateTimeField(blank=True, help_text='Last sign of life of the worker on it.', null=True),
         ),
     ]

@@ -4,18 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0007_source_part_claims"),
+        ('jobs', '0007_source_part_claims'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="outputfile",
-            name="thumbnail",
-            field=models.CharField(
-                blank=True,
-                help_text="Its WebP thumbnail, relative to the job folder; empty without one.",
-                max_length=255,
-            ),
+            model_name='outputfile',
+            name='thumbnail',
+            field=models.CharField(blank=True, help_text='Its WebP thumbnail, relative to the job folder; empty without one.', max_length=255),
         ),
     ]
