@@ -35,6 +35,16 @@ def _get_job_for_user(request, pk: str, with_outputs: bool = False) -> Job:
     return get_object_or_404(jobs.prefetch_related("sources__outputs") if with_outputs else jobs, pk=pk)
 
 
+def _not_allowed(verb: str) -> HttpResponse:
+    """403 for staff who may see a job but lack the permission to change it (jobs.change_job)."""
+    return HttpResponse(f"You may see this job but not {verb} it.", status=403, content_type="text/plain")
+
+
+def _sentence(message: str) -> str:
+    """A service's refusal ("this job has expired: ...") as a message on the page."""
+    return message[:1].upper() + message[1:] + "."
+
+
 @require_GET
 def job_list(request):
     page = Paginator(_jobs_for(request), PAGE_SIZE).get_page(request.GET.get("page"))
@@ -98,7 +108,7 @@ def job_cancel(request, pk: str):
     """Cancel without JavaScript; the pages' script calls the API's cancel instead."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
-        return HttpResponse("You may see this job but not cancel it.", status=403, content_type="text/plain")
+        return _not_allowed("cancel")
     if cancel_job(job):
         messages.success(request, "Job cancelled. Finished variations are kept.")
     else:
@@ -114,11 +124,11 @@ def job_make_more(request, pk: str):
     """ "Make N more": a new job from the same videos; its page next."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
-        return HttpResponse("You may see this job but not change it.", status=403, content_type="text/plain")
+        return _not_allowed("change")
     try:
         new = reuse.make_more(job, request.POST.get("variations"))
     except uploads.UploadError as exc:
-        messages.error(request, exc.message[:1].upper() + exc.message[1:] + ".")
+        messages.error(request, _sentence(exc.message))
         return redirect("jobs-detail", pk=job.pk)
     messages.success(request, f"Making {new.variations_per_video} more variations of each video of {job.title}.")
     return redirect("jobs-detail", pk=new.pk)
@@ -129,11 +139,11 @@ def job_retry(request, pk: str):
     """ "Retry failed videos": the same job runs them again; its page, polling again, next."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
-        return HttpResponse("You may see this job but not change it.", status=403, content_type="text/plain")
+        return _not_allowed("change")
     try:
         reuse.retry_failed(job)
     except uploads.UploadError as exc:
-        messages.error(request, exc.message[:1].upper() + exc.message[1:] + ".")
+        messages.error(request, _sentence(exc.message))
     else:
         messages.success(request, "Retrying the failed videos. Finished variations are kept.")
     return redirect("jobs-detail", pk=job.pk)

@@ -193,17 +193,21 @@ def source_document(source: SourceVideo, job_url: str) -> dict:
     }
 
 
-class ReprocessSerializer(serializers.Serializer):
-    """The "make more" request (schema and browsable API); validated by jobs.uploads.parse_variations."""
-
-    variations = serializers.IntegerField(
+def _variations_field(what: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
         required=False,
         min_value=1,
         max_value=settings.MAX_VARIATIONS,
         initial=settings.DEFAULT_VARIATIONS,
-        help_text=f"New variations per video, 1 to {settings.MAX_VARIATIONS}; "
+        help_text=f"{what}, 1 to {settings.MAX_VARIATIONS} (MAX_VARIATIONS); "
         f"{settings.DEFAULT_VARIATIONS} when left out.",
     )
+
+
+class ReprocessSerializer(serializers.Serializer):
+    """The "make more" request (schema and browsable API); validated by jobs.uploads.parse_variations."""
+
+    variations = _variations_field("New variations per video")
 
 
 class MultipleFileField(serializers.ListField):
@@ -221,14 +225,7 @@ class JobCreateSerializer(serializers.Serializer):
     videos = MultipleFileField(
         help_text=f"1 to {settings.MAX_FILES} MP4 or MOV files (MAX_FILES); one unusable file refuses the whole job."
     )
-    variations = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=settings.MAX_VARIATIONS,
-        initial=settings.DEFAULT_VARIATIONS,
-        help_text=f"Variations per video, 1 to {settings.MAX_VARIATIONS} (MAX_VARIATIONS); "
-        f"{settings.DEFAULT_VARIATIONS} when left out.",
-    )
+    variations = _variations_field("Variations per video")
     name = serializers.CharField(
         required=False,
         allow_blank=True,

@@ -62,6 +62,11 @@ OUTPUTS_IN_ORDER = Prefetch(
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
 
+# What refuses new work from reused uploads, as an upload: the per-user limit and the storage cap.
+ADMISSION_REFUSALS = {
+    429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
+    507: OpenApiResponse(description="no room under the storage cap for the variations to make"),
+}
 SMALL_BODIES = [SmallJSONParser, SmallFormParser, SmallMultiPartParser]  # a field or two
 
 
@@ -150,8 +155,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             201: JobSerializer,
             400: OpenApiResponse(description="`variations` is not a whole number from 1 to MAX_VARIATIONS"),
             409: OpenApiResponse(description="still queued or processing, expired, or its uploads are gone"),
-            429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
-            507: OpenApiResponse(description="no room under the storage cap for the new variations"),
+            **ADMISSION_REFUSALS,
         },
     )
     @action(detail=True, methods=["post"], url_name="reprocess", parser_classes=SMALL_BODIES)
@@ -168,8 +172,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         responses={
             200: JobSerializer,
             409: OpenApiResponse(description="nothing failed, still queued or processing, cancelled, or expired"),
-            429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
-            507: OpenApiResponse(description="no room under the storage cap for the retried variations"),
+            **ADMISSION_REFUSALS,
         },
     )
     @action(detail=True, methods=["post"], url_name="retry", parser_classes=SMALL_BODIES)
