@@ -104,6 +104,17 @@ def test_a_job_made_from_another_keeps_its_videos_when_the_original_is_deleted(a
     assert Job.objects.get(pk=new.pk).status == Status.COMPLETED
 
 
+def test_a_job_made_from_another_cancels_like_any_job_and_leaves_the_original_whole(api, make_job, files_under):
+    job = make_job(outputs=2)
+    before = _snapshot(job)
+    new = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 2}).json()
+    assert api.post(f"/api/jobs/{new['id']}/cancel/").json()["status"] == "cancelled"
+    assert api.get(f"/api/jobs/{new['id']}/download/").status_code == 409  # cancelled before any variation
+    assert _snapshot(job) == before and storage.upload_path(job.sources.get()).stat().st_nlink == 2
+    assert api.delete(f"/api/jobs/{new['id']}/").status_code == 204
+    assert _snapshot(job) == before and storage.upload_path(job.sources.get()).stat().st_nlink == 1
+
+
 @pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED])
 def test_make_more_from_a_failed_or_cancelled_job(api, make_job, status):
     job = make_job(status=status, outputs=1)
