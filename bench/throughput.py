@@ -31,6 +31,7 @@ import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,6 +46,7 @@ from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
 from jobs.effects import Effects  # noqa: E402
+from jobs.processor import thumbnail_moment  # noqa: E402
 
 REFERENCE_ARGS = (
     "-r 29.97 -b:v 2000k -bufsize 4000k -maxrate 2500k -preset ultrafast -crf 23 -threads 4 "
@@ -101,7 +103,8 @@ def ssim(first: Path, second: Path) -> float:
 
 def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size: int, workers: int = 1) -> float:
     """The encoding commands the service ran for this job, alone: each video's batches one after another,
-    and up to `workers` videos side by side, as the service's workers share a job's videos."""
+    and up to `workers` videos side by side, as the service's workers share a job's videos. With the same
+    outputs: each variation's thumbnail, and the job's thumbnail in the first video's first batch."""
 
     def encode_video(position: int) -> None:
         source, row = sources[position], job["sources"][position]
@@ -109,13 +112,20 @@ def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size
         encoding = ffmpeg.EncodeSettings.for_source(
             probe.audio_codec, probe.audio_profile, probe.audio_channels, probe.audio_sample_rate
         )
+        moment = thumbnail_moment(SimpleNamespace(duration=probe.duration))
         outputs = sorted(row["outputs"], key=lambda output: output["variation_index"])
         for start in range(0, len(outputs), batch_size):
             specs = [
-                ffmpeg.OutputSpec(folder / f"bare-{position}-{index}.mp4", Effects(**output["effects"]).filter_chain())
-                for index, output in enumerate(outputs[start : start + batch_size])
+                ffmpeg.OutputSpec(
+                    folder / f"bare-{position}-{index}.mp4",
+                    Effects(**output["effects"]).filter_chain(),
+                    thumbnail=ffmpeg.ThumbnailSpec(folder / f"bare-{position}-{index}.webp", at_seconds=moment),
+                )
+                for index, output in enumerate(outputs[start : start + batch_size], start)
             ]
-            ffmpeg.encode(source, specs, job_id="bench", encoding=encoding)
+            first = position == 0 and start == 0
+            job_thumbnail = ffmpeg.ThumbnailSpec(folder / "bare-thumbnail.webp", at_seconds=moment) if first else None
+            ffmpeg.encode(source, specs, job_id="bench", encoding=encoding, thumbnail=job_thumbnail)
 
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

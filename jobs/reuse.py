@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import storage
-from jobs.effects import effects_for_job
+from jobs.effects import Effects, effects_for_job
 from jobs.enqueue import enqueue_job
 from jobs.models import ACTIVE, Job, SourceVideo, Status, new_job_id, new_seed
 from jobs.uploads import UploadError, check_active_jobs, no_room, parse_variations
@@ -90,7 +90,11 @@ def make_more(job: Job, variations) -> Job:
 
 def _fresh_seed(job: Job, sources: int, variations: int) -> int:
     taken = {effects.key() for effects in effects_for_job(job.seed, sources, job.variations_per_video).values()}
-    taken |= {tuple(effects.values()) for effects in job.outputs.values_list("effects", flat=True)}
+    for made in job.outputs.values_list("effects", flat=True):
+        try:
+            taken.add(Effects(**made).key())  # by name: PostgreSQL's jsonb does not keep the keys' order
+        except TypeError:
+            continue  # not the four parameters of a variation
     while True:  # a clash is about one in 10^13 per pair: this loop runs once
         seed = new_seed()
         if not any(e.key() in taken for e in effects_for_job(seed, sources, variations).values()):

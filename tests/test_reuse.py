@@ -20,6 +20,7 @@ from django_q.models import OrmQ
 from model_bakery import baker
 
 from jobs import cleanup, ffmpeg, processor, reuse, storage
+from jobs.effects import effects_for_job
 from jobs.models import Job, OutputFile, SourceVideo, Status
 
 FAILING_ONCE = Path(__file__).resolve().parent / "failing_once_ffmpeg.py"
@@ -92,6 +93,16 @@ def test_make_more_is_a_new_job_of_the_same_videos_with_variations_all_different
     assert cleanup.run().expired == 1
     assert not storage.job_folder(new.pk).exists()
     assert all(storage.upload_path(s).is_file() for s in finished.sources.all())
+
+
+def test_the_new_seed_is_drawn_again_while_a_variation_would_repeat_one_the_job_made(api, make_job, monkeypatch):
+    clashing, fresh = 1234, 5678
+    job = make_job(outputs=1)
+    job.outputs.update(effects=effects_for_job(clashing, 1, 1)[(0, 0)].as_dict())  # as made (jsonb may reorder)
+    seeds = iter([clashing, fresh])
+    monkeypatch.setattr(reuse, "new_seed", lambda: next(seeds))
+    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1})
+    assert response.status_code == 201 and Job.objects.get(pk=response.json()["id"]).seed == fresh
 
 
 def test_a_job_made_from_another_keeps_its_videos_when_the_original_is_deleted(api, finished):
