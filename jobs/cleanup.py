@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -271,27 +271,25 @@ def sweep(cleanup: _Pass) -> None:
 def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
     if job.status == Status.QUEUED or job.status == Status.PROCESSING:
         return  # a worker (or the upload) is writing here; recovery handles lost workers
-    if not _has_orphans(job):
+    if next(_orphans(job), None) is None:
         return  # the usual case, seen without taking the job's lock
     with storage.finished_job_locked(job.pk) as status:
         if status not in TERMINAL:
             return  # retried (or deleted) since the pass read it
-        owned = storage.owned_files(job)
-        for path in sorted(storage.job_folder(job.pk).rglob("*"), reverse=True):  # children before their folders
-            if path.is_dir():
-                if not any(path.iterdir()):
-                    _remove_orphan(cleanup, path, "empty folder")
-            elif path not in owned:
-                _remove_orphan(cleanup, path, "no row owns it")
+        for path, why in _orphans(job):
+            _remove_orphan(cleanup, path, why)
 
 
-def _has_orphans(job: Job) -> bool:
-    """Does a finished job's folder hold a file no row owns, or an empty folder?"""
+def _orphans(job: Job) -> Iterator[tuple[Path, str]]:
+    """A finished job's files no row owns, and its empty folders, children before their folders: a folder is
+    judged when it is reached, so one emptied by removing what came before it counts as empty."""
     owned = storage.owned_files(job)
-    for path in storage.job_folder(job.pk).rglob("*"):
-        if (path.is_dir() and not any(path.iterdir())) or (not path.is_dir() and path not in owned):
-            return True
-    return False
+    for path in sorted(storage.job_folder(job.pk).rglob("*"), reverse=True):
+        if path.is_dir():
+            if not any(path.iterdir()):
+                yield path, "empty folder"
+        elif path not in owned:
+            yield path, "no row owns it"
 
 
 def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:

@@ -42,7 +42,7 @@ def _reusable(job: Job, what: str) -> list[SourceVideo]:
     if job.is_expired:
         raise ReuseError(f"this job has expired: its videos are gone; {what} is no longer possible")
     sources = list(job.sources.order_by("position"))
-    if not sources or not storage.uploads_present(job):
+    if not storage.uploads_present(sources):
         raise ReuseError(f"this job's uploaded videos are no longer kept: upload them again to {what}")
     return sources
 

@@ -181,9 +181,8 @@ def link_upload(source: SourceVideo, job_id: str) -> str:
     return relative
 
 
-def uploads_present(job: Job) -> bool:
-    """Are every one of the job's uploads kept, and still on disk (for reusing them)?"""
-    sources = list(job.sources.all())
+def uploads_present(sources: list[SourceVideo]) -> bool:
+    """Are every one of these sources' uploads kept, and still on disk (for reusing them)?"""
     return bool(sources) and all(source.path and upload_path(source).is_file() for source in sources)
 
 
