@@ -15,6 +15,7 @@ can find leftovers (docs/architecture.md, "FFmpeg processes").
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -161,9 +162,10 @@ def ffmpeg_binary() -> str:
 
 
 def _with_death_signal(cmd: Sequence[str]) -> list[str]:
-    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux), and `nice -n ENCODE_NICENESS`:
+    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux), and the lowest CPU priority:
+    `chrt --idle 0` (ENCODE_IDLE_SCHEDULING, where the policy can be set) and `nice -n ENCODE_NICENESS`.
     FFmpeg yields the CPU to the web server, so pages and the API answer quickly while workers encode."""
-    prefix = []
+    prefix = list(idle_scheduling_prefix()) if settings.ENCODE_IDLE_SCHEDULING else []
     nice = shutil.which("nice")
     if nice and settings.ENCODE_NICENESS:
         prefix += [nice, "-n", str(settings.ENCODE_NICENESS)]
@@ -171,6 +173,27 @@ def _with_death_signal(cmd: Sequence[str]) -> list[str]:
     if setpriv:
         prefix += [setpriv, "--pdeathsig", "KILL", "--"]
     return [*prefix, *cmd]
+
+
+@functools.cache
+def idle_scheduling_prefix() -> tuple[str, ...]:
+    """`chrt --idle 0` when this machine lets a process take Linux's SCHED_IDLE policy, else () (logged once).
+
+    Under SCHED_IDLE a process only gets the CPU time no ordinary process wants, and an ordinary process
+    that wakes up (a web request) takes the core from it at once; `nice` 19 alone still let the scheduler
+    finish an encoder's time slice first (bench/polling.py: p99 101-226 ms against about 50 ms). Any
+    process may lower itself to SCHED_IDLE, but a container's seccomp profile can refuse the call, and
+    chrt then fails: it is tried once, with `true`, before it prefixes FFmpeg."""
+    chrt = shutil.which("chrt")
+    if chrt:
+        command = (chrt, "--idle", "0")
+        tried = subprocess.run([*command, "true"], capture_output=True, text=True)
+        if tried.returncode == 0:
+            return command
+        logger.warning("FFmpeg runs without SCHED_IDLE (only nice): chrt failed: %s", tried.stderr.strip())
+    else:
+        logger.warning("FFmpeg runs without SCHED_IDLE (only nice): no chrt on this machine")
+    return ()
 
 
 def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:

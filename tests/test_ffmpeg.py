@@ -13,7 +13,7 @@ import av
 import psutil
 import pytest
 
-from jobs import ffmpeg
+from jobs import ffmpeg, procs
 from jobs.effects import effects_for, rotation_filter
 from tests.media import make_clip
 from tests.workers import alive, wait_for
@@ -45,9 +45,15 @@ def test_probe_refuses_garbage(tmp_path, content):
 def test_encode_batch_writes_every_output_and_reports_progress(clips, tmp_path):
     source = clips(seconds=2.0)
     specs = [ffmpeg.OutputSpec(tmp_path / f"out{i}.mp4", effects_for(1, 0, i).filter_chain()) for i in range(3)]
-    seen = []
-    result = ffmpeg.encode(source, specs, job_id="t1", on_progress=seen.append, should_stop=lambda: False)
+    seen, policies = [], set()
+
+    def should_stop() -> bool:  # asked while FFmpeg runs: it runs at the lowest CPU priority
+        policies.update(os.sched_getscheduler(process.pid) for process in procs.tagged_processes("t1"))
+        return False
+
+    result = ffmpeg.encode(source, specs, job_id="t1", on_progress=seen.append, should_stop=should_stop)
     assert result.returncode == 0 and not result.stopped
+    assert policies == {os.SCHED_IDLE}
     assert seen and seen[-1] == pytest.approx(2.0, abs=0.2)
     for spec in specs:
         with av.open(str(spec.path)) as container:
@@ -142,15 +148,48 @@ def test_a_source_shorter_than_the_thumbnail_time_gives_no_thumbnail_and_the_bat
     assert not target.exists()
 
 
-def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_a_lower_priority(settings):
-    """setpriv --pdeathsig is used, VIDEOJOBS_JOB marks the process, and it runs at ENCODE_NICENESS."""
+SHOW_TAG_NICENESS_AND_POLICY = "import os; print(os.environ['VIDEOJOBS_JOB'], os.nice(0), os.sched_getscheduler(0))"
+
+
+def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_the_lowest_priority(settings):
+    """setpriv --pdeathsig is used, VIDEOJOBS_JOB marks the process, and it runs under SCHED_IDLE at
+    ENCODE_NICENESS."""
     settings.ENCODE_NICENESS = 7
-    cmd = ffmpeg._with_death_signal(["sh", "-c", 'echo "$VIDEOJOBS_JOB $(nice)"'])
+    cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+    assert cmd[:3] == [shutil.which("chrt"), "--idle", "0"]
     assert cmd[-7:-3] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
     out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["job-xyz", str(os.nice(0) + 7)]
+    assert out.stdout.split() == ["job-xyz", str(os.nice(0) + 7), str(os.SCHED_IDLE)]
+
     settings.ENCODE_NICENESS = 0
-    assert ffmpeg._with_death_signal(["true"])[0] == shutil.which("setpriv")
+    settings.ENCODE_IDLE_SCHEDULING = False
+    cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+    assert cmd[0] == shutil.which("setpriv")
+    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["job-xyz", str(os.nice(0)), str(os.sched_getscheduler(0))]
+
+
+def test_where_sched_idle_cannot_be_set_ffmpeg_still_runs_niced(tmp_path, monkeypatch, settings, caplog):
+    """A container whose seccomp profile refuses sched_setscheduler makes chrt fail: tried once, logged,
+    and FFmpeg runs with nice alone instead of not at all. (A chrt that fails stands in for that machine.)"""
+    refusing = tmp_path / "chrt"
+    refusing.write_text("#!/bin/sh\necho 'chrt: failed to set pid 0 policy: Operation not permitted' >&2\nexit 1\n")
+    refusing.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    ffmpeg.idle_scheduling_prefix.cache_clear()
+    try:
+        settings.ENCODE_NICENESS = 19
+        cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+        again = ffmpeg._with_death_signal(["true"])
+    finally:
+        ffmpeg.idle_scheduling_prefix.cache_clear()
+    assert cmd[0] == shutil.which("nice") and again[0] == shutil.which("nice")
+    assert [r.getMessage() for r in caplog.records if "SCHED_IDLE" in r.getMessage()] == [
+        "FFmpeg runs without SCHED_IDLE (only nice): chrt failed: "
+        "chrt: failed to set pid 0 policy: Operation not permitted"
+    ]
+    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["job-xyz", str(min(19, os.nice(0) + 19)), str(os.sched_getscheduler(0))]
 
 
 PROGRESS_EMITTER = """
