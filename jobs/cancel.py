@@ -16,16 +16,26 @@ logger = logging.getLogger(__name__)
 
 
 def cancel_job(job: Job) -> bool:
-    """Cancel a queued or processing job. False when it was already terminal (nothing changed)."""
+    """Cancel a queued or processing job. False when it was already terminal (nothing changed).
+
+    The cancel mark is made before the status changes, where a worker that sees the status, stops and
+    settles the job cannot have removed it yet (made after, it could outlive the settle as an orphan); once
+    the status has changed it is touched again, without being made again, so that a worker which saw the
+    first touch too early asks once more.
+    """
+    storage.mark_cancel(job.pk)
     left = job.request_cancel()
-    if left:
-        job.close_sources(Status.CANCELLED)  # the page shows the final state at once
+    if not left:
+        storage.unmark_cancel(job.pk)
+        return False
+    storage.mark_cancel(job.pk, create=False)
+    job.close_sources(Status.CANCELLED)  # the page shows the final state at once
     if left == Status.QUEUED:
         # No worker owns it, but an earlier run may have finished variations (a requeued job):
         # they stay, with the uploads (for "make more"); only files no row owns go.
         storage.settle_files(job)
         storage.prune_empty(job.pk)
-    return bool(left)
+    return True
 
 
 def delete_job_with_files(job: Job) -> None:

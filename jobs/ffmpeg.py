@@ -40,7 +40,7 @@ ATTEMPT_ENV = "VIDEOJOBS_ATTEMPT"  # which run of the job started it: recovery k
 PART_ENV = "VIDEOJOBS_PART"  # which claim of which part ("<position>-<claim>"): a lost part's FFmpeg alone
 STDERR_TAIL_LINES = 15
 PROGRESS_INTERVAL = 1.0  # seconds between on_progress calls, at most once a second
-STOP_CHECK_INTERVAL = 0.25  # seconds between should_stop() calls while FFmpeg runs
+STOP_CHECK_INTERVAL = 0.05  # seconds between should_stop() calls while FFmpeg runs (each must be cheap)
 
 
 class FFmpegError(Exception):

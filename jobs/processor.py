@@ -211,18 +211,25 @@ class _StopWatch:
     """should_stop for FFmpeg: True once the part is no longer this claim's (the job cancelled or deleted,
     the job or the part requeued and taken over).
 
-    Also writes the heartbeats every BEAT_SECONDS, so a live part never looks
-    stale even while FFmpeg reports no progress.
+    FFmpeg's wait asks it every ffmpeg.STOP_CHECK_INTERVAL; it asks the database every CHECK_SECONDS, and
+    at once when the job's cancel mark (storage.mark_cancel) was touched since it last asked. Also writes
+    the heartbeats every BEAT_SECONDS, so a live part never looks stale even while FFmpeg reports no progress.
     """
 
+    CHECK_SECONDS = 0.25
     BEAT_SECONDS = 2.0
 
     def __init__(self, part: Part):
         self.part = part
-        self.last_beat = time.monotonic()
+        self.last_beat = self.last_check = time.monotonic()
+        self.seen_mark = storage.cancel_mark(part.job.pk)
 
     def __call__(self) -> bool:
-        if time.monotonic() - self.last_beat >= self.BEAT_SECONDS:
+        now, mark = time.monotonic(), storage.cancel_mark(self.part.job.pk)
+        if now - self.last_check < self.CHECK_SECONDS and mark == self.seen_mark:
+            return False
+        self.last_check, self.seen_mark = now, mark
+        if now - self.last_beat >= self.BEAT_SECONDS:
             self.last_beat = time.monotonic()
             # The beat is conditional on the claim, so it doubles as the check.
             return not retry_transient(self.part.beat)

@@ -237,6 +237,36 @@ def remove_unowned_top_files(job: Job) -> None:
     discard(path for path in folder.iterdir() if path.is_file() and path not in owned)
 
 
+CANCEL_MARK = "cancel-requested"
+
+
+def mark_cancel(job_id: str, create: bool = True) -> None:
+    """Touch the job's cancel mark (`create=False`: only when it is still there). Its workers look at it
+    between their queries, and a mark they have not seen yet makes them ask the database at once: a cancel
+    stops FFmpeg a query interval sooner. Only a hint, never the decision: the status is. The mark is a
+    file no row owns, so the cancelled job's settle removes it."""
+    path = job_folder(job_id) / CANCEL_MARK
+    try:
+        if create:
+            path.touch()
+        else:
+            os.utime(path)
+    except OSError as exc:  # the folder is gone (deleted), or settled already, or the disk refuses
+        logger.debug("job %s: cancel mark not touched: %s", job_id, exc)
+
+
+def unmark_cancel(job_id: str) -> None:
+    (job_folder(job_id) / CANCEL_MARK).unlink(missing_ok=True)
+
+
+def cancel_mark(job_id: str) -> int | None:
+    """When the job's cancel mark was last touched (nanoseconds), None when there is none."""
+    try:
+        return os.stat(job_folder(job_id) / CANCEL_MARK).st_mtime_ns
+    except OSError:
+        return None
+
+
 def prune_empty(job_id: str) -> None:
     """Remove the job's outputs folder and the job folder itself when nothing is left in them."""
     for folder in (outputs_dir(job_id), job_folder(job_id)):

@@ -12,6 +12,7 @@ from django.db import connection
 from model_bakery import baker
 
 from jobs import ffmpeg, processor, storage, uploads
+from jobs.cancel import cancel_job
 from jobs.models import Job, OutputFile, Status
 
 
@@ -169,3 +170,30 @@ def test_cancelling_a_requeued_job_keeps_its_finished_variations(api, make_job, 
     download = api.get(f"/api/jobs/{job.pk}/download/")
     assert download.status_code == 200
     assert len(zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))).namelist()) == 3
+
+
+def test_a_processing_job_cancelled_gets_the_mark_its_workers_look_for_and_its_settle_removes_it(make_job, files_under):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    mark = storage.job_folder(job.pk) / storage.CANCEL_MARK
+    assert storage.cancel_mark(job.pk) is None
+
+    assert cancel_job(job) is True
+    assert mark.is_file() and storage.cancel_mark(job.pk) == mark.stat().st_mtime_ns
+    storage.settle_files(job)  # what the job's worker does once its FFmpeg has stopped
+    assert not mark.exists()
+    assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job)
+
+
+@pytest.mark.parametrize("status", [Status.QUEUED, Status.COMPLETED, Status.CANCELLED])
+def test_a_cancel_leaves_no_mark_when_no_worker_runs_the_job(make_job, files_under, status):
+    """Queued: settled at once; terminal: nothing changes, and the mark made before the status is taken back."""
+    job = make_job(status=status, outputs=1)
+    assert cancel_job(job) is (status == Status.QUEUED)
+    assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job)
+
+
+def test_a_cancel_mark_on_a_deleted_jobs_missing_folder_is_not_an_error(make_job):
+    job = make_job(status=Status.PROCESSING, outputs=0)
+    storage.remove_folder(job.pk)
+    assert cancel_job(job) is True
+    assert not storage.job_folder(job.pk).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import av
@@ -10,6 +11,7 @@ from django.db import OperationalError, transaction
 from django_q.exceptions import TimeoutException
 
 from jobs import ffmpeg, parts, processor, storage, uploads
+from jobs.cancel import cancel_job
 from jobs.effects import effects_for, effects_for_job
 from jobs.models import Job, OutputFile, Status
 
@@ -333,3 +335,31 @@ def test_a_variation_whose_thumbnail_was_not_written_is_registered_without_one(u
     assert output.thumbnail == "" and storage.output_path(output).read_bytes() == b"video"
     written = storage.partial_thumbnail_path(job.pk, 0, 0, job.attempts, part.claim)
     assert storage.final_path(written).name == "s00_v01.webp" and storage.final_path(partial).name == "s00_v01.mp4"
+
+
+def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next_query(
+    user, upload, monkeypatch, caplog
+):
+    """The worker asks the database every CHECK_SECONDS (made a minute here, longer than the whole encode),
+    but the cancel mark makes it ask at once: FFmpeg gets its "q" while the first batch encodes."""
+    monkeypatch.setattr(processor._StopWatch, "CHECK_SECONDS", 60.0)
+    job = _create(user, upload, variations=2, seconds=4.0)
+    report = processor._ProgressWriter.__call__
+    cancelled = []
+
+    def cancel_at_the_first_progress(self, seconds):
+        if not cancelled:
+            cancelled.append(cancel_job(Job.objects.get(pk=job.pk)))
+        return report(self, seconds)
+
+    monkeypatch.setattr(processor._ProgressWriter, "__call__", cancel_at_the_first_progress)
+    caplog.set_level("INFO", logger="jobs.ffmpeg")
+    processor.run_job(job.pk)
+
+    assert cancelled == [True]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if "sending q" in r.getMessage()] == [
+        f"stopping ffmpeg pid {pid}: sending q" for pid in re.findall(r"ffmpeg pid (\d+) started", caplog.text)
+    ]
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED and job.completed_variations == 0
+    assert not (storage.job_folder(job.pk) / storage.CANCEL_MARK).exists()
