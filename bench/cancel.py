@@ -1,8 +1,9 @@
 """Cancel latency: from the cancel request to FFmpeg's exit, normal case (q) and each escalation stage.
 
-The worker side is the real one (jobs.ffmpeg.encode polling should_stop every
-0.25 s, then q -> SIGTERM -> SIGKILL); the "request" is the flag should_stop()
-reads, set by the main thread. Escalation uses tests/standin_ffmpeg.py, a
+The worker side is the real one (jobs.ffmpeg.encode asking should_stop every
+0.05 s, then q -> SIGTERM -> SIGKILL); the "request" is the flag should_stop()
+reads, set by the main thread, so the figure leaves out the worker's database
+query (bench/cancel_service.py measures the whole path). Escalation uses tests/standin_ffmpeg.py, a
 process that ignores q (and SIGTERM). Prints figures; no asserts.
 
 Run: .venv/bin/python bench/cancel.py [runs=10]
@@ -85,7 +86,8 @@ def main(runs: int) -> None:
         ("ignores q", "ignore-q", 3),
         ("ignores SIGTERM", "ignore-term", 3),
     ]
-    print(f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, status poll every {ffmpeg.STOP_CHECK_INTERVAL} s")
+    print(f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, should_stop asked every {ffmpeg.STOP_CHECK_INTERVAL} s, "
+          f"FFmpeg's stats period (it reads q) {ffmpeg.STATS_PERIOD_SECONDS} s")
     figures = {}
     for label, mode, count in cases:
         if mode:

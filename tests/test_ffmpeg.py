@@ -336,6 +336,18 @@ def test_the_video_rate_is_capped_as_the_reference_caps_it():
     assert command[command.index("-bufsize") + 1] == "4000000"
 
 
+def test_ffmpeg_reads_q_and_reports_progress_ten_times_a_second(clips, tmp_path):
+    """At FFmpeg's default stats period (0.5 s) a "q" waited up to half a second before FFmpeg read it: the
+    cancel latency's largest part (bench/cancel.py). Progress blocks come as often as the keyboard is read."""
+    command = ffmpeg.encode_command(clips(seconds=1.0), [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null")])
+    assert command[command.index("-stats_period") + 1] == "0.1"
+    command.insert(command.index("-i"), "-re")  # read at the clip's own pace: 1 s, as a long encode would last
+    started = time.monotonic()
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    blocks = run.stdout.count("progress=")
+    assert blocks >= 0.5 * (time.monotonic() - started) / 0.1  # about 10 a second; at 0.5 s, 2 or 3
+
+
 def test_probe_reads_the_audio(clips):
     result = ffmpeg.probe(clips(seconds=1.0))
     assert (result.audio_codec, result.audio_profile, result.audio_channels, result.audio_sample_rate) == (
