@@ -86,8 +86,10 @@ def main(runs: int) -> None:
         ("ignores q", "ignore-q", 3),
         ("ignores SIGTERM", "ignore-term", 3),
     ]
-    print(f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, should_stop asked every {ffmpeg.STOP_CHECK_INTERVAL} s, "
-          f"FFmpeg's stats period (it reads q) {ffmpeg.STATS_PERIOD_SECONDS} s")
+    print(
+        f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, should_stop asked every {ffmpeg.STOP_CHECK_INTERVAL} s, "
+        f"FFmpeg's stats period (it reads q) {ffmpeg.STATS_PERIOD_SECONDS} s"
+    )
     figures = {}
     for label, mode, count in cases:
         if mode:
