@@ -24,7 +24,11 @@ def cancel_job(job: Job) -> bool:
     first touch too early asks once more.
     """
     storage.mark_cancel(job.pk)
-    left = job.request_cancel()
+    try:
+        left = job.request_cancel()
+    except BaseException:  # e.g. "database is locked": nothing changed
+        storage.unmark_cancel(job.pk)
+        raise
     if not left:
         storage.unmark_cancel(job.pk)
         return False

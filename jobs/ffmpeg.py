@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -182,13 +183,13 @@ def idle_scheduling_prefix() -> tuple[str, ...]:
 
     Under SCHED_IDLE a process only gets the CPU time no ordinary process wants, and an ordinary process
     that wakes up (a web request) takes the core from it at once; `nice` 19 alone still let the scheduler
-    finish an encoder's time slice first (bench/polling.py: p99 101-226 ms against about 50 ms). Any
-    process may lower itself to SCHED_IDLE, but a container's seccomp profile can refuse the call, and
-    chrt then fails: it is tried once, with `true`, before it prefixes FFmpeg."""
+    finish an encoder's time slice first (bench/polling.py, p99: 101-226 ms; under SCHED_IDLE, most runs
+    49-125 ms). Any process may lower itself to SCHED_IDLE, but a container's seccomp profile can refuse
+    the call, and chrt then fails: it is tried once, with an empty Python program, before it prefixes FFmpeg."""
     chrt = shutil.which("chrt")
     if chrt:
         command = (chrt, "--idle", "0")
-        tried = subprocess.run([*command, "true"], capture_output=True, text=True)
+        tried = subprocess.run([*command, sys.executable, "-c", ""], capture_output=True, text=True)
         if tried.returncode == 0:
             return command
         logger.warning("FFmpeg runs without SCHED_IDLE (only nice): chrt failed: %s", tried.stderr.strip())

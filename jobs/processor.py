@@ -222,7 +222,7 @@ class _StopWatch:
     def __init__(self, part: Part):
         self.part = part
         self.last_beat = self.last_check = time.monotonic()
-        self.seen_mark = storage.cancel_mark(part.job.pk)
+        self.seen_mark = None  # a mark already there (a cancel since the batch's own check) asks at once
 
     def __call__(self) -> bool:
         now, mark = time.monotonic(), storage.cancel_mark(self.part.job.pk)

@@ -10,6 +10,7 @@ Every file of a job lives under JOBS_DIR/<job id>/:
                               by claim C of the source's part (jobs.parts); sNN_vMM.webp.A-C.part its
                               thumbnail, written whole early in the batch
     thumbnail.webp            the job's
+    cancel-requested          the cancel mark, a hint to the job's workers (mark_cancel); owned by no row
 
 This module decides where they live and which are owned, and it is the one
 place that stores, renames, measures and removes them. FFmpeg writes the
@@ -25,6 +26,7 @@ import logging
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -241,22 +243,29 @@ CANCEL_MARK = "cancel-requested"
 
 
 def mark_cancel(job_id: str, create: bool = True) -> None:
-    """Touch the job's cancel mark (`create=False`: only when it is still there). Its workers look at it
-    between their queries, and a mark they have not seen yet makes them ask the database at once: a cancel
-    stops FFmpeg a query interval sooner. Only a hint, never the decision: the status is. The mark is a
-    file no row owns, so the cancelled job's settle removes it."""
+    """Touch the job's cancel mark (`create=False`: only when it is still there, and always to a later
+    time, however coarse the file system's clock). Its workers look at it between their queries, and a mark
+    touched since they last asked makes them ask the database at once: a cancel stops FFmpeg a query
+    interval sooner. Only a hint, never the decision: the status is. The mark is a file no row owns, so the
+    settle of the ended job (or the orphan sweep) removes it. Never raises: the query still sees the cancel."""
     path = job_folder(job_id) / CANCEL_MARK
     try:
         if create:
             path.touch()
         else:
-            os.utime(path)
+            later = max(time.time_ns(), path.stat().st_mtime_ns + 1)
+            os.utime(path, ns=(later, later))
     except OSError as exc:  # the folder is gone (deleted), or settled already, or the disk refuses
         logger.debug("job %s: cancel mark not touched: %s", job_id, exc)
 
 
 def unmark_cancel(job_id: str) -> None:
-    (job_folder(job_id) / CANCEL_MARK).unlink(missing_ok=True)
+    """Take the mark back (a cancel that did not change the status). Never raises: a mark left behind is
+    only a hint, removed with the job's other unowned files."""
+    try:
+        (job_folder(job_id) / CANCEL_MARK).unlink(missing_ok=True)
+    except OSError as exc:  # a read-only or failing disk
+        logger.warning("job %s: cancel mark not removed: %s", job_id, exc)
 
 
 def cancel_mark(job_id: str) -> int | None:

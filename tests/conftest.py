@@ -15,7 +15,7 @@ from model_bakery import baker
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import processor, storage
+from jobs import ffmpeg, processor, storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
 from tests.media import make_clip
 from tests.workers import Cluster
@@ -42,6 +42,20 @@ def _files_under(folder: Path) -> list[Path]:
 def files_under():
     """files_under(folder) -> every file below it, sorted ([] when the folder does not exist)."""
     return _files_under
+
+
+@pytest.fixture
+def paced_ffmpeg(monkeypatch):
+    """FFmpeg reads its input at the clip's own pace (-re, after FFmpeg's first 0.5 s burst): an encode of a
+    tiny clip then lasts long enough to be looked at or stopped, on any machine."""
+    build = ffmpeg.encode_command
+
+    def paced_command(*args, **kwargs):
+        command = build(*args, **kwargs)
+        command.insert(command.index("-i"), "-re")
+        return command
+
+    monkeypatch.setattr(ffmpeg, "encode_command", paced_command)
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import threading
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from model_bakery import baker
 
 from jobs import ffmpeg, processor, storage, uploads
@@ -197,3 +199,46 @@ def test_a_cancel_mark_on_a_deleted_jobs_missing_folder_is_not_an_error(make_job
     storage.remove_folder(job.pk)
     assert cancel_job(job) is True
     assert not storage.job_folder(job.pk).exists()
+
+
+def test_a_worker_that_settles_between_the_status_and_the_second_touch_is_left_no_mark(
+    make_job, monkeypatch, files_under
+):
+    """The worker can see the cancel, stop and settle the job before the cancel's second touch: that touch
+    must not make the mark again (it would be a file of a settled job that nothing removes)."""
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    request_cancel = Job.request_cancel
+
+    def and_the_worker_settles_at_once(self):
+        left = request_cancel(self)
+        storage.settle_files(Job.objects.get(pk=self.pk))
+        return left
+
+    monkeypatch.setattr(Job, "request_cancel", and_the_worker_settles_at_once)
+    assert cancel_job(job) is True
+    assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job)
+
+
+def test_a_disk_that_refuses_to_remove_the_mark_does_not_fail_a_cancel_that_lost(make_job, monkeypatch, caplog):
+    """A read-only data disk (ext4 remounts so on errors) refuses every unlink: the page's Cancel of a job
+    that just ended still answers, and the mark (if any) goes with the job's other unowned files later."""
+    job = make_job(status=Status.COMPLETED, outputs=1)
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert cancel_job(job) is False
+    assert "cancel mark not removed" in caplog.text
+
+
+def test_a_cancel_whose_update_fails_takes_its_mark_back(make_job, monkeypatch, files_under):
+    job = make_job(status=Status.PROCESSING, outputs=1)
+
+    def locked(self):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(Job, "request_cancel", locked)
+    with pytest.raises(OperationalError):
+        cancel_job(job)
+    assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job)

@@ -338,7 +338,7 @@ def test_a_variation_whose_thumbnail_was_not_written_is_registered_without_one(u
 
 
 def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next_query(
-    user, upload, monkeypatch, caplog
+    user, upload, monkeypatch, caplog, paced_ffmpeg
 ):
     """The worker asks the database every CHECK_SECONDS (made a minute here, longer than the whole encode),
     but the cancel mark makes it ask at once: FFmpeg gets its "q" while the first batch encodes."""
@@ -363,3 +363,40 @@ def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next
     job.refresh_from_db()
     assert job.status == Status.CANCELLED and job.completed_variations == 0
     assert not (storage.job_folder(job.pk) / storage.CANCEL_MARK).exists()
+
+
+def test_the_stop_watch_asks_the_database_every_check_interval_and_at_once_for_a_new_cancel_mark(make_job, monkeypatch):
+    """Asked every 0.05 s by FFmpeg's wait: a query each time would be 20 a second per batch."""
+    job = make_job(status=Status.PROCESSING, outputs=0)
+    queries = []
+    part = parts.Part(job, job.sources.get(), claim=0)
+    monkeypatch.setattr(parts.Part, "owned", lambda self: queries.append(1) or True)
+    watch = processor._StopWatch(part)
+    mark = storage.job_folder(job.pk) / storage.CANCEL_MARK
+
+    now = [0.0]  # the watch's own clock (time.monotonic, which time-machine leaves alone)
+    monkeypatch.setattr(processor.time, "monotonic", lambda: now[0])
+    watch.last_check = watch.last_beat = 0.0
+
+    def after(seconds: float) -> bool:
+        now[0] += seconds
+        return watch()
+
+    assert [after(0.05) for _ in range(4)] == [False] * 4
+    assert queries == []  # within CHECK_SECONDS, no mark
+    assert after(0.05) is False and len(queries) == 1  # 0.25 s since the last
+    storage.mark_cancel(job.pk)
+    assert after(0.05) is False and len(queries) == 2  # a new mark: at once
+    assert after(0.05) is False and len(queries) == 2  # the same mark: not again
+    storage.mark_cancel(job.pk, create=False)  # touched again, however coarse the file system's clock
+    assert after(0.05) is False and len(queries) == 3
+    mark.unlink()
+    assert after(0.05) is False and len(queries) == 4  # gone: a change too
+
+
+def test_a_mark_already_there_when_a_batch_starts_asks_at_once(make_job, monkeypatch):
+    """A cancel between the batch's own check and its FFmpeg's start is not missed for a check interval."""
+    job = make_job(status=Status.PROCESSING, outputs=0)
+    storage.mark_cancel(job.pk)
+    monkeypatch.setattr(parts.Part, "owned", lambda self: False)
+    assert processor._StopWatch(parts.Part(job, job.sources.get(), claim=0))() is True

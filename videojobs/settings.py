@@ -225,8 +225,8 @@ KILL_GRACE_SECONDS = env_float("KILL_GRACE_SECONDS", 2.0)
 # at 19 the polling p99 while a job encodes was 143-243 ms, at 10 220-395 ms).
 ENCODE_NICENESS = env_int("ENCODE_NICENESS", 19, minimum=0)
 # FFmpeg under Linux's SCHED_IDLE policy (chrt --idle): a woken web request takes the core from it at once,
-# where nice 19 alone let an encoder finish its time slice (the polling p99 while a job encodes: about 50 ms
-# against 101-226 ms). Where the policy cannot be set, only the niceness applies.
+# where nice 19 alone let an encoder finish its time slice (the polling p99 while a job encodes: most runs
+# 49-125 ms, against 101-226 ms). Where the policy cannot be set, only the niceness applies.
 ENCODE_IDLE_SCHEDULING = env_bool("ENCODE_IDLE_SCHEDULING", True)
 # Checked on the decoded stream of every upload (not its header).
 MAX_DURATION_SECONDS = env_int("MAX_DURATION_SECONDS", 600, minimum=1)
