@@ -3,8 +3,9 @@
 The worker side is the real one (jobs.ffmpeg.encode asking should_stop every
 0.05 s, then q -> SIGTERM -> SIGKILL); the "request" is the flag should_stop()
 reads, set by the main thread, so the figure leaves out the worker's database
-query (bench/cancel_service.py measures the whole path). Escalation uses tests/standin_ffmpeg.py, a
-process that ignores q (and SIGTERM). Prints figures; no asserts.
+query (bench/cancel_service.py measures the whole path). Escalation uses
+tests/standin_ffmpeg.py, a process that ignores q (and SIGTERM). Prints
+figures; no asserts.
 
 Run: .venv/bin/python bench/cancel.py [runs=10]
 """

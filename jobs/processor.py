@@ -230,7 +230,7 @@ class _StopWatch:
             return False
         self.last_check, self.seen_mark = now, mark
         if now - self.last_beat >= self.BEAT_SECONDS:
-            self.last_beat = time.monotonic()
+            self.last_beat = now
             # The beat is conditional on the claim, so it doubles as the check.
             return not retry_transient(self.part.beat)
         return not retry_transient(self.part.owned)

@@ -66,7 +66,7 @@ def test_the_encoder_runs_under_sched_idle(clips, tmp_path, paced_ffmpeg):
     def should_stop() -> bool:  # asked every 0.05 s while FFmpeg runs
         for process in procs.tagged_processes(job_id):
             with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if process.name() == "ffmpeg" or "ffmpeg" in process.exe():  # past chrt, nice and setpriv
+                if "ffmpeg" in process.exe():  # past chrt, nice and setpriv
                     policies.add(os.sched_getscheduler(process.pid))
         return False
 
