@@ -1,10 +1,14 @@
-"""Guarding upload requests before anything (the CSRF check included) reads their body.
+"""Guarding request bodies before anything (the CSRF check included) reads them.
 
-UploadGuardMiddleware, for POSTs to the upload endpoints: a 413 on Content-Length
-alone, FileSizeLimitHandler first among the upload handlers (an oversized file
-is skipped while it streams in and named in `request.oversize_uploads`), and
-StrictParser for multipart bodies. Why it sits before CsrfViewMiddleware:
-docs/architecture.md ("Uploads").
+UploadGuardMiddleware, for every request the project serves (the admin's too):
+- a route that takes no files, or a client that is not signed in, may send at
+  most SMALL_BODY_BYTES: a larger Content-Length is a 413, and a body of no
+  declared length (chunked) a 411, both before a byte of it is read;
+- a POST to the upload endpoints, by a signed-in client: a 413 on
+  Content-Length alone, FileSizeLimitHandler first among the upload handlers
+  (an oversized file is skipped while it streams in and named in
+  `request.oversize_uploads`), and StrictParser for multipart bodies.
+Why it sits before CsrfViewMiddleware: docs/architecture.md ("Uploads").
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import types
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
@@ -65,7 +69,7 @@ class UploadGuardMiddleware:
     def __call__(self, request):
         route = _route(request)
         if request.method != "POST" or route not in UPLOAD_ROUTES:
-            return self.get_response(request)
+            return _refuse_body(request) or self.get_response(request)
         page = route == "jobs-upload"
         if not _authenticated(request):  # before a single byte of the body is read
             if page:
@@ -90,6 +94,23 @@ class UploadGuardMiddleware:
 
 
 UPLOAD_ROUTES = ("api-jobs-list", "jobs-upload")
+# What any request may send where no file is taken (forms, JSON, a login): far more than any of them needs.
+SMALL_BODY_BYTES = 64 * 1024
+
+
+def _refuse_body(request):
+    """413 for a request declaring more than SMALL_BODY_BYTES, 411 for one that declares no length but
+    sends a body (chunked); None when the body is small. Nothing of the body has been read."""
+    length = _content_length(request)
+    if length > SMALL_BODY_BYTES:
+        status, message = 413, f"the request body is {length} bytes; at most {SMALL_BODY_BYTES} bytes are taken here"
+    elif "CONTENT_LENGTH" not in request.META and request.META.get("HTTP_TRANSFER_ENCODING"):
+        status, message = 411, "a request body must say its length (Content-Length) here"
+    else:
+        return None
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _route(request) -> str | None:
@@ -133,10 +154,11 @@ def page_context(request, **extra) -> dict:
 
 
 def _content_length(request) -> int:
+    """The declared length; a junk one counts as unbounded (it is refused, never guessed at)."""
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return 0
+        return 2**63
 
 
 def oversize_uploads(request) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import socket
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
@@ -11,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import SkipFile
 from django.http import HttpResponse
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+from rest_framework.authtoken.models import Token
 
 from jobs.upload_guard import FileSizeLimitHandler, UploadGuardMiddleware, oversize_uploads
 
@@ -148,3 +151,94 @@ def test_the_format_suffix_route_is_guarded_too(api, refused, settings, client, 
     refused(api.post("/api/jobs.json", {"videos": [blob]}, format="multipart"), 413, "the upload is")
     anonymous = client.generic("POST", "/api/jobs.json", b"x" * 1000, content_type=MULTIPART_CONTENT)
     assert anonymous.status_code == 401
+
+
+# --- every other route: small bodies only, refused unread ------------------------------------------------
+ANONYMOUS_ROUTES = ["/login/", "/admin/login/", "/jobs/abc/cancel/", "/api/auth/token/", "/api/jobs/abc/cancel/", "/x/"]
+
+
+def _big_multipart(size: int) -> bytes:
+    return _body_with_file_name("filler.mp4", b"\0" * size)
+
+
+@pytest.mark.parametrize("path", ANONYMOUS_ROUTES)
+def test_a_big_body_to_any_other_route_is_413_whatever_the_cookies(client, db, settings, path, files_under):
+    """A forged csrftoken cookie plus the same value in X-CSRFToken used to make Django parse and spool the
+    whole multipart body (the CSRF check reads request.POST) before the 403 or the login page."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # anything parsed would be spooled to disk
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.generic(
+        "POST", path, _big_multipart(200_000), content_type=MULTIPART_CONTENT, HTTP_X_CSRFTOKEN="a" * 32
+    )
+    assert response.status_code == 413
+    assert "at most 65536 bytes" in response.content.decode()
+    assert files_under(Path(settings.FILE_UPLOAD_TEMP_DIR)) == []
+
+
+def test_a_signed_in_user_gets_413_too_where_no_file_is_taken(api, make_job):
+    job = make_job(status="processing")
+    response = api.generic(
+        "POST", f"/api/jobs/{job.pk}/cancel/", _big_multipart(100_000), content_type=MULTIPART_CONTENT
+    )
+    assert response.status_code == 413 and "at most" in response.json()["detail"]
+
+
+def test_a_small_body_still_gets_through(client, db):
+    response = client.post("/login/", {"username": "nobody", "password": "x"})
+    assert response.status_code == 200  # the form again, with its error: not refused for size
+
+
+def _without_length(rf, path: str, **extra):
+    """A request whose body has no declared length (chunked), as gunicorn hands it to Django."""
+    request = rf.generic("POST", path, b"", content_type=MULTIPART_CONTENT, HTTP_TRANSFER_ENCODING="chunked", **extra)
+    request.META.pop("CONTENT_LENGTH", None)
+    request._stream = _Unreadable()
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = AnonymousUser()
+    return request
+
+
+@pytest.mark.parametrize("path", ["/login/", "/api/auth/token/", "/jobs/abc/cancel/"])
+def test_a_body_without_a_length_is_411_where_no_file_is_taken(rf, db, path):
+    response = UploadGuardMiddleware(lambda r: HttpResponse("the view ran"))(_without_length(rf, path))
+    assert response.status_code == 411
+
+
+def test_a_body_without_a_length_to_the_upload_route_needs_a_signed_in_client(rf, user):
+    api_token = Token.objects.get_or_create(user=user)[0].key
+    guard = UploadGuardMiddleware(lambda r: HttpResponse("the view ran"))
+    assert guard(_without_length(rf, "/api/jobs/")).status_code == 401
+    signed_in = guard(_without_length(rf, "/api/jobs/", HTTP_AUTHORIZATION=f"Token {api_token}"))
+    assert signed_in.content == b"the view ran"
+
+
+def _raw_request(live_server, head: str) -> bytes:
+    """Send only a request's head (no body) and read the answer: a server that waited for the body would
+    never answer."""
+    host, port = live_server.thread.host, live_server.thread.port
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(head.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/", "/api/auth/token/"])
+def test_a_running_server_answers_413_before_the_body_is_sent(live_server, path, files_under, settings):
+    """Black-box: 60 MB declared, not one byte of it sent; the answer comes at once."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nCookie: csrftoken={'a' * 32}\r\n"
+        f"X-CSRFToken: {'a' * 32}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        "Content-Length: 60000000\r\n\r\n"
+    )
+    assert _raw_request(live_server, head).startswith(b"HTTP/1.1 413")
+    assert files_under(Path(settings.FILE_UPLOAD_TEMP_DIR)) == []
+
+
+def test_a_junk_content_length_is_refused(client, db):
+    response = client.generic("POST", "/login/", b"x", content_type="text/plain", CONTENT_LENGTH="lots")
+    assert response.status_code == 413
