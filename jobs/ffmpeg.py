@@ -65,6 +65,10 @@ class ProbeError(ValueError):
     """The file is not a video FFmpeg can read."""
 
 
+class TooComplex(ProbeError):
+    """Inspecting the file would cost more than any allowed video can: too many frames, or too much CPU."""
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     duration: float  # measured from the stream's packets, not taken from the header
@@ -204,16 +208,24 @@ def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:
 
 # --- probe -----------------------------------------------------------------------
 def probe(
-    source: str | os.PathLike | IO[bytes], stop_after_seconds: float | None = None, max_pixels: int | None = None
+    source: str | os.PathLike | IO[bytes],
+    stop_after_seconds: float | None = None,
+    max_pixels: int | None = None,
+    max_packets: int | None = None,
+    cpu_seconds: float | None = None,
 ) -> ProbeResult:
     """What the stream really holds; ProbeError when it is not a readable video.
 
     A header can say anything, so the size comes from a decoded frame, and the
     duration and frame rate from walking the video packets (demuxing, not
-    decoding: fast). The walk stops once the stream runs past
-    `stop_after_seconds`: the caller refuses it anyway, and a stream made of
-    endless tiny packets costs no more than that.
+    decoding: fast). The walk is bounded three ways, each cheaper than the
+    file: it stops once the stream runs past `stop_after_seconds` (the caller
+    refuses it anyway); it refuses a stream of more than `max_packets` frames
+    (more than any allowed duration at any allowed rate can have); and it
+    refuses a file whose inspection takes more than `cpu_seconds` of this
+    thread's CPU (TooComplex).
     """
+    started = time.thread_time()
     try:
         # Only the MP4/MOV demuxer, reading only this file: no format guessed from the bytes (hls,
         # concat, ...), no protocol a crafted file could ask for.
@@ -238,6 +250,10 @@ def probe(
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
+                if max_packets is not None and packets > max_packets:
+                    raise TooComplex(f"it has more than {max_packets} frames, more than any allowed video can have")
+                if cpu_seconds is not None and packets % 256 == 0 and time.thread_time() - started > cpu_seconds:
+                    raise TooComplex(f"it is too complex to inspect (over {cpu_seconds:g} s of CPU)")
                 start = packet.pts * packet.time_base
                 end = start + (packet.duration or 0) * packet.time_base
                 first = start if first is None else min(first, start)

@@ -26,6 +26,7 @@ from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.throttling import UserRateThrottle
 
 from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
@@ -77,6 +78,11 @@ class UploadGuardMiddleware:
             response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
             response["WWW-Authenticate"] = "Token"
             return response
+        if page:  # the API's uploads are throttled by DRF; the page's count against the same per-user rate
+            throttle = UserRateThrottle()
+            if not throttle.allow_request(request, None):
+                wait = int(throttle.wait() or 1)
+                return _refuse(request, page, f"too many requests: try again in {wait} seconds", 429)
         limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
         length = _content_length(request)
         if length > limit:

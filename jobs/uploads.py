@@ -105,7 +105,13 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
     source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.file
     try:
         upload.seek(0)
-        result = ffmpeg.probe(source, stop_after_seconds=settings.MAX_DURATION_SECONDS, max_pixels=settings.MAX_PIXELS)
+        result = ffmpeg.probe(
+            source,
+            stop_after_seconds=settings.MAX_DURATION_SECONDS,
+            max_pixels=settings.MAX_PIXELS,
+            max_packets=max_frames(),
+            cpu_seconds=settings.PROBE_CPU_SECONDS,
+        )
     except ffmpeg.ProbeError as exc:
         raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None
     finally:
@@ -116,6 +122,11 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
         )
     _check_limits(name, result)
     return result
+
+
+def max_frames() -> int:
+    """The most video frames an allowed upload can have: MAX_DURATION_SECONDS at MAX_FPS (and its rounding)."""
+    return int((settings.MAX_FPS + 0.5) * settings.MAX_DURATION_SECONDS) + 1
 
 
 def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:

@@ -369,3 +369,27 @@ def test_probe_reads_the_audio(clips):
         44_100,
     )
     assert ffmpeg.probe(clips(seconds=1.0, audio=False)).audio_codec == ""
+
+
+def test_the_probe_refuses_more_frames_than_any_allowed_video_has(tmp_path):
+    """A stream of tiny raw frames at a huge rate cost 21 s of web CPU before the rate limit refused it."""
+    clip = _raw_frames(tmp_path, rate=2000, seconds=2)
+    with pytest.raises(ffmpeg.TooComplex, match="more than 1000 frames"):
+        ffmpeg.probe(clip, stop_after_seconds=600, max_packets=1000)
+    assert ffmpeg.probe(clip, max_packets=4000).fps == pytest.approx(2000)
+
+
+def test_the_probe_has_a_cpu_budget(tmp_path):
+    clip = _raw_frames(tmp_path, rate=2000, seconds=2)
+    with pytest.raises(ffmpeg.TooComplex, match="too complex to inspect"):
+        ffmpeg.probe(clip, cpu_seconds=0.0)
+
+
+def _raw_frames(tmp_path, rate: int, seconds: int):
+    path = tmp_path / "raw.mov"
+    subprocess.run(
+        [ffmpeg.ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", f"color=s=2x2:r={rate}", "-t", str(seconds)]
+        + ["-c:v", "rawvideo", "-pix_fmt", "rgb24", str(path)],
+        check=True,
+    )
+    return path

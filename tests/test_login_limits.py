@@ -67,3 +67,13 @@ def test_behind_the_proxy_the_lockout_counts_the_real_client(rf, settings):
     assert client_ip(request) == "203.0.113.9"  # what our proxy appended; the first entry is the client's claim
     settings.HTTPS = False
     assert client_ip(request) == "10.0.0.1"
+
+
+def test_the_upload_page_is_throttled_like_the_api(csrf_client, monkeypatch, user):
+    """Each upload costs a probe's CPU in the web process: the page's POSTs count against the per-user rate."""
+    cache.clear()
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "2/min", "anon": "2/min"})
+    client, token = csrf_client
+    answers = [client.post("/upload/", {"variations": "x", "csrfmiddlewaretoken": token}).status_code for _ in range(3)]
+    assert answers == [400, 400, 429]
+    cache.clear()

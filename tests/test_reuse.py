@@ -175,7 +175,7 @@ def test_an_upload_that_cannot_be_linked_is_a_507_and_leaves_nothing(api, make_j
 def test_make_more_refuses_a_long_body_before_reading_it(api, make_job, refused):
     job = make_job(outputs=1)
     body = json.dumps({"variations": 2, "padding": "x" * 100_000})
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", body, content_type="application/json"), 400, "over the")
+    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", body, content_type="application/json"), 413, "at most 65536")
 
 
 def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client):

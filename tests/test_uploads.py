@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import storage
+from jobs import ffmpeg, storage
 from jobs.enqueue import PROCESS_JOB_TASK
 from jobs.models import Job, Status
 from tests.media import make_clip
@@ -262,3 +263,18 @@ def test_the_log_tells_the_creation_before_the_sending(transactional_db, api, up
     created = next(i for i, line in enumerate(lines) if "created by" in line)
     sent = next(i for i, line in enumerate(lines) if "queued for a worker" in line)
     assert created < sent, lines
+
+
+def test_an_upload_with_more_frames_than_any_allowed_video_is_refused_unwalked(
+    api, refused, settings, tmp_path, nothing_left
+):
+    settings.MAX_DURATION_SECONDS, settings.MAX_FPS = 1, 120  # at most 121 frames
+    path = tmp_path / "raw.mov"
+    subprocess.run(
+        [ffmpeg.ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "color=s=2x2:r=2000", "-t", "0.5"]
+        + ["-c:v", "rawvideo", "-pix_fmt", "rgb24", str(path)],
+        check=True,
+    )
+    video = SimpleUploadedFile("raw.mov", path.read_bytes(), content_type="video/quicktime")
+    response = api.post("/api/jobs/", {"videos": [video]}, format="multipart")
+    refused(response, 400, "raw.mov", "more than 121 frames")

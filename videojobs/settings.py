@@ -232,6 +232,8 @@ ENCODE_IDLE_SCHEDULING = env_bool("ENCODE_IDLE_SCHEDULING", True)
 MAX_DURATION_SECONDS = env_int("MAX_DURATION_SECONDS", 600, minimum=1)
 MAX_PIXELS = env_int("MAX_PIXELS", 3840 * 2160, minimum=1)
 MAX_FPS = env_int("MAX_FPS", 120, minimum=1)
+# The CPU one upload's inspection may take in the web process before it is refused as too complex.
+PROBE_CPU_SECONDS = env_float("PROBE_CPU_SECONDS", 3.0)
 BATCH_SIZE = env_int("BATCH_SIZE", 5, minimum=1)
 FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")
 WORKERS = env_int("WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1)
