@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,14 @@ class FFmpegError(Exception):
     def __str__(self) -> str:
         message = super().__str__()
         return f"{message}: {self.stderr_tail}" if self.stderr_tail else message
+
+
+class FrameTooLarge(FFmpegError):
+    """A decoded frame would have been over MAX_PIXELS: the stream changed its size after the probe."""
+
+
+class OutOfMemory(FFmpegError):
+    """FFmpeg could not allocate memory: it reached its address-space limit (encode_memory_limit)."""
 
 
 class Stalled(FFmpegError):
@@ -168,13 +177,18 @@ def ffmpeg_binary() -> str:
 
 
 def _with_death_signal(cmd: Sequence[str]) -> list[str]:
-    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux), and the lowest CPU priority:
-    `chrt --idle 0` (ENCODE_IDLE_SCHEDULING, where the policy can be set) and `nice -n ENCODE_NICENESS`.
-    FFmpeg yields the CPU to the web server, so pages and the API answer quickly while workers encode."""
+    """Prefix `setpriv --pdeathsig KILL` where it exists (Linux util-linux), the lowest CPU priority:
+    `chrt --idle 0` (ENCODE_IDLE_SCHEDULING, where the policy can be set) and `nice -n ENCODE_NICENESS`,
+    and a ceiling on its memory: `prlimit --as` (encode_memory_limit()).
+    FFmpeg yields the CPU to the web server, so pages and the API answer quickly while workers encode;
+    a file that makes it allocate without end fails its video instead of taking the machine's memory."""
     prefix = list(idle_scheduling_prefix()) if settings.ENCODE_IDLE_SCHEDULING else []
     nice = shutil.which("nice")
     if nice and settings.ENCODE_NICENESS:
         prefix += [nice, "-n", str(settings.ENCODE_NICENESS)]
+    prlimit = shutil.which("prlimit")
+    if prlimit and encode_memory_limit():
+        prefix += [prlimit, f"--as={encode_memory_limit()}", "--"]
     setpriv = shutil.which("setpriv")
     if setpriv:
         prefix += [setpriv, "--pdeathsig", "KILL", "--"]
@@ -202,8 +216,21 @@ def idle_scheduling_prefix() -> tuple[str, ...]:
     return ()
 
 
+def encode_memory_limit() -> int:
+    """The address space one FFmpeg may take (bytes; 0: no limit): ENCODE_MEMORY_BYTES, or by default a
+    base of 1 GiB and MAX_PIXELS x 80 bytes for each encoder of a full batch and one more (the decoder, the
+    thumbnails). The decoder never makes a frame over MAX_PIXELS (-max_pixels), so this is a second wall,
+    against what that one does not foresee. Measured figures: bench/README.md ("Memory")."""
+    if settings.ENCODE_MEMORY_BYTES is not None:
+        return settings.ENCODE_MEMORY_BYTES
+    return 1024**3 + 80 * settings.MAX_PIXELS * (settings.BATCH_SIZE + 1)
+
+
 def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:
-    return {**os.environ, JOB_ENV: job_id, ATTEMPT_ENV: str(attempt), PART_ENV: part}
+    # Two malloc arenas: glibc reserves 64 MiB of address space per arena (up to 8 per core), which would
+    # count against the memory limit on a many-core machine without ever being used.
+    environment = {**os.environ, JOB_ENV: job_id, ATTEMPT_ENV: str(attempt), PART_ENV: part}
+    return {**environment, "MALLOC_ARENA_MAX": "2"}
 
 
 # --- probe -----------------------------------------------------------------------
@@ -286,8 +313,10 @@ def probe(
 # --- encode ----------------------------------------------------------------------
 def _input(source: Path) -> list[str]:
     """Read the upload as what the probe accepted (the MP4/MOV demuxer), from a local file only:
-    no guessing from its bytes, no protocol (http, concat, ...) a crafted file could ask for."""
-    return ["-f", "mov", "-protocol_whitelist", "file", "-i", str(source)]
+    no guessing from its bytes, no protocol (http, concat, ...) a crafted file could ask for. Its decoder
+    makes no frame over MAX_PIXELS, whatever size the stream switches to after the probe's first frame
+    (FFmpeg then goes on without those frames: run() fails the batch, FrameTooLarge)."""
+    return ["-max_pixels", str(settings.MAX_PIXELS), "-f", "mov", "-protocol_whitelist", "file", "-i", str(source)]
 
 
 def encode_command(
@@ -424,6 +453,10 @@ def run(
             raise Stalled(f"stalled: no progress for {settings.STALL_SECONDS} s")
         if stage:
             return RunResult(proc.returncode, stopped=True)
+        if _mentions(stderr, FRAME_TOO_LARGE_MARK):
+            raise FrameTooLarge(f"a frame is larger than {settings.MAX_PIXELS} pixels", _tail(stderr))
+        if proc.returncode != 0 and _out_of_memory(proc.returncode, stderr):
+            raise OutOfMemory(f"out of memory (limit {encode_memory_limit()} bytes)", _tail(stderr))
         if proc.returncode != 0:
             raise FFmpegError(f"ffmpeg exited with code {proc.returncode}", _tail(stderr))
         if on_progress and reader.seconds is not None:
@@ -501,6 +534,25 @@ def stop(proc: subprocess.Popen, job_id: str, grace: float) -> str:
         )
         return stage
     return "sigkill"  # not reached: the last wait has no timeout
+
+
+FRAME_TOO_LARGE_MARK = b"exceeds specified max pixel count"  # FFmpeg's words when -max_pixels refuses a frame
+# What FFmpeg says when an allocation fails under the address-space limit: ENOMEM for its buffers, EAGAIN
+# for a thread's stack. An allocation it does not check ends in SIGSEGV (or SIGABRT, inside the C library).
+OUT_OF_MEMORY_MARKS = (b"Cannot allocate memory", b"Resource temporarily unavailable")
+CRASH_SIGNALS = frozenset({-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS})
+
+
+def _out_of_memory(returncode: int, stderr: IO[bytes]) -> bool:
+    """Did a failed FFmpeg most likely reach its memory limit? Only asked when one is set."""
+    if not (shutil.which("prlimit") and encode_memory_limit()):
+        return False
+    return returncode in CRASH_SIGNALS or any(_mentions(stderr, mark) for mark in OUT_OF_MEMORY_MARKS)
+
+
+def _mentions(stderr: IO[bytes], words: bytes) -> bool:
+    stderr.seek(0)
+    return any(words in line for line in stderr)
 
 
 def _tail(stderr: IO[bytes]) -> str:

@@ -258,6 +258,10 @@ def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
         return "The variations grew past the size limit for this video."
     if isinstance(exc, ffmpeg.Stalled):
         return str(exc)
+    if isinstance(exc, ffmpeg.FrameTooLarge):
+        return f"A frame of this video is larger than the limit of {settings.MAX_PIXELS} pixels (MAX_PIXELS)."
+    if isinstance(exc, ffmpeg.OutOfMemory):
+        return "The encoder ran out of memory (or crashed) on this video: its memory limit is ENCODE_MEMORY_BYTES."
     where = f" at {int(at_seconds) // 60}:{int(at_seconds) % 60:02d}" if at_seconds else ""
     return f"The video could not be decoded{where}."
 

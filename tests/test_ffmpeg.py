@@ -175,6 +175,7 @@ def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_the_lowest_p
 
     settings.ENCODE_NICENESS = 0
     settings.ENCODE_IDLE_SCHEDULING = False
+    settings.ENCODE_MEMORY_BYTES = 0  # no memory limit either
     cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
     assert cmd[0] == shutil.which("setpriv")
     out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)

@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import av
+import psutil
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError, transaction
 from django_q.exceptions import TimeoutException
 
@@ -14,6 +16,7 @@ from jobs import ffmpeg, parts, processor, storage, uploads
 from jobs.cancel import cancel_job
 from jobs.effects import effects_for, effects_for_job
 from jobs.models import Job, OutputFile, Status
+from tests.media import make_clip, make_size_switching_clip
 
 
 def _create(user, upload, names=("a.mp4",), variations=2, **clip):
@@ -400,3 +403,53 @@ def test_a_mark_already_there_when_a_batch_starts_asks_at_once(make_job, monkeyp
     storage.mark_cancel(job.pk)
     monkeypatch.setattr(parts.Part, "owned", lambda self: False)
     assert processor._StopWatch(parts.Part(job, job.sources.get(), claim=0))() is True
+
+
+def test_a_stream_that_grows_past_max_pixels_after_the_probe_fails_its_video_naming_the_limit(
+    user, api, settings, tmp_path, files_under
+):
+    """A new SPS after a second turned a 318 KB upload into a 2.2 GB FFmpeg: the decoder now refuses frames
+    over MAX_PIXELS, and the video fails instead of completing with its small first second only."""
+    settings.MAX_PIXELS = 320 * 240
+    clip = make_size_switching_clip(tmp_path / "switch.mp4", first="160x120", then="640x480")
+    video = SimpleUploadedFile("switch.mp4", clip.read_bytes(), content_type="video/mp4")
+    other = SimpleUploadedFile("fine.mp4", make_clip(tmp_path / "fine.mp4").read_bytes(), content_type="video/mp4")
+    response = api.post("/api/jobs/", {"videos": [video, other], "variations": 2}, format="multipart")
+    assert response.status_code == 201, response.content  # its header and first frame are within the limit
+    job = Job.objects.get(pk=response.json()["id"])
+    processor.run_job(job.pk)
+    job.refresh_from_db()
+    switching, fine = job.sources.order_by("position")
+    assert switching.status == Status.FAILED and fine.status == Status.COMPLETED  # the job goes on
+    assert switching.error == "A frame of this video is larger than the limit of 76800 pixels (MAX_PIXELS)."
+    assert not any(path.name.startswith("s00_") for path in files_under(storage.outputs_dir(job.pk)))
+
+
+@pytest.mark.parametrize("megabytes", [64, 300])  # FFmpeg crashes (SIGSEGV) at the first; says EAGAIN at the second
+def test_ffmpeg_runs_under_an_address_space_limit_and_a_video_over_it_fails_as_out_of_memory(
+    user, upload, settings, megabytes
+):
+    settings.ENCODE_MEMORY_BYTES = megabytes * 1024**2  # below what even a 320x240 batch takes
+    job = _create(user, upload, variations=1)
+    processor.run_job(job.pk)
+    source = job.sources.get()
+    assert source.status == Status.FAILED
+    assert source.error == (
+        "The encoder ran out of memory (or crashed) on this video: its memory limit is ENCODE_MEMORY_BYTES."
+    )
+
+
+def test_the_memory_limit_is_sized_from_the_pixel_and_batch_limits(settings, paced_ffmpeg, tmp_path, clips):
+    settings.ENCODE_MEMORY_BYTES = None
+    settings.MAX_PIXELS, settings.BATCH_SIZE = 320 * 240, 3
+    limit = 1024**3 + 80 * 320 * 240 * 4
+    assert ffmpeg.encode_memory_limit() == limit
+    spec = ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")
+    seen: list[int] = []
+
+    def look(seconds):  # called while FFmpeg runs: its limit, as the kernel holds it
+        children = [c for c in psutil.Process().children(recursive=True) if c.name().startswith("ffmpeg")]
+        seen.extend(child.rlimit(psutil.RLIMIT_AS)[0] for child in children)  # none after its exit
+
+    ffmpeg.encode(clips(seconds=2), [spec], job_id="memory", on_progress=look)
+    assert seen and set(seen) == {limit}

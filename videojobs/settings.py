@@ -228,7 +228,10 @@ ENCODE_NICENESS = env_int("ENCODE_NICENESS", 19, minimum=0)
 # where nice 19 alone let an encoder finish its time slice (the polling p99 while a job encodes: most runs
 # 49-125 ms, against 101-226 ms). Where the policy cannot be set, only the niceness applies.
 ENCODE_IDLE_SCHEDULING = env_bool("ENCODE_IDLE_SCHEDULING", True)
-# Checked on the decoded stream of every upload (not its header).
+# The address space one FFmpeg may take, in bytes (0: no limit). Unset: sized from MAX_PIXELS and BATCH_SIZE
+# (jobs.ffmpeg.encode_memory_limit).
+ENCODE_MEMORY_BYTES = env_bytes("ENCODE_MEMORY_BYTES", None)
+# Checked on the decoded stream of every upload (not its header), and on every frame FFmpeg decodes.
 MAX_DURATION_SECONDS = env_int("MAX_DURATION_SECONDS", 600, minimum=1)
 MAX_PIXELS = env_int("MAX_PIXELS", 3840 * 2160, minimum=1)
 MAX_FPS = env_int("MAX_FPS", 120, minimum=1)
