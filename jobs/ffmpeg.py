@@ -106,6 +106,45 @@ BUFFER_FACTOR = 1.6  # bufsize / maxrate, as in the reference (4000k / 2500k)
 COPYABLE_AAC_PROFILES = frozenset({"LC", "HE-AAC", "HE-AACv2"})
 
 
+# --- how many bytes an output may take ---------------------------------------------------
+# The most an AAC stream can carry: 6144 bits per channel per frame of 1024 samples, stereo at 48 kHz. A copied
+# audio stream is at most that (EncodeSettings.for_source copies nothing bigger); an encoded one is 128 kbit/s.
+AUDIO_BOUND_BIT_RATE = 6144 * 2 * 48_000 // 1024
+MOOV_BYTES_PER_FRAME = 32  # the index entries of one video or audio frame in the MP4's moov, with room to spare
+MOOV_BASE_BYTES = 64 * 1024
+AUDIO_FRAMES_PER_SECOND = 100  # AAC frames a second at up to 96 kHz
+THUMBNAIL_WIDTH, THUMBNAIL_MAX_HEIGHT = 128, 2048
+
+
+def output_file_limit(seconds: float) -> int:
+    """-fs for one variation of a `seconds`-long source: its video at the rate cap for the whole length
+    (-t is the source's duration + 1 s) with a full VBV buffer, and its audio at AAC's ceiling. FFmpeg stops
+    writing once the file reaches it, and the batch then fails (a truncated file is never kept)."""
+    length = seconds + 1
+    video = REFERENCE_MAX_BIT_RATE * length + REFERENCE_MAX_BIT_RATE * BUFFER_FACTOR
+    return int((video + AUDIO_BOUND_BIT_RATE * length) / 8)
+
+
+def output_bytes_bound(seconds: float, width: int, height: int, max_fps: float) -> int:
+    """The most one variation (its MP4 and its thumbnail) can take on disk: what -fs lets FFmpeg write, the
+    one packet it may write past it (at most the VBV buffer), the moov index (FFmpeg writes it after the
+    limit is checked), and the thumbnail. A job reserves this for every output, so its files never exceed
+    its reservation (jobs.quota)."""
+    length = seconds + 1
+    packet = int(REFERENCE_MAX_BIT_RATE * BUFFER_FACTOR / 8)
+    frames = length * (max_fps + AUDIO_FRAMES_PER_SECOND)
+    moov = MOOV_BASE_BYTES + int(frames * MOOV_BYTES_PER_FRAME)
+    return output_file_limit(seconds) + packet + moov + thumbnail_bytes_bound(width, height)
+
+
+def thumbnail_bytes_bound(width: int, height: int) -> int:
+    """The most a thumbnail of a `width` x `height` frame takes: the raw 4:2:0 size of its picture (128 px
+    wide, its height by the frame's shape, at most ThumbnailSpec.max_height). Lossy WebP stays below it,
+    pure noise included (bench/README.md, "Storage")."""
+    thumbnail_height = min(THUMBNAIL_MAX_HEIGHT, -(-THUMBNAIL_WIDTH * max(height, 1) // max(width, 1)) + 2)
+    return THUMBNAIL_WIDTH * thumbnail_height * 3 // 2 + 1024
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """What a batch's outputs share: the video rate cap, and whether the source's audio is copied as it is
@@ -141,8 +180,8 @@ class ThumbnailSpec:
 
     path: Path
     at_seconds: float
-    width: int = 128
-    max_height: int = 2048
+    width: int = THUMBNAIL_WIDTH
+    max_height: int = THUMBNAIL_MAX_HEIGHT
 
     @property
     def temporary(self) -> Path:

@@ -95,8 +95,9 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far: the fencing token of a run.")
     handbacks = models.PositiveSmallIntegerField(
         default=0,
-        help_text="Runs that do not count as lost: handed back by a stopping worker (SIGTERM), or before a retry.",
+        help_text="Runs that do not count as lost: handed back by a stopping worker (SIGTERM), or that finished.",
     )
+    retries = models.PositiveSmallIntegerField(default=0, help_text="Times its failed videos were retried.")
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent to the queue.")
     progress_at_claim = models.PositiveSmallIntegerField(
         default=0, help_text="Overall progress when this run claimed the job (finished by earlier runs)."
@@ -261,8 +262,14 @@ class Job(models.Model):
     def finish(self, status: Status, error: str = "") -> bool:
         """processing -> completed or failed, by the run that owns the job."""
         assert status in (Status.COMPLETED, Status.FAILED)
+        # A run that finishes was not lost: it does not count against MAX_ATTEMPTS, now or after a retry.
         return self._transition(
-            [Status.PROCESSING], fenced=True, status=status, error=error, finished_at=timezone.now()
+            [Status.PROCESSING],
+            fenced=True,
+            status=status,
+            error=error,
+            finished_at=timezone.now(),
+            handbacks=F("handbacks") + 1,
         )
 
     def fail(self, error: str, from_statuses=ACTIVE) -> bool:
@@ -375,7 +382,7 @@ class SourceVideo(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims of this part: its fencing token.")
     handbacks = models.PositiveSmallIntegerField(
         default=0,
-        help_text="Claims that do not count as lost: handed back by a stopping worker (SIGTERM), or before a retry.",
+        help_text="Claims that do not count as lost: handed back by a stopping worker (SIGTERM), or that failed it.",
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
 

@@ -80,8 +80,10 @@ class Part:
         it), and whether it finished the job; the caller logs, after its own lines (log_outcome).
         """
         rows = self.rows() if stale_before is None else self.rows().filter(heartbeat_at__lt=stale_before)
+        # Failed by its own worker, the claim was not lost: it does not count against MAX_ATTEMPTS after a retry.
+        not_lost = {"handbacks": F("handbacks") + 1} if stale_before is None else {}
         with transaction.atomic():
-            if not lock_run(self.job) or not rows.update(status=Status.FAILED, error=error):
+            if not lock_run(self.job) or not rows.update(status=Status.FAILED, error=error, **not_lost):
                 return False, False
             return True, finish_if_done(self.job)
 

@@ -164,7 +164,7 @@ def _run_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
                 storage.partial_path(job.pk, source.position, index, job.attempts, part.claim),
                 effects[(source.position, index)].filter_chain(),
                 max_seconds=source.duration + 1,
-                max_bytes=output_byte_limit(source),
+                max_bytes=ffmpeg.output_file_limit(source.duration),
                 thumbnail=ffmpeg.ThumbnailSpec(
                     storage.partial_thumbnail_path(job.pk, source.position, index, job.attempts, part.claim),
                     at_seconds=thumbnail_moment(source),
@@ -240,14 +240,6 @@ def encode_settings(source: SourceVideo) -> ffmpeg.EncodeSettings:
     return ffmpeg.EncodeSettings.for_source(
         source.audio_codec, source.audio_profile, source.audio_channels, source.audio_sample_rate
     )
-
-
-def output_byte_limit(source: SourceVideo) -> int:
-    """-fs for one variation: 4 bits per pixel of every frame the source can have (x264 at crf 23 needs
-    a fraction of that even on noise), never more than the storage cap. A stream that lies about itself
-    cannot make a variation grow without end."""
-    frames = source.duration * settings.MAX_FPS
-    return min(int(frames * source.width * source.height / 2) + 16 * 1024**2, settings.STORAGE_CAP_BYTES)
 
 
 def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:

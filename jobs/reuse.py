@@ -17,18 +17,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import storage
+from jobs import quota, storage
 from jobs.effects import Effects, effects_for_job
 from jobs.enqueue import enqueue_job
 from jobs.models import ACTIVE, Job, SourceVideo, Status, new_job_id, new_seed
-from jobs.uploads import UploadError, check_active_jobs, no_room, parse_variations
+from jobs.refusal import Refused
+from jobs.uploads import parse_variations
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (Status.COMPLETED, Status.FAILED)
 
 
-class ReuseError(UploadError):
+class ReuseError(Refused):
     """The job's uploads cannot be reused now; 409 unless said otherwise."""
 
     def __init__(self, message: str, status: int = 409, field: str = ""):
@@ -64,18 +65,14 @@ def make_more(job: Job, variations) -> Job:
         origin=job,
         enqueued_at=timezone.now(),
     )
-    check_active_jobs(job.owner, field="")
+    quota.check_active_jobs(job.owner, field="")
     # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
     # uploads count in its own figure too (storage.storage_used).
-    new.reserved_bytes = storage.estimated_job_bytes(sum(source.size for source in sources), count)
+    new.reserved_bytes = quota.job_reservation(_facts(sources), count)
     try:
         copies = _linked_uploads(sources, new)  # before make_room: an eviction meanwhile cannot take the bytes
-        if not storage.make_room(new.reserved_bytes, keep=job.pk):
-            raise no_room(new.reserved_bytes, field="variations")
-        with storage.admission_lock():
-            check_active_jobs(job.owner, field="")
-            if not storage.fits(new.reserved_bytes):
-                raise no_room(new.reserved_bytes, field="variations")
+        quota.make_room(job.owner, new.reserved_bytes, keep=job.pk, field="variations")
+        with quota.reserved(job.owner, new.reserved_bytes, field="variations"):
             # Locked, so that a DELETE of the original cannot land between this check and the commit.
             if not Job.objects.select_for_update().filter(pk=job.pk).exists():
                 raise ReuseError("this job was deleted meanwhile: upload its videos again to make more")
@@ -99,6 +96,10 @@ def _fresh_seed(job: Job, sources: int, variations: int) -> int:
         seed = new_seed()
         if not any(e.key() in taken for e in effects_for_job(seed, sources, variations).values()):
             return seed
+
+
+def _facts(sources: list[SourceVideo]) -> list[tuple[int, float, int, int]]:
+    return [(source.size, source.duration, source.width, source.height) for source in sources]
 
 
 def _linked_uploads(sources: list[SourceVideo], new: Job) -> list[SourceVideo]:
@@ -130,31 +131,34 @@ def retry_failed(job: Job) -> Job:
     """Send a completed or failed job back to the queue to run its failed videos again, in the same job.
 
     Its finished variations stay (a retried video resumes from its own); it completes, or fails, again
-    when the retried videos end. A retry gives the job and the retried videos a fresh allowance of
-    MAX_ATTEMPTS lost workers, and JOB_TTL_HOURS from now before it expires.
+    when the retried videos end. Bounded: at most MAX_RETRIES retries per job; its expiry moves to
+    JOB_TTL_HOURS from now, but never past created_at + 2 x JOB_TTL_HOURS; and the workers it lost before
+    still count against MAX_ATTEMPTS, so a video that crashes workers cannot do so forever.
     """
     if job.status == Status.CANCELLED:
         raise ReuseError("a cancelled job is not retried: use make more to run its videos again")
+    if job.retries >= settings.MAX_RETRIES:
+        raise ReuseError(f"this job was retried {job.retries} times already, the most allowed (MAX_RETRIES)")
+    if _retry_expiry(job) <= timezone.now():
+        raise ReuseError(f"this job is older than {2 * settings.JOB_TTL_HOURS} hours: it is not retried any more")
     sources = _reusable(job, "retry")
     failed = [source for source in sources if source.status == Status.FAILED]
     if not failed:
         raise ReuseError("nothing failed in this job: there is nothing to retry")
-    left = sum(source.size * (job.variations_per_video - source.completed_variations) for source in failed)
-    check_active_jobs(job.owner, field="")
-    if not storage.make_room(left, keep=job.pk):
-        raise no_room(left, field="")
-    with storage.admission_lock(), storage.finished_job_locked(job.pk) as status:
+    left = sum(
+        (job.variations_per_video - source.completed_variations)
+        * quota.output_reservation(source.duration, source.width, source.height)
+        for source in failed
+    )
+    quota.make_room(job.owner, left, keep=job.pk, field="")
+    with quota.reserved(job.owner, left, field=""), storage.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
-        check_active_jobs(job.owner, field="")
-        if not storage.fits(left):
-            raise no_room(left, field="")
         if status not in RETRYABLE or not _reopen(job, storage.job_bytes(job) + left):
             raise ReuseError(f"this job is {status or 'gone'} now: nothing to retry")
         retried = job.sources.filter(status=Status.FAILED).update(
             status=Status.QUEUED,
             error="",
             heartbeat_at=None,
-            handbacks=F("attempts"),
             progress=F("completed_variations") * 100 / job.variations_per_video,
         )
         transaction.on_commit(lambda: _log_and_enqueue(job, f"retrying {retried} failed videos"))
@@ -162,10 +166,13 @@ def retry_failed(job: Job) -> Job:
 
 
 def _reopen(job: Job, reservation: int) -> bool:
-    """completed|failed -> queued, in one conditional UPDATE (eviction expires a job in one of its own)."""
+    """completed|failed -> queued, in one conditional UPDATE (eviction expires a job in one of its own). The
+    lost workers of earlier runs still count (Job.lost_runs): only the claim counters are not reset."""
     now = timezone.now()
     return bool(
-        Job.objects.filter(pk=job.pk, status__in=RETRYABLE, expires_at__gt=now).update(
+        Job.objects.filter(
+            pk=job.pk, status__in=RETRYABLE, expires_at__gt=now, retries__lt=settings.MAX_RETRIES
+        ).update(
             status=Status.QUEUED,
             error="",
             started_at=None,
@@ -173,11 +180,17 @@ def _reopen(job: Job, reservation: int) -> bool:
             heartbeat_at=None,
             settled_at=None,
             enqueued_at=now,
-            expires_at=now + timezone.timedelta(hours=settings.JOB_TTL_HOURS),
-            handbacks=F("attempts"),  # lost runs count from here
+            expires_at=_retry_expiry(job),
+            retries=F("retries") + 1,
             reserved_bytes=reservation,
         )
     )
+
+
+def _retry_expiry(job: Job):
+    """JOB_TTL_HOURS from now, but never past created_at + 2 x JOB_TTL_HOURS."""
+    ttl = timezone.timedelta(hours=settings.JOB_TTL_HOURS)
+    return min(timezone.now() + ttl, job.created_at + 2 * ttl)
 
 
 def _log_and_enqueue(job: Job, what: str) -> None:

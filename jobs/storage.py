@@ -437,36 +437,34 @@ def _sum(rows, field: str) -> int:
     return rows.aggregate(total=Sum(field))["total"] or 0
 
 
-def active_bytes() -> int:
-    """What queued and processing jobs hold: each its reservation, or what it already uses if that is more.
+def active_bytes(owner=None) -> int:
+    """What queued and processing jobs (the owner's, or everyone's) hold: each its reservation, or what it
+    already uses if that is more.
 
-    Three queries whatever the number of jobs: make_room asks this once per eviction.
+    Three queries whatever the number of jobs: admission asks this once per eviction.
     """
+    jobs = Job.objects.filter(status__in=ACTIVE, **({"owner": owner} if owner is not None else {}))
     used: dict[str, int] = {}
     for model in (SourceVideo, OutputFile):
-        per_job = model.objects.filter(job__status__in=ACTIVE).values("job").annotate(total=Sum("size"))
+        per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum("size"))
         for row in per_job.order_by():
             used[row["job"]] = used.get(row["job"], 0) + row["total"]
-    reserved = Job.objects.filter(status__in=ACTIVE).values_list("pk", "reserved_bytes")
-    return sum(max(reservation, used.get(pk, 0)) for pk, reservation in reserved)
+    return sum(max(reservation, used.get(pk, 0)) for pk, reservation in jobs.values_list("pk", "reserved_bytes"))
 
 
-def storage_used() -> int:
-    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, plus what active jobs hold.
+def storage_used(owner=None) -> int:
+    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, plus what active jobs
+    hold; the owner's jobs only, or everyone's.
 
     Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key).
     An active job counts its own as its reservation does, so while one runs a linked upload counts again:
     the figure is then higher than the disk's, never lower.
     """
-    outputs = _sum(OutputFile.objects.filter(job__status__in=TERMINAL), "size")
-    kept = SourceVideo.objects.filter(job__status__in=TERMINAL).exclude(path="").order_by()
+    mine = {"job__owner": owner} if owner is not None else {}
+    outputs = _sum(OutputFile.objects.filter(job__status__in=TERMINAL, **mine), "size")
+    kept = SourceVideo.objects.filter(job__status__in=TERMINAL, **mine).exclude(path="").order_by()
     uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
-    return outputs + uploads + active_bytes()
-
-
-def estimated_job_bytes(upload_bytes: int, variations: int) -> int:
-    """A new job's need: its uploads, plus about their size once per variation (a re-encode is of that order)."""
-    return upload_bytes * (1 + variations)
+    return outputs + uploads + active_bytes(owner)
 
 
 def evictable_jobs(now=None) -> models.QuerySet:
@@ -474,25 +472,6 @@ def evictable_jobs(now=None) -> models.QuerySet:
     ago, whoever asks for the room."""
     kept_after = (now or timezone.now()) - timedelta(minutes=settings.MIN_RETENTION_MINUTES)
     return Job.objects.filter(status__in=TERMINAL, finished_at__lt=kept_after).order_by("created_at")
-
-
-def fits(needed: int) -> bool:
-    return storage_used() + needed <= settings.STORAGE_CAP_BYTES and disk_usage().free >= needed
-
-
-def make_room(needed: int, keep: str = "") -> bool:
-    """Before a new upload is admitted: evict evictable finished jobs until `needed` more bytes fit; never
-    the job `keep` (the one whose uploads are being reused).
-
-    Returns whether they fit now. The caller still reserves under admission_lock(): another upload may
-    take the room meanwhile.
-    """
-    for job in evictable_jobs().exclude(pk=keep).iterator():
-        if fits(needed):
-            break
-        if evict_job(job):
-            logger.info("job %s: evicted to make room for a new upload", job.pk)
-    return fits(needed)
 
 
 def evict_job(job: Job, size: int | None = None) -> bool:

@@ -16,10 +16,11 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import ffmpeg, storage
+from jobs import ffmpeg, quota, storage
 from jobs.enqueue import enqueue_job
-from jobs.models import ACTIVE, MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
+from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
 from jobs.names import display_name, name_problem
+from jobs.refusal import Refused
 from jobs.upload_guard import oversize_uploads
 
 logger = logging.getLogger(__name__)
@@ -27,13 +28,7 @@ logger = logging.getLogger(__name__)
 ACCEPTED_FORMAT = "mov"  # the MP4/MOV demuxer: "mov" when forced (as the probe does), "mov,mp4,m4a,..." when guessed
 
 
-class UploadError(Exception):
-    """Bad input; `status` is the HTTP status to answer with, `field` the input at fault and `file` the
-    name (as sent) of the one file at fault, if it is one file's."""
-
-    def __init__(self, message: str, status: int = 400, field: str = "", file: str = ""):
-        super().__init__(message)
-        self.message, self.status, self.field, self.file = message, status, field, file
+UploadError = Refused  # the name the pages and the API knew it by
 
 
 @dataclass(frozen=True)
@@ -176,11 +171,11 @@ def create_job(
         )
     variations_per_video = parse_variations(variations)
     name = parse_name(name)
-    check_active_jobs(owner)  # cheap, before any file is read
+    quota.check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
-    needed = storage.estimated_job_bytes(sum(item.upload.size for item in checked), variations_per_video)
-    if not storage.make_room(needed):
-        raise no_room(needed)
+    facts = [(item.upload.size, item.probe.duration, item.probe.width, item.probe.height) for item in checked]
+    needed = quota.job_reservation(facts, variations_per_video)
+    quota.make_room(owner, needed)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -192,11 +187,7 @@ def create_job(
     try:
         storage.create_uploads_dir(job.pk)
         sources = [_store(job, position, item) for position, item in enumerate(checked)]
-        with storage.admission_lock():
-            # Checked again where no other upload can slip in between the check and the reservation.
-            check_active_jobs(owner)
-            if not storage.fits(needed):
-                raise no_room(needed)
+        with quota.reserved(owner, needed):
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
             # In this order once the rows are committed: the log tells the creation before the sending.
@@ -214,28 +205,6 @@ def create_job(
         storage.remove_folder(job.pk)
         raise
     return job
-
-
-def check_active_jobs(owner, field: str = "videos") -> None:
-    active = Job.objects.filter(owner=owner, status__in=ACTIVE).count()
-    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
-        raise UploadError(
-            f"you already have {active} jobs queued or running, the most allowed at once "
-            f"(MAX_ACTIVE_JOBS_PER_USER={settings.MAX_ACTIVE_JOBS_PER_USER}); wait for one to finish, or cancel one",
-            status=429,
-            field=field,
-        )
-
-
-def no_room(needed: int, field: str = "videos") -> UploadError:
-    """507: the uploads and their expected outputs cannot fit, even after evicting what may be evicted."""
-    return UploadError(
-        f"not enough storage for this job: it needs about {needed} bytes (uploads and variations) and the "
-        f"storage cap is {settings.STORAGE_CAP_BYTES} bytes, with running jobs and recently finished ones "
-        "kept; wait for running jobs to finish, or ask for fewer variations or videos",
-        status=507,
-        field=field,
-    )
 
 
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:

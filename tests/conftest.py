@@ -15,7 +15,7 @@ from model_bakery import baker
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import ffmpeg, processor, storage
+from jobs import ffmpeg, processor, quota, storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
 from tests.media import make_clip
 from tests.workers import Cluster
@@ -148,6 +148,20 @@ def post_job(api, upload):
         return Job.objects.get(pk=response.json()["id"])
 
     return post
+
+
+@pytest.fixture
+def reservation(clips):
+    """reservation(variations, count=1, **clip) -> what a job of `count` such clips reserves (jobs.quota)."""
+
+    def need(variations: int, count: int = 1, **clip) -> int:
+        path = clips(**clip)
+        found = ffmpeg.probe(path)
+        return quota.job_reservation(
+            [(path.stat().st_size, found.duration, found.width, found.height)] * count, variations
+        )
+
+    return need
 
 
 @pytest.fixture

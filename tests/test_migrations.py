@@ -18,8 +18,17 @@ def _migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
+@pytest.fixture
+def back_to_the_latest_schema():
+    """The tests after this one see the whole schema again, whatever it migrated back to."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
-def test_jobs_from_before_uploads_were_kept(jobs_dir, user):
+def test_jobs_from_before_uploads_were_kept(jobs_dir, user, back_to_the_latest_schema):
     apps = _migrate(BEFORE_SETTLED_AT)
     Job = apps.get_model("jobs", "Job")
     now = timezone.now()

@@ -19,9 +19,10 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from model_bakery import baker
 
-from jobs import cleanup, ffmpeg, processor, reuse, storage
+from jobs import cleanup, ffmpeg, processor, quota, reuse, storage
 from jobs.effects import effects_for_job
 from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.refusal import Refused
 
 FAILING_ONCE = Path(__file__).resolve().parent / "failing_once_ffmpeg.py"
 
@@ -195,12 +196,13 @@ def test_make_more_counts_against_the_active_job_limit_and_the_storage_cap(api, 
     make_job(status=Status.QUEUED, outputs=0)
     refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 429, "MAX_ACTIVE_JOBS_PER_USER")
     settings.MAX_ACTIVE_JOBS_PER_USER = 5
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + 1999  # 2000 needed: the upload and one variation
+    needed = quota.job_reservation([(1000, 1.0, 320, 240)], 1)  # the upload, one variation at its bound
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1
     refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "not enough storage")
     settings.STORAGE_CAP_BYTES += 1
     response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1})
     assert response.status_code == 201
-    assert Job.objects.get(pk=response.json()["id"]).reserved_bytes == 2000
+    assert Job.objects.get(pk=response.json()["id"]).reserved_bytes == needed
 
 
 def test_make_more_never_evicts_the_job_it_reuses(api, make_job, settings):
@@ -208,7 +210,8 @@ def test_make_more_never_evicts_the_job_it_reuses(api, make_job, settings):
     old = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=5))
     other = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=4))
     settings.MIN_RETENTION_MINUTES = 30
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + 1000  # room only once one job is evicted
+    needed = quota.job_reservation([(1000, 1.0, 320, 240)], 1)
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1000  # room only once one job is evicted
     assert api.post(f"/api/jobs/{old.pk}/reprocess/", {"variations": 1}).status_code == 201
     assert Job.objects.filter(pk=old.pk).exists() and not Job.objects.filter(pk=other.pk).exists()
 
@@ -263,15 +266,16 @@ def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
 
 def test_a_retry_resumes_a_failed_video_from_its_finished_variations(api, make_job):
     job = make_job(status=Status.FAILED, outputs=1)
-    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", attempts=3, handbacks=0)
-    Job.objects.filter(pk=job.pk).update(variations_per_video=2, attempts=3, handbacks=0, error="x")
+    # Two workers lost, then a run that failed the video itself (not lost: counted as handed back).
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", attempts=3, handbacks=1)
+    Job.objects.filter(pk=job.pk).update(variations_per_video=2, attempts=3, handbacks=1, error="x")
     response = api.post(f"/api/jobs/{job.pk}/retry/")
     assert response.status_code == 200 and response.json()["sources"][0]["progress"] == 50
     job.refresh_from_db()
     source = job.sources.get()
-    # A fresh allowance of lost workers for the job and the video; their claim counters go on (fencing).
-    assert (job.attempts, job.lost_runs, source.attempts, source.attempts - source.handbacks) == (3, 0, 3, 0)
-    assert job.expires_at > timezone.now() + timedelta(hours=23)
+    # The lost workers still count (MAX_ATTEMPTS is for the job's whole life); the claim counters go on.
+    assert (job.attempts, job.lost_runs, source.attempts, source.attempts - source.handbacks) == (3, 2, 3, 2)
+    assert job.expires_at > timezone.now() + timedelta(hours=23) and job.retries == 1
 
 
 @pytest.mark.parametrize(
@@ -346,17 +350,18 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
     job = _failed_job(make_job)
     Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=2))
     settings.MIN_RETENTION_MINUTES = 30
-    real_fits, seen = storage.fits, {}
+    real_fits, seen = quota.fits, {}
 
-    def fits_after_a_retry(needed):
+    def fits_after_a_retry(needed, owner):
         if not seen:
             seen["retrying"] = True  # the retry asks fits() too
             seen["run"], seen["partial"] = _retry_and_claim(job)
             settings.STORAGE_CAP_BYTES = 1  # now nothing fits: make_room would evict every job it listed
-        return real_fits(needed)
+        return real_fits(needed, owner)
 
-    monkeypatch.setattr(storage, "fits", fits_after_a_retry)
-    assert not storage.make_room(1000)
+    monkeypatch.setattr(quota, "fits", fits_after_a_retry)
+    with pytest.raises(Refused):
+        quota.make_room(job.owner, 1000)
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and seen["partial"].exists()
 
 
@@ -364,11 +369,10 @@ def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refus
     """The eviction's conditional UPDATE (it expires the job first) lands after the retry's own checks."""
     job = _failed_job(make_job)
 
-    def evicting_meanwhile(needed, keep=""):
+    def evicting_meanwhile(owner, needed, keep="", field=""):
         Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what storage.evict_job does first
-        return True
 
-    monkeypatch.setattr(storage, "make_room", evicting_meanwhile)
+    monkeypatch.setattr(quota, "make_room", evicting_meanwhile)
     refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "nothing to retry")
     assert Job.objects.get(pk=job.pk).status == Status.FAILED
 
@@ -426,3 +430,45 @@ def test_a_retry_waits_while_a_settle_of_the_finished_job_holds_its_lock(make_jo
     assert still_failed and alive, "the retry did not wait for the settle's lock"
     assert outcome == {"settle": None, "retry": Status.QUEUED}
     assert not leftover.exists() and Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def _fail_again(job: Job) -> None:
+    """The retried run failed its video once more."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(status=Status.FAILED, finished_at=now)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom")
+
+
+def test_a_job_is_retried_at_most_max_retries_times(api, make_job, refused, settings):
+    settings.MAX_RETRIES = 2
+    job = _failed_job(make_job)
+    for _ in range(2):
+        assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 200
+        _fail_again(job)
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "retried 2 times already", "MAX_RETRIES")
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED
+
+
+def test_a_retry_never_moves_the_expiry_past_twice_the_ttl(api, make_job, refused, settings):
+    created = timezone.now() - timedelta(hours=40)
+    job = _failed_job(make_job)
+    Job.objects.filter(pk=job.pk).update(created_at=created, expires_at=timezone.now() + timedelta(hours=1))
+    assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 200
+    assert Job.objects.get(pk=job.pk).expires_at == created + timedelta(hours=48)  # not now + 24 h
+    _fail_again(job)
+    with time_machine.travel(created + timedelta(hours=48, seconds=1), tick=False):
+        refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "older than 48 hours")
+
+
+def test_workers_lost_before_a_retry_still_count(api, make_job, settings):
+    """A video that crashes every worker: recovery gives up on the retried run at its first loss."""
+    settings.MAX_ATTEMPTS = 3
+    job = _failed_job(make_job)
+    Job.objects.filter(pk=job.pk).update(attempts=3, handbacks=0)  # three workers lost: given up
+    assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 200
+    run = Job.objects.get(pk=job.pk)
+    assert run.claim()
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))  # its worker died too
+    summary = cleanup.run()
+    assert summary.failed_stale == 1 and summary.recovered == 0
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED

@@ -208,30 +208,6 @@ def test_a_finished_upload_linked_into_several_jobs_counts_once(make_job):
     assert storage.storage_used() == 3 * 1000 + 1000
 
 
-def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings):
-    now = timezone.now()
-    oldest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=3))
-    middle = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=2))
-    newest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=1))
-    settings.STORAGE_CAP_BYTES = 9000  # 9000 used (2 outputs and an upload each): one eviction makes room for 3000
-    settings.MIN_RETENTION_MINUTES = 30
-    assert storage.make_room(3000)
-    assert list(Job.objects.order_by("created_at")) == [middle, newest]
-    assert not storage.job_folder(oldest.pk).exists()
-
-
-def test_make_room_refuses_when_active_jobs_alone_leave_no_room(make_job, settings):
-    finished = make_job(outputs=2, size=1000)
-    make_job(status=Status.PROCESSING, outputs=0, size=4000, heartbeat_at=timezone.now())
-    settings.STORAGE_CAP_BYTES = 5000
-    assert not storage.make_room(2000)
-    assert Job.objects.filter(pk=finished.pk).exists()  # evicting it would not have been enough: it stays
-
-
-def test_estimated_job_bytes_is_the_uploads_plus_one_copy_per_variation():
-    assert storage.estimated_job_bytes(1000, 5) == 6000
-
-
 def test_deleting_a_job_whose_folder_another_process_removes_meanwhile(make_job, monkeypatch):
     """Two DELETEs of one job, or a DELETE while its worker settles it: the folder vanishes mid-walk."""
     job = make_job(outputs=2, uploads_left=True)

@@ -92,4 +92,5 @@ def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, setting
     with pytest.raises(TimeoutException):
         tasks.process_job(job.pk)
     job.refresh_from_db()
-    assert job.sources.get().error == "timed out after 60 s" and job.status == Status.FAILED and job.handbacks == 0
+    assert job.sources.get().error == "timed out after 60 s" and job.status == Status.FAILED
+    assert job.attempts == 1 and job.lost_runs == 0  # not handed back, not lost: it finished as failed

@@ -103,12 +103,9 @@ def test_an_upload_that_cannot_fit_gets_507_and_leaves_nothing(api, upload, sett
     assert [p.name for p in jobs_dir.iterdir()] == [running.pk]
 
 
-def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, make_job):
-    clip_size = len(upload().read())
-    old = make_job(
-        status=Status.COMPLETED, outputs=2, size=clip_size * 2, created_at=timezone.now() - timedelta(hours=2)
-    )
-    settings.STORAGE_CAP_BYTES = clip_size * 5
+def test_an_upload_evicts_finished_jobs_to_make_room(api, upload, settings, make_job, reservation):
+    old = make_job(status=Status.COMPLETED, outputs=2, size=10_000, created_at=timezone.now() - timedelta(hours=2))
+    settings.STORAGE_CAP_BYTES = reservation(2) + 10_000  # the old job's 30,000 bytes must go
     response = _post(api, [upload()], variations=2)
     assert response.status_code == 201
     assert not Job.objects.filter(pk=old.pk).exists() and not storage.job_folder(old.pk).exists()
@@ -148,24 +145,22 @@ def test_a_video_over_the_frame_rate_limit_is_refused(api, upload, settings, ref
     refused(_post(api, [upload("fast.mp4")]), 400, "fast.mp4: 25 frames per second", "limit of 20 (MAX_FPS)")
 
 
-def test_storage_is_reserved_when_a_job_is_accepted(api, upload, settings, refused):
+def test_storage_is_reserved_when_a_job_is_accepted(api, upload, settings, refused, reservation):
     """Two uploads that each fit alone but not together: the second is refused, though no output exists yet."""
-    clip_size = len(upload().read())
-    settings.STORAGE_CAP_BYTES = int(clip_size * 3 * 1.5)  # one job of 2 variations needs 3 x the clip
+    settings.STORAGE_CAP_BYTES = int(reservation(2) * 1.5)
     first = _post(api, [upload("first.mp4")], variations=2)
     assert first.status_code == 201
-    assert Job.objects.get(pk=first.json()["id"]).reserved_bytes == clip_size * 3
+    assert Job.objects.get(pk=first.json()["id"]).reserved_bytes == reservation(2)
     refused(_post(api, [upload("second.mp4")], variations=2), 507, "not enough storage for this job")
     Job.objects.filter(pk=first.json()["id"]).update(status=Status.CANCELLED)  # it ended: its reservation is free
     assert _post(api, [upload("third.mp4")], variations=2).status_code == 201
 
 
 def test_two_uploads_at_the_same_moment_cannot_both_take_the_last_room(
-    transactional_db, user, upload, settings, monkeypatch, api_client_for
+    transactional_db, user, upload, settings, monkeypatch, api_client_for, reservation
 ):
     """Both have checked the room and are storing their files when they meet: one is admitted, one gets 507."""
-    clip_size = len(upload().read())
-    settings.STORAGE_CAP_BYTES = int(clip_size * 3 * 1.5)
+    settings.STORAGE_CAP_BYTES = int(reservation(2) * 1.5)
     both_storing = threading.Barrier(2, timeout=30)
     real_create = storage.create_uploads_dir
 
@@ -202,11 +197,12 @@ def test_too_many_active_jobs_per_user_is_429(api, upload, settings, make_job, r
     assert Job.objects.count() == 4
 
 
-def test_eviction_for_an_upload_spares_jobs_that_finished_recently(api, upload, settings, make_job, refused):
-    clip_size = len(upload().read())
+def test_eviction_for_an_upload_spares_jobs_that_finished_recently(
+    api, upload, settings, make_job, refused, reservation
+):
     settings.MIN_RETENTION_MINUTES = 60
-    recent = make_job(status=Status.COMPLETED, outputs=2, size=clip_size * 2, created_at=timezone.now())
-    settings.STORAGE_CAP_BYTES = clip_size * 5
+    recent = make_job(status=Status.COMPLETED, outputs=2, size=10_000, created_at=timezone.now())
+    settings.STORAGE_CAP_BYTES = reservation(2) + 10_000
     refused(_post(api, [upload()], variations=2), 507, "not enough storage")
     assert Job.objects.filter(pk=recent.pk).exists()
     with time_machine.travel(timezone.now() + timedelta(minutes=61), tick=False):

@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
 # --- videojobs ---------------------------------------------------------------
 JOB_TTL_HOURS = env_int("JOB_TTL_HOURS", 24, minimum=1)
 STORAGE_CAP_BYTES = env_bytes("STORAGE_CAP_BYTES", 3 * 1024**3)
+# What one user's jobs may hold (inside the cap): a user's new work never evicts another user's results.
+USER_STORAGE_BYTES = env_bytes("USER_STORAGE_BYTES", STORAGE_CAP_BYTES // 3)
 DISK_FULL_PERCENT = env_int("DISK_FULL_PERCENT", 85, minimum=1)
 # Eviction never deletes a job that finished less than this long ago, whoever's upload asks for room.
 MIN_RETENTION_MINUTES = env_int("MIN_RETENTION_MINUTES", 60, minimum=0)
@@ -248,6 +250,8 @@ QUEUE_RESEND_SECONDS = env_int("QUEUE_RESEND_SECONDS", 600, minimum=10)
 # FFmpeg whose progress has not moved for this long is stopped and its video failed as stalled.
 STALL_SECONDS = env_int("STALL_SECONDS", 120, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
+# How often one job's failed videos may be retried.
+MAX_RETRIES = env_int("MAX_RETRIES", 3, minimum=0)
 # The longest a single job may run before django-q2 stops it.
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", min(6 * 3600, JOB_TTL_HOURS * 3600 // 2), minimum=60)
 if JOB_TIMEOUT_SECONDS + 600 >= JOB_TTL_HOURS * 3600:

@@ -1,0 +1,117 @@
+"""Admission: room under the cap and the user's quota, evicting only the user's own jobs, and reservations
+that are true bounds of what a job writes."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from jobs import ffmpeg, processor, quota, storage
+from jobs.models import Job, Status
+from jobs.refusal import Refused
+
+
+def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings, user):
+    now = timezone.now()
+    oldest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=3))
+    middle = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=2))
+    newest = make_job(outputs=2, size=1000, created_at=now - timezone.timedelta(hours=1))
+    settings.STORAGE_CAP_BYTES = 9000  # 9000 used (2 outputs and an upload each): one eviction makes room for 3000
+    settings.MIN_RETENTION_MINUTES = 30
+    quota.make_room(user, 3000)
+    assert list(Job.objects.order_by("created_at")) == [middle, newest]
+    assert not storage.job_folder(oldest.pk).exists()
+
+
+def test_make_room_refuses_when_active_jobs_alone_leave_no_room(make_job, settings, user):
+    finished = make_job(outputs=2, size=1000)
+    make_job(status=Status.PROCESSING, outputs=0, size=4000, heartbeat_at=timezone.now())
+    settings.STORAGE_CAP_BYTES = 5000
+    with pytest.raises(Refused, match="not enough storage") as refused:
+        quota.make_room(user, 2000)
+    assert refused.value.status == 507
+    assert Job.objects.filter(pk=finished.pk).exists()  # evicting it would not have been enough: it stays
+
+
+def test_new_work_never_evicts_another_users_results_before_their_expiry(make_job, settings, user, other_user):
+    theirs = make_job(outputs=2, size=1000, owner=other_user, created_at=timezone.now() - timezone.timedelta(hours=5))
+    settings.STORAGE_CAP_BYTES, settings.MIN_RETENTION_MINUTES = 4000, 0
+    with pytest.raises(Refused, match="not enough storage"):
+        quota.make_room(user, 2000)  # it would fit if `theirs` went
+    assert Job.objects.filter(pk=theirs.pk).exists() and storage.job_folder(theirs.pk).exists()
+
+
+def test_over_the_users_quota_is_507_naming_whose_and_how_much(make_job, settings, user, api, upload, refused):
+    make_job(outputs=2, size=1000, created_at=timezone.now())  # 3000 bytes, kept (MIN_RETENTION_MINUTES)
+    settings.USER_STORAGE_BYTES = 5000
+    answer = api.post("/api/jobs/", {"videos": [upload()], "variations": 1}, format="multipart")
+    refused(answer, 507, "over the storage quota of alice", "alice already uses 2.9\xa0KB (3000 bytes) of", "5000")
+    assert Job.objects.count() == 1
+
+
+def test_one_users_quota_leaves_others_room(make_job, settings, other_user, api, api_client_for, upload, reservation):
+    make_job(outputs=2, size=reservation(1), created_at=timezone.now())  # alice's, kept (MIN_RETENTION_MINUTES)
+    settings.USER_STORAGE_BYTES = int(reservation(1) * 3.5)
+    settings.STORAGE_CAP_BYTES = 100 * 1024**2
+    body = {"videos": [upload()], "variations": 1}
+    assert api.post("/api/jobs/", body, format="multipart").status_code == 507  # alice's own quota is full
+    answer = api_client_for(other_user).post("/api/jobs/", {**body, "videos": [upload()]}, format="multipart")
+    assert answer.status_code == 201  # alice's usage is hers: bob's first job is admitted
+
+
+def _noise_clip(path, seconds: float = 2.0):
+    """A tiny upload whose re-encodes are far bigger than it: random noise at 30 kbit/s."""
+    cmd = [ffmpeg.ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", "nullsrc=s=320x240:r=25"]
+    cmd += ["-vf", "geq=lum='random(1)*255':cb=128:cr=128", "-t", str(seconds), "-c:v", "libx264"]
+    cmd += [
+        "-preset",
+        "ultrafast",
+        "-b:v",
+        "30k",
+        "-maxrate",
+        "30k",
+        "-bufsize",
+        "60k",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def test_a_job_never_writes_more_than_it_reserved(api, tmp_path):
+    """A 40 KB source with 20 variations wrote 12.4 times what the old reservation (its size x 21) held."""
+    clip = _noise_clip(tmp_path / "noise.mp4")
+    video = SimpleUploadedFile("noise.mp4", clip.read_bytes(), content_type="video/mp4")
+    response = api.post("/api/jobs/", {"videos": [video], "variations": 3}, format="multipart")
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    peaks = []
+    real_progress = processor._ProgressWriter.__call__
+
+    def measure(writer, seconds):  # while FFmpeg writes: partial files count too
+        peaks.append(storage.job_bytes(job))
+        return real_progress(writer, seconds)
+
+    processor._ProgressWriter.__call__ = measure
+    try:
+        processor.run_job(job.pk)
+    finally:
+        processor._ProgressWriter.__call__ = real_progress
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    written = storage.job_bytes(job)
+    assert written > 3 * clip.stat().st_size * 2  # what the old reservation would not have covered
+    assert max([written, *peaks]) <= job.reserved_bytes
+
+
+def test_every_output_is_capped_by_fs_at_its_share_of_the_reservation(tmp_path, clips):
+    source = clips(seconds=2)
+    limit = ffmpeg.output_file_limit(2.0)
+    command = ffmpeg.encode_command(source, [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null", 3.0, limit)])
+    assert command[command.index("-fs") + 1] == str(limit)
+    assert limit < quota.output_reservation(2.0, 320, 240) < limit + 2 * 1024**2
