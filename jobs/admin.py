@@ -7,6 +7,8 @@ from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django_q.admin import ScheduleAdmin
+from django_q.models import Schedule
 
 from jobs import reuse, storage
 from jobs.cancel import cancel_job, delete_job_with_files
@@ -204,3 +206,21 @@ class WorkerBeatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class SuperuserScheduleAdmin(ScheduleAdmin):
+    """django-q2's schedules name any dotted path with any arguments, which a worker then runs: only
+    superusers may add, change or delete one. Other staff (with the view permission) see them."""
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+admin.site.unregister(Schedule)
+admin.site.register(Schedule, SuperuserScheduleAdmin)

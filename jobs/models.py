@@ -48,8 +48,8 @@ def new_seed() -> int:
 
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user) -> JobQuerySet:
-        """A user's own jobs; staff see every job."""
-        if user.is_staff:
+        """A user's own jobs; staff see every job only with Django's permission for it (jobs.view_job)."""
+        if user.is_staff and user.has_perm("jobs.view_job"):
             return self
         return self.filter(owner=user)
 
@@ -144,8 +144,8 @@ class Job(models.Model):
         return timezone.now() >= self.expires_at
 
     def allows(self, user, action: str) -> bool:
-        """May `user` change or delete this job? Owners may; staff (who see every job) only with
-        Django's permission for it (jobs.change_job, jobs.delete_job)."""
+        """May `user` change or delete this job? Owners may; staff (who see every job with jobs.view_job) only
+        with Django's permission for it (jobs.change_job, jobs.delete_job)."""
         return self.owner_id == user.pk or user.has_perm(f"jobs.{action}_job")
 
     @property

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
@@ -90,6 +91,14 @@ def user(db):
 @pytest.fixture
 def other_user(db):
     return baker.make("auth.User", username="bob")
+
+
+@pytest.fixture
+def staff_viewer(db):
+    """A staff user who may see every job (jobs.view_job) and change none."""
+    staff = baker.make("auth.User", is_staff=True, username="viewer")
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    return staff
 
 
 def _api_client(user) -> APIClient:

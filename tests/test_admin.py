@@ -6,6 +6,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.template.defaultfilters import filesizeformat
+from django_q.models import Schedule
 from model_bakery import baker
 
 from jobs import storage
@@ -151,3 +152,27 @@ def test_make_more_and_retry_as_admin_actions(admin_client, make_job, user):
     said = [str(m) for m in get_messages(response.wsgi_request)]
     assert "nothing failed" in said[0] and said[-1] == "Sent 1 job(s) back to the queue."
     assert Job.objects.get(pk=failed.pk).status == Status.QUEUED
+
+
+def test_only_superusers_may_change_schedules(client, db):
+    """A schedule runs any dotted path with any arguments: staff with every django_q permission still may not."""
+    staff = baker.make("auth.User", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_q"))
+    client.force_login(staff)
+    schedule = Schedule.objects.create(func="jobs.tasks.cleanup", name="x", schedule_type=Schedule.MINUTES)
+    body = {"func": "os.system", "args": "'touch /tmp/pwned'", "schedule_type": "I", "repeats": -1}
+    assert client.post("/admin/django_q/schedule/add/", {**body, "name": "evil"}).status_code == 403
+    assert client.post(f"/admin/django_q/schedule/{schedule.pk}/change/", {**body, "name": "x"}).status_code == 403
+    assert client.post(f"/admin/django_q/schedule/{schedule.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get(f"/admin/django_q/schedule/{schedule.pk}/change/").status_code == 200  # seen, read-only
+    assert Schedule.objects.get(pk=schedule.pk).func == "jobs.tasks.cleanup"
+    assert not Schedule.objects.filter(name="evil").exists()
+
+
+def test_a_superuser_may_change_schedules(admin_client, db):
+    response = admin_client.post(
+        "/admin/django_q/schedule/add/",
+        {"name": "n", "func": "jobs.tasks.cleanup", "schedule_type": "I", "minutes": 5, "repeats": -1},
+    )
+    assert response.status_code in (200, 302)
+    assert admin_client.get("/admin/django_q/schedule/add/").status_code == 200

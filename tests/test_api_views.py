@@ -53,12 +53,15 @@ def test_list_is_newest_first_own_jobs_only_and_paginated(api, user, other_user)
     assert [j["id"] for j in body["results"]] == [j.pk for j in mine]
 
 
-def test_staff_see_every_job(other_user, api_client_for):
+def test_staff_see_every_job_only_with_the_view_permission(other_user, api_client_for, staff_viewer):
     theirs = baker.make(Job, owner=other_user, variations_per_video=1)
-    staff = baker.make("auth.User", is_staff=True)
-    client = api_client_for(staff)
+    client = api_client_for(staff_viewer)
     assert client.get(f"/api/jobs/{theirs.pk}/").status_code == 200
     assert client.get("/api/jobs/").json()["count"] == 1
+    plain_staff = api_client_for(baker.make("auth.User", is_staff=True))
+    assert plain_staff.get(f"/api/jobs/{theirs.pk}/").status_code == 404
+    assert plain_staff.get(f"/api/jobs/{theirs.pk}/thumbnail/").status_code == 404
+    assert plain_staff.get("/api/jobs/").json()["count"] == 0
 
 
 @pytest.mark.parametrize("suffix", ["", "download/", "thumbnail/"])
@@ -202,8 +205,10 @@ def test_health_shows_its_figures_to_staff_only(client, admin_user, db):
     assert client.get("/api/health/").json()["free_bytes"] > 0
 
 
-def test_staff_need_the_permission_to_delete_or_cancel_someone_elses_job(api_client_for, other_user, make_job):
-    staff = baker.make("auth.User", is_staff=True)
+def test_staff_need_the_permission_to_delete_or_cancel_someone_elses_job(
+    api_client_for, other_user, make_job, staff_viewer
+):
+    staff = staff_viewer
     theirs = make_job(status=Status.QUEUED, outputs=0, owner=other_user)
     client = api_client_for(staff)
     assert client.get(f"/api/jobs/{theirs.pk}/").status_code == 200  # staff see every job

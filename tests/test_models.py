@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from model_bakery import baker
 
@@ -79,6 +80,9 @@ def test_visible_to(user, other_user):
     baker.make(Job, owner=other_user, variations_per_video=1)
     assert list(Job.objects.visible_to(user)) == [mine]
     staff = baker.make("auth.User", is_staff=True)
+    assert Job.objects.visible_to(staff).count() == 0  # staff alone see nothing extra
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    staff = type(staff).objects.get(pk=staff.pk)  # a fresh instance: Django caches permissions
     assert Job.objects.visible_to(staff).count() == 2
 
 

@@ -17,7 +17,6 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
-from model_bakery import baker
 
 from jobs import cleanup, ffmpeg, processor, quota, reuse, storage
 from jobs.effects import effects_for_job
@@ -179,9 +178,9 @@ def test_make_more_refuses_a_long_body_before_reading_it(api, make_job, refused)
     refused(api.post(f"/api/jobs/{job.pk}/reprocess/", body, content_type="application/json"), 413, "at most 65536")
 
 
-def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client):
+def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client, staff_viewer):
     job = make_job(outputs=1)
-    staff = baker.make("auth.User", is_staff=True)  # sees every job, but may not change them
+    staff = staff_viewer  # sees every job, but may not change them
     for action in ("reprocess", "retry"):
         assert api_client_for(other_user).post(f"/api/jobs/{job.pk}/{action}/").status_code == 404
         assert client.post(f"/api/jobs/{job.pk}/{action}/").status_code == 401

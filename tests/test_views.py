@@ -169,9 +169,8 @@ def test_pages_send_a_content_security_policy_without_inline_scripts(logged_in, 
         assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
 
 
-def test_staff_without_the_change_permission_cannot_cancel_from_the_page(client, job):
-    staff = baker.make("auth.User", is_staff=True)
-    client.force_login(staff)
+def test_staff_without_the_change_permission_cannot_cancel_from_the_page(client, job, staff_viewer):
+    client.force_login(staff_viewer)
     assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 403
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
