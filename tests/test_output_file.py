@@ -154,3 +154,13 @@ def test_an_expired_job_is_410(live_server, variation, user):
     token = Token.objects.get_or_create(user=user)[0].key
     thumbnail = f"{live_server.url}/api/jobs/{job.pk}/outputs/{output.pk}/thumbnail/"
     assert requests.get(thumbnail, headers={"Authorization": f"Token {token}"}, timeout=10).status_code == 410
+    job_thumbnail = requests.get(
+        f"{live_server.url}/api/jobs/{job.pk}/thumbnail/", headers={"Authorization": f"Token {token}"}, timeout=10
+    )
+    assert job_thumbnail.status_code == 410  # the job's own thumbnail too
+    assert (
+        requests.get(
+            f"{live_server.url}/api/jobs/{job.pk}/", headers={"Authorization": f"Token {token}"}, timeout=10
+        ).json()["thumbnail_url"]
+        is None
+    )

@@ -143,7 +143,7 @@ class JobSerializer(serializers.ModelSerializer):
         return _absolute(reverse(name, args=[job.pk]), self.context.get("request"))
 
     def get_thumbnail_url(self, job: Job) -> str | None:
-        return self._absolute("api-jobs-thumbnail", job) if job.thumbnail else None
+        return self._absolute("api-jobs-thumbnail", job) if job.thumbnail and not job.is_expired else None
 
     def get_download_url(self, job: Job) -> str | None:
         return self._absolute("api-jobs-download", job) if job.is_downloadable else None

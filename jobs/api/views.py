@@ -211,10 +211,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except OSError:
             return _error(archive.UNAVAILABLE, 503)
 
-    @extend_schema(responses={(200, "image/webp"): OpenApiResponse(description="128 px wide WebP")})
+    @extend_schema(
+        responses={
+            (200, "image/webp"): OpenApiResponse(description="128 px wide WebP"),
+            404: OpenApiResponse(description="no thumbnail yet"),
+            410: OpenApiResponse(description="expired"),
+        }
+    )
     @action(detail=True, methods=["get"], url_name="thumbnail")
     def thumbnail(self, request, pk=None, **kwargs):
         job = self.get_object()
+        if job.is_expired:  # as every file route: an expired job serves nothing, though its files await the cleanup
+            raise Gone("this job's results have expired")
         path = storage.thumbnail_path(job)
         if path is None or not path.is_file():
             raise Http404("This job has no thumbnail yet.")
