@@ -6,7 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-export PORT
+# The web server listens on this address only; BIND=0.0.0.0 serves every interface (put a proxy in front:
+# docs/deployment.md).
+BIND ?= 127.0.0.1
+export PORT BIND
 
 .PHONY: run test test-fast test-scaleout lint screenshots bench clean system-packages
 
@@ -27,7 +30,7 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_superuser
-	@echo "videojobs: open http://localhost:$(PORT)/ (Ctrl-C stops the web server and the worker)"
+	@echo "videojobs: open http://localhost:$(PORT)/ (listening on $(BIND); Ctrl-C stops the web server and the worker)"
 	@# Ctrl-C: honcho stops both processes and exits 130; that is the normal way out, not an error.
 	trap : INT; $(BIN)/honcho start --procfile Procfile || [ $$? -eq 130 ]
 

@@ -120,3 +120,39 @@ def test_no_key_file_when_the_key_comes_from_the_environment(tmp_path, monkeypat
     monkeypatch.setenv("DJANGO_SECRET_KEY", "from-the-environment")
     datadir.prepare(tmp_path)
     assert datadir.read_secret_key(tmp_path) == "" and (tmp_path / "jobs").is_dir()
+
+
+def test_the_data_dir_is_private_whatever_the_umask(tmp_path):
+    """The database holds sessions and API tokens: DATA_DIR is 0700 and what the service writes 0600, even
+    when it is started with the usual umask of 022 and over a DATA_DIR an older version made 0755."""
+    data_dir = tmp_path / "private"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    script = (
+        "import os; os.umask(0o022); from videojobs import datadir; from pathlib import Path; "
+        f"datadir.prepare(Path({str(data_dir)!r})); "
+        "import django; os.environ['DJANGO_SETTINGS_MODULE'] = 'videojobs.settings'; django.setup(); "
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        f"open({str(data_dir / 'jobs' / 'written')!r}, 'w').close()"
+    )
+    environment = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir), "DJANGO_SECRET_KEY": "k"}
+    subprocess.run([sys.executable, "-c", script], env=environment, check=True, cwd=ROOT)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in [data_dir, *data_dir.rglob("*")]}
+    assert modes["private"] == modes["jobs"] == modes["upload-tmp"] == 0o700
+    assert modes["db.sqlite3"] == modes["written"] == 0o600
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+def test_the_web_process_raises_its_open_files_limit_to_the_hard_one(tmp_path):
+    script = "import resource, videojobs.wsgi; print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
+    environment = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "k"}
+    command = ["prlimit", "--nofile=256:4096", "--", sys.executable, "-c", script]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.split() == ["4096", "4096"]
+
+
+def test_the_web_server_listens_on_loopback_unless_told_otherwise():
+    procfile = (ROOT / "Procfile").read_text()
+    assert "--bind ${BIND:-127.0.0.1}:${PORT:-8000}" in procfile
+    makefile = (ROOT / "Makefile").read_text()
+    assert "BIND ?= 127.0.0.1" in makefile and "export PORT BIND" in makefile

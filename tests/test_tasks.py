@@ -94,3 +94,14 @@ def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, setting
     job.refresh_from_db()
     assert job.sources.get().error == "timed out after 60 s" and job.status == Status.FAILED
     assert job.attempts == 1 and job.lost_runs == 0  # not handed back, not lost: it finished as failed
+
+
+def test_the_workers_stop_file_lives_in_the_data_dir(settings, monkeypatch):
+    """Not at a predictable name in the shared temporary folder, where another user could create it first."""
+    from jobs.management.commands import runworker
+
+    seen = []
+    monkeypatch.setattr(runworker.Command, "_run", lambda self, stop_file: seen.append(stop_file))
+    runworker.Command().handle()
+    (stop_file,) = seen
+    assert stop_file.parent == settings.DATA_DIR / "runworker" and stop_file.parent.stat().st_mode & 0o777 == 0o700

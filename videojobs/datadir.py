@@ -33,10 +33,23 @@ def read_secret_key(folder: Path) -> str:
         return ""
 
 
+PRIVATE_UMASK = 0o077  # folders 0700, files 0600: the database holds sessions and API tokens
+
+
+def keep_private() -> None:
+    """Whatever this process creates (the database, uploads, FFmpeg's outputs, which inherit it) is its
+    user's alone, whatever umask it was started with. Called as the settings load, in every process."""
+    os.umask(PRIVATE_UMASK)
+
+
 def prepare(folder: Path) -> None:
-    """Create the folders the service writes to, and the secret key file unless one is set or kept."""
-    (folder / "jobs").mkdir(parents=True, exist_ok=True)
-    (folder / "upload-tmp").mkdir(exist_ok=True)
+    """Create the folders the service writes to, private to its user (also a DATA_DIR made before it was
+    private), and the secret key file unless one is set or kept."""
+    keep_private()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    (folder / "jobs").mkdir(mode=0o700, exist_ok=True)
+    (folder / "upload-tmp").mkdir(mode=0o700, exist_ok=True)
     key_file = folder / SECRET_KEY_FILE
     if env_str("DJANGO_SECRET_KEY", "") or key_file.exists():
         return

@@ -1,7 +1,8 @@
 """Settings for videojobs, read from the environment with local defaults.
 
 Every variable is listed in the README. A junk value stops start-up with
-ImproperlyConfigured naming the variable. Loading settings writes nothing:
+ImproperlyConfigured naming the variable. Loading settings writes nothing (it
+only sets the process's umask, so that what it writes later is private):
 DATA_DIR and the generated secret key are made by `python -m videojobs.datadir`
 (part of `make run`).
 """
@@ -14,9 +15,10 @@ from datetime import timedelta
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from videojobs.datadir import BASE_DIR, data_dir, read_secret_key
+from videojobs.datadir import BASE_DIR, data_dir, keep_private, read_secret_key
 from videojobs.env import env_bool, env_bytes, env_float, env_int, env_list, env_str
 
+keep_private()  # every file the service writes is 0600, every folder 0700 (videojobs.datadir)
 DATA_DIR = data_dir()
 # Each job owns one folder, JOBS_DIR/<job id>/ (layout: jobs/storage.py).
 JOBS_DIR = DATA_DIR / "jobs"

@@ -33,10 +33,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psutil
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from jobs.enqueue import STOP_FILE_ENV
@@ -64,11 +64,18 @@ def catches_sigterm(pid: int) -> bool:
     return False
 
 
+def stop_file_for(pid: int) -> Path:
+    """Where runworker `pid` says its cluster is stopping: in DATA_DIR, which only the service's user can
+    write, not at a name anyone can create first in the shared temporary folder."""
+    return Path(settings.DATA_DIR) / "runworker" / f"{pid}.stopping"
+
+
 class Command(BaseCommand):
     help = "Run the worker cluster (qcluster); a stop signal stops it at once, handing running jobs back."
 
     def handle(self, *args, **options):
-        stop_file = Path(tempfile.gettempdir()) / f"videojobs-runworker-{os.getpid()}.stopping"
+        stop_file = stop_file_for(os.getpid())
+        stop_file.parent.mkdir(mode=0o700, exist_ok=True)
         stop_file.unlink(missing_ok=True)
         try:
             self._run(stop_file)
