@@ -77,6 +77,7 @@ def clips(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def jobs_dir(settings, tmp_path) -> Path:
     """Each test gets its own job folders."""
+    settings.DATA_DIR = tmp_path / "data"  # what a worker started by the test gets (tests/workers.py)
     settings.JOBS_DIR = tmp_path / "data" / "jobs"
     settings.JOBS_DIR.mkdir(parents=True)
     yield settings.JOBS_DIR

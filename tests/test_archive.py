@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from rest_framework.authtoken.models import Token
 
 from jobs import archive, storage
 from jobs.models import Status
@@ -80,3 +86,54 @@ def test_a_download_in_progress_survives_a_delete_and_a_cleanup(api, post_job, s
     assert len(data) == int(response["Content-Length"])
     zipped = zipfile.ZipFile(io.BytesIO(data))
     assert zipped.testzip() is None and len(zipped.namelist()) == 5
+
+
+def test_fifty_slow_downloads_of_a_200_output_job_never_5xx_and_a_user_streams_at_most_four(
+    live_server, make_job, user, other_user, settings
+):
+    """Each streaming ZIP holds all its files open while a slow client reads it: without a bound per user,
+    50 of them took 10,000 file descriptors. Now the fifth and later get 429, and nobody a 5xx."""
+    settings.MAX_DOWNLOADS_PER_USER = 4
+    job = make_job(outputs=200, size=100_000)  # 20 MB: more than the sockets' buffers hold for a slow client
+    token = Token.objects.get_or_create(user=user)[0].key
+    url = f"{live_server.url}/api/jobs/{job.pk}/download/"
+
+    def start(_):
+        response = requests.get(url, headers={"Authorization": f"Token {token}"}, stream=True, timeout=30)
+        if response.status_code == 200:
+            next(response.iter_content(1024))  # then reads no more for now: a slow client
+        return response
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(start, range(50)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 4 + [429] * 46
+    assert "MAX_DOWNLOADS_PER_USER" in next(r for r in responses if r.status_code == 429).json()["detail"]
+    other_token = Token.objects.get_or_create(user=other_user)[0].key
+    their_job = make_job(outputs=1, owner=other_user)
+    theirs = requests.get(
+        f"{live_server.url}/api/jobs/{their_job.pk}/download/", headers={"Authorization": f"Token {other_token}"}
+    )
+    assert theirs.status_code == 200  # the bound is per user
+    for response in responses:
+        response.close()
+    deadline = time.monotonic() + 20  # the server notices the closed connections as it writes to them
+    while True:
+        again = requests.get(url, headers={"Authorization": f"Token {token}"}, timeout=30)
+        if again.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert again.status_code == 200 and zipfile.ZipFile(io.BytesIO(again.content)).testzip() is None
+
+
+def test_a_slot_is_released_when_the_zip_cannot_be_opened(make_job, settings, monkeypatch, user):
+    settings.MAX_DOWNLOADS_PER_USER = 1
+    job = make_job(outputs=1)
+
+    def refuse(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(archive, "job_zip", refuse)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            archive.zip_response(job, user.pk)

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from jobs import archive, byte_range, reuse, storage, uploads
+from jobs import archive, byte_range, download_slots, reuse, storage, uploads
 from jobs.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer, ReprocessSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
@@ -192,6 +192,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             400: OpenApiResponse(description="`outputs` does not name finished variations of this job"),
             409: OpenApiResponse(description="not finished yet, or no finished outputs"),
             410: OpenApiResponse(description="expired"),
+            429: OpenApiResponse(description="already MAX_DOWNLOADS_PER_USER downloads streaming for this user"),
         },
     )
     @action(detail=True, methods=["get"], url_name="download")
@@ -207,7 +208,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except archive.SelectionError as exc:
             return _error(str(exc), status.HTTP_400_BAD_REQUEST, field="outputs")
         try:
-            return archive.zip_response(job, selection)
+            return archive.zip_response(job, request.user.pk, selection)
+        except download_slots.NoSlot as exc:
+            return _error(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
         except OSError:
             return _error(archive.UNAVAILABLE, 503)
 
