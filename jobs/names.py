@@ -11,12 +11,56 @@ from pathlib import Path
 MAX_NAME_LENGTH = 200
 
 
+ZERO_WIDTH_JOINER = "\u200d"
+TAG_CHARACTERS = range(0xE0020, 0xE0080)  # the letters of a subdivision flag (England, Scotland, Wales)
+BLACK_FLAG = "\U0001f3f4"
+
+
+def hidden_characters(text: str) -> list[str]:
+    """The characters of `text` one cannot see and a name may not carry: control characters, and every
+    format character (Unicode Cf: bidirectional overrides that make "4pm.exe" read "exe.mp4", zero-width
+    spaces, soft hyphens...) except the joiners inside emoji sequences. The one rule for job names and file
+    names alike."""
+    return [text[index] for index in _hidden_positions(text)]
+
+
+def _hidden_positions(text: str) -> list[int]:
+    positions = []
+    for index, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cc" or (category == "Cf" and not _joins_emoji(text, index)):
+            positions.append(index)
+    return positions
+
+
+def _joins_emoji(text: str, index: int) -> bool:
+    """Is text[index] a joiner inside an emoji sequence: a zero-width joiner between two pictographs (with
+    their modifiers and variation selectors), or the tag letters after a black flag?"""
+    ch = text[index]
+    if ch == ZERO_WIDTH_JOINER:
+        before = text[index - 1] if index else ""
+        after = text[index + 1] if index + 1 < len(text) else ""
+        return _emoji_part(before) and _emoji_part(after)
+    if ord(ch) in TAG_CHARACTERS:
+        start = index
+        while start and ord(text[start - 1]) in TAG_CHARACTERS:
+            start -= 1
+        return start > 0 and text[start - 1] == BLACK_FLAG
+    return False
+
+
+def _emoji_part(ch: str) -> bool:
+    """A pictograph (So), a skin-tone modifier (Sk), or the emoji variation selector that may end one."""
+    return bool(ch) and (unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f")
+
+
 def name_problem(raw: str) -> str:
-    """Why a client-sent file name is refused, or '' when it is acceptable."""
+    """Why a client-sent file name is refused, or '' when it is acceptable. Characters other systems do not
+    allow in file names (a:b.mp4, CON.mp4) are allowed: the ZIP's entry names are made safe (zip_component)."""
     if "/" in raw or "\\" in raw:
         return "it looks like a path; send the bare file name"
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
-        return "it contains control characters"
+    if hidden_characters(raw):
+        return "it contains control characters or invisible formatting characters"
     if raw.strip() in ("", ".", ".."):
         return "it is empty"
     return ""
@@ -27,23 +71,54 @@ def stem_of(name: str) -> str:
     return Path(name).stem.lstrip(". ").strip()
 
 
+FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*')
+# Names Windows gives to devices, with any extension: a file "CON.mp4" cannot be created there.
+RESERVED_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]]
+)
+MAX_COMPONENT_LENGTH = 100
+
+
+def zip_component(text: str) -> str:
+    """`text` as one folder or file name that unpacks alike on Windows, macOS and Linux: NFC-normalised (a
+    Mac's NFD "café" is the NFC one), characters Windows refuses as "_", no leading or trailing dots and
+    spaces, no device name (CON, NUL, COM1...: an "_" is put after it). '' when nothing is left."""
+    text = unicodedata.normalize("NFC", text)
+    hidden = set(_hidden_positions(text))
+    cleaned = "".join(
+        " " if ch.isspace() else "_" if ch in FORBIDDEN_IN_FILE_NAMES or index in hidden else ch
+        for index, ch in enumerate(text)
+    )
+    cleaned = " ".join(cleaned.split()).strip(". ")[:MAX_COMPONENT_LENGTH].rstrip(". ")
+    if cleaned.split(".", 1)[0].rstrip(" ").upper() in RESERVED_DEVICE_NAMES:
+        head, dot, rest = cleaned.partition(".")
+        cleaned = f"{head}_{dot}{rest}"
+    return cleaned
+
+
+def same_on_every_system(name: str) -> str:
+    """The key under which two names are the same file on a case-insensitive, normalising file system."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def folder_of(name: str, position: int) -> str:
-    """A source's ZIP folder before any numbering: its stem, or `video<N>` when the stem is empty."""
-    return stem_of(name) or f"video{position + 1}"
+    """A source's ZIP folder before any numbering: its stem made safe, or `video<N>` when nothing is left."""
+    return zip_component(stem_of(name)) or f"video{position + 1}"
 
 
 def zip_folders(names: list[str]) -> list[str]:
     """The ZIP folder of each source, in upload order, with " (2)", " (3)"... until no two are the same
-    (ignoring case) after every fallback. display_name already numbers names at upload so that this
-    rarely has to."""
+    (ignoring case and Unicode normalisation) after every fallback. display_name already numbers names at
+    upload so that this rarely has to."""
     taken: set[str] = set()
     folders = []
     for position, name in enumerate(names):
         stem = folder_of(name, position)
         folder, number = stem, 2
-        while folder.lower() in taken:
+        while same_on_every_system(folder) in taken:
             folder, number = f"{stem} ({number})", number + 1
-        taken.add(folder.lower())
+        taken.add(same_on_every_system(folder))
         folders.append(folder)
     return folders
 
@@ -55,15 +130,15 @@ def display_name(raw: str, taken: set[str], position: int) -> str:
     "a.mp4" and "a.mov" become "a.mp4" and "a (2).mov"; "..mp4" (folder
     video1) then "video1.mp4" become "..mp4" and "video1 (2).mp4".
     """
-    name = " ".join(raw.split())
+    name = unicodedata.normalize("NFC", " ".join(raw.split()))
     stem, ext = _split(name)
     if len(name) > MAX_NAME_LENGTH:
         stem = stem[: MAX_NAME_LENGTH - len(ext)]
     candidate, number = stem + ext, 2
-    while folder_of(candidate, position).lower() in taken:
+    while same_on_every_system(folder_of(candidate, position)) in taken:
         candidate = f"{stem} ({number}){ext}"
         number += 1
-    taken.add(folder_of(candidate, position).lower())
+    taken.add(same_on_every_system(folder_of(candidate, position)))
     return candidate
 
 
@@ -74,18 +149,6 @@ def _split(name: str) -> tuple[str, str]:
     return name, ""
 
 
-FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*')
-
-
 def zip_file_name(title: str) -> str:
     """The download's file name: the job's title made safe on every desktop system, with ".zip"."""
-    cleaned = "".join(
-        " "
-        if ch.isspace()
-        else "_"
-        if ch in FORBIDDEN_IN_FILE_NAMES or unicodedata.category(ch) in ("Cc", "Cf")
-        else ch
-        for ch in title
-    )
-    stem = " ".join(cleaned.split()).strip(". ")[:100].rstrip(". ")
-    return f"{stem or 'videojobs'}.zip"
+    return f"{zip_component(title) or 'videojobs'}.zip"

@@ -42,10 +42,14 @@ class RefusedFileName(MultiPartParserError):
 
 class StrictParser(MultiPartParser):
     def sanitize_file_name(self, file_name):
-        problem = name_problem(html.unescape(file_name))
+        """Refuse what the rules refuse, keep the rest as sent. Django's own sanitising drops every character
+        that is not printable; past the rules, those are only the joiners of emoji sequences (and spaces
+        other than " ", which display_name tidies), which belong to the name."""
+        name = html.unescape(file_name)
+        problem = name_problem(name)
         if problem:
             raise RefusedFileName(file_name, problem)
-        return super().sanitize_file_name(file_name)
+        return name
 
 
 class FileSizeLimitHandler(FileUploadHandler):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from jobs import ffmpeg, quota, storage
 from jobs.enqueue import enqueue_job
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
-from jobs.names import display_name, name_problem
+from jobs.names import display_name, hidden_characters, name_problem
 from jobs.refusal import Refused
 from jobs.upload_guard import oversize_uploads
 
@@ -52,16 +52,12 @@ def parse_variations(value) -> int:
     return number
 
 
-# Embeddings, overrides and isolates: they can make a name read backwards ("4pm.exe" as "exe.mp4").
-# Other format characters (emoji joiners, soft hyphens) are ordinary parts of names.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
 def parse_name(value) -> str:
-    """The job's optional name: spaces tidied; empty means "use the first video's name"."""
-    name = " ".join(str(value or "").split())
-    if any(unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS for ch in name):
-        raise UploadError("name: control characters are not allowed", field="name")
+    """The job's optional name: spaces tidied; empty means "use the first video's name". Invisible
+    characters are refused by the same rule as in file names (names.hidden_characters)."""
+    name = unicodedata.normalize("NFC", " ".join(str(value or "").split()))
+    if hidden_characters(name):
+        raise UploadError("name: control characters and invisible formatting characters are not allowed", field="name")
     if len(name) > MAX_JOB_NAME_LENGTH:
         raise UploadError(f"name: at most {MAX_JOB_NAME_LENGTH} characters, not {len(name)}", field="name")
     return name

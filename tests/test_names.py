@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 
-from jobs.names import MAX_NAME_LENGTH, display_name, name_problem, stem_of, zip_file_name, zip_folders
+from jobs.names import (
+    MAX_NAME_LENGTH,
+    display_name,
+    hidden_characters,
+    name_problem,
+    same_on_every_system,
+    stem_of,
+    zip_component,
+    zip_file_name,
+    zip_folders,
+)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +87,84 @@ def test_zip_folders_are_unique_whatever_names_it_is_given():
 )
 def test_zip_file_names_are_safe_on_every_desktop(title, file_name):
     assert zip_file_name(title) == file_name
+
+
+@pytest.mark.parametrize(
+    "text, hidden",
+    [
+        ("plain name", []),
+        ("soft\u00adhyphen", ["\u00ad"]),
+        ("zero\u200bwidth", ["\u200b"]),
+        ("rtl\u202eevil", ["\u202e"]),
+        ("bell\x07", ["\x07"]),
+        ("a\u200db", ["\u200d"]),  # a joiner between letters joins nothing visible
+        ("\U0001f469\u200d\U0001f4bb coder", []),  # woman + ZWJ + laptop: one emoji
+        ("\U0001f44d\U0001f3fd\u200d\u2642\ufe0f", []),  # with a skin tone and a variation selector
+        ("\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f flag", []),  # England's flag
+        ("x\U000e0067", ["\U000e0067"]),  # a tag letter that belongs to no flag
+    ],
+)
+def test_hidden_characters_are_every_format_character_but_emoji_joiners(text, hidden):
+    assert hidden_characters(text) == hidden
+
+
+@pytest.mark.parametrize("character", ["\u00ad", "\u200b", "\u202e", "\u2066", "\ufeff", "\x1b"])
+def test_job_names_and_file_names_refuse_the_same_invisible_characters(api, upload, refused, character, nothing_left):
+    refused(
+        api.post("/api/jobs/", {"videos": [upload()], "name": f"spring{character}sale"}, format="multipart"),
+        400,
+        "name: control characters and invisible formatting characters",
+    )
+    assert name_problem(f"spring{character}sale.mp4") == (
+        "it contains control characters or invisible formatting characters"
+    )
+
+
+def test_an_emoji_sequence_is_fine_in_both(api, upload):
+    emoji = "\U0001f469\u200d\U0001f4bb"
+    response = api.post("/api/jobs/", {"videos": [upload(f"{emoji}.mp4")], "name": emoji}, format="multipart")
+    assert response.status_code == 201 and response.json()["sources"][0]["name"] == f"{emoji}.mp4"
+
+
+@pytest.mark.parametrize(
+    "text, component",
+    [
+        ("a:b", "a_b"),
+        ('what? <now> "yes" | no * 2', "what_ _now_ _yes_ _ no _ 2"),
+        ("CON", "CON_"),
+        ("con.backup", "con_.backup"),
+        ("Lpt1", "Lpt1_"),
+        ("COM\u00b9", "COM\u00b9_"),
+        ("console", "console"),
+        ("trailing. . ", "trailing"),
+        ("cafe\u0301", "caf\u00e9"),  # NFD, as a Mac sends it, becomes NFC
+        ("tab\there", "tab here"),
+        ("...", ""),
+    ],
+)
+def test_zip_components_unpack_alike_everywhere(text, component):
+    assert zip_component(text) == component
+
+
+def test_zip_folders_are_unique_ignoring_case_and_normalisation():
+    names = ["caf\u00e9.mp4", "cafe\u0301.mp4", "CAF\u00c9.mov", "a:b.mp4", "a_b.mp4", "CON.mp4"]
+    assert zip_folders(names) == ["caf\u00e9", "caf\u00e9 (2)", "CAF\u00c9 (3)", "a_b", "a_b (2)", "CON_"]
+
+
+def test_real_file_names_are_accepted_and_their_zip_entries_made_safe(post_job, api):
+    names = ["a:b.mp4", "CON.mp4", "caf\u00e9.mp4", "cafe\u0301.mp4"]
+    job = post_job(names, variations=1, run=True)
+    shown = [source["name"] for source in api.get(f"/api/jobs/{job.pk}/").json()["sources"]]
+    assert shown == ["a:b.mp4", "CON.mp4", "caf\u00e9.mp4", "caf\u00e9 (2).mp4"]  # shown as sent, NFC
+    response = api.get(f"/api/jobs/{job.pk}/download/")
+    entries = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    response.close()
+    assert entries == [
+        "a_b/a_b_v01.mp4",
+        "CON_/CON__v01.mp4",
+        "caf\u00e9/caf\u00e9_v01.mp4",
+        "caf\u00e9 (2)/caf\u00e9 (2)_v01.mp4",
+        "manifest.json",
+    ]
+    keys = [same_on_every_system(entry) for entry in entries]
+    assert len(set(keys)) == len(keys)
