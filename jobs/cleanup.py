@@ -15,11 +15,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
 from jobs import parts, procs, storage
 from jobs.enqueue import enqueue_job
-from jobs.models import TERMINAL, Job, OutputFile, Status
+from jobs.models import TERMINAL, Job, OutputFile, Status, database_now
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class _Pass:
 
 def run(now: datetime | None = None, dry_run: bool = False) -> Summary:
     """One full pass (docs/architecture.md, "Lifecycle"). Safe to run from several processes at once."""
-    cleanup = _Pass(now or timezone.now(), dry_run)
+    cleanup = _Pass(now or database_now(), dry_run)  # the database's clock: the same on every machine
     recover(cleanup)
     expire(cleanup)
     evict(cleanup)
@@ -178,7 +177,7 @@ def _finalise(job: Job) -> None:
 
 def recover_lost_jobs() -> None:
     """Step 1 alone: run when a worker process starts and every minute with the heartbeat schedule."""
-    cleanup = _Pass(timezone.now(), dry_run=False)
+    cleanup = _Pass(database_now(), dry_run=False)
     recover(cleanup)
     if cleanup.summary.actions:
         logger.info("recovery: %s", "; ".join(cleanup.summary.actions))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -35,6 +35,17 @@ TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 MAX_JOB_NAME_LENGTH = 100
 MIN_ETA_PROGRESS = 3  # percent
 MIN_ETA_SECONDS = 5
+
+
+def database_now() -> datetime:
+    """The time by the database's clock: the one clock that every machine of a deployment shares, so that
+    expiry, eviction and retry decide alike wherever they run, whatever each machine's clock says.
+    On SQLite the database lives on this machine: its clock is this one (and time-machine moves it in tests)."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT STATEMENT_TIMESTAMP()")
+        return cursor.fetchone()[0]
 
 
 def new_job_id() -> str:

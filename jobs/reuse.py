@@ -20,7 +20,7 @@ from django.utils import timezone
 from jobs import quota, storage
 from jobs.effects import Effects, effects_for_job
 from jobs.enqueue import enqueue_job
-from jobs.models import ACTIVE, Job, SourceVideo, Status, new_job_id, new_seed
+from jobs.models import ACTIVE, Job, SourceVideo, Status, database_now, new_job_id, new_seed
 from jobs.refusal import Refused
 from jobs.uploads import parse_variations
 
@@ -40,7 +40,7 @@ def _reusable(job: Job, what: str) -> list[SourceVideo]:
     """The job's sources, when its uploads may be reused for `what`; ReuseError otherwise."""
     if job.status in ACTIVE:
         raise ReuseError(f"this job is still {job.status}: {what} once it has finished")
-    if job.is_expired:
+    if job.expires_at <= database_now():
         raise ReuseError(f"this job has expired: its videos are gone; {what} is no longer possible")
     sources = list(job.sources.order_by("position"))
     if not storage.uploads_present(sources):
@@ -139,7 +139,7 @@ def retry_failed(job: Job) -> Job:
         raise ReuseError("a cancelled job is not retried: use make more to run its videos again")
     if job.retries >= settings.MAX_RETRIES:
         raise ReuseError(f"this job was retried {job.retries} times already, the most allowed (MAX_RETRIES)")
-    if _retry_expiry(job) <= timezone.now():
+    if _retry_expiry(job) <= database_now():
         raise ReuseError(f"this job is older than {2 * settings.JOB_TTL_HOURS} hours: it is not retried any more")
     sources = _reusable(job, "retry")
     failed = [source for source in sources if source.status == Status.FAILED]
@@ -167,8 +167,9 @@ def retry_failed(job: Job) -> Job:
 
 def _reopen(job: Job, reservation: int) -> bool:
     """completed|failed -> queued, in one conditional UPDATE (eviction expires a job in one of its own). The
-    lost workers of earlier runs still count (Job.lost_runs): only the claim counters are not reset."""
-    now = timezone.now()
+    lost workers of earlier runs still count (Job.lost_runs): only the claim counters are not reset. Times
+    are the database's, as eviction's are: the two fences compare the same clock."""
+    now = database_now()
     return bool(
         Job.objects.filter(
             pk=job.pk, status__in=RETRYABLE, expires_at__gt=now, retries__lt=settings.MAX_RETRIES
@@ -180,17 +181,17 @@ def _reopen(job: Job, reservation: int) -> bool:
             heartbeat_at=None,
             settled_at=None,
             enqueued_at=now,
-            expires_at=_retry_expiry(job),
+            expires_at=_retry_expiry(job, now),
             retries=F("retries") + 1,
             reserved_bytes=reservation,
         )
     )
 
 
-def _retry_expiry(job: Job):
-    """JOB_TTL_HOURS from now, but never past created_at + 2 x JOB_TTL_HOURS."""
+def _retry_expiry(job: Job, now=None):
+    """JOB_TTL_HOURS from now (the database's), but never past created_at + 2 x JOB_TTL_HOURS."""
     ttl = timezone.timedelta(hours=settings.JOB_TTL_HOURS)
-    return min(timezone.now() + ttl, job.created_at + 2 * ttl)
+    return min((now or database_now()) + ttl, job.created_at + 2 * ttl)
 
 
 def _log_and_enqueue(job: Job, what: str) -> None:

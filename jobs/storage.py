@@ -37,7 +37,7 @@ from django.db import connection, models, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status, database_now
 
 logger = logging.getLogger(__name__)
 
@@ -469,8 +469,8 @@ def storage_used(owner=None) -> int:
 
 def evictable_jobs(now=None) -> models.QuerySet:
     """Finished jobs eviction may delete, oldest first: never one that finished less than MIN_RETENTION_MINUTES
-    ago, whoever asks for the room."""
-    kept_after = (now or timezone.now()) - timedelta(minutes=settings.MIN_RETENTION_MINUTES)
+    ago (by the database's clock), whoever asks for the room."""
+    kept_after = (now or database_now()) - timedelta(minutes=settings.MIN_RETENTION_MINUTES)
     return Job.objects.filter(status__in=TERMINAL, finished_at__lt=kept_after).order_by("created_at")
 
 
@@ -482,7 +482,7 @@ def evict_job(job: Job, size: int | None = None) -> bool:
     conditional UPDATE of its own, so of the two exactly one wins.
     """
     chosen = Job.objects.filter(pk=job.pk, status__in=TERMINAL, finished_at=job.finished_at)
-    if not chosen.update(expires_at=timezone.now()):
+    if not chosen.update(expires_at=database_now()):
         return False
     delete_job(job, size)
     return True

@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.utils import timezone
 from model_bakery import baker
 
-from jobs.models import Job, SourceVideo, Status
+from jobs.models import Job, SourceVideo, Status, database_now
 
 
 @pytest.fixture
@@ -119,3 +120,30 @@ def test_summary_counts_videos_and_variations(job):
     Job.objects.filter(pk=job.pk).update(variations_per_video=1)
     baker.make(SourceVideo, job=job, position=1, duration=1, width=2, height=2, size=1)
     assert Job.objects.get(pk=job.pk).summary == "2 videos × 1 variation"
+
+
+@pytest.mark.database_clock
+def test_fences_read_the_databases_clock(db):
+    """Expiry, eviction and retry compare times from one clock for every machine: the database's. On SQLite the
+    database is on this machine (its clock is this one); on PostgreSQL the server's clock decides, even when
+    this machine's clock is an hour off."""
+    with time_machine.travel(timezone.now() - timedelta(hours=1), tick=False):
+        machine = timezone.now()
+        database = database_now()
+    if connection.vendor == "postgresql":
+        assert database - machine > timedelta(minutes=59)
+    else:
+        assert database == machine
+
+
+@pytest.mark.database_clock
+def test_a_retry_by_a_machine_whose_clock_is_behind_still_sees_the_expiry(api, make_job, refused):
+    job = make_job(status=Status.FAILED, outputs=1)
+    job.sources.update(status=Status.FAILED)
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
+        response = api.post(f"/api/jobs/{job.pk}/retry/")
+    if connection.vendor == "postgresql":
+        refused(response, 409, "expired")  # by the database's clock: never retried after its expiry
+    else:
+        assert response.status_code == 200  # one machine, one clock: an hour ago it had not expired yet
