@@ -34,12 +34,13 @@ run: $(VENV)/.runtime
 	@# Ctrl-C: honcho stops both processes and exits 130; that is the normal way out, not an error.
 	trap : INT; $(BIN)/honcho start --procfile Procfile || [ $$? -eq 130 ]
 
-# Debian's packages: chromium + chromium-driver for the browser tests, wrk for the polling benchmark
-# (about 3 minutes once; skipped when present).
+# Debian's packages: chromium + chromium-driver for the browser tests, nginx for the slow-client test of
+# deploy/nginx.conf, wrk for the polling benchmark (about 3 minutes once; skipped when present).
 system-packages:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v wrk >/dev/null; then :; else \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v wrk >/dev/null \
+		&& command -v nginx >/dev/null; then :; else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver wrk; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver wrk nginx; \
 	fi
 
 test: $(VENV)/.dev system-packages
