@@ -75,16 +75,20 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def machine_clock_on_postgresql(request, monkeypatch):
+def machine_clock_on_postgresql(request):
     """On PostgreSQL, jobs.models.database_now asks the server's clock, which time-machine cannot move: the
     tests that travel in time would see none of it. There, the fences read this machine's clock (the same
     one, but for the travel), except in tests marked `database_clock`, which check the server's clock."""
     if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        yield
         return
     if request.node.get_closest_marker("database_clock"):
+        yield
         return
-    for module in (models, reuse, storage, cleanup):
-        monkeypatch.setattr(module, "database_now", timezone.now)
+    with pytest.MonkeyPatch.context() as patch:  # its own: a test's monkeypatch.undo() leaves it in place
+        for module in (models, reuse, storage, cleanup):
+            patch.setattr(module, "database_now", timezone.now)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,26 @@
 """Soak: for a few minutes, four clients submit, cancel, delete and download at random while the worker
-cluster is SIGKILLed and restarted twice. At the end every promise still holds."""
+cluster is SIGKILLed and restarted twice, and a hostile file is uploaded once a minute. At the end every
+promise still holds."""
 
 from __future__ import annotations
 
 import io
 import random
+import subprocess
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from jobs import storage
+from jobs import ffmpeg, storage
 from jobs.models import ACTIVE, Job, Status
 from jobs.procs import tagged_processes
+from tests.media import make_clip, make_size_switching_clip
 from tests.workers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -24,7 +28,14 @@ pytestmark = pytest.mark.slow
 SOAK_SECONDS = 150
 KILLS_AT = (50, 100)  # seconds into the soak
 CLIENTS = 4
-CLUSTER_ENV = {"BATCH_SIZE": "1", "WORKERS": "2", "STALE_AFTER_SECONDS": "3", "QUEUE_RESEND_SECONDS": "10"}
+CLUSTER_ENV = {
+    "BATCH_SIZE": "1",
+    "WORKERS": "2",
+    "STALE_AFTER_SECONDS": "3",
+    "QUEUE_RESEND_SECONDS": "10",
+    "MAX_PIXELS": str(320 * 240),
+}
+HOSTILE_FROM = 20  # seconds into the soak: the first hostile upload, then one a minute
 
 
 class Client(threading.Thread):
@@ -81,14 +92,61 @@ class Client(threading.Thread):
             self.errors.append(f"{response.status_code}: {getattr(response, 'content', b'')[:200]!r}")
 
 
-def test_four_clients_and_two_hard_kills(start_cluster, user, clips, settings, api_client_for, files_under, jobs_dir):
+class HostileUploader(threading.Thread):
+    """Once a minute (from HOSTILE_FROM seconds on), one hostile file: each must be a 201 or a 4xx."""
+
+    def __init__(self, api, files: list[Path], stop: threading.Event):
+        super().__init__(daemon=True)
+        self.api, self.files, self.stop = api, files, stop
+        self.errors: list[str] = []
+        self.answers: list[int] = []
+
+    def run(self) -> None:
+        try:
+            wait = HOSTILE_FROM
+            for path in self.files:
+                if self.stop.wait(wait):
+                    return
+                wait = 60
+                video = SimpleUploadedFile(path.name, path.read_bytes(), content_type="video/mp4")
+                try:
+                    response = self.api.post("/api/jobs/", {"videos": [video], "variations": 2}, format="multipart")
+                except Exception as exc:  # a view's exception: that was a 500
+                    self.errors.append(f"{path.name}: {type(exc).__name__}: {exc}")
+                    continue
+                self.answers.append(response.status_code)
+                if not (response.status_code == 201 or 400 <= response.status_code < 500):
+                    self.errors.append(f"{path.name}: {response.status_code}")
+        finally:
+            connection.close()
+
+
+def _hostile_files(folder: Path) -> list[Path]:
+    """A stream that grows past MAX_PIXELS after its first second, and one truncated after its index."""
+    grows = make_size_switching_clip(folder / "grows.mp4", first="160x120", then="640x480")
+    whole = make_clip(folder / "whole.mp4", seconds=2.0, size="320x240")
+    subprocess.run(
+        [ffmpeg.ffmpeg_binary(), "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-movflags", "+faststart"]
+        + [str(folder / "faststart.mp4")],
+        check=True,
+    )
+    data = (folder / "faststart.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) * 2 // 3])
+    return [grows, folder / "truncated.mp4", grows]
+
+
+def test_four_clients_and_two_hard_kills(
+    start_cluster, user, clips, settings, api_client_for, files_under, jobs_dir, tmp_path
+):
     settings.MAX_ACTIVE_JOBS_PER_USER = 1000
+    settings.MAX_PIXELS = int(CLUSTER_ENV["MAX_PIXELS"])
     Token.objects.get_or_create(user=user)  # made once, before the threads race to make it
     clip = clips(seconds=1.0, audio=False).read_bytes()
     cluster = start_cluster(**CLUSTER_ENV)
     stop = threading.Event()
     clients = [Client(number, api_client_for(user), clip, stop) for number in range(CLIENTS)]
-    for client in clients:
+    hostile = HostileUploader(api_client_for(user), _hostile_files(tmp_path), stop)
+    for client in [*clients, hostile]:
         client.start()
 
     started = time.monotonic()
@@ -98,10 +156,11 @@ def test_four_clients_and_two_hard_kills(start_cluster, user, clips, settings, a
         cluster = start_cluster(**CLUSTER_ENV)
     stop.wait(max(0.0, started + SOAK_SECONDS - time.monotonic()))
     stop.set()
-    for client in clients:
+    for client in [*clients, hostile]:
         client.join(60)
 
-    assert [error for client in clients for error in client.errors] == []
+    assert [error for client in [*clients, hostile] for error in client.errors] == []
+    assert 201 in hostile.answers  # a hostile file was accepted and worked on, not only refused
     assert sum(client.submitted for client in clients) >= 10  # the soak really exercised the service
 
     # The cluster finishes what is left: jobs whose worker was killed are recovered and resumed.
@@ -125,6 +184,7 @@ def test_four_clients_and_two_hard_kills(start_cluster, user, clips, settings, a
     for job in jobs.values():
         # Each job's files are exactly what its rows own: no partial, no upload left, nothing lost.
         assert set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job), job.pk
+        assert storage.job_bytes(job) <= job.reserved_bytes, job.pk  # never more than it reserved
         if job.status == Status.COMPLETED:
             response = api.get(f"/api/jobs/{job.pk}/download/")
             names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
