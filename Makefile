@@ -74,6 +74,7 @@ bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/encode.py
 	$(BIN)/python bench/grid.py
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) data

@@ -15,6 +15,8 @@ bench/results.json under "hostile".
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -23,19 +25,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videojobs.settings")
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="videojobs-bench-"))  # this process's; never written
+
+import django  # noqa: E402
+
+django.setup()
 
 from bench.results import record  # noqa: E402
 from bench.service import Service  # noqa: E402
-
-FFMPEG = None
+from jobs.ffmpeg import ffmpeg_binary  # noqa: E402
+from tests.media import make_size_switching_clip  # noqa: E402
 
 
 def _ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", *args], check=True)
 
 
 def disk(service: Service, megabytes: int) -> list[dict]:
@@ -82,19 +89,8 @@ def _web_cpu(service: Service) -> float:
 
 def probe_cpu(service: Service, folder: Path, seconds: int) -> dict:
     path = folder / "tiny-frames.mov"
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "color=s=2x2:r=5000",
-        "-t",
-        str(seconds),
-        "-c:v",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        str(path),
-    )
+    raw = f"-f lavfi -i color=s=2x2:r=5000 -t {seconds} -c:v rawvideo -pix_fmt rgb24"
+    _ffmpeg(*raw.split(), str(path))
     before, started = _web_cpu(service), time.monotonic()
     with path.open("rb") as handle:
         answer = service.http.post(
@@ -110,33 +106,6 @@ def probe_cpu(service: Service, folder: Path, seconds: int) -> dict:
     }
 
 
-def _switching(folder: Path, then: str) -> Path:
-    parts = []
-    for index, size in enumerate(("160x120", then)):
-        part = folder / f"part{index}.h264"
-        _ffmpeg(
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=25:duration=1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "h264",
-            str(part),
-        )
-        parts.append(part.read_bytes())
-    joined = folder / "switch.h264"
-    joined.write_bytes(b"".join(parts))
-    path = folder / "switch.mp4"
-    _ffmpeg("-r", "25", "-i", str(joined), "-c", "copy", str(path))
-    return path
-
-
 def _wait(service: Service, job: dict, sample=None) -> dict:
     while job["status"] in ("queued", "processing"):
         if sample:
@@ -147,7 +116,7 @@ def _wait(service: Service, job: dict, sample=None) -> dict:
 
 
 def memory(service: Service, folder: Path, then: str) -> dict:
-    path = _switching(folder, then)
+    path = make_size_switching_clip(folder / "switch.mp4", first="160x120", then=then)
     peak = {"rss": 0}
 
     def sample():
@@ -174,42 +143,22 @@ def memory(service: Service, folder: Path, then: str) -> dict:
 
 def storage(service: Service, folder: Path, variations: int) -> dict:
     path = folder / "noise.mp4"
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "nullsrc=s=320x240:r=25",
-        "-vf",
-        "geq=lum='random(1)*255':cb=128:cr=128",
-        "-t",
-        "2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-b:v",
-        "30k",
-        "-maxrate",
-        "30k",
-        "-bufsize",
-        "60k",
-        "-pix_fmt",
-        "yuv420p",
-        str(path),
-    )
-    jobs = Path(service.env["DATA_DIR"]) / "jobs"
+    noise = "-f lavfi -i nullsrc=s=320x240:r=25 -vf geq=lum='random(1)*255':cb=128:cr=128 -t 2 -c:v libx264"
+    _ffmpeg(*noise.split(), *"-preset ultrafast -b:v 30k -maxrate 30k -bufsize 60k -pix_fmt yuv420p".split(), str(path))
     peak = {"bytes": 0}
+    job: dict = {}
 
-    def sample():
-        total = sum(p.stat().st_size for p in jobs.rglob("*") if p.is_file())
+    def sample():  # the job's folder as it is now, partial files included (a file may vanish as it is read)
+        total = 0
+        for root, _folders, names in os.walk(Path(service.env["DATA_DIR"]) / "jobs" / job["id"]):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(root, name)).st_size
         peak["bytes"] = max(peak["bytes"], total)
 
     with path.open("rb") as handle:
-        job = service.http.post(
-            f"{service.url}/api/jobs/",
-            files=[("videos", (path.name, handle, "video/mp4"))],
-            data={"variations": variations},
-        ).json()
+        files = [("videos", (path.name, handle, "video/mp4"))]
+        job = service.http.post(f"{service.url}/api/jobs/", files=files, data={"variations": variations}).json()
     job = _wait(service, job, sample)
     sample()
     database = sqlite3.connect(Path(service.env["DATA_DIR"]) / "db.sqlite3")  # the API does not show reservations
@@ -227,11 +176,9 @@ def storage(service: Service, folder: Path, variations: int) -> dict:
 
 
 def main() -> None:
-    global FFMPEG
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the script runs")
     options = parser.parse_args()
-    FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         service = Service(folder / "service")

@@ -82,3 +82,9 @@ def test_grid_bench_smoke(tmp_path):
     assert [(c["workers"], c["batch_size"]) for c in cells] == [(1, 1), (1, 2)]
     assert all(c["variations_per_minute"] > 0 for c in cells)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hostile_bench_smoke(tmp_path):
+    out = _run(tmp_path, "bench/hostile.py", "--smoke")
+    assert out.count("413 Request Entity Too Large") == 4 and "0 spooled" in out
+    assert "probe" in out and "FFmpeg peak RSS" in out and "reserved" in out
