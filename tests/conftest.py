@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
@@ -189,6 +191,33 @@ def reservation(clips):
         )
 
     return need
+
+
+@pytest.fixture
+def run_measured():
+    """run_measured(job) -> {"bytes", "rss"}: runs the job in this process (real FFmpeg) and returns the most
+    its folder held (partial files included) and the largest RSS of an FFmpeg, both sampled at every
+    progress report and at the end."""
+
+    def run(job: Job) -> dict:
+        seen = {"bytes": 0, "rss": 0}
+        real_progress = processor._ProgressWriter.__call__
+
+        def measure(writer, seconds):
+            seen["bytes"] = max(seen["bytes"], storage.job_bytes(job))
+            for child in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    seen["rss"] = max(seen["rss"], child.memory_info().rss)
+            return real_progress(writer, seconds)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(processor._ProgressWriter, "__call__", measure)
+            processor.run_job(job.pk)
+        seen["bytes"] = max(seen["bytes"], storage.job_bytes(job))
+        job.refresh_from_db()
+        return seen
+
+    return run
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from jobs import ffmpeg, processor, quota, storage
+from jobs import ffmpeg, quota, storage
 from jobs.models import Job, Status
 from jobs.refusal import Refused
 
@@ -83,30 +83,17 @@ def _noise_clip(path, seconds: float = 2.0):
     return path
 
 
-def test_a_job_never_writes_more_than_it_reserved(api, tmp_path):
+def test_a_job_never_writes_more_than_it_reserved(api, tmp_path, run_measured):
     """A 40 KB source with 20 variations wrote 12.4 times what the old reservation (its size x 21) held."""
     clip = _noise_clip(tmp_path / "noise.mp4")
     video = SimpleUploadedFile("noise.mp4", clip.read_bytes(), content_type="video/mp4")
     response = api.post("/api/jobs/", {"videos": [video], "variations": 3}, format="multipart")
     assert response.status_code == 201
     job = Job.objects.get(pk=response.json()["id"])
-    peaks = []
-    real_progress = processor._ProgressWriter.__call__
-
-    def measure(writer, seconds):  # while FFmpeg writes: partial files count too
-        peaks.append(storage.job_bytes(job))
-        return real_progress(writer, seconds)
-
-    processor._ProgressWriter.__call__ = measure
-    try:
-        processor.run_job(job.pk)
-    finally:
-        processor._ProgressWriter.__call__ = real_progress
-    job.refresh_from_db()
+    peak = run_measured(job)["bytes"]
     assert job.status == Status.COMPLETED
-    written = storage.job_bytes(job)
-    assert written > 3 * clip.stat().st_size * 2  # what the old reservation would not have covered
-    assert max([written, *peaks]) <= job.reserved_bytes
+    assert storage.job_bytes(job) > 3 * clip.stat().st_size * 2  # what the old reservation would not have covered
+    assert peak <= job.reserved_bytes
 
 
 def test_every_output_is_capped_by_fs_at_its_share_of_the_reservation(tmp_path, clips):

@@ -7,13 +7,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from jobs import ffmpeg, processor, storage
+from jobs import ffmpeg, storage
 from jobs.models import TERMINAL, Job
 from tests.media import make_size_switching_clip
 
@@ -71,7 +70,9 @@ HOSTILE = {"codec": "libx264", "container": "mp4", "rate": 25, "seconds": 1.0, "
 @example(media={**HOSTILE, "size": "160x120", "switch_to": "1280x720", "truncate": None})  # grows past MAX_PIXELS
 @example(media={**HOSTILE, "size": "320x240", "switch_to": None, "truncate": 0.6})  # breaks after its index
 @example(media={**HOSTILE, "size": "2x2", "switch_to": None, "truncate": None, "rate": 3000, "codec": "rawvideo"})
-def test_hostile_media_is_refused_cleanly_or_processed_within_its_bounds(api, settings, tmp_path_factory, media):
+def test_hostile_media_is_refused_cleanly_or_processed_within_its_bounds(
+    api, settings, tmp_path_factory, run_measured, media
+):
     settings.MAX_PIXELS, settings.MAX_FPS, settings.MAX_DURATION_SECONDS = 640 * 480, 120, 2
     settings.ENCODE_MEMORY_BYTES = MEMORY_BOUND
     path = _make(tmp_path_factory.mktemp("media"), media)
@@ -87,26 +88,9 @@ def test_hostile_media_is_refused_cleanly_or_processed_within_its_bounds(api, se
         event(response.json()["detail"].split(": ", 1)[-1][:50])
         return
     job = Job.objects.get(pk=response.json()["id"])
-    seen = {"bytes": 0, "rss": 0}
-    real_progress = processor._ProgressWriter.__call__
-
-    def measure(writer, seconds):  # while FFmpeg runs: its memory, and every file of the job, partials too
-        seen["bytes"] = max(seen["bytes"], storage.job_bytes(job))
-        for child in psutil.Process().children(recursive=True):
-            try:
-                seen["rss"] = max(seen["rss"], child.memory_info().rss)
-            except psutil.NoSuchProcess:
-                pass
-        return real_progress(writer, seconds)
-
-    processor._ProgressWriter.__call__ = measure
-    try:
-        processor.run_job(job.pk)
-    finally:
-        processor._ProgressWriter.__call__ = real_progress
-    job.refresh_from_db()
+    seen = run_measured(job)
     assert job.status in TERMINAL
     event(f"job {job.status}: {job.error[:60]}")
-    assert max(seen["bytes"], storage.job_bytes(job)) <= job.reserved_bytes
+    assert seen["bytes"] <= job.reserved_bytes
     assert seen["rss"] < MEMORY_BOUND
     storage.delete_job(job)
