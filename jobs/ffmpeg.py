@@ -90,6 +90,7 @@ class ProbeResult:
     audio_profile: str = ""  # "LC", "HE-AAC"...; "" when the decoder names none
     audio_channels: int = 0
     audio_sample_rate: int = 0
+    audio_bounded: bool = False  # every audio packet within AAC's limits: the stream may be copied (_AudioPackets)
 
     @property
     def pixels(self) -> int:
@@ -108,7 +109,9 @@ COPYABLE_AAC_PROFILES = frozenset({"LC", "HE-AAC", "HE-AACv2"})
 
 # --- how many bytes an output may take ---------------------------------------------------
 # The most an AAC stream can carry: 6144 bits per channel per frame of 1024 samples, stereo at 48 kHz. A copied
-# audio stream is at most that (EncodeSettings.for_source copies nothing bigger); an encoded one is 128 kbit/s.
+# audio stream is at most that (the probe measured its packets: EncodeSettings.for_source copies nothing
+# else); an encoded one is 128 kbit/s.
+AAC_MAX_FRAME_BYTES_PER_CHANNEL = 6144 // 8
 AUDIO_BOUND_BIT_RATE = 6144 * 2 * 48_000 // 1024
 MOOV_BYTES_PER_FRAME = 32  # the index entries of one video or audio frame in the MP4's moov, with room to spare
 MOOV_BASE_BYTES = 64 * 1024
@@ -148,7 +151,9 @@ def thumbnail_bytes_bound(width: int, height: int) -> int:
 @dataclass(frozen=True)
 class EncodeSettings:
     """What a batch's outputs share: the video rate cap, and whether the source's audio is copied as it is
-    (AAC LC or HE-AAC, mono or stereo, up to 48 kHz: what every player takes) instead of encoded again."""
+    (AAC LC or HE-AAC, mono or stereo, up to 48 kHz: what every player takes, and every packet within AAC's
+    limits as the probe measured them, so that a copy stays within the output's bound) instead of encoded
+    again."""
 
     max_bit_rate: int = REFERENCE_MAX_BIT_RATE
     copy_audio: bool = False
@@ -158,10 +163,16 @@ class EncodeSettings:
 
     @classmethod
     def for_source(
-        cls, audio_codec: str = "", audio_profile: str = "", audio_channels: int = 0, audio_sample_rate: int = 0
+        cls,
+        audio_codec: str = "",
+        audio_profile: str = "",
+        audio_channels: int = 0,
+        audio_sample_rate: int = 0,
+        audio_bounded: bool = False,
     ) -> EncodeSettings:
         copy = (
-            audio_codec == "aac"
+            audio_bounded
+            and audio_codec == "aac"
             and audio_profile in COPYABLE_AAC_PROFILES
             and 1 <= audio_channels <= 2
             and 0 < audio_sample_rate <= 48_000
@@ -300,16 +311,25 @@ def probe(
             if not container.streams.video:
                 raise ProbeError("it has no video stream")
             stream = container.streams.video[0]
+            if stream.codec_context is None:
+                raise ProbeError("its video stream has no decoder")
             declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
             if max_pixels is not None and declared > max_pixels:  # refused before a huge frame is decoded
                 width, height = stream.codec_context.width, stream.codec_context.height
                 return ProbeResult(0.0, width, height, False, container.format.name, 0.0)
-            has_audio = bool(container.streams.audio)
-            audio = container.streams.audio[0].codec_context if has_audio else None
+            stream.codec_context.thread_count = 1  # its CPU is this thread's: the budget sees all of it
+            audio_stream = container.streams.audio[0] if container.streams.audio else None
+            audio = audio_stream.codec_context if audio_stream is not None else None
             format_name = container.format.name
             width = height = packets = 0
+            audio_sizes = _AudioPackets()
             first = last = None
-            for packet in container.demux(stream):
+            for packet in container.demux(*[s for s in (stream, audio_stream) if s is not None]):
+                if cpu_seconds is not None and time.thread_time() - started > cpu_seconds:
+                    raise TooComplex(f"it is too complex to inspect (over {cpu_seconds:g} s of CPU)")
+                if packet.stream is audio_stream:
+                    audio_sizes.add(packet)
+                    continue
                 if not width:  # decoding one frame catches files whose header parses but whose data does not
                     for frame in packet.decode():  # the final, empty packet flushes the decoder
                         width, height = frame.width, frame.height
@@ -318,8 +338,6 @@ def probe(
                 packets += 1
                 if max_packets is not None and packets > max_packets:
                     raise TooComplex(f"it has more than {max_packets} frames, more than any allowed video can have")
-                if cpu_seconds is not None and packets % 256 == 0 and time.thread_time() - started > cpu_seconds:
-                    raise TooComplex(f"it is too complex to inspect (over {cpu_seconds:g} s of CPU)")
                 start = packet.pts * packet.time_base
                 end = start + (packet.duration or 0) * packet.time_base
                 first = start if first is None else min(first, start)
@@ -328,25 +346,53 @@ def probe(
                     break
     except ProbeError:
         raise
-    except (av.FFmpegError, StopIteration, ValueError, OSError, TypeError, ZeroDivisionError) as exc:
+    except (av.FFmpegError, StopIteration, ValueError, OSError, TypeError, ZeroDivisionError, AttributeError) as exc:
         raise ProbeError("it is not an MP4 or MOV video FFmpeg can read") from exc
     if not width:
         raise ProbeError("no video frame could be decoded")
     duration = float(last - first) if first is not None else 0.0
     if duration <= 0:
         raise ProbeError("its duration is zero")
+    channels = audio.channels if audio else 0
     return ProbeResult(
         duration=duration,
         width=width,
         height=height,
-        has_audio=has_audio,
+        has_audio=audio is not None,
         format_name=format_name,
         fps=packets / duration,
         audio_codec=(audio.name or "") if audio else "",
         audio_profile=(audio.profile or "") if audio else "",
-        audio_channels=audio.channels if audio else 0,
+        audio_channels=channels,
         audio_sample_rate=audio.sample_rate or 0 if audio else 0,
+        audio_bounded=audio_sizes.within_aac_limits(channels, duration),
     )
+
+
+class _AudioPackets:
+    """The audio packets the probe walks past: whether the stream keeps to what AAC can carry (each packet at
+    most 6144 bits a channel, the whole at most AUDIO_BOUND_BIT_RATE, at most AUDIO_FRAMES_PER_SECOND), so
+    that copying it as it is keeps each output within its bound."""
+
+    def __init__(self):
+        self.count = self.total = self.largest = 0
+
+    def add(self, packet) -> None:
+        if packet.pts is None:
+            return  # the flush at the end
+        self.count += 1
+        self.total += packet.size
+        self.largest = max(self.largest, packet.size)
+
+    def within_aac_limits(self, channels: int, seconds: float) -> bool:
+        if not self.count or not 1 <= channels <= 2:
+            return False
+        length = seconds + 1
+        return (
+            self.largest <= AAC_MAX_FRAME_BYTES_PER_CHANNEL * channels
+            and self.total * 8 <= AUDIO_BOUND_BIT_RATE * length
+            and self.count <= AUDIO_FRAMES_PER_SECOND * length
+        )
 
 
 # --- encode ----------------------------------------------------------------------

@@ -385,6 +385,9 @@ class SourceVideo(models.Model):
     audio_profile = models.CharField(max_length=32, blank=True, help_text='e.g. "LC" for AAC.')
     audio_channels = models.PositiveSmallIntegerField(default=0)
     audio_sample_rate = models.PositiveIntegerField(default=0)
+    audio_bounded = models.BooleanField(
+        default=False, help_text="Every audio packet within AAC's limits (the probe's): the audio may be copied."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     completed_variations = models.PositiveSmallIntegerField(default=0)

@@ -238,7 +238,7 @@ class _StopWatch:
 
 def encode_settings(source: SourceVideo) -> ffmpeg.EncodeSettings:
     return ffmpeg.EncodeSettings.for_source(
-        source.audio_codec, source.audio_profile, source.audio_channels, source.audio_sample_rate
+        source.audio_codec, source.audio_profile, source.audio_channels, source.audio_sample_rate, source.audio_bounded
     )
 
 

@@ -121,6 +121,7 @@ def _linked_uploads(sources: list[SourceVideo], new: Job) -> list[SourceVideo]:
             path=path,
             audio_channels=source.audio_channels,
             audio_sample_rate=source.audio_sample_rate,
+            audio_bounded=source.audio_bounded,
             **{name: getattr(source, name) for name in facts},
         )
         for source, path in zip(sources, paths, strict=True)

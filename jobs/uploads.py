@@ -219,4 +219,5 @@ def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
         audio_profile=item.probe.audio_profile[:32],
         audio_channels=item.probe.audio_channels,
         audio_sample_rate=item.probe.audio_sample_rate,
+        audio_bounded=item.probe.audio_bounded,
     )

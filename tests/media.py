@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import av
+
 from jobs.ffmpeg import ffmpeg_binary
 
 
@@ -38,4 +40,30 @@ def make_size_switching_clip(path: Path, first: str = "160x120", then: str = "64
     subprocess.run([*cmd, "-c", "copy", str(path)], check=True, capture_output=True, timeout=120)
     for leftover in (*parts, joined):
         leftover.unlink()
+    return path
+
+
+def with_one_fat_audio_packet(source: Path, path: Path, packet_bytes: int) -> Path:
+    """A copy of `source` (video and AAC audio) whose first audio packet is `packet_bytes` of zeros: its header
+    still says AAC LC, but no AAC encoder ever writes such a packet."""
+    with av.open(str(source)) as read, av.open(str(path), "w", format="mp4") as write:
+        video_in, audio_in = read.streams.video[0], read.streams.audio[0]
+        video_out = write.add_stream_from_template(video_in)
+        audio_out = write.add_stream_from_template(audio_in)
+        fattened = False
+        for packet in read.demux(video_in, audio_in):
+            if packet.dts is None:
+                continue
+            is_audio = packet.stream is audio_in
+            if is_audio and not fattened:
+                fat = av.Packet(b"\0" * packet_bytes)
+                fat.pts, fat.dts, fat.time_base, fat.duration = (
+                    packet.pts,
+                    packet.dts,
+                    packet.time_base,
+                    packet.duration,
+                )
+                packet, fattened = fat, True
+            packet.stream = audio_out if is_audio else video_out
+            write.mux(packet)
     return path

@@ -17,7 +17,7 @@ import pytest
 
 from jobs import ffmpeg, procs
 from jobs.effects import effects_for, rotation_filter
-from tests.media import make_clip
+from tests.media import make_clip, with_one_fat_audio_packet
 from tests.workers import alive, wait_for
 
 
@@ -341,7 +341,8 @@ def test_aac_audio_is_copied_as_it_is_when_allowed(clips, tmp_path, copy):
     ],
 )
 def test_which_audio_is_copied(facts, copy):
-    assert ffmpeg.EncodeSettings.for_source(*facts).copy_audio is copy
+    """Of streams whose every packet the probe found within AAC's limits (audio_bounded)."""
+    assert ffmpeg.EncodeSettings.for_source(*facts, audio_bounded=True).copy_audio is copy
 
 
 def test_the_video_rate_is_capped_as_the_reference_caps_it():
@@ -394,3 +395,26 @@ def _raw_frames(tmp_path, rate: int, seconds: int):
         check=True,
     )
     return path
+
+
+def test_the_probe_measures_whether_the_audio_keeps_to_aacs_limits(clips, tmp_path):
+    assert ffmpeg.probe(clips(seconds=1)).audio_bounded
+    fat = with_one_fat_audio_packet(clips(seconds=1), tmp_path / "fat.mp4", 100_000)
+    found = ffmpeg.probe(fat)
+    assert (found.audio_codec, found.audio_profile, found.audio_bounded) == ("aac", "LC", False)
+    assert not ffmpeg.EncodeSettings.for_source("aac", "LC", 1, 44100, audio_bounded=False).copy_audio
+    assert ffmpeg.EncodeSettings.for_source("aac", "LC", 1, 44100, audio_bounded=True).copy_audio
+
+
+def test_a_truncated_file_whose_video_stream_has_no_decoder_is_a_probe_error(tmp_path):
+    """Found by the hostile-media fuzz: a tiny MP4 cut short left PyAV with no codec context (a 500)."""
+    path = tmp_path / "tiny.mp4"
+    subprocess.run(
+        [ffmpeg.ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=2x2:rate=30:duration=1"]
+        + ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.8359375)])
+    with pytest.raises(ffmpeg.ProbeError):
+        ffmpeg.probe(path)

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 BEFORE_SETTLED_AT = [("jobs", "0008_output_thumbnail")]
 SETTLED_AT = [("jobs", "0009_job_settled_at_origin")]
+RETRIES = [("jobs", "0010_job_retries_audio_bounded")]
 
 
 def _migrate(targets):
@@ -62,3 +63,23 @@ def test_jobs_from_before_uploads_were_kept(jobs_dir, user, back_to_the_latest_s
     kept = {source.job_id: source.path for source in sources}
     assert kept == {completed: "", untidied: "uploads/00.video", running: "uploads/00.video"}  # removed at its end
     assert len({source.upload_key for source in sources}) == 3  # each upload its own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_that_ended_before_the_upgrade_are_not_counted_as_lost(user, back_to_the_latest_schema):
+    apps = _migrate(SETTLED_AT)
+    Job = apps.get_model("jobs", "Job")
+    now = timezone.now()
+
+    def job(status, error="", attempts=1):
+        return Job.objects.create(
+            owner_id=user.pk, status=status, variations_per_video=1, created_at=now, expires_at=now,
+            attempts=attempts, error=error,
+        ).pk  # fmt: skip
+
+    finished = job("failed", "Every video failed to process: a.mp4: The video could not be decoded.")
+    lost = job("failed", "The worker processing this job stopped 3 times; giving up.", attempts=3)
+    never_claimed = job("failed", "expired while queued", attempts=0)
+    apps = _migrate(RETRIES)
+    handbacks = dict(apps.get_model("jobs", "Job").objects.values_list("pk", "handbacks"))
+    assert handbacks == {finished: 1, lost: 0, never_claimed: 0}

@@ -12,6 +12,7 @@ from django.utils import timezone
 from jobs import ffmpeg, quota, storage
 from jobs.models import Job, Status
 from jobs.refusal import Refused
+from tests.media import with_one_fat_audio_packet
 
 
 def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_job, settings, user):
@@ -102,3 +103,19 @@ def test_every_output_is_capped_by_fs_at_its_share_of_the_reservation(tmp_path, 
     command = ffmpeg.encode_command(source, [ffmpeg.OutputSpec(tmp_path / "o.mp4", "null", 3.0, limit)])
     assert command[command.index("-fs") + 1] == str(limit)
     assert limit < quota.output_reservation(2.0, 320, 240) < limit + 2 * 1024**2
+
+
+def test_copied_audio_cannot_carry_an_output_past_its_bound(api, clips, tmp_path, run_measured):
+    """An "AAC LC" track with one 5 MB packet: copied, each output went far past -fs (FFmpeg checks the limit
+    before a packet, and writes the packet whole) and the job past its reservation. Its audio is encoded
+    again instead, and the job completes within what it reserved."""
+    fat = with_one_fat_audio_packet(clips(seconds=2), tmp_path / "fat.mp4", 5_000_000)
+    video = SimpleUploadedFile("fat.mp4", fat.read_bytes(), content_type="video/mp4")
+    response = api.post("/api/jobs/", {"videos": [video], "variations": 2}, format="multipart")
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    assert not job.sources.get().audio_bounded
+    peak = run_measured(job)["bytes"]
+    assert job.status == Status.COMPLETED, job.error
+    assert peak <= job.reserved_bytes
+    assert all(output.size < ffmpeg.output_file_limit(2.0) for output in job.outputs.all())

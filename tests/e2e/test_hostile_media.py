@@ -62,14 +62,15 @@ def _make(folder: Path, media: dict) -> Path | None:
     return path
 
 
-HOSTILE = {"codec": "libx264", "container": "mp4", "rate": 25, "seconds": 1.0, "audio": False, "faststart": True}
+HOSTILE = {"codec": "libx264", "container": "mp4", "rate": 25, "seconds": 1.0, "audio": False, "faststart": False}
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(media=hostile_media())
 @example(media={**HOSTILE, "size": "160x120", "switch_to": "1280x720", "truncate": None})  # grows past MAX_PIXELS
-@example(media={**HOSTILE, "size": "320x240", "switch_to": None, "truncate": 0.6})  # breaks after its index
+@example(media={**HOSTILE, "size": "320x240", "switch_to": None, "truncate": 0.6, "faststart": True})  # breaks late
 @example(media={**HOSTILE, "size": "2x2", "switch_to": None, "truncate": None, "rate": 3000, "codec": "rawvideo"})
+@example(media={**HOSTILE, "size": "2x2", "switch_to": None, "truncate": 0.8359375, "rate": 30, "audio": True})  # a 500
 def test_hostile_media_is_refused_cleanly_or_processed_within_its_bounds(
     api, settings, tmp_path_factory, run_measured, media
 ):
