@@ -57,28 +57,33 @@ def check_active_jobs(owner, field: str = "videos") -> None:
         )
 
 
-def fits(needed: int, owner) -> bool:
-    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota?"""
+def fits(needed: int, owner, freed: int = 0) -> bool:
+    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota (once `freed` bytes of
+    the owner's are gone)?"""
     return (
-        storage.storage_used() + needed <= settings.STORAGE_CAP_BYTES
-        and storage.storage_used(owner) + needed <= settings.USER_STORAGE_BYTES
-        and storage.disk_usage().free >= needed
+        storage.storage_used() - freed + needed <= settings.STORAGE_CAP_BYTES
+        and storage.storage_used(owner) - freed + needed <= settings.USER_STORAGE_BYTES
+        and storage.disk_usage().free + freed >= needed
     )
 
 
 def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None:
     """Step 1: Refused (429, 507) unless the owner may start one more job and `needed` bytes fit, after
-    evicting the owner's own evictable finished jobs as far as needed (never the job `keep`, whose uploads
-    are being reused)."""
+    evicting the owner's own evictable finished jobs, oldest first, as far as needed (never the job `keep`,
+    whose uploads are being reused). When evicting every one of them would not be enough, none is evicted."""
     check_active_jobs(owner, field)
-    for job in storage.evictable_jobs().filter(owner=owner).exclude(pk=keep).iterator():
-        if fits(needed, owner):
-            break
+    if fits(needed, owner):
+        return
+    candidates = list(storage.evictable_jobs().filter(owner=owner).exclude(pk=keep))
+    if not fits(needed, owner, freed=sum(storage.job_bytes(job) for job in candidates)):
+        raise no_room(owner, needed, field)  # before anything goes: evicting all of them would not be enough
+    for job in candidates:
         job_id = job.pk  # gone from the instance once it is deleted
         if storage.evict_job(job):
             logger.info("job %s: evicted to make room for new work of its owner %s", job_id, owner)
-    if not fits(needed, owner):
-        raise no_room(owner, needed, field)
+        if fits(needed, owner):
+            return
+    raise no_room(owner, needed, field)
 
 
 @contextmanager

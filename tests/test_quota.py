@@ -27,14 +27,19 @@ def test_make_room_evicts_the_oldest_finished_jobs_only_as_far_as_needed(make_jo
     assert not storage.job_folder(oldest.pk).exists()
 
 
-def test_make_room_refuses_when_active_jobs_alone_leave_no_room(make_job, settings, user):
-    finished = make_job(outputs=2, size=1000)
+def test_make_room_evicts_nothing_when_evicting_everything_would_not_be_enough(make_job, settings, user):
+    """A refused job used to cost its owner every finished job it could evict on the way to the 507."""
+    finished = make_job(outputs=2, size=1000, created_at=timezone.now() - timezone.timedelta(hours=3))
     make_job(status=Status.PROCESSING, outputs=0, size=4000, heartbeat_at=timezone.now())
-    settings.STORAGE_CAP_BYTES = 5000
+    settings.STORAGE_CAP_BYTES, settings.MIN_RETENTION_MINUTES = 5000, 0  # `finished` may be evicted
     with pytest.raises(Refused, match="not enough storage") as refused:
         quota.make_room(user, 2000)
     assert refused.value.status == 507
     assert Job.objects.filter(pk=finished.pk).exists()  # evicting it would not have been enough: it stays
+    settings.USER_STORAGE_BYTES = 1000  # a job bigger than the whole quota: refused at once too
+    with pytest.raises(Refused, match="over the storage quota"):
+        quota.make_room(user, 2000)
+    assert Job.objects.filter(pk=finished.pk).exists()
 
 
 def test_new_work_never_evicts_another_users_results_before_their_expiry(make_job, settings, user, other_user):

@@ -351,14 +351,16 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
     settings.MIN_RETENTION_MINUTES = 30
     real_fits, seen = quota.fits, {}
 
-    def fits_after_a_retry(needed, owner):
-        if not seen:
+    def fits_after_a_retry(needed, owner, freed=0):
+        if freed and not seen:  # make_room has listed the job and asks whether evicting it would be enough
             seen["retrying"] = True  # the retry asks fits() too
             seen["run"], seen["partial"] = _retry_and_claim(job)
             settings.STORAGE_CAP_BYTES = 1  # now nothing fits: make_room would evict every job it listed
-        return real_fits(needed, owner)
+            return True
+        return real_fits(needed, owner, freed)
 
     monkeypatch.setattr(quota, "fits", fits_after_a_retry)
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + 999  # 1000 fit only once the job is evicted
     with pytest.raises(Refused):
         quota.make_room(job.owner, 1000)
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and seen["partial"].exists()
