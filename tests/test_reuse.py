@@ -354,6 +354,7 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
     def fits_after_a_retry(needed, owner, freed=0):
         if freed and not seen:  # make_room has listed the job and asks whether evicting it would be enough
             seen["retrying"] = True  # the retry asks fits() too
+            settings.STORAGE_CAP_BYTES = 10**12  # room for the retry
             seen["run"], seen["partial"] = _retry_and_claim(job)
             settings.STORAGE_CAP_BYTES = 1  # now nothing fits: make_room would evict every job it listed
             return True
