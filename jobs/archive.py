@@ -20,7 +20,7 @@ from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
 
-from jobs import download_slots, storage
+from jobs import slots, storage
 from jobs.models import Job, OutputFile
 from jobs.names import stem_of, zip_file_name, zip_folders
 
@@ -68,7 +68,7 @@ class JobZip:
 
     def __init__(self, job: Job, output_ids: Collection[int] | None = None):
         self._files = []
-        self.slot: download_slots.Slot | None = None  # the user's download slot, released with the files
+        self.slot: slots.Slot | None = None  # the user's download slot, released with the files
         self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
         rows = job.outputs.select_related("source").order_by("source__position", "variation_index")
         outputs = list(rows if output_ids is None else rows.filter(pk__in=output_ids))
@@ -107,9 +107,9 @@ UNAVAILABLE = "the download cannot start right now; try again in a minute"
 
 def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = None) -> StreamingHttpResponse:
     """The download of a downloadable job (only the outputs `output_ids` when given), named after it, in one of
-    the user's download slots (held until the response is closed). download_slots.NoSlot when the user has
+    the user's download slots (held until the response is closed). slots.NoSlot when the user has
     none free; OSError when the files cannot be opened."""
-    slot = download_slots.take(user_id)
+    slot = slots.take(slots.DOWNLOADS, user_id, settings.MAX_DOWNLOADS_PER_USER)
     try:
         stream = job_zip(job, output_ids)
     except OSError:

@@ -326,7 +326,7 @@ def probe(
             first = last = None
             for packet in container.demux(*[s for s in (stream, audio_stream) if s is not None]):
                 if cpu_seconds is not None and time.thread_time() - started > cpu_seconds:
-                    raise TooComplex(f"it is too complex to inspect (over {cpu_seconds:g} s of CPU)")
+                    raise TooComplex("it is too complex to inspect within the upload's CPU budget (PROBE_CPU_SECONDS)")
                 if packet.stream is audio_stream:
                     audio_sizes.add(packet)
                     continue

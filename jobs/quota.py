@@ -74,7 +74,7 @@ def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None
     check_active_jobs(owner, field)
     if fits(needed, owner):
         return
-    candidates = list(storage.evictable_jobs().filter(owner=owner).exclude(pk=keep))
+    candidates = _evictable(owner, keep)
     if not fits(needed, owner, freed=sum(storage.job_bytes(job) for job in candidates)):
         raise no_room(owner, needed, field)  # before anything goes: evicting all of them would not be enough
     for job in candidates:
@@ -84,6 +84,22 @@ def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None
         if fits(needed, owner):
             return
     raise no_room(owner, needed, field)
+
+
+def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
+    """Before an upload's body is read: Refused when the owner could not be admitted whatever the files are,
+    with too many active jobs (429), or without room for `upload_bytes` even after evicting every one of
+    their evictable jobs (507). Evicts nothing: make_room does, once the upload is probed."""
+    check_active_jobs(owner, field)
+    if fits(upload_bytes, owner):
+        return
+    if not fits(upload_bytes, owner, freed=sum(storage.job_bytes(job) for job in _evictable(owner))):
+        raise no_room(owner, upload_bytes, field)
+
+
+def _evictable(owner, keep: str = "") -> list[Job]:
+    """The owner's finished jobs that admission may evict for the owner's new work, oldest first."""
+    return list(storage.evictable_jobs().filter(owner=owner).exclude(pk=keep))
 
 
 @contextmanager

@@ -5,7 +5,9 @@ UploadGuardMiddleware, for every request the project serves (the admin's too):
   most SMALL_BODY_BYTES: a larger Content-Length is a 413, and a body of no
   declared length (chunked) a 411, both before a byte of it is read;
 - a POST to the upload endpoints, by a signed-in client: a 413 on
-  Content-Length alone, FileSizeLimitHandler first among the upload handlers
+  Content-Length alone, a 429 or 507 for a user who could not be admitted
+  anyway (jobs.quota.refuse_early), a 429 past MAX_UPLOADS_PER_USER uploads
+  at once (jobs.slots), FileSizeLimitHandler first among the upload handlers
   (an oversized file is skipped while it streams in and named in
   `request.oversize_uploads`), and StrictParser for multipart bodies.
 Why it sits before CsrfViewMiddleware: docs/architecture.md ("Uploads").
@@ -28,8 +30,10 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.throttling import UserRateThrottle
 
+from jobs import quota, slots
 from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
+from jobs.refusal import Refused
 
 
 class RefusedFileName(MultiPartParserError):
@@ -76,7 +80,8 @@ class UploadGuardMiddleware:
         if request.method != "POST" or route not in UPLOAD_ROUTES:
             return _refuse_body(request) or self.get_response(request)
         page = route == "jobs-upload"
-        if not _authenticated(request):  # before a single byte of the body is read
+        user = _authenticated(request)
+        if user is None:  # before a single byte of the body is read
             if page:
                 return redirect_to_login(request.get_full_path())
             response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
@@ -91,6 +96,21 @@ class UploadGuardMiddleware:
         length = _content_length(request)
         if length > limit:
             return _refuse(request, page, f"the upload is {length} bytes, over the limit of {limit} bytes", 413)
+        try:
+            # What the user could not get admitted anyway is refused before its body is spooled: too many
+            # active jobs, or no room for the upload alone (the job needs more, checked once it is probed).
+            quota.refuse_early(user, length)
+            slot = slots.take(slots.UPLOADS, user.pk, settings.MAX_UPLOADS_PER_USER)
+        except Refused as exc:
+            return _refuse(request, page, exc.message, exc.status)
+        except slots.NoSlot as exc:
+            return _refuse(request, page, str(exc), 429)
+        try:
+            return self._guarded_upload(request, page)
+        finally:
+            slot.release()  # the body has been read and handled: the files are stored or refused
+
+    def _guarded_upload(self, request, page: bool):
         # Django's spool folder; the data folder may predate it, and a missing one is a 500 on a big upload.
         os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         request.upload_handlers.insert(0, FileSizeLimitHandler(request))
@@ -131,14 +151,16 @@ def _route(request) -> str | None:
         return None
 
 
-def _authenticated(request) -> bool:
-    """A session user, or a valid API token (DRF authenticates tokens only in the view, too late here)."""
+def _authenticated(request):
+    """The session's user, or a valid API token's (DRF authenticates tokens only in the view, too late here);
+    None for an anonymous request."""
     if request.user.is_authenticated:
-        return True
+        return request.user
     try:
-        return TokenAuthentication().authenticate(request) is not None
+        found = TokenAuthentication().authenticate(request)
     except AuthenticationFailed:
-        return False
+        return None
+    return found[0] if found else None
 
 
 def _refuse(request, page: bool, message: str, status: int, file: str = ""):

@@ -7,6 +7,7 @@ failure while storing removes what was written.
 from __future__ import annotations
 
 import logging
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
         raise UploadError(f"too many videos: {len(uploads)} sent, at most {settings.MAX_FILES} allowed", field="videos")
     taken: set[str] = set()
     checked = []
+    started = time.thread_time()  # PROBE_CPU_SECONDS is for the whole request, however many files it has
     for upload in uploads:
         raw = upload.name or ""
         problem = name_problem(raw)
@@ -85,14 +87,15 @@ def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
                     status=413,
                     field="videos",
                 )
-            checked.append(_Checked(upload, name, _probe(upload, name)))
+            left = settings.PROBE_CPU_SECONDS - (time.thread_time() - started)
+            checked.append(_Checked(upload, name, _probe(upload, name, max(left, 0.0))))
         except UploadError as exc:
             exc.file = raw
             raise
     return checked
 
 
-def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
+def _probe(upload: UploadedFile, name: str, cpu_seconds: float) -> ffmpeg.ProbeResult:
     source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.file
     try:
         upload.seek(0)
@@ -101,7 +104,7 @@ def _probe(upload: UploadedFile, name: str) -> ffmpeg.ProbeResult:
             stop_after_seconds=settings.MAX_DURATION_SECONDS,
             max_pixels=settings.MAX_PIXELS,
             max_packets=max_frames(),
-            cpu_seconds=settings.PROBE_CPU_SECONDS,
+            cpu_seconds=cpu_seconds,
         )
     except ffmpeg.ProbeError as exc:
         raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import archive, download_slots, reuse, uploads
+from jobs import archive, reuse, slots, uploads
 from jobs.cancel import cancel_job
 from jobs.models import Job
 from jobs.upload_guard import page_context
@@ -96,7 +96,7 @@ def job_download(request, pk: str):
             return archive.zip_response(job, request.user.pk, archive.selected_outputs(job, chosen))
         except archive.SelectionError:
             messages.error(request, "Choose one or more finished variations to download.")
-        except download_slots.NoSlot as exc:
+        except slots.NoSlot as exc:
             return HttpResponse(_sentence(str(exc)), status=429, content_type="text/plain; charset=utf-8")
         except OSError:
             messages.error(request, archive.UNAVAILABLE.capitalize() + ".")

@@ -7,6 +7,7 @@ import subprocess
 import threading
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import pytest
@@ -16,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import ffmpeg, storage
+from jobs import ffmpeg, slots, storage, uploads
 from jobs.enqueue import PROCESS_JOB_TASK
 from jobs.models import Job, Status
 from tests.media import make_clip
@@ -274,3 +275,48 @@ def test_an_upload_with_more_frames_than_any_allowed_video_is_refused_unwalked(
     video = SimpleUploadedFile("raw.mov", path.read_bytes(), content_type="video/quicktime")
     response = api.post("/api/jobs/", {"videos": [video]}, format="multipart")
     refused(response, 400, "raw.mov", "more than 121 frames")
+
+
+def test_the_probes_cpu_budget_is_for_the_whole_request(api, refused, settings, upload, monkeypatch, nothing_left):
+    """Ten files used to get PROBE_CPU_SECONDS each: ten times the budget in one request. Here each probe is
+    taken to cost 2 s of the request thread's CPU: the third file finds none of the 3 s left."""
+    settings.PROBE_CPU_SECONDS = 3
+    clock = [0.0]
+    real_probe = ffmpeg.probe
+
+    def costly_probe(*args, **kwargs):
+        clock[0] += 2.0
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "time", SimpleNamespace(thread_time=lambda: clock[0]))  # the request's clock
+    monkeypatch.setattr(ffmpeg, "probe", costly_probe)
+    videos = [upload("a.mp4"), upload("b.mp4"), upload("c.mp4")]
+    response = api.post("/api/jobs/", {"videos": videos}, format="multipart")
+    refused(response, 400, "c.mp4", "too complex to inspect within the upload's CPU budget (PROBE_CPU_SECONDS)")
+
+
+def test_a_user_with_too_many_active_jobs_is_refused_before_the_body_is_read(
+    api, make_job, settings, refused, rf, user
+):
+    settings.MAX_ACTIVE_JOBS_PER_USER = 1
+    make_job(status=Status.QUEUED, outputs=0)
+    body = b"x" * 10_000_000  # never parsed: no file of it is spooled
+    response = api.generic("POST", "/api/jobs/", body, content_type="multipart/form-data; boundary=x")
+    refused(response, 429, "MAX_ACTIVE_JOBS_PER_USER")
+
+
+def test_an_upload_that_cannot_fit_the_users_quota_is_refused_before_its_body_is_read(api, settings, refused):
+    settings.USER_STORAGE_BYTES = 1_000_000
+    body = b"x" * 2_000_000
+    response = api.generic("POST", "/api/jobs/", body, content_type="multipart/form-data; boundary=x")
+    refused(response, 507, "over the storage quota of alice")
+
+
+def test_a_user_sends_at_most_max_uploads_per_user_at_once(api, settings, refused, user, upload):
+    settings.MAX_UPLOADS_PER_USER = 1
+    held = slots.take(slots.UPLOADS, user.pk, 1)  # an upload of the user's that is still arriving
+    try:
+        refused(api.post("/api/jobs/", {"videos": [upload()]}, format="multipart"), 429, "MAX_UPLOADS_PER_USER")
+    finally:
+        held.release()
+    assert api.post("/api/jobs/", {"videos": [upload()]}, format="multipart").status_code == 201

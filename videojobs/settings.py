@@ -222,6 +222,8 @@ MIN_RETENTION_MINUTES = env_int("MIN_RETENTION_MINUTES", 60, minimum=0)
 MAX_ACTIVE_JOBS_PER_USER = env_int("MAX_ACTIVE_JOBS_PER_USER", 5, minimum=1)
 # ZIP downloads one user may stream at once (each holds its files open while it streams).
 MAX_DOWNLOADS_PER_USER = env_int("MAX_DOWNLOADS_PER_USER", 4, minimum=1)
+# Uploads one user may send at once (each holds a web thread and its spooled files while it arrives).
+MAX_UPLOADS_PER_USER = env_int("MAX_UPLOADS_PER_USER", 2, minimum=1)
 MAX_FILES = env_int("MAX_FILES", 10, minimum=1)
 MAX_UPLOAD_BYTES = env_bytes("MAX_UPLOAD_BYTES", 500 * 1024**2)
 MAX_VARIATIONS = env_int("MAX_VARIATIONS", 20, minimum=1)

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from jobs import archive, byte_range, download_slots, reuse, storage, uploads
+from jobs import archive, byte_range, reuse, slots, storage, uploads
 from jobs.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
 from jobs.api.serializers import JobCreateSerializer, JobSerializer, ReprocessSerializer
 from jobs.cancel import cancel_job, delete_job_with_files
@@ -209,7 +209,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return _error(str(exc), status.HTTP_400_BAD_REQUEST, field="outputs")
         try:
             return archive.zip_response(job, request.user.pk, selection)
-        except download_slots.NoSlot as exc:
+        except slots.NoSlot as exc:
             return _error(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
         except OSError:
             return _error(archive.UNAVAILABLE, 503)
