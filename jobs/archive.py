@@ -22,7 +22,7 @@ from zipstream import ZIP_STORED, ZipStream
 
 from jobs import slots, storage
 from jobs.models import Job, OutputFile
-from jobs.names import stem_of, zip_file_name, zip_folders
+from jobs.names import MANIFEST_NAME, stem_of, zip_file_name, zip_folders
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class JobZip:
             size = os.fstat(opened.fileno()).st_size
             self._stream.add(_chunks(opened), names[output.pk], size=size)
             present.append(output)
-        self._stream.add(json.dumps(manifest(job, present, names), indent=2).encode(), "manifest.json")
+        self._stream.add(json.dumps(manifest(job, present, names), indent=2).encode(), MANIFEST_NAME)
 
     def __len__(self) -> int:
         return len(self._stream)

@@ -9,9 +9,10 @@ import unicodedata
 from pathlib import Path
 
 MAX_NAME_LENGTH = 200
+MAX_FILE_NAME_BYTES = 255  # no file system keeps a longer name; Django spools an upload under its extension
 
 
-ZERO_WIDTH_JOINER = "\u200d"
+ZERO_WIDTH_JOINER, ZERO_WIDTH_NON_JOINER = "\u200d", "\u200c"
 TAG_CHARACTERS = range(0xE0020, 0xE0080)  # the letters of a subdivision flag (England, Scotland, Wales)
 BLACK_FLAG = "\U0001f3f4"
 
@@ -34,19 +35,27 @@ def _hidden_positions(text: str) -> list[int]:
 
 
 def _joins_emoji(text: str, index: int) -> bool:
-    """Is text[index] a joiner inside an emoji sequence: a zero-width joiner between two pictographs (with
-    their modifiers and variation selectors), or the tag letters after a black flag?"""
+    """Is text[index] a joiner that belongs to the name: a zero-width joiner or non-joiner between two letters
+    (Persian and the Indic scripts write with them) or between two pictographs (an emoji sequence, with its
+    modifiers and variation selectors), or the tag letters after a black flag?"""
     ch = text[index]
-    if ch == ZERO_WIDTH_JOINER:
+    if ch in (ZERO_WIDTH_JOINER, ZERO_WIDTH_NON_JOINER):
         before = text[index - 1] if index else ""
         after = text[index + 1] if index + 1 < len(text) else ""
-        return _emoji_part(before) and _emoji_part(after)
+        return (_letter(before) and _letter(after)) or (
+            ch == ZERO_WIDTH_JOINER and _emoji_part(before) and _emoji_part(after)
+        )
     if ord(ch) in TAG_CHARACTERS:
         start = index
         while start and ord(text[start - 1]) in TAG_CHARACTERS:
             start -= 1
         return start > 0 and text[start - 1] == BLACK_FLAG
     return False
+
+
+def _letter(ch: str) -> bool:
+    """A letter or a combining mark (a vowel sign of an Indic script), other than Latin's."""
+    return bool(ch) and unicodedata.category(ch)[0] in "LM" and not ch.isascii()
 
 
 def _emoji_part(ch: str) -> bool:
@@ -63,6 +72,8 @@ def name_problem(raw: str) -> str:
         return "it contains control characters or invisible formatting characters"
     if raw.strip() in ("", ".", ".."):
         return "it is empty"
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES:
+        return f"it is longer than any file system allows ({MAX_FILE_NAME_BYTES} bytes)"
     return ""
 
 
@@ -97,6 +108,9 @@ def zip_component(text: str) -> str:
     return cleaned
 
 
+MANIFEST_NAME = "manifest.json"  # at the root of every ZIP (jobs.archive)
+
+
 def same_on_every_system(name: str) -> str:
     """The key under which two names are the same file on a case-insensitive, normalising file system."""
     return unicodedata.normalize("NFC", name).casefold()
@@ -111,7 +125,7 @@ def zip_folders(names: list[str]) -> list[str]:
     """The ZIP folder of each source, in upload order, with " (2)", " (3)"... until no two are the same
     (ignoring case and Unicode normalisation) after every fallback. display_name already numbers names at
     upload so that this rarely has to."""
-    taken: set[str] = set()
+    taken = {same_on_every_system(MANIFEST_NAME)}  # the file beside the folders: no folder of that name
     folders = []
     for position, name in enumerate(names):
         stem = folder_of(name, position)
@@ -135,7 +149,8 @@ def display_name(raw: str, taken: set[str], position: int) -> str:
     if len(name) > MAX_NAME_LENGTH:
         stem = stem[: MAX_NAME_LENGTH - len(ext)]
     candidate, number = stem + ext, 2
-    while same_on_every_system(folder_of(candidate, position)) in taken:
+    manifest = same_on_every_system(MANIFEST_NAME)
+    while same_on_every_system(folder_of(candidate, position)) in taken | {manifest}:
         candidate = f"{stem} ({number}){ext}"
         number += 1
     taken.add(same_on_every_system(folder_of(candidate, position)))

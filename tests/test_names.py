@@ -6,6 +6,7 @@ import io
 import zipfile
 
 import pytest
+from django.test.client import BOUNDARY, MULTIPART_CONTENT
 
 from jobs.names import (
     MAX_NAME_LENGTH,
@@ -168,3 +169,41 @@ def test_real_file_names_are_accepted_and_their_zip_entries_made_safe(post_job, 
     ]
     keys = [same_on_every_system(entry) for entry in entries]
     assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.mp4",  # Persian "mi-khaham": a non-joiner between letters
+        "\u0915\u094d\u200d\u0937.mp4",  # Devanagari: a joiner after a virama
+    ],
+)
+def test_joiners_inside_words_of_other_scripts_belong_to_the_name(name):
+    assert name_problem(name) == "" and hidden_characters(name) == []
+
+
+def test_a_joiner_between_latin_letters_is_hidden():
+    assert hidden_characters("pay\u200cpal") == ["\u200c"]
+
+
+def test_no_zip_folder_is_named_like_the_manifest():
+    assert zip_folders(["manifest.json.mp4", "MANIFEST.JSON.mov"]) == ["manifest.json (2)", "MANIFEST.JSON (3)"]
+    taken: set[str] = set()
+    assert display_name("manifest.json.mp4", taken, 0) == "manifest.json (2).mp4"
+
+
+def test_a_name_longer_than_any_file_system_allows_is_refused_not_a_500(api, refused, settings, nothing_left):
+    """Django spools a big upload to a temporary file named with the upload's extension: a 300-letter one
+    made that fail with ENAMETOOLONG, a 500."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000
+    name = "clip." + "a" * 300  # sent as it is (Django's test client would cut it to 255 characters)
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + b"\0" * 5000
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
+    refused(response, 400, "longer than any file system allows")
