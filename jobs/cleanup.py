@@ -309,6 +309,6 @@ def _mark_missing(cleanup: _Pass) -> None:
                 logger.warning("job %s: output %s vanished from disk", output.job_id, output.path)
         elif (thumbnail := storage.output_thumbnail_path(output)) and not thumbnail.exists():
             rows = OutputFile.objects.filter(pk=output.pk, thumbnail=output.thumbnail)
-            forget = lambda rows=rows: rows.update(thumbnail="")  # noqa: E731
+            forget = lambda rows=rows: rows.update(thumbnail="", thumbnail_size=0)  # noqa: E731
             if cleanup.act(f"forget the thumbnail of output {output.path} of job {output.job_id} (vanished)", forget):
                 logger.warning("job %s: the thumbnail of output %s vanished from disk", output.job_id, output.path)

@@ -128,24 +128,22 @@ def output_file_limit(seconds: float) -> int:
     return int((video + AUDIO_BOUND_BIT_RATE * length) / 8)
 
 
-def output_bytes_bound(seconds: float, width: int, height: int, max_fps: float) -> int:
+def output_bytes_bound(seconds: float, max_fps: float) -> int:
     """The most one variation (its MP4 and its thumbnail) can take on disk: what -fs lets FFmpeg write, the
-    one packet it may write past it (at most the VBV buffer), the moov index (FFmpeg writes it after the
-    limit is checked), and the thumbnail. A job reserves this for every output, so its files never exceed
-    its reservation (jobs.quota)."""
+    one packet it may write past it (at most the VBV buffer: video packets are bounded by it, audio ones
+    by AAC's limits, which a copied stream was measured to keep), the moov index (FFmpeg writes it after
+    the limit is checked), and the thumbnail. A job reserves this for every output, so its files never
+    exceed its reservation (jobs.quota)."""
     length = seconds + 1
     packet = int(REFERENCE_MAX_BIT_RATE * BUFFER_FACTOR / 8)
     frames = length * (max_fps + AUDIO_FRAMES_PER_SECOND)
     moov = MOOV_BASE_BYTES + int(frames * MOOV_BYTES_PER_FRAME)
-    return output_file_limit(seconds) + packet + moov + thumbnail_bytes_bound(width, height)
+    return output_file_limit(seconds) + packet + moov + THUMBNAIL_BYTES_BOUND
 
 
-def thumbnail_bytes_bound(width: int, height: int) -> int:
-    """The most a thumbnail of a `width` x `height` frame takes: the raw 4:2:0 size of its picture (128 px
-    wide, its height by the frame's shape, at most ThumbnailSpec.max_height). Lossy WebP stays below it,
-    pure noise included (bench/README.md, "Storage")."""
-    thumbnail_height = min(THUMBNAIL_MAX_HEIGHT, -(-THUMBNAIL_WIDTH * max(height, 1) // max(width, 1)) + 2)
-    return THUMBNAIL_WIDTH * thumbnail_height * 3 // 2 + 1024
+# The most a thumbnail takes: the raw 4:2:0 size of its largest picture (THUMBNAIL_WIDTH x THUMBNAIL_MAX_HEIGHT,
+# whatever shape the stream has or switches to). Lossy WebP stays below it, pure noise included.
+THUMBNAIL_BYTES_BOUND = THUMBNAIL_WIDTH * THUMBNAIL_MAX_HEIGHT * 3 // 2 + 1024
 
 
 @dataclass(frozen=True)

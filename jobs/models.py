@@ -102,6 +102,7 @@ class Job(models.Model):
     expires_at = models.DateTimeField(blank=True, help_text="created_at + JOB_TTL_HOURS unless set.")
     error = models.TextField(blank=True)
     thumbnail = models.CharField(max_length=255, blank=True, help_text="Path relative to the job folder.")
+    thumbnail_size = models.PositiveIntegerField(default=0, help_text="Bytes of its thumbnail (0 without one).")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far: the fencing token of a run.")
     handbacks = models.PositiveSmallIntegerField(
@@ -419,6 +420,7 @@ class OutputFile(models.Model):
         max_length=255, blank=True, help_text="Its WebP thumbnail, relative to the job folder; empty without one."
     )
     size = models.BigIntegerField()
+    thumbnail_size = models.PositiveIntegerField(default=0, help_text="Bytes of its thumbnail (0 without one).")
     effects = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
     missing = models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup).")

@@ -338,6 +338,7 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects, thu
                 path=relative,
                 thumbnail=storage.relative_to_job(job.pk, storage.final_path(thumbnail)) if thumbnail else "",
                 size=partial.stat().st_size,
+                thumbnail_size=thumbnail.stat().st_size if thumbnail else 0,
                 effects=effects.as_dict(),
             )
             part.beat(completed_variations=F("completed_variations") + 1)
@@ -364,7 +365,8 @@ def name_thumbnail(job: Job, path: Path) -> bool:
     False while there is no file yet."""
     if not path.exists():
         return False
-    if retry_transient(lambda: job.this_run().update(thumbnail=path.name)):
+    size = path.stat().st_size
+    if retry_transient(lambda: job.this_run().update(thumbnail=path.name, thumbnail_size=size)):
         job.thumbnail = path.name
     return True
 

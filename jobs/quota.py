@@ -32,18 +32,17 @@ from jobs.refusal import Refused
 logger = logging.getLogger(__name__)
 
 
-def output_reservation(duration: float, width: int, height: int) -> int:
-    """What one output of a source of this length and shape may take at most (its file and thumbnail)."""
-    return ffmpeg.output_bytes_bound(duration, width, height, settings.MAX_FPS)
+def output_reservation(duration: float) -> int:
+    """What one output of a source of this length may take at most (its file and thumbnail)."""
+    return ffmpeg.output_bytes_bound(duration, settings.MAX_FPS)
 
 
-def job_reservation(uploads: Iterable[tuple[int, float, int, int]], variations: int) -> int:
-    """What a new job may take at most: its uploads (size, duration, width, height each), every variation
-    of each at its bound, and the job's thumbnail."""
+def job_reservation(uploads: Iterable[tuple[int, float]], variations: int) -> int:
+    """What a new job may take at most: its uploads ((size, duration) each), every variation of each at its
+    bound, and the job's thumbnail."""
     uploads = list(uploads)
-    outputs = sum(output_reservation(duration, width, height) for _size, duration, width, height in uploads)
-    _size, _duration, width, height = uploads[0]
-    return sum(size for size, *_ in uploads) + variations * outputs + ffmpeg.thumbnail_bytes_bound(width, height)
+    outputs = sum(output_reservation(duration) for _size, duration in uploads)
+    return sum(size for size, _duration in uploads) + variations * outputs + ffmpeg.THUMBNAIL_BYTES_BOUND
 
 
 def check_active_jobs(owner, field: str = "videos") -> None:

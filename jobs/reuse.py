@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import quota, storage
+from jobs import ffmpeg, quota, storage
 from jobs.effects import Effects, effects_for_job
 from jobs.enqueue import enqueue_job
 from jobs.models import ACTIVE, Job, SourceVideo, Status, database_now, new_job_id, new_seed
@@ -68,7 +68,7 @@ def make_more(job: Job, variations) -> Job:
     quota.check_active_jobs(job.owner, field="")
     # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
     # uploads count in its own figure too (storage.storage_used).
-    new.reserved_bytes = quota.job_reservation(_facts(sources), count)
+    new.reserved_bytes = quota.job_reservation([(source.size, source.duration) for source in sources], count)
     try:
         copies = _linked_uploads(sources, new)  # before make_room: an eviction meanwhile cannot take the bytes
         quota.make_room(job.owner, new.reserved_bytes, keep=job.pk, field="variations")
@@ -96,10 +96,6 @@ def _fresh_seed(job: Job, sources: int, variations: int) -> int:
         seed = new_seed()
         if not any(e.key() in taken for e in effects_for_job(seed, sources, variations).values()):
             return seed
-
-
-def _facts(sources: list[SourceVideo]) -> list[tuple[int, float, int, int]]:
-    return [(source.size, source.duration, source.width, source.height) for source in sources]
 
 
 def _linked_uploads(sources: list[SourceVideo], new: Job) -> list[SourceVideo]:
@@ -147,10 +143,9 @@ def retry_failed(job: Job) -> Job:
     if not failed:
         raise ReuseError("nothing failed in this job: there is nothing to retry")
     left = sum(
-        (job.variations_per_video - source.completed_variations)
-        * quota.output_reservation(source.duration, source.width, source.height)
+        (job.variations_per_video - source.completed_variations) * quota.output_reservation(source.duration)
         for source in failed
-    )
+    ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
     quota.make_room(job.owner, left, keep=job.pk, field="")
     with quota.reserved(job.owner, left, field=""), storage.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.

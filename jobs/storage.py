@@ -34,7 +34,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Max, Sum
+from django.db.models import F, Max, Sum
 from django.utils import timezone
 
 from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Status, database_now
@@ -225,7 +225,7 @@ def adopt_thumbnail(job: Job) -> None:
     run names it on the job; a run cancelled in between leaves it unnamed. It is the job's all the same."""
     target = thumbnail_target(job.pk)
     if target.exists():
-        Job.objects.filter(pk=job.pk, thumbnail="").update(thumbnail=target.name)
+        Job.objects.filter(pk=job.pk, thumbnail="").update(thumbnail=target.name, thumbnail_size=path_bytes(target))
     job.thumbnail = Job.objects.filter(pk=job.pk).values_list("thumbnail", flat=True).first() or ""  # as it is now
 
 
@@ -445,26 +445,28 @@ def active_bytes(owner=None) -> int:
     """
     jobs = Job.objects.filter(status__in=ACTIVE, **({"owner": owner} if owner is not None else {}))
     used: dict[str, int] = {}
-    for model in (SourceVideo, OutputFile):
-        per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum("size"))
+    for model, size in ((SourceVideo, F("size")), (OutputFile, F("size") + F("thumbnail_size"))):
+        per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum(size))
         for row in per_job.order_by():
             used[row["job"]] = used.get(row["job"], 0) + row["total"]
     return sum(max(reservation, used.get(pk, 0)) for pk, reservation in jobs.values_list("pk", "reserved_bytes"))
 
 
 def storage_used(owner=None) -> int:
-    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, plus what active jobs
-    hold; the owner's jobs only, or everyone's.
+    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, and the thumbnails of
+    both, plus what active jobs hold; the owner's jobs only, or everyone's.
 
     Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key).
     An active job counts its own as its reservation does, so while one runs a linked upload counts again:
     the figure is then higher than the disk's, never lower.
     """
     mine = {"job__owner": owner} if owner is not None else {}
-    outputs = _sum(OutputFile.objects.filter(job__status__in=TERMINAL, **mine), "size")
+    outputs = OutputFile.objects.filter(job__status__in=TERMINAL, **mine)
+    outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
     kept = SourceVideo.objects.filter(job__status__in=TERMINAL, **mine).exclude(path="").order_by()
     uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
-    return outputs + uploads + active_bytes(owner)
+    finished = Job.objects.filter(status__in=TERMINAL, **({"owner": owner} if owner is not None else {}))
+    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner)
 
 
 def evictable_jobs(now=None) -> models.QuerySet:

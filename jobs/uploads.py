@@ -172,8 +172,7 @@ def create_job(
     name = parse_name(name)
     quota.check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
-    facts = [(item.upload.size, item.probe.duration, item.probe.width, item.probe.height) for item in checked]
-    needed = quota.job_reservation(facts, variations_per_video)
+    needed = quota.job_reservation([(item.upload.size, item.probe.duration) for item in checked], variations_per_video)
     quota.make_room(owner, needed)
     job = Job(
         id=new_job_id(),

@@ -185,10 +185,7 @@ def reservation(clips):
 
     def need(variations: int, count: int = 1, **clip) -> int:
         path = clips(**clip)
-        found = ffmpeg.probe(path)
-        return quota.job_reservation(
-            [(path.stat().st_size, found.duration, found.width, found.height)] * count, variations
-        )
+        return quota.job_reservation([(path.stat().st_size, ffmpeg.probe(path).duration)] * count, variations)
 
     return need
 

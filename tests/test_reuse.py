@@ -195,7 +195,7 @@ def test_make_more_counts_against_the_active_job_limit_and_the_storage_cap(api, 
     make_job(status=Status.QUEUED, outputs=0)
     refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 429, "MAX_ACTIVE_JOBS_PER_USER")
     settings.MAX_ACTIVE_JOBS_PER_USER = 5
-    needed = quota.job_reservation([(1000, 1.0, 320, 240)], 1)  # the upload, one variation at its bound
+    needed = quota.job_reservation([(1000, 1.0)], 1)  # the upload, one variation at its bound
     settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1
     refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "not enough storage")
     settings.STORAGE_CAP_BYTES += 1
@@ -209,7 +209,7 @@ def test_make_more_never_evicts_the_job_it_reuses(api, make_job, settings):
     old = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=5))
     other = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=4))
     settings.MIN_RETENTION_MINUTES = 30
-    needed = quota.job_reservation([(1000, 1.0, 320, 240)], 1)
+    needed = quota.job_reservation([(1000, 1.0)], 1)
     settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1000  # room only once one job is evicted
     assert api.post(f"/api/jobs/{old.pk}/reprocess/", {"variations": 1}).status_code == 201
     assert Job.objects.filter(pk=old.pk).exists() and not Job.objects.filter(pk=other.pk).exists()

@@ -222,3 +222,11 @@ def test_deleting_a_job_whose_folder_another_process_removes_meanwhile(make_job,
     monkeypatch.setattr(os, "scandir", scandir)
     storage.delete_job(job)
     assert not folder.exists() and not Job.objects.filter(pk=job_id).exists()
+
+
+def test_a_finished_jobs_figure_is_every_byte_of_its_folder_thumbnails_included(post_job):
+    """The figure the cap and the quotas are checked against used to leave out every thumbnail."""
+    job = post_job(["a.mp4", "b.mp4"], variations=2, run=True)
+    assert job.status == Status.COMPLETED and job.thumbnail and job.thumbnail_size > 0
+    assert all(output.thumbnail_size > 0 for output in job.outputs.all())
+    assert storage.storage_used() == storage.storage_used(job.owner) == storage.job_bytes(job)

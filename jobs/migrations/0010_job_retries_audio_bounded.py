@@ -37,6 +37,16 @@ class Migration(migrations.Migration):
             name='audio_bounded',
             field=models.BooleanField(default=False, help_text="Every audio packet within AAC's limits (the probe's): the audio may be copied."),
         ),
+        migrations.AddField(
+            model_name='job',
+            name='thumbnail_size',
+            field=models.PositiveIntegerField(default=0, help_text='Bytes of its thumbnail (0 without one).'),
+        ),
+        migrations.AddField(
+            model_name='outputfile',
+            name='thumbnail_size',
+            field=models.PositiveIntegerField(default=0, help_text='Bytes of its thumbnail (0 without one).'),
+        ),
         migrations.AlterField(
             model_name='job',
             name='handbacks',
