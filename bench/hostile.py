@@ -9,7 +9,7 @@ bench/results.json under "hostile".
 2. Probe CPU: a MOV of tiny raw frames at 5000 fps, as a signed-in user: the web process's CPU for it.
 3. Memory: an H.264 stream that switches from 160x120 to 7680x4320 after one second: the peak RSS of the
    worker's FFmpeg, and the video's cause.
-4. Storage: a 40 KB noise upload with 20 variations: the job's largest footprint against its reservation.
+4. Storage: a 10 KB noise upload with 20 variations: the job's largest footprint against its reservation.
 """
 
 from __future__ import annotations
