@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, assume, event, example, given, settings
@@ -19,6 +20,7 @@ from tests.media import make_size_switching_clip
 pytestmark = pytest.mark.slow
 
 MEMORY_BOUND = 1024**3  # what every FFmpeg of the fuzz may take (ENCODE_MEMORY_BYTES)
+WEB_MEMORY_BOUND = 1536 * 1024**2  # this process: the web side's probe and the test's own work
 SIZES = st.sampled_from(["2x2", "16x16", "320x240", "240x320", "640x480", "1280x720"])
 CODECS = st.sampled_from(["libx264", "mpeg4", "mjpeg", "rawvideo"])
 
@@ -83,6 +85,7 @@ def test_hostile_media_is_refused_cleanly_or_processed_within_its_bounds(
     response = api.post("/api/jobs/", {"videos": [video], "variations": 2}, format="multipart")
 
     assert response.status_code == 201 or 400 <= response.status_code < 500, response.content
+    assert psutil.Process().memory_info().rss < WEB_MEMORY_BOUND  # the probe decoded no huge frame here
     event(f"answer {response.status_code}")
     if response.status_code != 201:
         assert response.json()["detail"]
