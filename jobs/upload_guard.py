@@ -16,6 +16,7 @@ Why it sits before CsrfViewMiddleware: docs/architecture.md ("Uploads").
 from __future__ import annotations
 
 import html
+import logging
 import os
 import types
 
@@ -34,6 +35,8 @@ from jobs import quota, slots
 from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
 from jobs.refusal import Refused
+
+logger = logging.getLogger(__name__)
 
 
 class RefusedFileName(MultiPartParserError):
@@ -105,6 +108,9 @@ class UploadGuardMiddleware:
             return _refuse(request, page, exc.message, exc.status)
         except slots.NoSlot as exc:
             return _refuse(request, page, str(exc), 429)
+        except OSError:  # the data folder is not writable (a full disk, an unmounted share): not the client's doing
+            logger.exception("the upload slots could not be opened")
+            return _refuse(request, page, "uploads cannot start right now; try again in a minute", 503)
         try:
             return self._guarded_upload(request, page)
         finally:

@@ -320,3 +320,11 @@ def test_a_user_sends_at_most_max_uploads_per_user_at_once(api, settings, refuse
     finally:
         held.release()
     assert api.post("/api/jobs/", {"videos": [upload()]}, format="multipart").status_code == 201
+
+
+def test_upload_slots_that_cannot_be_opened_are_a_503_not_a_500(api, refused, upload, monkeypatch, nothing_left):
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(slots, "take", full_disk)
+    refused(api.post("/api/jobs/", {"videos": [upload()]}, format="multipart"), 503, "try again in a minute")
