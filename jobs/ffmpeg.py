@@ -305,7 +305,10 @@ def probe(
         # Only the MP4/MOV demuxer, reading only this file: no format guessed from the bytes (hls,
         # concat, ...), no protocol a crafted file could ask for.
         opened = source if not isinstance(source, Path) else str(source)
-        with av.open(opened, format="mov", options={"protocol_whitelist": "file"}) as container:
+        options = {"protocol_whitelist": "file"}
+        if max_pixels is not None:  # opening decodes a first frame too (stream analysis): bounded as well
+            options["max_pixels"] = str(max_pixels)
+        with av.open(opened, format="mov", options=options) as container:
             if not container.streams.video:
                 raise ProbeError("it has no video stream")
             stream = container.streams.video[0]
@@ -317,6 +320,8 @@ def probe(
                 return ProbeResult(0.0, width, height, False, container.format.name, 0.0)
             stream.codec_context.thread_count = 1  # its CPU is this thread's: the budget sees all of it
             audio_stream = container.streams.audio[0] if container.streams.audio else None
+            if audio_stream is not None and audio_stream.codec_context is None:
+                raise ProbeError("its audio track is in a format FFmpeg cannot decode")
             audio = audio_stream.codec_context if audio_stream is not None else None
             format_name = container.format.name
             width = height = packets = 0
@@ -376,7 +381,7 @@ class _AudioPackets:
         self.count = self.total = self.largest = 0
 
     def add(self, packet) -> None:
-        if packet.pts is None:
+        if not packet.size:
             return  # the flush at the end
         self.count += 1
         self.total += packet.size

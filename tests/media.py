@@ -23,14 +23,18 @@ def make_clip(path: Path, seconds: float = 1.0, size: str = "320x240", audio: bo
     return path
 
 
-def make_size_switching_clip(path: Path, first: str = "160x120", then: str = "640x480", seconds: float = 1.0) -> Path:
-    """An H.264 MP4 that is `first` for `seconds`, then `then` for as long (a new SPS in the stream): its
-    header and its first frame say `first`. Built from two Annex B streams put end to end."""
+def make_size_switching_clip(
+    path: Path, first: str = "160x120", then: str = "640x480", seconds: float = 1.0, then_seconds: float | None = None
+) -> Path:
+    """An H.264 MP4 that is `first` for `seconds`, then `then` for `then_seconds` (as long by default; a new SPS
+    in the stream): its header and its first frame say `first`. Built from two Annex B streams put end to end."""
     parts = []
-    for index, size in enumerate((first, then)):
+    for index, (size, length) in enumerate(
+        ((first, seconds), (then, seconds if then_seconds is None else then_seconds))
+    ):
         part = path.with_name(f"{path.stem}-{index}.h264")
         cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y"]
-        cmd += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}"]
+        cmd += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={length}"]
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264", str(part)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         parts.append(part)
@@ -65,5 +69,22 @@ def with_one_fat_audio_packet(source: Path, path: Path, packet_bytes: int) -> Pa
                 )
                 packet, fattened = fat, True
             packet.stream = audio_out if is_audio else video_out
+            write.mux(packet)
+    return path
+
+
+def without_first_packets(source: Path, path: Path, count: int) -> Path:
+    """A copy of `source`'s video with its first `count` packets left out and its header kept: the header of
+    a size-switching clip then says one size while the first frame is of the other."""
+    with av.open(str(source)) as read, av.open(str(path), "w", format="mp4") as write:
+        video_in = read.streams.video[0]
+        video_out = write.add_stream_from_template(video_in)
+        shift = None
+        for index, packet in enumerate(read.demux(video_in)):
+            if packet.dts is None or index < count:
+                continue
+            shift = packet.dts if shift is None else shift
+            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+            packet.stream = video_out
             write.mux(packet)
     return path

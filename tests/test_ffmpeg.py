@@ -17,7 +17,7 @@ import pytest
 
 from jobs import ffmpeg, procs
 from jobs.effects import effects_for, rotation_filter
-from tests.media import make_clip, with_one_fat_audio_packet
+from tests.media import make_clip, make_size_switching_clip, with_one_fat_audio_packet, without_first_packets
 from tests.workers import alive, wait_for
 
 
@@ -417,4 +417,41 @@ def test_a_truncated_file_whose_video_stream_has_no_decoder_is_a_probe_error(tmp
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.8359375)])
     with pytest.raises(ffmpeg.ProbeError):
+        ffmpeg.probe(path)
+
+
+def _probe_peak_rss(path: Path, max_pixels: int) -> int:
+    """The probe in a process of its own: its peak RSS in bytes."""
+    script = (
+        "import os, resource, sys, django; sys.path.insert(0, '.'); "
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'videojobs.settings_test'; django.setup()\n"
+        "from jobs import ffmpeg\n"
+        f"try:\n    ffmpeg.probe({str(path)!r}, max_pixels={max_pixels})\nexcept ffmpeg.ProbeError:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    return int(
+        subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True).stdout
+    )
+
+
+def test_opening_a_file_decodes_no_frame_over_max_pixels(tmp_path, clips):
+    """Opening runs FFmpeg's stream analysis, which decoded a first frame of any size before the probe
+    looked at it: a 160x120 header followed by 16384x8192 frames took 380 MB in the web process (70 MB for an
+    ordinary clip); now the decoder refuses them there too."""
+    switching = make_size_switching_clip(tmp_path / "switch.mp4", first="160x120", then="16384x8192", then_seconds=0.08)
+    lying = without_first_packets(switching, tmp_path / "lying.mp4", 25)  # the 160x120 second is gone
+    baseline = _probe_peak_rss(clips(seconds=1), 320 * 240)
+    assert _probe_peak_rss(lying, 320 * 240) - baseline < 120 * 1024**2
+
+
+def test_an_audio_track_ffmpeg_cannot_decode_is_refused_by_the_probe(clips, tmp_path):
+    """It used to be accepted, and then every variation failed ("no decoder found")."""
+    data = bytearray(clips(seconds=1).read_bytes().replace(b"mp4a", b"zzzz"))  # an unknown sample entry
+    object_type = data.index(b"zzzz") + 57  # in its esds: 0x40 says AAC
+    assert data[object_type] == 0x40
+    data[object_type] = 0xC0  # a value no decoder claims
+    path = tmp_path / "unknown-audio.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ffmpeg.ProbeError, match="audio track is in a format FFmpeg cannot decode"):
         ffmpeg.probe(path)
