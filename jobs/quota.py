@@ -19,7 +19,7 @@ sum of all jobs at every moment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -56,12 +56,14 @@ def check_active_jobs(owner, field: str = "videos") -> None:
         )
 
 
-def fits(needed: int, owner, freed: int = 0) -> bool:
-    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota (once `freed` bytes of
-    the owner's are gone)?"""
+def fits(needed: int, owner, without: Collection[str] = ()) -> bool:
+    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota (once the finished jobs
+    `without` are gone)?"""
+    used = storage.storage_used(without=without)
+    freed = storage.storage_used() - used if without else 0  # an upload another job links frees nothing
     return (
-        storage.storage_used() - freed + needed <= settings.STORAGE_CAP_BYTES
-        and storage.storage_used(owner) - freed + needed <= settings.USER_STORAGE_BYTES
+        used + needed <= settings.STORAGE_CAP_BYTES
+        and storage.storage_used(owner, without=without) + needed <= settings.USER_STORAGE_BYTES
         and storage.disk_usage().free + freed >= needed
     )
 
@@ -74,7 +76,7 @@ def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None
     if fits(needed, owner):
         return
     candidates = _evictable(owner, keep)
-    if not fits(needed, owner, freed=sum(storage.job_bytes(job) for job in candidates)):
+    if not fits(needed, owner, without=[job.pk for job in candidates]):
         raise no_room(owner, needed, field)  # before anything goes: evicting all of them would not be enough
     for job in candidates:
         job_id = job.pk  # gone from the instance once it is deleted
@@ -92,7 +94,7 @@ def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
     check_active_jobs(owner, field)
     if fits(upload_bytes, owner):
         return
-    if not fits(upload_bytes, owner, freed=sum(storage.job_bytes(job) for job in _evictable(owner))):
+    if not fits(upload_bytes, owner, without=[job.pk for job in _evictable(owner)]):
         raise no_room(owner, upload_bytes, field)
 
 

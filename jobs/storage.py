@@ -27,7 +27,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -452,20 +452,22 @@ def active_bytes(owner=None) -> int:
     return sum(max(reservation, used.get(pk, 0)) for pk, reservation in jobs.values_list("pk", "reserved_bytes"))
 
 
-def storage_used(owner=None) -> int:
+def storage_used(owner=None, without: Collection[str] = ()) -> int:
     """Bytes job files use or are promised: finished jobs' outputs and kept uploads, and the thumbnails of
-    both, plus what active jobs hold; the owner's jobs only, or everyone's.
+    both, plus what active jobs hold; the owner's jobs only, or everyone's; as if the finished jobs `without`
+    were gone (what evicting them would leave).
 
-    Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key).
-    An active job counts its own as its reservation does, so while one runs a linked upload counts again:
-    the figure is then higher than the disk's, never lower.
+    Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key),
+    so evicting one of two linked jobs frees nothing of their upload. An active job counts its own as its
+    reservation does, so while one runs a linked upload counts again: the figure is then higher than the
+    disk's, never lower.
     """
-    mine = {"job__owner": owner} if owner is not None else {}
-    outputs = OutputFile.objects.filter(job__status__in=TERMINAL, **mine)
-    outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
-    kept = SourceVideo.objects.filter(job__status__in=TERMINAL, **mine).exclude(path="").order_by()
-    uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
     finished = Job.objects.filter(status__in=TERMINAL, **({"owner": owner} if owner is not None else {}))
+    finished = finished.exclude(pk__in=list(without))
+    outputs = OutputFile.objects.filter(job__in=finished)
+    outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
+    kept = SourceVideo.objects.filter(job__in=finished).exclude(path="").order_by()
+    uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
     return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner)
 
 

@@ -124,3 +124,19 @@ def test_copied_audio_cannot_carry_an_output_past_its_bound(api, clips, tmp_path
     assert job.status == Status.COMPLETED, job.error
     assert peak <= job.reserved_bytes
     assert all(output.size < ffmpeg.output_file_limit(2.0) for output in job.outputs.all())
+
+
+def test_evicting_one_of_two_jobs_that_link_one_upload_frees_none_of_it(make_job, settings, user):
+    """Two jobs share an upload ("make more"): evicting both frees it once. make_room counted it twice, then
+    evicted both and refused anyway."""
+    old = timezone.now() - timezone.timedelta(hours=3)
+    first = make_job(outputs=1, size=10_000, created_at=old)
+    again = make_job(outputs=1, size=10_000, created_at=old)
+    again.sources.update(upload_key=first.sources.get().upload_key)
+    settings.MIN_RETENTION_MINUTES = 0
+    settings.STORAGE_CAP_BYTES = storage.storage_used() + 25_000  # evicting both frees 30,000 bytes
+    with pytest.raises(Refused):
+        quota.make_room(user, 60_000)  # 5,000 more than evicting both would give
+    assert Job.objects.count() == 2  # none went for nothing
+    quota.make_room(user, 50_000)
+    assert Job.objects.count() == 0

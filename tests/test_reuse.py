@@ -351,14 +351,14 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
     settings.MIN_RETENTION_MINUTES = 30
     real_fits, seen = quota.fits, {}
 
-    def fits_after_a_retry(needed, owner, freed=0):
-        if freed and not seen:  # make_room has listed the job and asks whether evicting it would be enough
+    def fits_after_a_retry(needed, owner, without=()):
+        if without and not seen:  # make_room has listed the job and asks whether evicting it would be enough
             seen["retrying"] = True  # the retry asks fits() too
             settings.STORAGE_CAP_BYTES = 10**12  # room for the retry
             seen["run"], seen["partial"] = _retry_and_claim(job)
             settings.STORAGE_CAP_BYTES = 1  # now nothing fits: make_room would evict every job it listed
             return True
-        return real_fits(needed, owner, freed)
+        return real_fits(needed, owner, without)
 
     monkeypatch.setattr(quota, "fits", fits_after_a_retry)
     settings.STORAGE_CAP_BYTES = storage.storage_used() + 999  # 1000 fit only once the job is evicted
