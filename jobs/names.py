@@ -9,7 +9,9 @@ import unicodedata
 from pathlib import Path
 
 MAX_NAME_LENGTH = 200
-MAX_FILE_NAME_BYTES = 255  # no file system keeps a longer name; Django spools an upload under its extension
+MAX_FILE_NAME_BYTES = 255  # no file system keeps a longer name
+# Django spools an upload to "tmpXXXXXXXX.upload<extension>": a longer extension makes that name too long.
+MAX_EXTENSION_BYTES = 200
 
 
 ZERO_WIDTH_JOINER, ZERO_WIDTH_NON_JOINER = "\u200d", "\u200c"
@@ -54,8 +56,18 @@ def _joins_emoji(text: str, index: int) -> bool:
 
 
 def _letter(ch: str) -> bool:
-    """A letter or a combining mark (a vowel sign of an Indic script), other than Latin's."""
-    return bool(ch) and unicodedata.category(ch)[0] in "LM" and not ch.isascii()
+    """A letter or a combining mark (a vowel sign, a virama) of a script that writes with joiners."""
+    return (
+        bool(ch) and unicodedata.category(ch)[0] in "LM" and unicodedata.name(ch, "").split(" ")[0] in JOINING_SCRIPTS
+    )
+
+
+# Scripts whose words use the zero-width joiner or non-joiner (Persian, Urdu, the Indic scripts...). In
+# Latin, Greek or Cyrillic a joiner changes nothing one can see: there it only hides.
+JOINING_SCRIPTS = frozenset(
+    "ARABIC SYRIAC DEVANAGARI BENGALI GURMUKHI GUJARATI ORIYA TAMIL TELUGU KANNADA MALAYALAM SINHALA "
+    "MYANMAR KHMER MONGOLIAN TIBETAN".split()
+)
 
 
 def _emoji_part(ch: str) -> bool:
@@ -74,6 +86,8 @@ def name_problem(raw: str) -> str:
         return "it is empty"
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES:
         return f"it is longer than any file system allows ({MAX_FILE_NAME_BYTES} bytes)"
+    if len(Path(raw).suffix.encode("utf-8", "surrogatepass")) > MAX_EXTENSION_BYTES:
+        return f"its extension is longer than {MAX_EXTENSION_BYTES} bytes"
     return ""
 
 

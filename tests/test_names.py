@@ -207,3 +207,25 @@ def test_a_name_longer_than_any_file_system_allows_is_refused_not_a_500(api, ref
     )
     response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
     refused(response, 400, "longer than any file system allows")
+
+
+def test_a_long_extension_is_refused_even_in_a_name_of_255_bytes(api, refused, settings, nothing_left):
+    """Django spools the upload as tmpXXXXXXXX.upload<extension>: an extension of 250 bytes made that name
+    too long, a 500."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000
+    name = "a." + "x" * 250
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="videos"; filename="{name}"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + b"\0" * 5000
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    response = api.generic("POST", "/api/jobs/", body, content_type=MULTIPART_CONTENT)
+    refused(response, 400, "its extension is longer than 200 bytes")
+
+
+@pytest.mark.parametrize("word", ["\u0430\u200c\u0430", "\u03b1\u200d\u03b2", "caf\u00e9\u200c\u00e9"])
+def test_a_joiner_between_cyrillic_greek_or_accented_latin_letters_is_hidden(word):
+    assert len(hidden_characters(word)) == 1
