@@ -126,6 +126,10 @@ class UploadGuardMiddleware:
                 request.POST  # noqa: B018 - parse now, to answer a bad name in the client's own format
             except MultiPartParserError as exc:
                 return _refuse(request, page, str(exc), 400, file=getattr(exc, "file_name", ""))
+            except OSError as exc:  # the spool folder's disk is full or gone: not the client's doing
+                logger.exception("an upload could not be spooled")
+                message = f"the upload could not be stored ({exc.strerror or exc}); try again later"
+                return _refuse(request, page, message, 503)
         return self.get_response(request)
 
 

@@ -144,14 +144,21 @@ def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:
 
 
 def create_from_request(request) -> Job:
-    """create_job with what a page or API request carries (Django or DRF request)."""
-    return create_job(
-        request.user,
-        request.FILES.getlist("videos"),
-        request.POST.get("variations"),
-        name=request.POST.get("name"),
-        oversize=oversize_uploads(request),
-    )
+    """create_job with what a page or API request carries (Django or DRF request). A disk that fails while the
+    upload is spooled or stored (full, unmounted) is a 503: nothing of the upload is kept."""
+    try:
+        return create_job(
+            request.user,
+            request.FILES.getlist("videos"),
+            request.POST.get("variations"),
+            name=request.POST.get("name"),
+            oversize=oversize_uploads(request),
+        )
+    except OSError as exc:
+        logger.exception("an upload by %s could not be stored", request.user)
+        raise UploadError(
+            f"the upload could not be stored ({exc.strerror or exc}); try again later", status=503, field="videos"
+        ) from None
 
 
 def create_job(

@@ -328,3 +328,23 @@ def test_upload_slots_that_cannot_be_opened_are_a_503_not_a_500(api, refused, up
 
     monkeypatch.setattr(slots, "take", full_disk)
     refused(api.post("/api/jobs/", {"videos": [upload()]}, format="multipart"), 503, "try again in a minute")
+
+
+@pytest.mark.parametrize("client_kind", ["token", "session"])
+def test_a_disk_that_fills_while_an_upload_is_spooled_is_a_503(
+    client_kind, api, csrf_client, refused, upload, settings, monkeypatch, jobs_dir, files_under
+):
+    """Several users' uploads arriving at once can fill the disk between the early check and the spool."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # spooled to a file
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("django.core.files.uploadedfile.tempfile.NamedTemporaryFile", full)
+    if client_kind == "token":
+        response = api.post("/api/jobs/", {"videos": [upload()]}, format="multipart")
+    else:
+        client, token = csrf_client
+        response = client.post("/api/jobs/", {"videos": [upload()]}, HTTP_X_CSRFTOKEN=token)
+    refused(response, 503, "could not be stored (No space left on device)")
+    assert files_under(jobs_dir) == [] and Job.objects.count() == 0
