@@ -90,11 +90,12 @@ class UploadGuardMiddleware:
             response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
             response["WWW-Authenticate"] = "Token"
             return response
-        if page:  # the API's uploads are throttled by DRF; the page's count against the same per-user rate
-            throttle = UserRateThrottle()
-            if not throttle.allow_request(request, None):
-                wait = int(throttle.wait() or 1)
-                return _refuse(request, page, f"too many requests: try again in {wait} seconds", 429)
+        # Counted against the user's request rate (the API's own throttle, which skips this route) before
+        # the body is read: the page's uploads too.
+        throttle = UserRateThrottle()
+        if not throttle.allow_request(_AsUser(request, user), None):
+            wait = int(throttle.wait() or 1)
+            return _refuse(request, page, f"too many requests: try again in {wait} seconds", 429)
         limit = settings.MAX_FILES * settings.MAX_UPLOAD_BYTES + 1024**2  # + room for the form fields
         length = _content_length(request)
         if length > limit:
@@ -159,6 +160,13 @@ def _route(request) -> str | None:
         return resolve(request.path_info).url_name
     except Resolver404:
         return None
+
+
+class _AsUser:
+    """The request as DRF's throttle reads it, with the user a token named (Django's request has none)."""
+
+    def __init__(self, request, user):
+        self.user, self.META = user, request.META
 
 
 def _authenticated(request):

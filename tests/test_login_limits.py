@@ -77,3 +77,15 @@ def test_the_upload_page_is_throttled_like_the_api(csrf_client, monkeypatch, use
     answers = [client.post("/upload/", {"variations": "x", "csrfmiddlewaretoken": token}).status_code for _ in range(3)]
     assert answers == [400, 400, 429]
     cache.clear()
+
+
+def test_api_uploads_are_counted_against_the_rate_before_their_body_is_read(api, monkeypatch, user):
+    cache.clear()
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "2/min", "anon": "2/min"})
+    junk = b"x" * 1000  # never parsed when refused for the rate
+    answers = [
+        api.generic("POST", "/api/jobs/", junk, content_type="multipart/form-data; boundary=x").status_code
+        for _ in range(3)
+    ]
+    assert answers == [400, 400, 429]
+    cache.clear()

@@ -80,6 +80,30 @@ def test_runs_that_ended_before_the_upgrade_are_not_counted_as_lost(user, back_t
     finished = job("failed", "Every video failed to process: a.mp4: The video could not be decoded.")
     lost = job("failed", "The worker processing this job stopped 3 times; giving up.", attempts=3)
     never_claimed = job("failed", "expired while queued", attempts=0)
+    lost_then_expired = job("failed", "expired while queued", attempts=1)  # requeued after a loss, never claimed
     apps = _migrate(RETRIES)
     handbacks = dict(apps.get_model("jobs", "Job").objects.values_list("pk", "handbacks"))
-    assert handbacks == {finished: 1, lost: 0, never_claimed: 0}
+    assert handbacks == {finished: 1, lost: 0, never_claimed: 0, lost_then_expired: 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_thumbnails_already_on_disk_are_counted_from_the_upgrade_on(jobs_dir, user, back_to_the_latest_schema):
+    apps = _migrate(SETTLED_AT)
+    now = timezone.now()
+    job = apps.get_model("jobs", "Job").objects.create(
+        owner_id=user.pk, status="completed", variations_per_video=1, created_at=now, expires_at=now,
+        thumbnail="thumbnail.webp",
+    )  # fmt: skip
+    source = apps.get_model("jobs", "SourceVideo").objects.create(
+        job_id=job.pk, position=0, original_name="a.mp4", size=10, duration=1, width=2, height=2
+    )
+    apps.get_model("jobs", "OutputFile").objects.create(
+        job_id=job.pk, source_id=source.pk, variation_index=0, path="outputs/s00_v01.mp4", size=5, effects={},
+        thumbnail="outputs/s00_v01.webp",
+    )  # fmt: skip
+    (jobs_dir / job.pk / "outputs").mkdir(parents=True)
+    (jobs_dir / job.pk / "thumbnail.webp").write_bytes(b"t" * 1234)
+    (jobs_dir / job.pk / "outputs" / "s00_v01.webp").write_bytes(b"t" * 567)
+    apps = _migrate(RETRIES)
+    assert apps.get_model("jobs", "Job").objects.get(pk=job.pk).thumbnail_size == 1234
+    assert apps.get_model("jobs", "OutputFile").objects.get().thumbnail_size == 567

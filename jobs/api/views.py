@@ -88,6 +88,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             jobs = jobs.prefetch_related(SOURCES_WITH_OUTPUTS)
         return jobs
 
+    def get_throttles(self):
+        # An upload was counted against the user's rate by jobs.upload_guard, before its body was read.
+        return [] if self.action == "create" else super().get_throttles()
+
     def get_serializer_class(self):
         # The create form (browsable API, schema) asks for what a client sends, not what it gets back.
         creating = self.action == "create" or (self.action == "metadata" and self.request.method == "POST")
