@@ -474,3 +474,14 @@ def test_workers_lost_before_a_retry_still_count(api, make_job, settings):
     summary = cleanup.run()
     assert summary.failed_stale == 1 and summary.recovered == 0
     assert Job.objects.get(pk=job.pk).status == Status.FAILED
+
+
+def test_a_retry_reserves_the_job_thumbnail_its_first_run_never_wrote(make_job):
+    with_thumbnail, without = _failed_job(make_job), _failed_job(make_job)
+    Job.objects.filter(pk=without.pk).update(thumbnail="")
+    (storage.job_folder(without.pk) / storage.THUMBNAIL_NAME).unlink()
+    for job in (with_thumbnail, without):
+        reuse.retry_failed(Job.objects.get(pk=job.pk))
+    reserved = {job.pk: Job.objects.get(pk=job.pk).reserved_bytes for job in (with_thumbnail, without)}
+    bytes_on_disk = storage.job_bytes(with_thumbnail) - storage.job_bytes(without)  # the 4-byte thumbnail
+    assert reserved[without.pk] - reserved[with_thumbnail.pk] == ffmpeg.THUMBNAIL_BYTES_BOUND - bytes_on_disk
