@@ -234,9 +234,9 @@ def _with_death_signal(cmd: Sequence[str]) -> list[str]:
     nice = shutil.which("nice")
     if nice and settings.ENCODE_NICENESS:
         prefix += [nice, "-n", str(settings.ENCODE_NICENESS)]
-    prlimit = shutil.which("prlimit")
-    if prlimit and encode_memory_limit():
-        prefix += [prlimit, f"--as={encode_memory_limit()}", "--"]
+    prlimit, memory = shutil.which("prlimit"), encode_memory_limit()
+    if prlimit and memory:
+        prefix += [prlimit, f"--as={memory}", "--"]
     setpriv = shutil.which("setpriv")
     if setpriv:
         prefix += [setpriv, "--pdeathsig", "KILL", "--"]
@@ -268,7 +268,7 @@ def encode_memory_limit() -> int:
     """The address space one FFmpeg may take (bytes; 0: no limit): ENCODE_MEMORY_BYTES, or by default a
     base of 1 GiB and MAX_PIXELS x 80 bytes for each encoder of a full batch and one more (the decoder, the
     thumbnails). The decoder never makes a frame over MAX_PIXELS (-max_pixels), so this is a second wall,
-    against what that one does not foresee. Measured figures: bench/README.md ("Memory")."""
+    against what that one does not foresee. Measured figures: docs/bounds.md ("Latest figures")."""
     if settings.ENCODE_MEMORY_BYTES is not None:
         return settings.ENCODE_MEMORY_BYTES
     return 1024**3 + 80 * settings.MAX_PIXELS * (settings.BATCH_SIZE + 1)

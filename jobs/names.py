@@ -130,6 +130,9 @@ def same_on_every_system(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
+_MANIFEST_KEY = same_on_every_system(MANIFEST_NAME)  # no folder may take the manifest's name
+
+
 def folder_of(name: str, position: int) -> str:
     """A source's ZIP folder before any numbering: its stem made safe, or `video<N>` when nothing is left."""
     return zip_component(stem_of(name)) or f"video{position + 1}"
@@ -139,7 +142,7 @@ def zip_folders(names: list[str]) -> list[str]:
     """The ZIP folder of each source, in upload order, with " (2)", " (3)"... until no two are the same
     (ignoring case and Unicode normalisation) after every fallback. display_name already numbers names at
     upload so that this rarely has to."""
-    taken = {same_on_every_system(MANIFEST_NAME)}  # the file beside the folders: no folder of that name
+    taken = {_MANIFEST_KEY}
     folders = []
     for position, name in enumerate(names):
         stem = folder_of(name, position)
@@ -163,8 +166,7 @@ def display_name(raw: str, taken: set[str], position: int) -> str:
     if len(name) > MAX_NAME_LENGTH:
         stem = stem[: MAX_NAME_LENGTH - len(ext)]
     candidate, number = stem + ext, 2
-    manifest = same_on_every_system(MANIFEST_NAME)
-    while same_on_every_system(folder_of(candidate, position)) in taken | {manifest}:
+    while same_on_every_system(folder_of(candidate, position)) in taken | {_MANIFEST_KEY}:
         candidate = f"{stem} ({number}){ext}"
         number += 1
     taken.add(same_on_every_system(folder_of(candidate, position)))

@@ -11,3 +11,9 @@ class Refused(Exception):
     def __init__(self, message: str, status: int = 400, field: str = "", file: str = ""):
         super().__init__(message)
         self.message, self.status, self.field, self.file = message, status, field, file
+
+
+def not_stored(exc: OSError, field: str = "videos") -> Refused:
+    """503: the server's disk failed (full, unmounted) while an upload was spooled or stored: not the client's
+    doing, and nothing of the upload is kept."""
+    return Refused(f"the upload could not be stored ({exc.strerror or exc}); try again later", 503, field)

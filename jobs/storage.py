@@ -437,13 +437,19 @@ def _sum(rows, field: str) -> int:
     return rows.aggregate(total=Sum(field))["total"] or 0
 
 
+def _jobs_of(owner, statuses) -> models.QuerySet:
+    """The jobs in `statuses`: the owner's, or everyone's when `owner` is None."""
+    jobs = Job.objects.filter(status__in=statuses)
+    return jobs if owner is None else jobs.filter(owner=owner)
+
+
 def active_bytes(owner=None) -> int:
     """What queued and processing jobs (the owner's, or everyone's) hold: each its reservation, or what it
     already uses if that is more.
 
     Three queries whatever the number of jobs: admission asks this once per eviction.
     """
-    jobs = Job.objects.filter(status__in=ACTIVE, **({"owner": owner} if owner is not None else {}))
+    jobs = _jobs_of(owner, ACTIVE)
     used: dict[str, int] = {}
     for model, size in ((SourceVideo, F("size")), (OutputFile, F("size") + F("thumbnail_size"))):
         per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum(size))
@@ -462,8 +468,7 @@ def storage_used(owner=None, without: Collection[str] = ()) -> int:
     reservation does, so while one runs a linked upload counts again: the figure is then higher than the
     disk's, never lower.
     """
-    finished = Job.objects.filter(status__in=TERMINAL, **({"owner": owner} if owner is not None else {}))
-    finished = finished.exclude(pk__in=list(without))
+    finished = _jobs_of(owner, TERMINAL).exclude(pk__in=list(without))
     outputs = OutputFile.objects.filter(job__in=finished)
     outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
     kept = SourceVideo.objects.filter(job__in=finished).exclude(path="").order_by()

@@ -34,7 +34,7 @@ from rest_framework.throttling import UserRateThrottle
 from jobs import quota, slots
 from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.names import name_problem
-from jobs.refusal import Refused
+from jobs.refusal import Refused, not_stored
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +127,9 @@ class UploadGuardMiddleware:
                 request.POST  # noqa: B018 - parse now, to answer a bad name in the client's own format
             except MultiPartParserError as exc:
                 return _refuse(request, page, str(exc), 400, file=getattr(exc, "file_name", ""))
-            except OSError as exc:  # the spool folder's disk is full or gone: not the client's doing
+            except OSError as exc:  # the spool folder's disk is full or gone
                 logger.exception("an upload could not be spooled")
-                message = f"the upload could not be stored ({exc.strerror or exc}); try again later"
-                return _refuse(request, page, message, 503)
+                return _refuse(request, page, not_stored(exc).message, 503)
         return self.get_response(request)
 
 

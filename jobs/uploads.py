@@ -21,7 +21,7 @@ from jobs import ffmpeg, quota, storage
 from jobs.enqueue import enqueue_job
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
 from jobs.names import display_name, hidden_characters, name_problem
-from jobs.refusal import Refused
+from jobs.refusal import Refused, not_stored
 from jobs.upload_guard import oversize_uploads
 
 logger = logging.getLogger(__name__)
@@ -156,9 +156,7 @@ def create_from_request(request) -> Job:
         )
     except OSError as exc:
         logger.exception("an upload by %s could not be stored", request.user)
-        raise UploadError(
-            f"the upload could not be stored ({exc.strerror or exc}); try again later", status=503, field="videos"
-        ) from None
+        raise not_stored(exc) from None
 
 
 def create_job(
