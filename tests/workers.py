@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,3 +139,10 @@ class Cluster:
         """SIGKILL the whole cluster at once (main process, sentinel, workers), as a machine crash would."""
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -17,17 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.workers import ROOT, wait_for
+from tests.workers import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 SLOW_CLIENTS = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
@@ -40,7 +34,7 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def app_behind_nginx(tmp_path):
     """(nginx's URL, gunicorn's URL): gunicorn as the Procfile starts it, nginx with deploy/nginx.conf."""
-    app_port, proxy_port = _free_port(), _free_port()
+    app_port, proxy_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DJANGO_SECRET_KEY": "nginx-test"}
     env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -6,7 +6,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,21 +22,15 @@ from django_q.models import OrmQ
 from jobs import storage
 from jobs.models import Job, Status
 from jobs.procs import tagged_processes
-from tests.workers import ROOT, _database_url, alive, command_line, wait_for
+from tests.workers import ROOT, _database_url, alive, command_line, free_port, wait_for
 from videojobs import datadir
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_cluster, clips, tmp_path):
     User.objects.create_user("erin", password="erin-pass-123")
-    port = _free_port()
+    port = free_port()
     datadir.prepare(Path(settings.JOBS_DIR).parent)  # what `make run` does before `honcho start`
     bin_dir = Path(sys.executable).parent
     env = {
@@ -138,7 +131,7 @@ def _answers(url: str) -> bool:
 def test_ctrl_c_on_make_run_ends_quietly(tmp_path):
     """In a terminal, Ctrl-C reaches make, its shell and honcho: the stack stops, and make says nothing."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(DATA_DIR=str(tmp_path / "data"), PORT=str(_free_port()), DJANGO_SECRET_KEY="make-run-test")
+    env.update(DATA_DIR=str(tmp_path / "data"), PORT=str(free_port()), DJANGO_SECRET_KEY="make-run-test")
     pid, terminal = pty.fork()
     if pid == 0:  # the child: `make run` in a terminal of its own, as a user starts it
         os.chdir(ROOT)
