@@ -11,7 +11,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1
 export PORT BIND
 
-.PHONY: run test test-fast test-scaleout lint screenshots bench clean system-packages
+.PHONY: run test test-fast test-scaleout soak lint screenshots bench clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,15 +43,25 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver wrk nginx; \
 	fi
 
+# pytest-xdist: PYTEST_WORKERS test processes (the browser tests all in one of them, with one Chromium).
+PYTEST_WORKERS ?= 2
+export PYTEST_WORKERS
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: $(VENV)/.dev system-packages
-	$(BIN)/pytest
+	$(PYTEST)
 
 # The scale-out configuration: PostgreSQL + Redis broker (installs and starts both on this machine).
 test-scaleout: $(VENV)/.dev
 	bash scripts/test-scaleout.sh
 
 test-fast: $(VENV)/.dev
-	$(BIN)/pytest -m "not slow"
+	$(PYTEST) -m "not slow"
+
+# The soak test for 5 minutes instead of the suite's 30 s (SOAK_SECONDS=... to choose).
+SOAK_SECONDS ?= 300
+soak: $(VENV)/.dev
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/e2e/test_soak.py
 
 # ruff (lint and format) and import-linter (the layers contract in pyproject.toml).
 lint: $(VENV)/.dev

@@ -57,15 +57,23 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   [ -n "$ready" ] || die "Redis on port $REDIS_PORT did not answer"
 fi
 
-# Left out on PostgreSQL, and why:
+# The PostgreSQL pass runs the tests that use the database (--database-only, tests/conftest.py): the rest
+# (FFmpeg, byte ranges, names, settings, the bench smoke tests, which start their own SQLite service) would
+# only run the same code again. Also left out, and why:
 # - tests/e2e/test_browser.py: the pages do not depend on the database engine, and the browser tests
 #   are the slowest part of the suite; they run once, on SQLite, in `make test`.
 # - test_sqlite_runs_in_wal_mode_with_immediate_transactions: it checks SQLite's own settings.
-# - tests/e2e/test_soak.py: minutes long; what it checks does not depend on the engine beyond what the
-#   worker tests below cover, and it runs once, on SQLite, in `make test`.
-echo "== PostgreSQL (port $PG_PORT), ORM broker: the suite without the browser tests"
-DATABASE_URL=$PG_URL .venv/bin/pytest -q --ignore=tests/e2e/test_browser.py --ignore=tests/e2e/test_soak.py \
+# - tests/e2e/test_soak.py: what it checks does not depend on the engine beyond what the worker tests below
+#   cover, and it runs once, on SQLite, in `make test`.
+# - the worker end-to-end files (WORKER_E2E): they run once on PostgreSQL, in the second pass, with the
+#   Redis broker; on SQLite, in `make test`, with the ORM broker.
+WORKER_E2E="tests/e2e/test_worker.py tests/e2e/test_cancel_worker.py tests/e2e/test_crash_recovery.py tests/e2e/test_scale_out.py"
+PYTEST=(.venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup)
+echo "== PostgreSQL (port $PG_PORT), ORM broker: the tests that use the database"
+ignored=()
+for file in tests/e2e/test_browser.py tests/e2e/test_soak.py $WORKER_E2E; do ignored+=("--ignore=$file"); done
+DATABASE_URL=$PG_URL "${PYTEST[@]}" --database-only "${ignored[@]}" \
   --deselect tests/test_settings.py::test_sqlite_runs_in_wal_mode_with_immediate_transactions
 echo "== PostgreSQL + Redis broker (port $REDIS_PORT): the worker end-to-end tests, two machines sharing jobs"
-DATABASE_URL=$PG_URL REDIS_URL="redis://localhost:$REDIS_PORT/0" .venv/bin/pytest -q \
-  tests/e2e/test_worker.py tests/e2e/test_cancel_worker.py tests/e2e/test_crash_recovery.py tests/e2e/test_scale_out.py
+# shellcheck disable=SC2086
+DATABASE_URL=$PG_URL REDIS_URL="redis://localhost:$REDIS_PORT/0" "${PYTEST[@]}" $WORKER_E2E

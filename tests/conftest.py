@@ -24,6 +24,31 @@ from tests.media import make_clip
 from tests.workers import Cluster
 from videojobs import datadir
 
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-only",
+        action="store_true",
+        help="only the tests that use the database (the PostgreSQL pass of `make test-scaleout`)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """--database-only: leave out every test that never opens a database connection (FFmpeg, byte ranges,
+    names, settings...): on another database engine they would only run the same code again."""
+    if not config.getoption("--database-only"):
+        return
+    kept, left_out = [], []
+    for item in items:
+        uses_database = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+            "django_db"
+        )
+        (kept if uses_database else left_out).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=left_out)
+
 
 def pytest_configure(config):
     """The throwaway DATA_DIR of videojobs.settings_test, made as `make run` makes the real one."""

@@ -15,6 +15,11 @@ os.environ["DATA_DIR"] = os.environ.get("VIDEOJOBS_TEST_DATA_DIR") or os.path.jo
 )
 os.environ.setdefault("DJANGO_SECRET_KEY", "videojobs-tests-only-not-a-secret")
 os.environ.setdefault("LOG_LEVEL", "INFO")
+# Under pytest-xdist, each test process queues its tasks in a Redis database of its own (gw0 -> 1, gw1 -> 2...),
+# and the worker clusters its tests start inherit it: one process's clusters never take another's tasks.
+if os.environ.get("REDIS_URL") and os.environ.get("PYTEST_XDIST_WORKER"):
+    number = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")) + 1
+    os.environ["REDIS_URL"] = f"{os.environ['REDIS_URL'].rsplit('/', 1)[0]}/{number}"
 
 from videojobs.settings import *  # noqa: E402,F403
 from videojobs.settings import DATA_DIR, DATABASES  # noqa: E402

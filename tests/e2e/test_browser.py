@@ -25,7 +25,7 @@ from jobs.cancel import cancel_job, delete_job_with_files
 from jobs.models import Job, OutputFile, Status
 from jobs.templatetags.jobs_extras import expiry
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]  # one worker, one Chromium
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 
@@ -233,6 +233,15 @@ def test_an_invalid_upload_shows_the_servers_message(logged_in, live_server, tmp
     assert browser.current_url == f"{live_server.url}/upload/"
     assert browser.find_element(By.ID, "upload-button").is_enabled()
     assert Job.objects.count() == 0
+
+
+def test_logging_in_through_the_form_opens_the_job_list(browser, live_server, password_user):
+    browser.get(f"{live_server.url}/login/")
+    browser.find_element(By.ID, "id_username").send_keys("dana")
+    browser.find_element(By.ID, "id_password").send_keys("dana-pass-123")
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait(browser, 15).until(EC.url_to_be(f"{live_server.url}/"))  # the job list, after the redirect
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Jobs"))
 
 
 def test_every_page_redirects_to_login_when_logged_out(browser, live_server, password_user):
