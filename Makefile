@@ -63,11 +63,13 @@ SOAK_SECONDS ?= 300
 soak: $(VENV)/.dev
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/e2e/test_soak.py
 
-# ruff (lint and format) and import-linter (the layers contract in pyproject.toml).
+# ruff (lint and format), import-linter (the layers contract in pyproject.toml) and the structure rules
+# import-linter cannot see (scripts/check_structure.py: where state changes, admission, file operations).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_structure.py
 
 # Rewrite the README's screenshots in docs/screenshots/ (the browser tests write them only when asked).
 screenshots: $(VENV)/.dev system-packages

@@ -36,7 +36,7 @@ from django.conf import settings  # noqa: E402
 
 from bench.results import record  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
-from jobs.effects import effects_for  # noqa: E402
+from jobs.ffmpeg.effects import effects_for  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 
@@ -88,8 +88,9 @@ def main(runs: int) -> None:
         ("ignores SIGTERM", "ignore-term", 3),
     ]
     print(
-        f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, should_stop asked every {ffmpeg.STOP_CHECK_INTERVAL} s, "
-        f"FFmpeg's stats period (it reads q) {ffmpeg.STATS_PERIOD_SECONDS} s"
+        f"KILL_GRACE_SECONDS={settings.KILL_GRACE_SECONDS}, "
+        f"should_stop asked every {ffmpeg.process.STOP_CHECK_INTERVAL} s, "
+        f"FFmpeg's stats period (it reads q) {ffmpeg.command.STATS_PERIOD_SECONDS} s"
     )
     figures = {}
     for label, mode, count in cases:

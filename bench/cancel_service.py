@@ -30,7 +30,7 @@ from django.conf import settings  # noqa: E402
 
 from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
-from jobs.procs import tagged_processes  # noqa: E402
+from jobs.worker.procs import tagged_processes  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 from tests.workers import wait_for  # noqa: E402
 

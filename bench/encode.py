@@ -22,7 +22,7 @@ import django  # noqa: E402
 django.setup()
 
 from jobs import ffmpeg  # noqa: E402
-from jobs.effects import effects_for  # noqa: E402
+from jobs.ffmpeg.effects import effects_for  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 

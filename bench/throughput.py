@@ -45,8 +45,8 @@ django.setup()
 from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
-from jobs.effects import Effects  # noqa: E402
-from jobs.processor import thumbnail_moment  # noqa: E402
+from jobs.ffmpeg.effects import Effects  # noqa: E402
+from jobs.worker.runner import thumbnail_moment  # noqa: E402
 
 REFERENCE_ARGS = (
     "-r 29.97 -b:v 2000k -bufsize 4000k -maxrate 2500k -preset ultrafast -crf 23 -threads 4 "

@@ -12,7 +12,8 @@ class JobsConfig(AppConfig):
         # only importable once the app registry is ready (Django's own rule).
         from django_q.signals import post_spawn
 
-        from jobs import schedules
+        from jobs.web import admin  # noqa: F401 - registers the admin pages (they live in jobs/web/, not jobs/admin.py)
+        from jobs.worker import schedules
 
         post_migrate.connect(schedules.ensure_schedules, sender=self)
         post_spawn.connect(schedules.on_worker_spawn, dispatch_uid="jobs.on_worker_spawn")

@@ -18,8 +18,10 @@ from model_bakery import baker
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import cleanup, ffmpeg, models, processor, quota, reuse, storage
+from jobs import ffmpeg, models, storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.services import quota, reuse
+from jobs.worker import cleanup, runner
 from tests.media import make_clip
 from tests.workers import Cluster
 from videojobs import datadir
@@ -76,14 +78,14 @@ def files_under():
 def paced_ffmpeg(monkeypatch):
     """FFmpeg reads its input at the clip's own pace (-re, after FFmpeg's first 0.5 s burst): an encode of a
     tiny clip then lasts long enough to be looked at or stopped, on any machine."""
-    build = ffmpeg.encode_command
+    build = ffmpeg.command.encode_command
 
     def paced_command(*args, **kwargs):
         command = build(*args, **kwargs)
         command.insert(command.index("-i"), "-re")
         return command
 
-    monkeypatch.setattr(ffmpeg, "encode_command", paced_command)
+    monkeypatch.setattr(ffmpeg.command, "encode_command", paced_command)
 
 
 @pytest.fixture(scope="session")
@@ -198,7 +200,7 @@ def post_job(api, upload):
         response = client.post("/api/jobs/", body, format="multipart")
         assert response.status_code == 201, response.content
         if run:
-            processor.run_job(response.json()["id"])
+            runner.run_job(response.json()["id"])
         return Job.objects.get(pk=response.json()["id"])
 
     return post
@@ -206,7 +208,7 @@ def post_job(api, upload):
 
 @pytest.fixture
 def reservation(clips):
-    """reservation(variations, count=1, **clip) -> what a job of `count` such clips reserves (jobs.quota)."""
+    """reservation(variations, count=1, **clip) -> what a job of `count` such clips reserves (jobs.services.quota)."""
 
     def need(variations: int, count: int = 1, **clip) -> int:
         path = clips(**clip)
@@ -223,7 +225,7 @@ def run_measured():
 
     def run(job: Job) -> dict:
         seen = {"bytes": 0, "rss": 0}
-        real_progress = processor._ProgressWriter.__call__
+        real_progress = runner._ProgressWriter.__call__
 
         def measure(writer, seconds):
             seen["bytes"] = max(seen["bytes"], storage.job_bytes(job))
@@ -233,8 +235,8 @@ def run_measured():
             return real_progress(writer, seconds)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(processor._ProgressWriter, "__call__", measure)
-            processor.run_job(job.pk)
+            patch.setattr(runner._ProgressWriter, "__call__", measure)
+            runner.run_job(job.pk)
         seen["bytes"] = max(seen["bytes"], storage.job_bytes(job))
         job.refresh_from_db()
         return seen

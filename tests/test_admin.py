@@ -94,7 +94,7 @@ def test_a_job_page_offers_no_save_and_no_add_rows(admin_client, make_job):
         assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in content
     assert f"/admin/jobs/job/{job.pk}/delete/" in content  # deleting stays possible
     # Not just hidden buttons: a hand-made POST cannot write the row (the worker's, by conditional UPDATEs).
-    response = admin_client.post(f"/admin/jobs/job/{job.pk}/change/", {"status": "queued", "attempts": "0"})
+    response = admin_client.post(f"/admin/jobs/job/{job.pk}/change/", {"status": "queued", "claims": "0"})
     assert response.status_code == 403
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
@@ -159,20 +159,20 @@ def test_only_superusers_may_change_schedules(client, db):
     staff = baker.make("auth.User", is_staff=True)
     staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_q"))
     client.force_login(staff)
-    schedule = Schedule.objects.create(func="jobs.tasks.cleanup", name="x", schedule_type=Schedule.MINUTES)
+    schedule = Schedule.objects.create(func="jobs.worker.tasks.cleanup", name="x", schedule_type=Schedule.MINUTES)
     body = {"func": "os.system", "args": "'touch /tmp/pwned'", "schedule_type": "I", "repeats": -1}
     assert client.post("/admin/django_q/schedule/add/", {**body, "name": "evil"}).status_code == 403
     assert client.post(f"/admin/django_q/schedule/{schedule.pk}/change/", {**body, "name": "x"}).status_code == 403
     assert client.post(f"/admin/django_q/schedule/{schedule.pk}/delete/", {"post": "yes"}).status_code == 403
     assert client.get(f"/admin/django_q/schedule/{schedule.pk}/change/").status_code == 200  # seen, read-only
-    assert Schedule.objects.get(pk=schedule.pk).func == "jobs.tasks.cleanup"
+    assert Schedule.objects.get(pk=schedule.pk).func == "jobs.worker.tasks.cleanup"
     assert not Schedule.objects.filter(name="evil").exists()
 
 
 def test_a_superuser_may_change_schedules(admin_client, db):
     response = admin_client.post(
         "/admin/django_q/schedule/add/",
-        {"name": "n", "func": "jobs.tasks.cleanup", "schedule_type": "I", "minutes": 5, "repeats": -1},
+        {"name": "n", "func": "jobs.worker.tasks.cleanup", "schedule_type": "I", "minutes": 5, "repeats": -1},
     )
     assert response.status_code in (200, 302)
     assert admin_client.get("/admin/django_q/schedule/add/").status_code == 200

@@ -21,9 +21,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.test import APIClient
 
-from jobs import archive, processor, storage
-from jobs.api.serializers import JobSerializer, OutputSerializer, SourceSerializer
+from jobs import storage
 from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.web.api.serializers import JobSerializer, OutputSerializer, SourceSerializer
+from jobs.worker import runner
 from videojobs import datadir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +157,7 @@ def test_delete_of_a_queued_job_cancels_and_removes_it(api, post_job):
     job = post_job()
     assert api.delete(f"/api/jobs/{job.pk}/").status_code == 204
     assert not storage.job_folder(job.pk).exists()
-    processor.run_job(job.pk)  # the task arrives late: nothing happens, nothing is written
+    runner.run_job(job.pk)  # the task arrives late: nothing happens, nothing is written
     assert not storage.job_folder(job.pk).exists()
 
 
@@ -250,7 +251,7 @@ def test_a_zip_that_cannot_open_its_files_is_503_not_a_shorter_zip(api, make_job
     def out_of_descriptors(*args, **kwargs):
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(archive, "open", out_of_descriptors, raising=False)
+    monkeypatch.setattr(storage.local_disk, "open", out_of_descriptors, raising=False)
     response = api.get(f"/api/jobs/{job.pk}/download/")
     assert response.status_code == 503 and "try again" in response.json()["detail"]
 

@@ -12,8 +12,10 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from jobs import archive, slots, storage
+from jobs import storage
 from jobs.models import Status
+from jobs.services import slots
+from jobs.web import archive
 
 
 def _open(job) -> zipfile.ZipFile:

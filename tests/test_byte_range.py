@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.byte_range import Unsatisfiable, requested
+from jobs.web.byte_range import Unsatisfiable, requested
 
 
 @pytest.mark.parametrize(

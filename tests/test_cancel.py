@@ -13,9 +13,11 @@ import pytest
 from django.db import OperationalError, connection
 from model_bakery import baker
 
-from jobs import ffmpeg, processor, storage, uploads
-from jobs.cancel import cancel_job
+from jobs import ffmpeg, storage
 from jobs.models import Job, OutputFile, Status
+from jobs.services import uploads
+from jobs.services.cancel import cancel_job
+from jobs.worker import runner, video_run
 
 
 @pytest.fixture
@@ -39,8 +41,8 @@ def test_cancel_a_queued_job(api, queued_job, settings, files_under):
 def test_a_cancelled_queued_job_never_starts(api, queued_job, monkeypatch):
     api.post(f"/api/jobs/{queued_job.pk}/cancel/")
     started = []
-    monkeypatch.setattr(ffmpeg.subprocess, "Popen", lambda *a, **k: started.append(a))
-    processor.run_job(queued_job.pk)
+    monkeypatch.setattr(ffmpeg.process.subprocess, "Popen", lambda *a, **k: started.append(a))
+    runner.run_job(queued_job.pk)
     assert started == []
     assert Job.objects.get(pk=queued_job.pk).status == Status.CANCELLED
 
@@ -118,7 +120,7 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
     settings.BATCH_SIZE = 1
     job = post_job(variations=2, seconds=0.2, audio=False)
     client = api
-    real_register = processor.register_output
+    real_register = video_run.register_output
     answers = []
 
     def register(part, index, partial, effects, thumbnail=None):
@@ -130,8 +132,8 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
             answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
         return registered
 
-    monkeypatch.setattr(processor, "register_output", register)
-    processor.run_job(job.pk)
+    monkeypatch.setattr(video_run, "register_output", register)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     (answer,) = answers
     return job, answer
@@ -164,7 +166,7 @@ def test_a_cancel_just_after_the_last_variation_is_registered_finds_the_job_comp
 
 def test_cancelling_a_requeued_job_keeps_its_finished_variations(api, make_job, files_under):
     """A job handed back or recovered is queued again with finished outputs: a cancel now must keep them."""
-    job = make_job(status=Status.QUEUED, outputs=2, attempts=1)
+    job = make_job(status=Status.QUEUED, outputs=2, claims=1)
     finished = [storage.output_path(o) for o in job.outputs.all()]
     assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
     upload = storage.upload_path(job.sources.get())

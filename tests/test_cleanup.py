@@ -18,8 +18,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import cleanup, enqueue, ffmpeg, procs, storage
+from jobs import ffmpeg, storage
 from jobs.models import Job, OutputFile, Status
+from jobs.services import enqueue, quota
+from jobs.worker import cleanup, procs
 from tests.workers import wait_for
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
@@ -71,13 +73,13 @@ def test_eviction_takes_the_oldest_terminal_jobs_first_and_never_running_ones(ma
     newer = make_job(status=Status.FAILED, created_at=now - timedelta(hours=1))
     # 3 finished jobs x (2000 bytes of outputs + their 1000-byte upload), the running one (its outputs and
     # upload) and the queued upload: 13000 bytes. Evicting two of the finished jobs brings it to 7000.
-    assert storage.storage_used() == 3 * 3000 + 3000 + 1000
+    assert quota.storage_used() == 3 * 3000 + 3000 + 1000
     settings.STORAGE_CAP_BYTES = 9500
     summary = cleanup.run()
     assert summary.evicted == 2
     assert not Job.objects.filter(pk__in=[oldest.pk, older.pk]).exists()
     assert Job.objects.filter(pk__in=[running.pk, queued.pk, newer.pk]).count() == 3
-    assert storage.storage_used() <= settings.STORAGE_CAP_BYTES
+    assert quota.storage_used() <= settings.STORAGE_CAP_BYTES
 
 
 def test_eviction_when_the_disk_is_too_full(make_job, monkeypatch):
@@ -93,7 +95,7 @@ def test_eviction_when_the_disk_is_too_full(make_job, monkeypatch):
         return real_delete(job, size)
 
     real_delete = storage.delete_job
-    monkeypatch.setattr(storage, "disk_usage", fake_usage)
+    monkeypatch.setattr(quota, "disk_usage", fake_usage)
     monkeypatch.setattr(storage, "delete_job", fake_delete)
     summary = cleanup.run()
     assert summary.evicted == 1  # 90% -> 84%: under DISK_FULL_PERCENT (85) after one
@@ -195,7 +197,7 @@ def _stop(*processes: subprocess.Popen) -> None:
 
 
 def test_a_stale_processing_job_is_interrupted_and_requeued(make_job):
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
     partial = storage.partial_path(job.pk, 0, 1, attempt=1)
     partial.write_bytes(b"half")
     leftover = _tagged_sleeper(job.pk, 1)
@@ -213,9 +215,9 @@ def test_a_stale_processing_job_is_interrupted_and_requeued(make_job):
 
 def test_recovery_that_lost_the_race_to_a_new_run_kills_and_removes_nothing(make_job):
     """A pass read the job while attempt 1 was stale; meanwhile attempt 2 took over and is encoding."""
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
     seen_by_the_pass = Job.objects.get(pk=job.pk)
-    Job.objects.filter(pk=job.pk).update(attempts=2, heartbeat_at=timezone.now())  # the new run's claim and beat
+    Job.objects.filter(pk=job.pk).update(claims=2, heartbeat_at=timezone.now())  # the new run's claim and beat
     new_partial = storage.partial_path(job.pk, 0, 1, attempt=2)
     new_partial.write_bytes(b"the new run is writing")
     new_ffmpeg = _tagged_sleeper(job.pk, 2)
@@ -230,7 +232,7 @@ def test_recovery_that_lost_the_race_to_a_new_run_kills_and_removes_nothing(make
 
 
 def test_the_winning_pass_kills_only_the_lost_runs_processes(make_job):
-    job = make_job(status=Status.PROCESSING, outputs=0, attempts=3, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = make_job(status=Status.PROCESSING, outputs=0, claims=3, heartbeat_at=timezone.now() - timedelta(minutes=5))
     lost, other_run = _tagged_sleeper(job.pk, 3), _tagged_sleeper(job.pk, 4)
     try:
         wait_for(lambda: len(procs.tagged_processes(job.pk)) == 2, timeout=5)
@@ -242,7 +244,7 @@ def test_the_winning_pass_kills_only_the_lost_runs_processes(make_job):
 
 
 def test_two_overlapping_passes_requeue_once(make_job):
-    job = make_job(status=Status.PROCESSING, outputs=0, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = make_job(status=Status.PROCESSING, outputs=0, claims=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
     first, second = Job.objects.get(pk=job.pk), Job.objects.get(pk=job.pk)
     stale_before = timezone.now() - timedelta(minutes=2)
     assert cleanup._requeue(first, stale_before) is True
@@ -277,7 +279,7 @@ def test_an_upload_whose_task_could_not_be_sent_is_still_accepted_and_resent(
 
 
 def test_a_job_whose_worker_was_lost_three_times_fails(make_job):
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=3, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=3, heartbeat_at=timezone.now() - timedelta(minutes=5))
     assert cleanup.run().failed_stale == 1
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -315,7 +317,7 @@ def test_a_missing_jobs_folder_is_not_taken_for_vanished_outputs(make_job, jobs_
 
 def test_runs_handed_back_by_a_stopping_worker_do_not_count_as_lost(make_job):
     job = make_job(
-        status=Status.PROCESSING, outputs=0, attempts=3, handbacks=1, heartbeat_at=timezone.now() - timedelta(minutes=5)
+        status=Status.PROCESSING, outputs=0, claims=3, handbacks=1, heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
     assert job.lost_runs == 2
     summary = cleanup.run()
@@ -337,7 +339,7 @@ def test_spooled_uploads_of_a_dead_web_process_are_swept(settings, tmp_path, db)
 
 def test_a_disk_filled_by_something_else_evicts_no_job(make_job, monkeypatch):
     job = make_job(created_at=timezone.now() - timedelta(hours=3))  # 2004 bytes of job files
-    monkeypatch.setattr(storage, "disk_usage", lambda: DiskUsage(total=10**9, used=9 * 10**8, free=10**8))
+    monkeypatch.setattr(quota, "disk_usage", lambda: DiskUsage(total=10**9, used=9 * 10**8, free=10**8))
     assert cleanup.run().evicted == 0  # 90% full, but evicting every job would free 2 KB of the 50 MB over
     assert Job.objects.filter(pk=job.pk).exists()
 
@@ -363,7 +365,7 @@ def test_a_job_deleted_while_the_sweep_looks_at_it_does_not_stop_the_pass(make_j
 
 
 def test_the_command_prints_its_summary_once_with_the_bytes_of_the_orphans(make_job, jobs_dir, caplog):
-    caplog.set_level("INFO", logger="jobs.cleanup")
+    caplog.set_level("INFO", logger="jobs.worker.cleanup")
     job = make_job(status=Status.COMPLETED)
     stray = storage.outputs_dir(job.pk) / "s00_v09.mp4.part"
     stray.write_bytes(b"p" * 1234)

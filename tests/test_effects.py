@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import re
 
-from jobs.effects import BRIGHTNESS, CONTRAST, ROTATION_RAD, SATURATION, effects_for, effects_for_job, rotation_filter
+from jobs.ffmpeg.effects import (
+    BRIGHTNESS,
+    CONTRAST,
+    ROTATION_RAD,
+    SATURATION,
+    effects_for,
+    effects_for_job,
+    rotation_filter,
+)
 
 
 def test_same_seed_source_and_index_give_the_same_parameters():
@@ -25,7 +33,7 @@ def test_parameters_stay_in_the_reference_ranges_and_are_unique_in_a_job():
 
 
 def test_a_collision_is_redrawn(monkeypatch):
-    import jobs.effects as effects
+    import jobs.ffmpeg.effects as effects
 
     real = effects.effects_for
     # Force the second variation to collide with the first on its first draw.

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -15,8 +16,9 @@ import av
 import psutil
 import pytest
 
-from jobs import ffmpeg, procs
-from jobs.effects import effects_for, rotation_filter
+from jobs import ffmpeg
+from jobs.ffmpeg.effects import effects_for, rotation_filter
+from jobs.worker import procs
 from tests.media import make_clip, make_size_switching_clip, with_one_fat_audio_packet, without_first_packets
 from tests.workers import alive, wait_for
 
@@ -167,18 +169,18 @@ def test_child_carries_the_job_tag_and_runs_under_a_death_signal_at_the_lowest_p
     """setpriv --pdeathsig is used, VIDEOJOBS_JOB marks the process, and it runs under SCHED_IDLE at
     ENCODE_NICENESS."""
     settings.ENCODE_NICENESS = 7
-    cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+    cmd = ffmpeg.process._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
     assert cmd[:3] == [shutil.which("chrt"), "--idle", "0"]
     assert cmd[-7:-3] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
-    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, env=ffmpeg.process._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["job-xyz", str(os.nice(0) + 7), str(os.SCHED_IDLE)]
 
     settings.ENCODE_NICENESS = 0
     settings.ENCODE_IDLE_SCHEDULING = False
     settings.ENCODE_MEMORY_BYTES = 0  # no memory limit either
-    cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+    cmd = ffmpeg.process._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
     assert cmd[0] == shutil.which("setpriv")
-    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, env=ffmpeg.process._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["job-xyz", str(os.nice(0)), str(os.sched_getscheduler(0))]
 
 
@@ -192,8 +194,8 @@ def test_where_sched_idle_cannot_be_set_ffmpeg_still_runs_niced(tmp_path, monkey
     ffmpeg.idle_scheduling_prefix.cache_clear()
     try:
         settings.ENCODE_NICENESS = 19
-        cmd = ffmpeg._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
-        again = ffmpeg._with_death_signal(["true"])
+        cmd = ffmpeg.process._with_death_signal([sys.executable, "-c", SHOW_TAG_NICENESS_AND_POLICY])
+        again = ffmpeg.process._with_death_signal(["true"])
     finally:
         ffmpeg.idle_scheduling_prefix.cache_clear()
     assert cmd[0] == shutil.which("nice") and again[0] == shutil.which("nice")
@@ -201,7 +203,7 @@ def test_where_sched_idle_cannot_be_set_ffmpeg_still_runs_niced(tmp_path, monkey
         "FFmpeg runs without SCHED_IDLE (only nice): chrt failed: "
         "chrt: failed to set pid 0 policy: Operation not permitted"
     ]
-    out = subprocess.run(cmd, env=ffmpeg._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, env=ffmpeg.process._child_env("job-xyz", 1), capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["job-xyz", str(min(19, os.nice(0) + 19)), str(os.sched_getscheduler(0))]
 
 
@@ -224,9 +226,9 @@ def test_progress_is_reported_at_most_once_a_second():
     assert result.returncode == 0
     # Bounded by the run's own length (a loaded machine stretches it): one at its start, one a second
     # after, and so on, plus the final report.
-    assert 2 <= len(calls) <= elapsed / ffmpeg.PROGRESS_INTERVAL + 2, (calls, elapsed)
+    assert 2 <= len(calls) <= elapsed / ffmpeg.process.PROGRESS_INTERVAL + 2, (calls, elapsed)
     gaps = [b[0] - a[0] for a, b in zip(calls[:-2], calls[1:-1], strict=True)]  # the last call is the final report
-    assert all(gap >= ffmpeg.PROGRESS_INTERVAL * 0.95 for gap in gaps), gaps
+    assert all(gap >= ffmpeg.process.PROGRESS_INTERVAL * 0.95 for gap in gaps), gaps
     assert calls[-1][1] == pytest.approx(2.9)
 
 
@@ -237,7 +239,7 @@ def test_a_child_dies_when_the_process_that_started_it_is_killed():
     then. A parent killed before that (a busy machine) leaves a child that never had it.
     """
     script = (
-        "import subprocess, time, psutil; from jobs.ffmpeg import _with_death_signal; "
+        "import subprocess, time, psutil; from jobs.ffmpeg.process import _with_death_signal; "
         "child = subprocess.Popen(_with_death_signal(['sleep', '60'])); "
         "deadline = time.monotonic() + 10\n"
         "while psutil.Process(child.pid).name() != 'sleep' and time.monotonic() < deadline: time.sleep(0.01)\n"
@@ -455,3 +457,19 @@ def test_an_audio_track_ffmpeg_cannot_decode_is_refused_by_the_probe(clips, tmp_
     path.write_bytes(bytes(data))
     with pytest.raises(ffmpeg.ProbeError, match="audio track is in a format FFmpeg cannot decode"):
         ffmpeg.probe(path)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"x264 [error]: malloc of size 399296 failed",  # the encoder's own allocation
+        b"Error while decoding stream: Cannot allocate memory",
+        b"pthread_create failed: Resource temporarily unavailable",
+    ],
+)
+def test_a_failed_allocation_under_the_memory_limit_counts_as_out_of_memory(settings, line):
+    settings.ENCODE_MEMORY_BYTES = 300 * 1024**2
+    with tempfile.TemporaryFile() as stderr:
+        stderr.write(b"[vost#0:0/libx264] some context\n" + line + b"\n")
+        assert ffmpeg.process._out_of_memory(1, stderr)
+        assert not ffmpeg.process._out_of_memory(1, io.BytesIO(b"Invalid data found when processing input\n"))

@@ -28,9 +28,9 @@ def test_new_job_is_queued_with_an_unguessable_id_and_expires_after_the_ttl(job,
 
 def test_claim_wins_once(job):
     assert job.claim() is True
-    assert job.status == Status.PROCESSING and job.attempts == 1 and job.started_at
+    assert job.status == Status.PROCESSING and job.claims == 1 and job.started_at
     assert Job.objects.get(pk=job.pk).claim() is False
-    assert Job.objects.get(pk=job.pk).attempts == 1
+    assert Job.objects.get(pk=job.pk).claims == 1
 
 
 def test_cancelled_queued_job_cannot_be_claimed(job):

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from django.test.client import BOUNDARY, MULTIPART_CONTENT
 
-from jobs.names import (
+from jobs.services.names import (
     MAX_NAME_LENGTH,
     display_name,
     hidden_characters,

@@ -13,10 +13,11 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import cleanup, ffmpeg, parts, processor, storage
-from jobs.effects import effects_for_job
-from jobs.enqueue import PROCESS_PART_TASK
+from jobs import ffmpeg, storage
+from jobs.ffmpeg.effects import effects_for_job
 from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.services.enqueue import PROCESS_PART_TASK
+from jobs.worker import cleanup, runner, video_run
 
 
 def _claimed(job: Job) -> Job:
@@ -29,7 +30,7 @@ def _helper_tasks() -> list[tuple]:
     return [queued.task["args"] for queued in OrmQ.objects.all() if queued.func() == PROCESS_PART_TASK]
 
 
-def _go_silent(part: parts.Part, seconds: float = 120) -> None:
+def _go_silent(part: video_run.Part, seconds: float = 120) -> None:
     """The worker on `part` stopped beating `seconds` ago (STALE_AFTER_SECONDS is 60 in these tests: a live
     part on a slow machine never looks stale)."""
     SourceVideo.objects.filter(pk=part.source.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
@@ -42,27 +43,27 @@ def _stale_after_a_minute(settings):
 
 def test_the_task_for_a_job_sends_one_helper_per_other_video_and_runs_them_all_if_nobody_helps(post_job):
     job = post_job(["a.mp4", "b.mp4", "c.mp4"], variations=1, seconds=0.5, audio=False)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     assert _helper_tasks() == [(job.pk, 1), (job.pk, 1)]
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 3
-    assert list(job.sources.values_list("attempts", flat=True)) == [1, 1, 1]
-    processor.run_part(job.pk, 1)  # a helper that arrives after the work is done does nothing
-    assert job.outputs.count() == 3 and list(job.sources.values_list("attempts", flat=True)) == [1, 1, 1]
+    assert list(job.sources.values_list("claims", flat=True)) == [1, 1, 1]
+    runner.run_helper(job.pk, 1)  # a helper that arrives after the work is done does nothing
+    assert job.outputs.count() == 3 and list(job.sources.values_list("claims", flat=True)) == [1, 1, 1]
 
 
 def test_workers_claim_different_parts_in_order_and_only_for_the_current_run(post_job):
     job = post_job(["a.mp4", "b.mp4"], variations=1)
     run = _claimed(job)
-    first, second = parts.claim_next(run), parts.claim_next(run)
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
     assert (first.source.position, second.source.position) == (0, 1)
     assert (first.claim, second.claim) == (1, 1) and first.token == "0-1"
-    assert parts.claim_next(run) is None
+    assert video_run.claim_next(run) is None
     assert first.hand_back() and not first.hand_back()  # the second hand-back finds no claim of its own
 
     assert run.hand_back()  # the job goes back to the queue: its old run claims nothing any more
-    assert parts.claim_next(run) is None
-    processor.run_part(job.pk, run.attempts)
+    assert video_run.claim_next(run) is None
+    runner.run_helper(job.pk, run.claims)
     assert OutputFile.objects.filter(job=job).count() == 0
     assert not second.beat() and not second.owned()
 
@@ -71,14 +72,14 @@ def test_the_last_part_to_finish_completes_the_job_whichever_worker_runs_it(post
     job = post_job(["a.mp4", "b.mp4"], variations=2, seconds=0.5, audio=False)
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 2)
-    first, second = parts.claim_next(run), parts.claim_next(run)
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
 
-    processor._run_part(second, effects)
+    runner._encode_part(second, effects)
     job.refresh_from_db()
     assert job.status == Status.PROCESSING and job.sources.get(position=1).status == Status.COMPLETED
     assert job.progress == 50
 
-    processor._run_part(first, effects)
+    runner._encode_part(first, effects)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.error == "" and job.outputs.count() == 4
 
@@ -88,14 +89,14 @@ def test_a_part_that_fails_fails_only_its_video_while_the_other_runs_on(post_job
     storage.upload_path(job.sources.get(position=0)).write_bytes(b"garbage")
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 1)
-    bad, good = parts.claim_next(run), parts.claim_next(run)
+    bad, good = video_run.claim_next(run), video_run.claim_next(run)
 
-    processor._run_part(bad, effects)
+    runner._encode_part(bad, effects)
     job.refresh_from_db()
     assert job.status == Status.PROCESSING and job.sources.get(position=0).status == Status.FAILED
     assert good.owned()
 
-    processor._run_part(good, effects)
+    runner._encode_part(good, effects)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
     assert job.error == "1 of 2 videos failed: bad.mp4: The video could not be decoded."
@@ -108,31 +109,31 @@ def test_a_lost_part_is_taken_over_by_the_next_worker_without_encoding_its_finis
     job = post_job(["a.mp4", "b.mp4"], variations=2, seconds=0.5, audio=False)
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 2)
-    lost = parts.claim_next(run)
+    lost = video_run.claim_next(run)
     # The lost worker finished one variation, was writing the next, then went silent.
-    processor.register_output(lost, 0, _encoded(lost, 0, effects), effects[(0, 0)])
+    video_run.register_output(lost, 0, _encoded(lost, 0, effects), effects[(0, 0)])
     finished = OutputFile.objects.get(job=job)
     inode = storage.output_path(finished).stat().st_ino
-    leftover = storage.partial_path(job.pk, 0, 1, run.attempts, lost.claim)
+    leftover = storage.partial_path(job.pk, 0, 1, run.claims, lost.claim)
     leftover.write_bytes(b"half a variation")
     _go_silent(lost)
 
-    processor.run_part(job.pk, run.attempts)  # another worker's helper task
+    runner.run_helper(job.pk, run.claims)  # another worker's helper task
 
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 4
     source = job.sources.get(position=0)
-    assert source.attempts == 2 and source.handbacks == 0
+    assert source.claims == 2 and source.handbacks == 0
     assert storage.output_path(OutputFile.objects.get(pk=finished.pk)).stat().st_ino == inode
     assert OutputFile.objects.get(pk=finished.pk).created_at == finished.created_at
     assert not leftover.exists() and not any(
         path.name.endswith(".part") for path in files_under(storage.job_folder(job.pk))
     )
-    assert (job.pk, run.attempts) in _helper_tasks()  # sent for the requeued part, in case no worker was on the job
+    assert (job.pk, run.claims) in _helper_tasks()  # sent for the requeued part, in case no worker was on the job
     # The lost claim, should its worker come back to life, registers nothing and beats nothing.
-    late = storage.partial_path(job.pk, 0, 1, run.attempts, lost.claim)
+    late = storage.partial_path(job.pk, 0, 1, run.claims, lost.claim)
     late.write_bytes(b"a variation finished too late")
-    assert processor.register_output(lost, 1, late, effects[(0, 1)]) is False
+    assert video_run.register_output(lost, 1, late, effects[(0, 1)]) is False
     assert not lost.beat() and not lost.owned() and lost.fail("late") == (False, False)
     assert job.outputs.count() == 4 and job.sources.get(position=0).error == ""
 
@@ -142,10 +143,10 @@ def test_a_part_lost_too_often_fails_its_video_and_the_job_finishes_with_the_oth
     job = post_job(["a.mp4", "b.mp4"], variations=1, seconds=0.5, audio=False)
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 1)
-    lost = parts.claim_next(run)
-    SourceVideo.objects.filter(pk=lost.source.pk).update(attempts=2)  # its second claim, lost again
-    lost = parts.Part(run, SourceVideo.objects.get(pk=lost.source.pk), 2)
-    processor._run_part(parts.claim_next(run), effects)
+    lost = video_run.claim_next(run)
+    SourceVideo.objects.filter(pk=lost.source.pk).update(claims=2)  # its second claim, lost again
+    lost = video_run.Part(run, SourceVideo.objects.get(pk=lost.source.pk), 2)
+    runner._encode_part(video_run.claim_next(run), effects)
     _go_silent(lost)
 
     summary = cleanup.run()
@@ -161,10 +162,10 @@ def test_a_part_lost_too_often_fails_its_video_and_the_job_finishes_with_the_oth
 def test_the_cleanup_pass_requeues_a_lost_part_of_a_job_whose_other_workers_are_alive(post_job):
     job = post_job(["a.mp4", "b.mp4"], variations=1)
     run = _claimed(job)
-    lost, alive = parts.claim_next(run), parts.claim_next(run)
+    lost, alive = video_run.claim_next(run), video_run.claim_next(run)
     storage.create_outputs_dir(job.pk)
-    theirs = storage.partial_path(job.pk, 1, 0, run.attempts, alive.claim)
-    mine = storage.partial_path(job.pk, 0, 0, run.attempts, lost.claim)
+    theirs = storage.partial_path(job.pk, 1, 0, run.claims, alive.claim)
+    mine = storage.partial_path(job.pk, 0, 0, run.claims, lost.claim)
     for path in (theirs, mine):
         path.write_bytes(b"partial")
     _go_silent(lost)
@@ -178,29 +179,29 @@ def test_the_cleanup_pass_requeues_a_lost_part_of_a_job_whose_other_workers_are_
     assert f"requeue part 0 of job {job.pk} (worker lost, claim 1)" in summary.actions
     assert job.sources.get(position=0).status == Status.QUEUED and alive.owned()
     assert not mine.exists() and theirs.exists()
-    assert _helper_tasks() == [(job.pk, run.attempts)]
+    assert _helper_tasks() == [(job.pk, run.claims)]
     assert cleanup.run().parts_recovered == 0  # overlapping or later passes find nothing left to do
 
 
 def test_a_stopping_worker_hands_back_its_part_and_the_job_only_when_nobody_else_is_on_it(post_job, monkeypatch):
     job = post_job(["a.mp4", "b.mp4"], variations=1)
     run = _claimed(job)
-    other = parts.claim_next(run)  # another worker is on video a
+    other = video_run.claim_next(run)  # another worker is on video a
 
     def stopping(part, effects):
-        raise processor.WorkerStopping(143)
+        raise runner.WorkerStopping(143)
 
-    monkeypatch.setattr(processor, "_run_part", stopping)
-    with pytest.raises(processor.WorkerStopping):
-        processor.run_part(job.pk, run.attempts)  # this worker claims video b, then SIGTERM
+    monkeypatch.setattr(runner, "_encode_part", stopping)
+    with pytest.raises(runner.WorkerStopping):
+        runner.run_helper(job.pk, run.claims)  # this worker claims video b, then SIGTERM
 
     job.refresh_from_db()
     b = job.sources.get(position=1)
     assert job.status == Status.PROCESSING and job.handbacks == 0
     assert b.status == Status.QUEUED and b.handbacks == 1 and other.owned()
-    assert _helper_tasks() == [(job.pk, run.attempts)]
+    assert _helper_tasks() == [(job.pk, run.claims)]
 
-    processor._hand_back(run, other)  # then the worker on video a stops too
+    runner._hand_back(run, other)  # then the worker on video a stops too
     job.refresh_from_db()
     assert job.status == Status.QUEUED and job.handbacks == 1 and job.lost_runs == 0
     assert list(job.sources.values_list("status", flat=True)) == [Status.QUEUED, Status.QUEUED]
@@ -209,17 +210,17 @@ def test_a_stopping_worker_hands_back_its_part_and_the_job_only_when_nobody_else
 def test_a_part_heartbeat_keeps_its_job_alive(post_job):
     job = post_job(["a.mp4"], variations=1)
     run = _claimed(job)
-    part = parts.claim_next(run)
+    part = video_run.claim_next(run)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
     assert part.beat(progress=40)
     job.refresh_from_db()
     assert (timezone.now() - job.heartbeat_at).total_seconds() < 5 and job.sources.get().progress == 40
 
 
-def _encoded(part: parts.Part, index: int, effects) -> Path:
+def _encoded(part: video_run.Part, index: int, effects) -> Path:
     """A real variation of the part's source, written where that claim writes it."""
     storage.create_outputs_dir(part.job.pk)
-    path = storage.partial_path(part.job.pk, part.source.position, index, part.job.attempts, part.claim)
+    path = storage.partial_path(part.job.pk, part.source.position, index, part.job.claims, part.claim)
     spec = ffmpeg.OutputSpec(path, effects[(part.source.position, index)].filter_chain())
     ffmpeg.encode(storage.upload_path(part.source), [spec], job_id=part.job.pk)
     return path
@@ -229,11 +230,11 @@ def test_a_task_past_half_its_timeout_leaves_the_other_videos_to_a_helper(post_j
     """JOB_TIMEOUT_SECONDS bounds one video's run: a long job goes on in fresh tasks instead of timing out."""
     job = post_job(["a.mp4", "b.mp4"], variations=1, seconds=0.5, audio=False)
     settings.JOB_TIMEOUT_SECONDS = 0  # every task is past half its timeout at once
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.PROCESSING and job.outputs.count() == 0
     assert _helper_tasks() == [(job.pk, 1), (job.pk, 1)]  # the one sent at the claim, and the one for the rest
     settings.JOB_TIMEOUT_SECONDS = 3600
-    processor.run_part(job.pk, 1)
+    runner.run_helper(job.pk, 1)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 2

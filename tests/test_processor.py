@@ -12,10 +12,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError, transaction
 from django_q.exceptions import TimeoutException
 
-from jobs import ffmpeg, parts, processor, storage, uploads
-from jobs.cancel import cancel_job
-from jobs.effects import effects_for, effects_for_job
+from jobs import ffmpeg, storage
+from jobs.ffmpeg.effects import effects_for, effects_for_job
 from jobs.models import Job, OutputFile, Status
+from jobs.services import uploads
+from jobs.services.cancel import cancel_job
+from jobs.worker import db_retry, runner, video_run
 from tests.media import make_clip, make_size_switching_clip
 
 
@@ -27,11 +29,11 @@ def _create(user, upload, names=("a.mp4",), variations=2, **clip):
 def test_job_runs_to_completion(files_under, settings, user, upload, batch_size, django_capture_on_commit_callbacks):
     settings.BATCH_SIZE = batch_size
     job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=3)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
-    assert job.started_at and job.finished_at and job.heartbeat_at and job.attempts == 1
+    assert job.started_at and job.finished_at and job.heartbeat_at and job.claims == 1
     assert job.completed_variations == job.total_variations == 6
     assert job.progress == 100
     assert [(s.status, s.progress, s.completed_variations) for s in job.sources.all()] == [
@@ -58,36 +60,36 @@ def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(u
     still runs (the progress callback names it), not only once the variations are finished."""
     job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=1)
     assert job.claim()
-    first = parts.claim_next(job)
-    spec = processor._thumbnail_spec(job, first.source)
+    first = video_run.claim_next(job)
+    spec = runner._thumbnail_spec(job, first.source)
     assert spec.path == storage.thumbnail_target(job.pk) and spec.at_seconds == pytest.approx(1 / 3, abs=0.02)
-    second = parts.claim_next(job)
-    assert processor._thumbnail_spec(job, second.source) is None  # the first video's only
-    progress = processor._ProgressWriter(first, 1, spec)
+    second = video_run.claim_next(job)
+    assert runner._thumbnail_spec(job, second.source) is None  # the first video's only
+    progress = runner._ProgressWriter(first, 1, spec)
     progress(0.1)  # FFmpeg has not written it yet
     assert Job.objects.get(pk=job.pk).thumbnail == ""
     spec.path.write_bytes(b"RIFF")
     progress(0.5)
     assert Job.objects.get(pk=job.pk).thumbnail == storage.THUMBNAIL_NAME
-    assert processor._thumbnail_spec(job, first.source) is None  # a later batch or claim makes none
+    assert runner._thumbnail_spec(job, first.source) is None  # a later batch or claim makes none
 
 
 def test_a_run_that_was_taken_over_cannot_name_the_thumbnail(user, upload):
     job = _create(user, upload, variations=1)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
-    stale_part = parts.claim_next(stale_run)
-    spec = processor._thumbnail_spec(stale_run, stale_part.source)
+    stale_part = video_run.claim_next(stale_run)
+    spec = runner._thumbnail_spec(stale_run, stale_part.source)
     assert stale_run.hand_back() and Job.objects.get(pk=job.pk).claim()
     spec.path.write_bytes(b"RIFF")
-    processor._ProgressWriter(stale_part, 1, spec).keep_thumbnail()
+    runner._ProgressWriter(stale_part, 1, spec).keep_thumbnail()
     assert Job.objects.get(pk=job.pk).thumbnail == ""
 
 
 def test_a_thumbnail_a_lost_run_wrote_but_did_not_name_is_named_by_the_next_run(user, upload):
     job = _create(user, upload, variations=1)
     storage.thumbnail_target(job.pk).write_bytes(b"RIFF")  # the lost run's FFmpeg wrote it; its worker died
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.thumbnail == storage.THUMBNAIL_NAME
     assert storage.thumbnail_target(job.pk).read_bytes() == b"RIFF"  # no batch of this run made another
@@ -95,11 +97,11 @@ def test_a_thumbnail_a_lost_run_wrote_but_did_not_name_is_named_by_the_next_run(
 
 def test_second_delivery_of_the_task_does_nothing(user, upload):
     job = _create(user, upload, variations=1)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     first = list(OutputFile.objects.values_list("pk", "created_at"))
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
-    assert job.attempts == 1
+    assert job.claims == 1
     assert list(OutputFile.objects.values_list("pk", "created_at")) == first
 
 
@@ -107,7 +109,7 @@ def test_a_broken_source_fails_alone_with_a_short_cause_and_the_details_in_the_l
     job = _create(user, upload, names=("good.mp4", "bad.mp4"), variations=1)
     bad = job.sources.get(position=1)
     storage.upload_path(bad).write_bytes(b"garbage" * 100)  # corrupted after the upload was accepted
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
 
     job.refresh_from_db()
     bad.refresh_from_db()
@@ -123,7 +125,7 @@ def test_a_broken_source_fails_alone_with_a_short_cause_and_the_details_in_the_l
 def test_every_source_broken_fails_the_job(files_under, user, upload):
     job = _create(user, upload, variations=1)
     storage.upload_path(job.sources.get()).write_bytes(b"garbage")
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert job.error == "Every video failed to process: a.mp4: The video could not be decoded."
@@ -132,7 +134,7 @@ def test_every_source_broken_fails_the_job(files_under, user, upload):
 
 def test_outputs_decode_and_keep_the_source_duration(user, upload):
     job = _create(user, upload, variations=2, seconds=2.0)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     for output in OutputFile.objects.filter(job=job):
         with av.open(str(storage.output_path(output))) as container:
             assert container.duration / av.time_base == pytest.approx(2.0, abs=0.2)
@@ -141,23 +143,23 @@ def test_outputs_decode_and_keep_the_source_duration(user, upload):
 
 
 def test_a_worker_whose_job_was_taken_over_registers_nothing(user, upload):
-    """attempts is a fencing token: after a requeue and a new claim, the old run's output is refused."""
+    """claims is a fencing token: after a requeue and a new claim, the old run's output is refused."""
     job = _create(user, upload, variations=2)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
-    stale_part = parts.claim_next(stale_run)
+    stale_part = video_run.claim_next(stale_run)
     assert stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
-    assert new_run.claim() and new_run.attempts == 2
-    new_part = parts.claim_next(new_run)
+    assert new_run.claim() and new_run.claims == 2
+    new_part = video_run.claim_next(new_run)
     assert new_part.claim == stale_part.claim + 1
 
     storage.create_outputs_dir(new_run.pk)
-    partial = storage.partial_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
+    partial = storage.partial_path(new_run.pk, 0, 0, stale_run.claims, stale_part.claim)
     partial.write_bytes(b"late")
-    thumbnail = storage.partial_thumbnail_path(new_run.pk, 0, 0, stale_run.attempts, stale_part.claim)
+    thumbnail = storage.partial_thumbnail_path(new_run.pk, 0, 0, stale_run.claims, stale_part.claim)
     thumbnail.write_bytes(b"RIFF")
-    assert processor.register_output(stale_part, 0, partial, effects_for(1, 0, 0), thumbnail) is False
+    assert video_run.register_output(stale_part, 0, partial, effects_for(1, 0, 0), thumbnail) is False
     assert partial.exists() and thumbnail.exists()  # neither renamed into place: the caller discards them
     assert not stale_run.beat() and not stale_part.beat() and not stale_run.this_run().exists()
     assert new_run.this_run().exists() and new_run.beat() and new_part.beat()
@@ -178,14 +180,14 @@ def test_a_taken_over_run_cannot_finish_the_job(user, upload):
 def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(user, upload, settings, files_under):
     settings.BATCH_SIZE = 1
     other = _create(user, upload, names=("other.mp4",), variations=1)
-    processor.run_job(other.pk)
+    runner.run_job(other.pk)
     kept = {storage.output_path(o): storage.output_path(o).read_bytes() for o in other.outputs.all()}
 
     job = _create(user, upload, names=("full.mp4",), variations=1)
     storage.create_outputs_dir(job.pk)
     # Every write to this output fails with ENOSPC, as on a full disk.
     storage.partial_path(job.pk, 0, 0, attempt=1, claim=1).symlink_to("/dev/full")  # the first run's file
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
 
     job.refresh_from_db()
     source = job.sources.get()
@@ -205,7 +207,7 @@ def test_a_hung_ffmpeg_is_stopped_and_its_video_fails_as_stalled(user, upload, s
     settings.FFMPEG_BINARY, settings.STALL_SECONDS, settings.KILL_GRACE_SECONDS = str(STANDIN), 1, 0.2
     monkeypatch.setenv("STANDIN_MODE", "hang")
     job = _create(user, upload, variations=1)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     source = job.sources.get()
     assert source.status == Status.FAILED and source.error == "stalled: no progress for 1 s"
@@ -221,7 +223,7 @@ def test_a_django_q_timeout_fails_the_video_instead_of_requeueing_it(user, uploa
 
     monkeypatch.setattr(ffmpeg, "encode", timed_out)
     with pytest.raises(TimeoutException):
-        processor.run_job(job.pk)
+        runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.sources.get().error == "timed out after 90 s"
     assert job.status == Status.FAILED and job.error == "Every video failed to process: a.mp4: timed out after 90 s"
@@ -240,8 +242,8 @@ def test_transient_database_errors_in_heartbeat_and_progress_are_retried(user, u
         return real_beat(self)
 
     monkeypatch.setattr(Job, "beat", flaky_beat)
-    monkeypatch.setattr(processor, "TRANSIENT_RETRY_DELAYS", (0.01,) * 5)
-    processor.run_job(job.pk)
+    monkeypatch.setattr(db_retry, "TRANSIENT_RETRY_DELAYS", (0.01,) * 5)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert len(failures) == 3
     assert job.status == Status.COMPLETED and job.outputs.count() == 2
@@ -252,22 +254,22 @@ def test_a_run_that_was_taken_over_cannot_fail_the_source(user, upload, monkeypa
     job = _create(user, upload, variations=1)
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
-    stale_part = parts.claim_next(stale_run)
-    Job.objects.filter(pk=job.pk).update(attempts=2)  # a newer run owns the job now
+    stale_part = video_run.claim_next(stale_run)
+    Job.objects.filter(pk=job.pk).update(claims=2)  # a newer run owns the job now
 
     def killed(*args, **kwargs):
         raise ffmpeg.FFmpegError("ffmpeg exited with code -9")
 
     monkeypatch.setattr(ffmpeg, "encode", killed)
-    processor._run_part(stale_part, effects_for_job(job.seed, 1, 1))
+    runner._encode_part(stale_part, effects_for_job(job.seed, 1, 1))
     source = job.sources.get()
     assert source.status == Status.PROCESSING and source.error == ""
 
 
 def test_where_a_video_broke_is_told_in_minutes_and_seconds():
     error = ffmpeg.FFmpegError("ffmpeg exited with code 1", "/data/jobs/abc/uploads/00.video: Invalid data")
-    assert processor.user_error(error, 72.4) == "The video could not be decoded at 1:12."
-    assert processor.user_error(error, None) == "The video could not be decoded."
+    assert runner.user_error(error, 72.4) == "The video could not be decoded at 1:12."
+    assert runner.user_error(error, None) == "The video could not be decoded."
 
 
 def test_a_database_error_leaves_the_job_for_recovery_instead_of_failing_it(user, upload, monkeypatch):
@@ -276,8 +278,8 @@ def test_a_database_error_leaves_the_job_for_recovery_instead_of_failing_it(user
     def locked(part):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(parts.Part, "owned", locked)
-    processor.run_job(job.pk)
+    monkeypatch.setattr(video_run.Part, "owned", locked)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.PROCESSING and job.error == ""  # recovery resumes it once its heartbeat is stale
 
@@ -291,14 +293,14 @@ def test_a_failure_after_the_commit_keeps_the_registered_file(transactional_db, 
         final = real_promote(partial)
 
         def interrupted():
-            raise processor.WorkerStopping(143)
+            raise runner.WorkerStopping(143)
 
         transaction.on_commit(interrupted)  # runs right after the registering transaction commits
         return final
 
     monkeypatch.setattr(storage, "promote", promote_then_fail_after_commit)
-    with pytest.raises(processor.WorkerStopping):
-        processor.run_job(job.pk)
+    with pytest.raises(runner.WorkerStopping):
+        runner.run_job(job.pk)
     output = OutputFile.objects.get(job=job)
     assert storage.output_path(output).is_file()
 
@@ -306,8 +308,8 @@ def test_a_failure_after_the_commit_keeps_the_registered_file(transactional_db, 
 def test_the_log_tells_the_last_variation_before_the_completion(user, upload, caplog):
     caplog.set_level("INFO", logger="jobs")
     job = _create(user, upload, variations=1)
-    processor.run_job(job.pk)
-    lines = [r.getMessage() for r in caplog.records if r.name in ("jobs.processor", "jobs.parts")]
+    runner.run_job(job.pk)
+    lines = [r.getMessage() for r in caplog.records if r.name in ("jobs.worker.runner", "jobs.worker.video_run")]
     done = lines.index(next(line for line in lines if "variation 1 of source 0 done" in line))
     assert lines.index(f"job {job.pk}: completed") > done, lines
 
@@ -317,7 +319,7 @@ def test_an_aac_sources_audio_reaches_every_variation_untouched(user, upload, cl
     job = _create(user, upload, variations=2)
     source = job.sources.get()
     assert (source.audio_codec, source.audio_profile, source.audio_channels) == ("aac", "LC", 1)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     with av.open(str(clips(seconds=1.0))) as original:
         packets = [bytes(p) for p in original.demux(original.streams.audio[0]) if p.size]
     for output in OutputFile.objects.filter(job=job):
@@ -328,15 +330,15 @@ def test_an_aac_sources_audio_reaches_every_variation_untouched(user, upload, cl
 def test_a_variation_whose_thumbnail_was_not_written_is_registered_without_one(user, upload):
     job = _create(user, upload, variations=1)
     assert job.claim()
-    part = parts.claim_next(job)
+    part = video_run.claim_next(job)
     storage.create_outputs_dir(job.pk)
-    partial = storage.partial_path(job.pk, 0, 0, job.attempts, part.claim)
+    partial = storage.partial_path(job.pk, 0, 0, job.claims, part.claim)
     partial.write_bytes(b"video")
-    thumbnail = storage.partial_thumbnail_path(job.pk, 0, 0, job.attempts, part.claim)  # never written
-    assert processor.register_output(part, 0, partial, effects_for(1, 0, 0), thumbnail)
+    thumbnail = storage.partial_thumbnail_path(job.pk, 0, 0, job.claims, part.claim)  # never written
+    assert video_run.register_output(part, 0, partial, effects_for(1, 0, 0), thumbnail)
     output = OutputFile.objects.get(job=job)
     assert output.thumbnail == "" and storage.output_path(output).read_bytes() == b"video"
-    written = storage.partial_thumbnail_path(job.pk, 0, 0, job.attempts, part.claim)
+    written = storage.partial_thumbnail_path(job.pk, 0, 0, job.claims, part.claim)
     assert storage.final_path(written).name == "s00_v01.webp" and storage.final_path(partial).name == "s00_v01.mp4"
 
 
@@ -345,9 +347,9 @@ def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next
 ):
     """The worker asks the database every CHECK_SECONDS (made a minute here, longer than the whole encode),
     but the cancel mark makes it ask at once: FFmpeg gets its "q" while the first batch encodes."""
-    monkeypatch.setattr(processor._StopWatch, "CHECK_SECONDS", 60.0)
+    monkeypatch.setattr(runner._StopWatch, "CHECK_SECONDS", 60.0)
     job = _create(user, upload, variations=2, seconds=4.0)
-    report = processor._ProgressWriter.__call__
+    report = runner._ProgressWriter.__call__
     cancelled = []
 
     def cancel_at_the_first_progress(self, seconds):
@@ -355,9 +357,9 @@ def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next
             cancelled.append(cancel_job(Job.objects.get(pk=job.pk)))
         return report(self, seconds)
 
-    monkeypatch.setattr(processor._ProgressWriter, "__call__", cancel_at_the_first_progress)
+    monkeypatch.setattr(runner._ProgressWriter, "__call__", cancel_at_the_first_progress)
     caplog.set_level("INFO", logger="jobs.ffmpeg")
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
 
     assert cancelled == [True]
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if "sending q" in r.getMessage()] == [
@@ -372,13 +374,13 @@ def test_the_stop_watch_asks_the_database_every_check_interval_and_at_once_for_a
     """Asked every 0.05 s by FFmpeg's wait: a query each time would be 20 a second per batch."""
     job = make_job(status=Status.PROCESSING, outputs=0)
     queries = []
-    part = parts.Part(job, job.sources.get(), claim=0)
-    monkeypatch.setattr(parts.Part, "owned", lambda self: queries.append(1) or True)
-    watch = processor._StopWatch(part)
+    part = video_run.Part(job, job.sources.get(), claim=0)
+    monkeypatch.setattr(video_run.Part, "owned", lambda self: queries.append(1) or True)
+    watch = runner._StopWatch(part)
     mark = storage.job_folder(job.pk) / storage.CANCEL_MARK
 
     now = [0.0]  # the watch's own clock (time.monotonic, which time-machine leaves alone)
-    monkeypatch.setattr(processor.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: now[0])
     watch.last_check = watch.last_beat = 0.0
 
     def after(seconds: float) -> bool:
@@ -401,8 +403,8 @@ def test_a_mark_already_there_when_a_batch_starts_asks_at_once(make_job, monkeyp
     """A cancel between the batch's own check and its FFmpeg's start is not missed for a check interval."""
     job = make_job(status=Status.PROCESSING, outputs=0)
     storage.mark_cancel(job.pk)
-    monkeypatch.setattr(parts.Part, "owned", lambda self: False)
-    assert processor._StopWatch(parts.Part(job, job.sources.get(), claim=0))() is True
+    monkeypatch.setattr(video_run.Part, "owned", lambda self: False)
+    assert runner._StopWatch(video_run.Part(job, job.sources.get(), claim=0))() is True
 
 
 def test_a_stream_that_grows_past_max_pixels_after_the_probe_fails_its_video_naming_the_limit(
@@ -417,7 +419,7 @@ def test_a_stream_that_grows_past_max_pixels_after_the_probe_fails_its_video_nam
     response = api.post("/api/jobs/", {"videos": [video, other], "variations": 2}, format="multipart")
     assert response.status_code == 201, response.content  # its header and first frame are within the limit
     job = Job.objects.get(pk=response.json()["id"])
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     switching, fine = job.sources.order_by("position")
     assert switching.status == Status.FAILED and fine.status == Status.COMPLETED  # the job goes on
@@ -431,7 +433,7 @@ def test_ffmpeg_runs_under_an_address_space_limit_and_a_video_over_it_fails_as_o
 ):
     settings.ENCODE_MEMORY_BYTES = megabytes * 1024**2  # below what even a 320x240 batch takes
     job = _create(user, upload, variations=1)
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     source = job.sources.get()
     assert source.status == Status.FAILED
     assert source.error == (

@@ -8,7 +8,8 @@ import sys
 
 import psutil
 
-from jobs import ffmpeg, procs
+from jobs import ffmpeg
+from jobs.worker import procs
 from tests.workers import wait_for
 
 

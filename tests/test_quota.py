@@ -9,9 +9,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from jobs import ffmpeg, quota, storage
+from jobs import ffmpeg, storage
 from jobs.models import Job, Status
-from jobs.refusal import Refused
+from jobs.services import quota
+from jobs.services.refusal import Refused
 from tests.media import with_one_fat_audio_packet
 
 
@@ -134,7 +135,7 @@ def test_evicting_one_of_two_jobs_that_link_one_upload_frees_none_of_it(make_job
     again = make_job(outputs=1, size=10_000, created_at=old)
     again.sources.update(upload_key=first.sources.get().upload_key)
     settings.MIN_RETENTION_MINUTES = 0
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + 25_000  # evicting both frees 30,000 bytes
+    settings.STORAGE_CAP_BYTES = quota.storage_used() + 25_000  # evicting both frees 30,000 bytes
     with pytest.raises(Refused):
         quota.make_room(user, 60_000)  # 5,000 more than evicting both would give
     assert Job.objects.count() == 2  # none went for nothing

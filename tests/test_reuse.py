@@ -1,4 +1,4 @@
-"""Reusing a finished job's uploads: make more (POST .../reprocess/) and retry failed videos (POST .../retry/)."""
+"""Reusing a finished job's uploads: make more (POST .../make-more/) and retry failed videos (POST .../retry/)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import cleanup, ffmpeg, processor, quota, reuse, storage
-from jobs.effects import effects_for_job
+from jobs import ffmpeg, storage
+from jobs.ffmpeg.effects import effects_for_job
 from jobs.models import Job, OutputFile, SourceVideo, Status
-from jobs.refusal import Refused
+from jobs.services import quota, reuse
+from jobs.services.refusal import Refused
+from jobs.worker import cleanup, runner
 
 FAILING_ONCE = Path(__file__).resolve().parent / "failing_once_ffmpeg.py"
 
@@ -61,7 +63,7 @@ def test_make_more_is_a_new_job_of_the_same_videos_with_variations_all_different
 ):
     before = _snapshot(finished)
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post(f"/api/jobs/{finished.pk}/reprocess/", {"variations": 3}, format="json")
+        response = api.post(f"/api/jobs/{finished.pk}/make-more/", {"variations": 3}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["status"] == "queued" and body["origin"] == finished.pk and body["variations_per_video"] == 3
@@ -78,7 +80,7 @@ def test_make_more_is_a_new_job_of_the_same_videos_with_variations_all_different
         )
     assert [q.task["args"] for q in OrmQ.objects.all()][-1] == (new.pk,)
 
-    processor.run_job(new.pk)
+    runner.run_job(new.pk)
     new.refresh_from_db()
     assert new.status == Status.COMPLETED and new.completed_variations == 6
     for output in new.outputs.all():  # each decodes, to the end
@@ -101,24 +103,24 @@ def test_the_new_seed_is_drawn_again_while_a_variation_would_repeat_one_the_job_
     job.outputs.update(effects=effects_for_job(clashing, 1, 1)[(0, 0)].as_dict())  # as made (jsonb may reorder)
     seeds = iter([clashing, fresh])
     monkeypatch.setattr(reuse, "new_seed", lambda: next(seeds))
-    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1})
+    response = api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 1})
     assert response.status_code == 201 and Job.objects.get(pk=response.json()["id"]).seed == fresh
 
 
 def test_a_job_made_from_another_keeps_its_videos_when_the_original_is_deleted(api, finished):
-    new = Job.objects.get(pk=api.post(f"/api/jobs/{finished.pk}/reprocess/", {"variations": 1}).json()["id"])
+    new = Job.objects.get(pk=api.post(f"/api/jobs/{finished.pk}/make-more/", {"variations": 1}).json()["id"])
     assert api.delete(f"/api/jobs/{finished.pk}/").status_code == 204
     new.refresh_from_db()
     assert new.origin is None
     assert [storage.upload_path(s).stat().st_nlink for s in new.sources.all()] == [1, 1]
-    processor.run_job(new.pk)
+    runner.run_job(new.pk)
     assert Job.objects.get(pk=new.pk).status == Status.COMPLETED
 
 
 def test_a_job_made_from_another_cancels_like_any_job_and_leaves_the_original_whole(api, make_job, files_under):
     job = make_job(outputs=2)
     before = _snapshot(job)
-    new = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 2}).json()
+    new = api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 2}).json()
     assert api.post(f"/api/jobs/{new['id']}/cancel/").json()["status"] == "cancelled"
     assert api.get(f"/api/jobs/{new['id']}/download/").status_code == 409  # cancelled before any variation
     assert _snapshot(job) == before and storage.upload_path(job.sources.get()).stat().st_nlink == 2
@@ -129,7 +131,7 @@ def test_a_job_made_from_another_cancels_like_any_job_and_leaves_the_original_wh
 @pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED])
 def test_make_more_from_a_failed_or_cancelled_job(api, make_job, status):
     job = make_job(status=status, outputs=1)
-    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": "2"})  # a form works too
+    response = api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": "2"})  # a form works too
     assert response.status_code == 201, response.content
     assert response.json()["origin"] == job.pk and Job.objects.get(pk=job.pk).status == status
 
@@ -148,14 +150,14 @@ def test_make_more_is_refused_with_a_reason_and_leaves_nothing(api, make_job, re
     job = make_job(outputs=1)
     setup(job)
     folders = sorted(jobs_dir.iterdir())
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 2}, format="json"), 409, words)
+    refused(api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 2}, format="json"), 409, words)
     assert Job.objects.count() == 1 and sorted(jobs_dir.iterdir()) == folders and OrmQ.objects.count() == 0
 
 
 @pytest.mark.parametrize("body", [{"variations": 0}, {"variations": "x"}, {"variations": [2]}, [1, 2], "2"])
 def test_make_more_with_a_bad_number_is_a_400(api, make_job, refused, jobs_dir, body):
     job = make_job(outputs=1)
-    response = api.post(f"/api/jobs/{job.pk}/reprocess/", json.dumps(body), content_type="application/json")
+    response = api.post(f"/api/jobs/{job.pk}/make-more/", json.dumps(body), content_type="application/json")
     refused(response, 400)
     assert Job.objects.count() == 1 and len(list(jobs_dir.iterdir())) == 1
 
@@ -168,14 +170,14 @@ def test_an_upload_that_cannot_be_linked_is_a_507_and_leaves_nothing(api, make_j
         raise OSError(errno.EMLINK, "Too many links")
 
     monkeypatch.setattr(storage, "link_upload", refuse)
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "Too many links")
+    refused(api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 1}), 507, "Too many links")
     assert Job.objects.count() == 1 and len(list(jobs_dir.iterdir())) == 1
 
 
 def test_make_more_refuses_a_long_body_before_reading_it(api, make_job, refused):
     job = make_job(outputs=1)
     body = json.dumps({"variations": 2, "padding": "x" * 100_000})
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", body, content_type="application/json"), 413, "at most 65536")
+    refused(api.post(f"/api/jobs/{job.pk}/make-more/", body, content_type="application/json"), 413, "at most 65536")
 
 
 def test_make_more_and_retry_need_the_owner(api_client_for, make_job, other_user, client, staff_viewer):
@@ -193,13 +195,13 @@ def test_make_more_counts_against_the_active_job_limit_and_the_storage_cap(api, 
     job = make_job(outputs=1, size=1000)
     settings.MAX_ACTIVE_JOBS_PER_USER = 1
     make_job(status=Status.QUEUED, outputs=0)
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 429, "MAX_ACTIVE_JOBS_PER_USER")
+    refused(api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 1}), 429, "MAX_ACTIVE_JOBS_PER_USER")
     settings.MAX_ACTIVE_JOBS_PER_USER = 5
     needed = quota.job_reservation([(1000, 1.0)], 1)  # the upload, one variation at its bound
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1
-    refused(api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1}), 507, "not enough storage")
+    settings.STORAGE_CAP_BYTES = quota.storage_used() + needed - 1
+    refused(api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 1}), 507, "not enough storage")
     settings.STORAGE_CAP_BYTES += 1
-    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 1})
+    response = api.post(f"/api/jobs/{job.pk}/make-more/", {"variations": 1})
     assert response.status_code == 201
     assert Job.objects.get(pk=response.json()["id"]).reserved_bytes == needed
 
@@ -210,8 +212,8 @@ def test_make_more_never_evicts_the_job_it_reuses(api, make_job, settings):
     other = make_job(outputs=1, size=1000, created_at=now - timedelta(hours=4))
     settings.MIN_RETENTION_MINUTES = 30
     needed = quota.job_reservation([(1000, 1.0)], 1)
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + needed - 1000  # room only once one job is evicted
-    assert api.post(f"/api/jobs/{old.pk}/reprocess/", {"variations": 1}).status_code == 201
+    settings.STORAGE_CAP_BYTES = quota.storage_used() + needed - 1000  # room only once one job is evicted
+    assert api.post(f"/api/jobs/{old.pk}/make-more/", {"variations": 1}).status_code == 201
     assert Job.objects.filter(pk=old.pk).exists() and not Job.objects.filter(pk=other.pk).exists()
 
 
@@ -248,10 +250,10 @@ def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
     assert body["completed_variations"] == 2 and body["download_url"] is None  # not while it runs again
     assert [q.task["args"] for q in OrmQ.objects.all()][-1] == (job.pk,)
 
-    processor.run_job(job.pk)
+    runner.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.error == "" and job.completed_variations == 4
-    assert job.attempts == 2 and job.settled_at
+    assert job.claims == 2 and job.settled_at
     still = {o.pk: storage.output_path(o).stat().st_ino for o in job.outputs.filter(pk__in=kept)}
     assert still == kept  # the other video's variations are the same files, not made again
     assert _zip_names(api.get(f"/api/jobs/{job.pk}/download/")) == [
@@ -266,14 +268,14 @@ def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
 def test_a_retry_resumes_a_failed_video_from_its_finished_variations(api, make_job):
     job = make_job(status=Status.FAILED, outputs=1)
     # Two workers lost, then a run that failed the video itself (not lost: counted as handed back).
-    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", attempts=3, handbacks=1)
-    Job.objects.filter(pk=job.pk).update(variations_per_video=2, attempts=3, handbacks=1, error="x")
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", claims=3, handbacks=1)
+    Job.objects.filter(pk=job.pk).update(variations_per_video=2, claims=3, handbacks=1, error="x")
     response = api.post(f"/api/jobs/{job.pk}/retry/")
     assert response.status_code == 200 and response.json()["sources"][0]["progress"] == 50
     job.refresh_from_db()
     source = job.sources.get()
     # The lost workers still count (MAX_ATTEMPTS is for the job's whole life); the claim counters go on.
-    assert (job.attempts, job.lost_runs, source.attempts, source.attempts - source.handbacks) == (3, 2, 3, 2)
+    assert (job.claims, job.lost_runs, source.claims, source.claims - source.handbacks) == (3, 2, 3, 2)
     assert job.expires_at > timezone.now() + timedelta(hours=23) and job.retries == 1
 
 
@@ -315,7 +317,7 @@ def _retry_and_claim(job: Job) -> tuple[Job, Path]:
     reuse.retry_failed(Job.objects.get(pk=job.pk))
     run = Job.objects.get(pk=job.pk)
     assert run.claim()
-    in_flight = storage.partial_path(job.pk, 0, 1, run.attempts, 1)
+    in_flight = storage.partial_path(job.pk, 0, 1, run.claims, 1)
     in_flight.write_bytes(b"the retried run is writing this")
     return run, in_flight
 
@@ -338,10 +340,10 @@ def test_an_orphan_sweep_that_read_the_job_before_a_retry_leaves_the_new_run_alo
 def test_an_eviction_that_chose_a_job_before_its_retry_leaves_it(make_job):
     job = _failed_job(make_job)
     run, in_flight = _retry_and_claim(job)
-    assert storage.evict_job(job) is False  # `job` is the row as the eviction chose it
+    assert quota.evict_job(job) is False  # `job` is the row as the eviction chose it
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and in_flight.exists()
     run.finish(Status.COMPLETED)  # retried and finished again: a new finished_at, not the one chosen
-    assert storage.evict_job(job) is False and Job.objects.filter(pk=job.pk).exists()
+    assert quota.evict_job(job) is False and Job.objects.filter(pk=job.pk).exists()
 
 
 def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_job, settings, monkeypatch):
@@ -361,7 +363,7 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
         return real_fits(needed, owner, without)
 
     monkeypatch.setattr(quota, "fits", fits_after_a_retry)
-    settings.STORAGE_CAP_BYTES = storage.storage_used() + 999  # 1000 fit only once the job is evicted
+    settings.STORAGE_CAP_BYTES = quota.storage_used() + 999  # 1000 fit only once the job is evicted
     with pytest.raises(Refused):
         quota.make_room(job.owner, 1000)
     assert Job.objects.get(pk=job.pk).status == Status.PROCESSING and seen["partial"].exists()
@@ -466,7 +468,7 @@ def test_workers_lost_before_a_retry_still_count(api, make_job, settings):
     """A video that crashes every worker: recovery gives up on the retried run at its first loss."""
     settings.MAX_ATTEMPTS = 3
     job = _failed_job(make_job)
-    Job.objects.filter(pk=job.pk).update(attempts=3, handbacks=0)  # three workers lost: given up
+    Job.objects.filter(pk=job.pk).update(claims=3, handbacks=0)  # three workers lost: given up
     assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 200
     run = Job.objects.get(pk=job.pk)
     assert run.claim()
@@ -485,3 +487,12 @@ def test_a_retry_reserves_the_job_thumbnail_its_first_run_never_wrote(make_job):
     reserved = {job.pk: Job.objects.get(pk=job.pk).reserved_bytes for job in (with_thumbnail, without)}
     bytes_on_disk = storage.job_bytes(with_thumbnail) - storage.job_bytes(without)  # the 4-byte thumbnail
     assert reserved[without.pk] - reserved[with_thumbnail.pk] == ffmpeg.THUMBNAIL_BYTES_BOUND - bytes_on_disk
+
+
+def test_the_old_reprocess_route_still_makes_more(api, post_job):
+    """Scripts written against .../reprocess/ (the old name of make more) keep working."""
+    job = post_job(["a.mp4"], variations=1, run=True)
+    response = api.post(f"/api/jobs/{job.pk}/reprocess/", {"variations": 2}, format="json")
+    assert response.status_code == 201, response.content
+    new = Job.objects.get(pk=response.json()["id"])
+    assert new.origin_id == job.pk and new.variations_per_video == 2

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Job, OutputFile, Status
+from jobs.services import quota
 
 
 def test_layout_keeps_user_text_off_the_disk(make_job):
@@ -80,7 +81,7 @@ def test_settling_with_an_old_copy_of_the_job_keeps_the_thumbnail_another_worker
 
 
 def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=1)
     partial = storage.partial_path(job.pk, 0, 1, attempt=1, claim=1)
     partial.write_bytes(b"half")
     storage.settle_files(job, part=(0, 1))
@@ -89,7 +90,7 @@ def test_settling_an_interrupted_run_keeps_the_uploads_for_the_resume(make_job):
 
 def test_a_worker_done_with_its_part_leaves_the_partials_of_the_runs_other_parts_alone(make_job):
     """Seen in the soak test: a worker that finished its video removed the file another worker was writing."""
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=1)
     mine = storage.partial_path(job.pk, 0, 1, attempt=1, claim=1)
     other_video = storage.partial_path(job.pk, 1, 0, attempt=1, claim=1)
     other_claim = storage.partial_path(job.pk, 0, 1, attempt=1, claim=2)
@@ -112,7 +113,7 @@ def test_removing_one_runs_partials_leaves_another_runs_alone(make_job):
 
 def test_a_claims_thumbnail_partials_and_their_temporary_go_with_its_other_partials(make_job):
     """image2's atomic_writing leaves `<partial>.tmp` when FFmpeg is killed mid-write: it is that claim's too."""
-    job = make_job(status=Status.PROCESSING, outputs=1, attempts=1)
+    job = make_job(status=Status.PROCESSING, outputs=1, claims=1)
     thumbnail = storage.partial_thumbnail_path(job.pk, 0, 1, attempt=1, claim=1)
     temporary = thumbnail.with_name(thumbnail.name + ".tmp")
     other_claim = storage.partial_thumbnail_path(job.pk, 0, 1, attempt=1, claim=2)
@@ -138,7 +139,7 @@ def test_a_taken_over_run_does_not_touch_the_new_runs_files(make_job):
     assert stale_run.claim() and stale_run.hand_back()
     new_run = Job.objects.get(pk=job.pk)
     assert new_run.claim()
-    in_flight = storage.partial_path(job.pk, 0, 0, new_run.attempts)
+    in_flight = storage.partial_path(job.pk, 0, 0, new_run.claims)
     in_flight.write_bytes(b"the new run is writing this")
 
     storage.settle_files(stale_run)
@@ -166,7 +167,7 @@ def test_when_the_files_cannot_go_the_rows_stay(make_job, monkeypatch):
         raise PermissionError(path)
 
     # A folder that may not be deleted cannot be made for real when the tests run as root.
-    monkeypatch.setattr(storage, "shutil", SimpleNamespace(rmtree=fail))
+    monkeypatch.setattr(storage.local_disk, "shutil", SimpleNamespace(rmtree=fail))
     with pytest.raises(PermissionError):
         storage.delete_job(job)
     assert Job.objects.filter(pk=job.pk).exists() and OutputFile.objects.filter(job=job).exists()
@@ -184,7 +185,7 @@ def test_a_file_written_while_the_folder_is_removed_does_not_stop_the_delete(mak
             raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path))
         real(path, **kwargs)
 
-    monkeypatch.setattr(storage, "shutil", SimpleNamespace(rmtree=racing))
+    monkeypatch.setattr(storage.local_disk, "shutil", SimpleNamespace(rmtree=racing))
     job_id = job.pk
     storage.delete_job(job)
     assert len(calls) == 2 and not storage.job_folder(job_id).exists()
@@ -196,7 +197,7 @@ def test_storage_used_counts_outputs_and_uploads_of_every_job(make_job):
     make_job(status=Status.CANCELLED, outputs=0, size=700)
     make_job(status=Status.QUEUED, outputs=0, size=500)
     make_job(status=Status.PROCESSING, outputs=1, size=300, heartbeat_at=timezone.now())
-    assert storage.storage_used() == (2000 + 1000) + 700 + 500 + (300 + 300)
+    assert quota.storage_used() == (2000 + 1000) + 700 + 500 + (300 + 300)
 
 
 def test_a_finished_upload_linked_into_several_jobs_counts_once(make_job):
@@ -205,7 +206,7 @@ def test_a_finished_upload_linked_into_several_jobs_counts_once(make_job):
     again.sources.update(upload_key=first.sources.get().upload_key)
     gone = make_job(outputs=1, size=1000)
     gone.sources.update(path="")  # ended before uploads were kept: none on disk
-    assert storage.storage_used() == 3 * 1000 + 1000
+    assert quota.storage_used() == 3 * 1000 + 1000
 
 
 def test_deleting_a_job_whose_folder_another_process_removes_meanwhile(make_job, monkeypatch):
@@ -229,4 +230,4 @@ def test_a_finished_jobs_figure_is_every_byte_of_its_folder_thumbnails_included(
     job = post_job(["a.mp4", "b.mp4"], variations=2, run=True)
     assert job.status == Status.COMPLETED and job.thumbnail and job.thumbnail_size > 0
     assert all(output.thumbnail_size > 0 for output in job.outputs.all())
-    assert storage.storage_used() == storage.storage_used(job.owner) == storage.job_bytes(job)
+    assert quota.storage_used() == quota.storage_used(job.owner) == storage.job_bytes(job)

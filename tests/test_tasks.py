@@ -10,9 +10,9 @@ from django.utils import timezone
 from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ
 
-from jobs import processor, tasks
-from jobs.enqueue import PROCESS_JOB_TASK, PROCESS_PART_TASK, STOP_FILE_ENV
 from jobs.models import Job, Status, WorkerBeat
+from jobs.services.enqueue import PROCESS_JOB_TASK, PROCESS_PART_TASK, STOP_FILE_ENV
+from jobs.worker import runner, tasks
 
 
 def test_the_scheduled_cleanup_runs_the_same_pass_and_says_what_it_did(make_job):
@@ -24,7 +24,7 @@ def test_the_scheduled_cleanup_runs_the_same_pass_and_says_what_it_did(make_job)
 
 
 def test_the_worker_heartbeat_records_the_cluster_and_recovers_lost_jobs(make_job):
-    lost = make_job(status=Status.PROCESSING, outputs=0, attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    lost = make_job(status=Status.PROCESSING, outputs=0, claims=1, heartbeat_at=timezone.now() - timedelta(minutes=5))
     tasks.worker_heartbeat()
     assert Job.objects.get(pk=lost.pk).status == Status.QUEUED
     assert WorkerBeat.objects.get(name="cluster").seen_at > timezone.now() - timedelta(seconds=5)
@@ -47,11 +47,11 @@ def test_sigterm_during_a_job_becomes_worker_stopping_and_the_worker_lives_on(po
     def run_job(job_id):
         try:
             signal.raise_signal(signal.SIGTERM)
-        except processor.WorkerStopping as stopping:
+        except runner.WorkerStopping as stopping:
             stops.append(stopping.code)
             raise
 
-    monkeypatch.setattr(processor, "run_job", run_job)
+    monkeypatch.setattr(runner, "run_job", run_job)
     OrmQ.objects.all().delete()
     assert tasks.process_job(job.pk) is None
     assert stops == [128 + signal.SIGTERM] and "worker stopping" in caplog.text
@@ -82,18 +82,18 @@ def test_a_sigterm_at_the_timeout_is_a_timeout_not_a_hand_back(post_job, setting
     settings.JOB_TIMEOUT_SECONDS = 60
     monkeypatch.setattr(tasks, "TIMEOUT_SLACK_SECONDS", 60)  # any SIGTERM counts as the sentinel's timeout
     job = post_job(variations=1)
-    real_run_part = processor._run_part
+    real_run_part = runner._encode_part
 
     def terminated_by_the_sentinel(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)
         return real_run_part(*args, **kwargs)
 
-    monkeypatch.setattr(processor, "_run_part", terminated_by_the_sentinel)
+    monkeypatch.setattr(runner, "_encode_part", terminated_by_the_sentinel)
     with pytest.raises(TimeoutException):
         tasks.process_job(job.pk)
     job.refresh_from_db()
     assert job.sources.get().error == "timed out after 60 s" and job.status == Status.FAILED
-    assert job.attempts == 1 and job.lost_runs == 0  # not handed back, not lost: it finished as failed
+    assert job.claims == 1 and job.lost_runs == 0  # not handed back, not lost: it finished as failed
 
 
 def test_the_workers_stop_file_lives_in_the_data_dir(settings, monkeypatch):

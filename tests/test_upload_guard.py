@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from rest_framework.authtoken.models import Token
 
-from jobs.upload_guard import FileSizeLimitHandler, UploadGuardMiddleware, oversize_uploads
+from jobs.web.upload_guard import FileSizeLimitHandler, UploadGuardMiddleware, oversize_uploads
 
 
 def _body_with_file_name(name: str, content: bytes, **fields: str) -> bytes:

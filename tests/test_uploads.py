@@ -17,9 +17,10 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import ffmpeg, slots, storage, uploads
-from jobs.enqueue import PROCESS_JOB_TASK
+from jobs import ffmpeg, storage
 from jobs.models import Job, Status
+from jobs.services import slots, uploads
+from jobs.services.enqueue import PROCESS_JOB_TASK
 from tests.media import make_clip
 
 

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from model_bakery import baker
 
-from jobs import uploads
 from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.services import uploads
 
 PAGES = ["/", "/upload/"]
 JOB_PAGES = ["/jobs/{pk}/", "/jobs/{pk}/status/", "/jobs/{pk}/card/"]

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from jobs import storage
-from jobs.procs import tagged_processes
+from jobs.worker.procs import tagged_processes
 from videojobs import datadir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After authentication (an anonymous upload is refused unread), before the CSRF check (which reads the body).
-    "jobs.upload_guard.UploadGuardMiddleware",
+    "jobs.web.upload_guard.UploadGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     # Pages need a login by default; DRF views are exempt and use IsAuthenticated.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -121,6 +121,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The app's tags live with the rest of its web code (jobs/web/), not in jobs/templatetags/.
+            "libraries": {"jobs_extras": "jobs.web.templatetags.jobs_extras"},
         },
     },
 ]
@@ -188,7 +190,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "jobs.web.api.errors.exception_handler",
     # Per-user (and, for anonymous requests such as the token view, per-address) rate limits.
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",

@@ -20,10 +20,10 @@ class LogoutView(auth_views.LogoutView):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("jobs.api.urls")),
+    path("api/", include("jobs.web.api.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", LogoutView.as_view(), name="logout"),
     # For the pages that name no icon (the admin's, a browser's own guess).
     path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
-    path("", include("jobs.urls")),
+    path("", include("jobs.web.urls")),
 ]

@@ -20,10 +20,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from jobs import processor, storage
-from jobs.cancel import cancel_job, delete_job_with_files
+from jobs import storage
 from jobs.models import Job, OutputFile, Status
-from jobs.templatetags.jobs_extras import expiry
+from jobs.services.cancel import cancel_job, delete_job_with_files
+from jobs.web.templatetags.jobs_extras import expiry
+from jobs.worker import runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]  # one worker, one Chromium
 
@@ -177,7 +178,7 @@ def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, pass
 def test_cancel_inline_from_the_job_list(logged_in, live_server, start_cluster, password_user, post_job):
     browser = logged_in
     done = post_job(["finished-ad.mp4"], owner=password_user, variations=1)
-    processor.run_job(done.pk)
+    runner.run_job(done.pk)
     earlier = post_job(["early-cancel.mp4"], owner=password_user, variations=2)
     cancel_job(earlier)
     start_cluster(BATCH_SIZE="1")

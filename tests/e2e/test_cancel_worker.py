@@ -11,9 +11,10 @@ import psutil
 import pytest
 from django_q.models import Task
 
-from jobs import archive, storage
+from jobs import storage
 from jobs.models import Job, OutputFile, Status
-from jobs.procs import tagged_processes
+from jobs.web import archive
+from jobs.worker.procs import tagged_processes
 from tests.workers import alive, command_line, encoding_processes, wait_for, zombie
 
 pytestmark = pytest.mark.slow
@@ -120,7 +121,11 @@ def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, po
     job = post_job(["late.mp4"], 2)  # no worker is running yet
     assert api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
     cluster = start_cluster()
-    wait_for(lambda: Task.objects.filter(func="jobs.tasks.process_job").exists(), timeout=30, message="the task to run")
+    wait_for(
+        lambda: Task.objects.filter(func="jobs.worker.tasks.process_job").exists(),
+        timeout=30,
+        message="the task to run",
+    )
     log = cluster.log()
     assert f"job {job.pk}: not claimed (status cancelled)" in log
     assert "ffmpeg pid" not in log

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Job, OutputFile, Status
-from jobs.procs import tagged_processes
+from jobs.worker.procs import tagged_processes
 from tests.workers import encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster,
     )
     job.refresh_from_db()
     assert job.status == Status.COMPLETED, job.error
-    assert job.attempts == 2
+    assert job.claims == 2
     # The run completes the job when it registers the last variation, then settles its files (uploads kept).
     wait_for(lambda: Job.objects.get(pk=job.pk).settled_at, timeout=10, message="the job's files to be settled")
     assert storage.upload_path(job.sources.get()).is_file()

@@ -21,7 +21,7 @@ from django_q.models import OrmQ
 
 from jobs import storage
 from jobs.models import Job, Status
-from jobs.procs import tagged_processes
+from jobs.worker.procs import tagged_processes
 from tests.workers import ROOT, _database_url, alive, command_line, free_port, wait_for
 from videojobs import datadir
 
@@ -93,13 +93,13 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
 
         # The stopping worker handed its job back: queued, partial files gone, finished ones kept...
         stopped = Job.objects.get(pk=job["id"])
-        assert stopped.status == Status.QUEUED and stopped.attempts == 1, (
+        assert stopped.status == Status.QUEUED and stopped.claims == 1, (
             stopped.status,
             (tmp_path / "honcho.log").read_text(),
         )
         assert not list(storage.outputs_dir(stopped.pk).glob("*.part"))
         for other in Job.objects.filter(pk__in=[w["id"] for w in waiting]):  # at most started and handed back
-            assert other.status == Status.QUEUED and other.attempts == other.handbacks
+            assert other.status == Status.QUEUED and other.claims == other.handbacks
         # ...and the next start resumes it at once, and runs the others.
         cluster = start_cluster(BATCH_SIZE="1")
         wait_for(
@@ -107,7 +107,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
             timeout=90,
             message=lambda: cluster.log(),
         )
-        assert Job.objects.get(pk=job["id"]).attempts == 2
+        assert Job.objects.get(pk=job["id"]).claims == 2
     finally:
         if stack.poll() is None:
             seen.extend(psutil.Process(stack.pid).children(recursive=True))

@@ -17,7 +17,7 @@ import pytest
 from jobs import storage
 from jobs.ffmpeg import PART_ENV
 from jobs.models import Job, OutputFile, Status
-from jobs.procs import tagged_processes
+from jobs.worker.procs import tagged_processes
 from tests.workers import Cluster, command_line, encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
@@ -111,14 +111,14 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     outputs = OutputFile.objects.filter(job=job)
     assert outputs.count() == 16
     assert {o.pk: storage.output_path(o).stat().st_ino for o in outputs if o.pk in finished} == finished
-    assert job.sources.get(position=lost).attempts == 2  # the lost video was claimed once more, by the first
+    assert job.sources.get(position=lost).claims == 2  # the lost video was claimed once more, by the first
     # Which recovery took it back depends on timing, and both are right: a worker of the first machine that
     # still runs takes over the stale part (seen 6 of 7 times), or, once its work is done and the job's
     # heartbeat is stale too, the recovery pass requeues the whole job (seen once, in CI under load).
-    if job.attempts == 1:
+    if job.claims == 1:
         assert f"job {job.pk}: part {lost} requeued" in first.log()
     else:
-        assert job.attempts == 2 and f"requeue job {job.pk}" in first.log(), first.log()
+        assert job.claims == 2 and f"requeue job {job.pk}" in first.log(), first.log()
     assert not _partials(job, files_under) and not tagged_processes(job.pk)
 
     # 4. A new second machine; a job that both machines encode is cancelled: no FFmpeg is left on either.

@@ -22,7 +22,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs import ffmpeg, storage
 from jobs.models import ACTIVE, Job, Status
-from jobs.procs import tagged_processes
+from jobs.worker.procs import tagged_processes
 from tests.media import make_clip, make_size_switching_clip
 from tests.workers import wait_for
 

@@ -1,4 +1,4 @@
-"""`manage.py cleanup [--dry-run]`: one pass of jobs.cleanup.run (the scheduled task runs the same)."""
+"""`manage.py cleanup [--dry-run]`: one pass of jobs.worker.cleanup.run (the scheduled task runs the same)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand
 
-from jobs import cleanup
+from jobs.worker import cleanup
 
 
 @contextmanager

@@ -12,12 +12,12 @@ So the cluster runs here in a session of its own, and a SIGTERM, SIGINT or
 SIGHUP to this command becomes a SIGTERM to the cluster's main process and to
 each worker that is running a job. The workers are the children of the
 sentinel (the main process's child); of them, the ones running a job, and only
-those, catch SIGTERM (jobs.tasks: the job is handed back to the queue, its
+those, catch SIGTERM (jobs.worker.tasks: the job is handed back to the queue, its
 worker stops FFmpeg and takes its next task). FFmpeg, a worker's child, is
 never signalled from here: its own worker stops it.
 
 Before any signal, this command creates the stop file named in the cluster's
-environment (jobs.enqueue.STOP_FILE_ENV): a worker handed a task after that,
+environment (jobs.services.enqueue.STOP_FILE_ENV): a worker handed a task after that,
 one the cluster had fetched ahead, sends it back to the broker instead of
 starting it. That also empties django-q2's local queue, without which its
 stop waits forever (its pusher blocks on a full queue). Workers that started
@@ -39,7 +39,7 @@ import psutil
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs.enqueue import STOP_FILE_ENV
+from jobs.services.enqueue import STOP_FILE_ENV
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,23 @@
+"""The app's models (one module each) and the names the rest of the app imports from here."""
+
+from jobs.models.base import ACTIVE, MAX_JOB_NAME_LENGTH, TERMINAL, Status, database_now, new_job_id, new_seed
+from jobs.models.job import RETRYABLE, Job
+from jobs.models.queries import JobQuerySet
+from jobs.models.video import OutputFile, SourceVideo
+from jobs.models.worker_beat import WorkerBeat
+
+__all__ = [
+    "ACTIVE",
+    "MAX_JOB_NAME_LENGTH",
+    "RETRYABLE",
+    "TERMINAL",
+    "Job",
+    "JobQuerySet",
+    "OutputFile",
+    "SourceVideo",
+    "Status",
+    "WorkerBeat",
+    "database_now",
+    "new_job_id",
+    "new_seed",
+]

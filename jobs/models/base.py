@@ -1,0 +1,44 @@
+"""What every model module shares: the statuses, the ids, and the database's clock."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from django.db import connection, models
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.PROCESSING)
+TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+MAX_JOB_NAME_LENGTH = 100
+
+
+def database_now() -> datetime:
+    """The time by the database's clock: the one clock that every machine of a deployment shares, so that
+    expiry, eviction and retry decide alike wherever they run, whatever each machine's clock says.
+    On SQLite the database lives on this machine: its clock is this one (and time-machine moves it in tests)."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT STATEMENT_TIMESTAMP()")
+        return cursor.fetchone()[0]
+
+
+def new_job_id() -> str:
+    """An unguessable id: 128 random bits, URL-safe."""
+    return secrets.token_hex(16)
+
+
+def new_seed() -> int:
+    return secrets.randbits(63)

@@ -1,0 +1,38 @@
+"""The queries the pages and the API ask of jobs: whose jobs a user sees, and their places in the queue."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Case, Count, OuterRef, Q, Subquery, When
+from django.db.models.functions import Coalesce
+
+from jobs.models.base import Status
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user) -> JobQuerySet:
+        """A user's own jobs; staff see every job only with Django's permission for it (jobs.view_job)."""
+        if user.is_staff and user.has_perm("jobs.view_job"):
+            return self
+        return self.filter(owner=user)
+
+    def with_queue_position(self) -> JobQuerySet:
+        """Annotates `queued_ahead` (queued jobs only): how many queued jobs, anyone's, were sent to the
+        workers before it. One subquery for the whole list instead of one query per card."""
+        sent = Coalesce("enqueued_at", "created_at")
+        ahead = (
+            self.model.objects.filter(status=Status.QUEUED)
+            .alias(sent=sent)
+            .filter(Q(sent__lt=OuterRef("queue_sent")) | Q(sent=OuterRef("queue_sent"), pk__lt=OuterRef("pk")))
+            .order_by()
+            .values("status")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return self.alias(queue_sent=sent).annotate(
+            queued_ahead=Case(
+                When(status=Status.QUEUED, then=Coalesce(Subquery(ahead), 0)),
+                default=None,
+                output_field=models.IntegerField(),
+            )
+        )

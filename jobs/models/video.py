@@ -1,0 +1,81 @@
+"""A job's videos (SourceVideo) and their finished variations (OutputFile)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from jobs.models.base import Status, new_job_id
+from jobs.models.job import Job
+
+
+class SourceVideo(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sources")
+    position = models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")
+    original_name = models.CharField(max_length=255, help_text="Sanitised, unique within the job.")
+    path = models.CharField(
+        max_length=255, blank=True, help_text="Upload path relative to the job folder; empty once it is not kept."
+    )
+    upload_key = models.CharField(
+        max_length=32,
+        blank=True,
+        default=new_job_id,
+        help_text='The same for every hard link of one upload ("make more"): the storage figures count it once.',
+    )
+    size = models.BigIntegerField()
+    duration = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    audio_codec = models.CharField(max_length=32, blank=True, help_text='e.g. "aac"; empty without audio.')
+    audio_profile = models.CharField(max_length=32, blank=True, help_text='e.g. "LC" for AAC.')
+    audio_channels = models.PositiveSmallIntegerField(default=0)
+    audio_sample_rate = models.PositiveIntegerField(default=0)
+    audio_bounded = models.BooleanField(
+        default=False, help_text="Every audio packet within AAC's limits (the probe's): the audio may be copied."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    completed_variations = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # The source is one part of the job's work, that any worker may claim (jobs.worker.video_run).
+    claims = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times a worker claimed this part: the fencing token of the claim."
+    )
+    handbacks = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Claims that do not count as lost: handed back by a stopping worker (SIGTERM), or that failed it.",
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="source_position_unique")]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class OutputFile(models.Model):
+    """A finished, complete variation. The row and the file appear together."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    source = models.ForeignKey(SourceVideo, on_delete=models.CASCADE, related_name="outputs")
+    variation_index = models.PositiveSmallIntegerField()
+    path = models.CharField(max_length=255, help_text="Relative to the job folder.")
+    thumbnail = models.CharField(
+        max_length=255, blank=True, help_text="Its WebP thumbnail, relative to the job folder; empty without one."
+    )
+    size = models.BigIntegerField()
+    thumbnail_size = models.PositiveIntegerField(default=0, help_text="Bytes of its thumbnail (0 without one).")
+    effects = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    missing = models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup).")
+
+    class Meta:
+        ordering = ["source__position", "variation_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "variation_index"], name="output_variation_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path

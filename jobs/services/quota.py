@@ -1,0 +1,225 @@
+"""Room for job files: what they take (the accounting), and admitting new work against the storage cap, the
+user's quota and the active-job limit, with the lock that serialises admissions.
+
+An upload, "make more" and a retry all admit their work with `admit()`:
+
+1. the cheap check first (MAX_ACTIVE_JOBS_PER_USER), then room under the cap
+   and the owner's quota, by evicting the owner's own finished jobs, oldest
+   first. Another user's results are never evicted for it: only the cleanup
+   evicts across users, when the disk itself is full;
+2. the caller's `before_lock` writes its files (an upload stores its videos);
+3. the same checks again, inside the admission lock, where no other admission
+   can slip in between; the caller saves its rows, and with them the
+   reservation (Job.reserved_bytes), in the `with` block.
+
+A job's reservation is a true upper bound of what it can write: every output
+is capped by -fs (jobs.ffmpeg.output_bytes_bound), so the cap holds for the
+sum of all jobs at every moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.db.models import F, Max, Sum
+from django.template.defaultfilters import filesizeformat
+
+from jobs import ffmpeg, storage
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, database_now
+from jobs.services.refusal import Refused
+
+logger = logging.getLogger(__name__)
+
+ADMISSION_LOCK_KEY = 7_302_001  # any constant: the advisory lock that serialises admissions on PostgreSQL
+
+
+def output_reservation(duration: float) -> int:
+    """What one output of a source of this length may take at most (its file and thumbnail)."""
+    return ffmpeg.output_bytes_bound(duration, settings.MAX_FPS)
+
+
+def job_reservation(uploads: Iterable[tuple[int, float]], variations: int) -> int:
+    """What a new job may take at most: its uploads ((size, duration) each), every variation of each at its
+    bound, and the job's thumbnail."""
+    uploads = list(uploads)
+    outputs = sum(output_reservation(duration) for _size, duration in uploads)
+    return sum(size for size, _duration in uploads) + variations * outputs + ffmpeg.THUMBNAIL_BYTES_BOUND
+
+
+def check_active_jobs(owner, field: str = "videos") -> None:
+    active = Job.objects.filter(owner=owner, status__in=ACTIVE).count()
+    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
+        raise Refused(
+            f"you already have {active} jobs queued or running, the most allowed at once "
+            f"(MAX_ACTIVE_JOBS_PER_USER={settings.MAX_ACTIVE_JOBS_PER_USER}); wait for one to finish, or cancel one",
+            status=429,
+            field=field,
+        )
+
+
+def fits(needed: int, owner, without: Collection[str] = ()) -> bool:
+    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota (once the finished jobs
+    `without` are gone)?"""
+    used = storage_used(without=without)
+    freed = storage_used() - used if without else 0  # an upload another job links frees nothing
+    return (
+        used + needed <= settings.STORAGE_CAP_BYTES
+        and storage_used(owner, without=without) + needed <= settings.USER_STORAGE_BYTES
+        and disk_usage().free + freed >= needed
+    )
+
+
+def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None:
+    """admit's step 1: Refused (429, 507) unless the owner may start one more job and `needed` bytes fit, after
+    evicting the owner's own evictable finished jobs, oldest first, as far as needed (never the job `keep`,
+    whose uploads are being reused). When evicting every one of them would not be enough, none is evicted."""
+    check_active_jobs(owner, field)
+    if fits(needed, owner):
+        return
+    candidates = _evictable(owner, keep)
+    if not fits(needed, owner, without=[job.pk for job in candidates]):
+        raise no_room(owner, needed, field)  # before anything goes: evicting all of them would not be enough
+    for job in candidates:
+        job_id = job.pk  # gone from the instance once it is deleted
+        if evict_job(job):
+            logger.info("job %s: evicted to make room for new work of its owner %s", job_id, owner)
+        if fits(needed, owner):
+            return
+    raise no_room(owner, needed, field)
+
+
+def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
+    """Before an upload's body is read: Refused when the owner could not be admitted whatever the files are,
+    with too many active jobs (429), or without room for `upload_bytes` even after evicting every one of
+    their evictable jobs (507). Evicts nothing: make_room does, once the upload is probed."""
+    check_active_jobs(owner, field)
+    if fits(upload_bytes, owner):
+        return
+    if not fits(upload_bytes, owner, without=[job.pk for job in _evictable(owner)]):
+        raise no_room(owner, upload_bytes, field)
+
+
+def _evictable(owner, keep: str = "") -> list[Job]:
+    """The owner's finished jobs that admission may evict for the owner's new work, oldest first."""
+    return list(evictable_jobs().filter(owner=owner).exclude(pk=keep))
+
+
+@contextmanager
+def admit(
+    owner, needed: int, *, keep: str = "", field: str = "videos", before_lock: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """The admission of new work of `needed` bytes for `owner`: Refused (429, 507) or a `with` block, inside the
+    admission lock, in which the caller saves its rows and their reservation. `keep`: a job eviction must
+    not take (whose uploads are being reused). `before_lock`: the caller's file writes, once there is room
+    for them and before the lock (writing is slow; the lock is short)."""
+    make_room(owner, needed, keep, field)
+    if before_lock is not None:
+        before_lock()
+    with _admission_lock():
+        check_active_jobs(owner, field)
+        if not fits(needed, owner):
+            raise no_room(owner, needed, field)
+        yield
+
+
+def no_room(owner, needed: int, field: str = "videos") -> Refused:
+    """507, naming what is short: the owner's quota (with what they use), or the storage shared by everyone."""
+    used = storage_used(owner)
+    if used + needed > settings.USER_STORAGE_BYTES:
+        quota = settings.USER_STORAGE_BYTES
+        message = (
+            f"over the storage quota of {owner}: this job needs up to {filesizeformat(needed)} ({needed} bytes), "
+            f"and {owner} already uses {filesizeformat(used)} ({used} bytes) of {filesizeformat(quota)} "
+            f"({quota} bytes, USER_STORAGE_BYTES); delete finished jobs, or ask for fewer variations or videos"
+        )
+    else:
+        message = (
+            f"not enough storage for this job: it needs up to {needed} bytes (uploads and variations) and the "
+            f"storage cap is {settings.STORAGE_CAP_BYTES} bytes, with running jobs and recently finished ones "
+            "kept; wait for running jobs to finish, or ask for fewer variations or videos"
+        )
+    return Refused(message, status=507, field=field)
+
+
+# --- accounting ------------------------------------------------------------------------
+def disk_usage():
+    """The data disk's total, used and free bytes (the storage seam's). Raises OSError when DATA_DIR is missing."""
+    return storage.disk.usage()
+
+
+def _sum(rows, field: str) -> int:
+    return rows.aggregate(total=Sum(field))["total"] or 0
+
+
+def _jobs_of(owner, statuses) -> models.QuerySet:
+    """The jobs in `statuses`: the owner's, or everyone's when `owner` is None."""
+    jobs = Job.objects.filter(status__in=statuses)
+    return jobs if owner is None else jobs.filter(owner=owner)
+
+
+def active_bytes(owner=None) -> int:
+    """What queued and processing jobs (the owner's, or everyone's) hold: each its reservation, or what it
+    already uses if that is more.
+
+    Three queries whatever the number of jobs: admission asks this once per eviction.
+    """
+    jobs = _jobs_of(owner, ACTIVE)
+    used: dict[str, int] = {}
+    for model, size in ((SourceVideo, F("size")), (OutputFile, F("size") + F("thumbnail_size"))):
+        per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum(size))
+        for row in per_job.order_by():
+            used[row["job"]] = used.get(row["job"], 0) + row["total"]
+    return sum(max(reservation, used.get(pk, 0)) for pk, reservation in jobs.values_list("pk", "reserved_bytes"))
+
+
+def storage_used(owner=None, without: Collection[str] = ()) -> int:
+    """Bytes job files use or are promised: finished jobs' outputs and kept uploads, and the thumbnails of
+    both, plus what active jobs hold; the owner's jobs only, or everyone's; as if the finished jobs `without`
+    were gone (what evicting them would leave).
+
+    Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key),
+    so evicting one of two linked jobs frees nothing of their upload. An active job counts its own as its
+    reservation does, so while one runs a linked upload counts again: the figure is then higher than the
+    disk's, never lower.
+    """
+    finished = _jobs_of(owner, TERMINAL).exclude(pk__in=list(without))
+    outputs = OutputFile.objects.filter(job__in=finished)
+    outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
+    kept = SourceVideo.objects.filter(job__in=finished).exclude(path="").order_by()
+    uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
+    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner)
+
+
+def evictable_jobs(now=None) -> models.QuerySet:
+    """Finished jobs eviction may delete, oldest first: never one that finished less than MIN_RETENTION_MINUTES
+    ago (by the database's clock), whoever asks for the room."""
+    kept_after = (now or database_now()) - timedelta(minutes=settings.MIN_RETENTION_MINUTES)
+    return Job.objects.filter(status__in=TERMINAL, finished_at__lt=kept_after).order_by("created_at")
+
+
+def evict_job(job: Job, size: int | None = None) -> bool:
+    """Delete a finished job to make room, unless it changed since it was chosen (False: Job.expire_for_eviction
+    says why). Its files first, then its rows (storage.delete_job)."""
+    if not job.expire_for_eviction():
+        return False
+    storage.delete_job(job, size)
+    return True
+
+
+@contextmanager
+def _admission_lock():
+    """A transaction in which one upload at a time checks the room and reserves it.
+
+    SQLite's IMMEDIATE transactions already take the write lock at BEGIN; PostgreSQL takes a
+    transaction-level advisory lock, so two uploads that each fit alone cannot both be admitted.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
+        yield

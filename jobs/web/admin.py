@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Sum
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django_q.admin import ScheduleAdmin
+from django_q.models import Schedule
+
+from jobs import storage
+from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.services import quota, reuse
+from jobs.services.cancel import cancel_job, delete_job_with_files
+from jobs.services.refusal import Refused
+
+BADGE_COLOURS = {
+    Status.QUEUED: "#6b7280",
+    Status.PROCESSING: "#2f5bea",
+    Status.COMPLETED: "#15803d",
+    Status.FAILED: "#b42318",
+    Status.CANCELLED: "#9ca3af",
+}
+
+
+admin.site.site_header = "videojobs administration"
+admin.site.site_title = "videojobs admin"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows written by the worker: shown, never added, changed or deleted by hand."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class SourceInline(ReadOnlyInline):
+    model = SourceVideo
+    fields = ["position", "original_name", "size", "duration", "status", "progress", "completed_variations", "error"]
+    readonly_fields = fields
+
+
+class OutputInline(ReadOnlyInline):
+    model = OutputFile
+    fields = ["source", "variation_index", "path", "size", "effects", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["label", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
+    list_display_links = ["label"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["id", "name", "owner__username", "sources__original_name"]
+    list_select_related = ["owner"]
+    readonly_fields = [
+        "id",
+        "name",
+        "owner",
+        "status",
+        "variations_per_video",
+        "seed",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "cancelled_at",
+        "expires_at",
+        "heartbeat_at",
+        "claims",
+        "error",
+        "thumbnail",
+        "origin",
+        "settled_at",
+    ]
+    inlines = [SourceInline, OutputInline]
+    actions = ["cancel_selected", "make_more_selected", "retry_selected", "delete_with_files"]
+    change_list_template = "admin/jobs/job/change_list.html"
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_with_files, which says what it frees
+        return actions
+
+    def has_change_permission(self, request, obj=None):
+        # A job's fields are the worker's to write, by conditional UPDATEs: its page is Django's view-only
+        # page (no form, no save). Without an object this is the permission the cancel action asks for.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))
+
+    def changelist_view(self, request, extra_context=None):
+        used = quota.storage_used()
+        cap = settings.STORAGE_CAP_BYTES
+        extra_context = {
+            **(extra_context or {}),
+            "storage_used": filesizeformat(used),
+            "storage_cap": filesizeformat(cap),
+            "storage_percent": round(100 * used / cap) if cap else 0,
+        }
+        return super().changelist_view(request, extra_context=extra_context)
+
+    # The job page's Delete button (Django's confirmation page) ends here: files go with the rows, and a
+    # running job is cancelled first.
+    def delete_model(self, request, obj):
+        delete_job_with_files(obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            delete_job_with_files(job)
+
+    @admin.action(description="Delete selected jobs and their files", permissions=["delete"])
+    def delete_with_files(self, request, queryset):
+        """A confirmation page first (the jobs, running ones marked, the bytes freed); then, on "Yes", the
+        deletions are logged in Recent actions and done by the same path as the API's DELETE."""
+        jobs = list(queryset.select_related("owner").prefetch_related("sources"))
+        if request.POST.get("confirmed") == "yes":
+            self.log_deletions(request, queryset)
+            for job in jobs:
+                delete_job_with_files(job)
+            self.message_user(request, f"Deleted {len(jobs)} job(s) and their files.", messages.SUCCESS)
+            return None
+        rows = [(job, storage.job_bytes(job)) for job in jobs]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delete these jobs and their files?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "running": sum(not job.is_terminal for job in jobs),
+            "total_bytes": sum(size for _job, size in rows),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action": "delete_with_files",
+        }
+        return TemplateResponse(request, "admin/jobs/job/delete_with_files.html", context)
+
+    @admin.display(description="Job", ordering="name")
+    def label(self, job: Job):
+        return job.title
+
+    @admin.display(description="Output bytes", ordering="output_bytes")
+    def bytes_used(self, job: Job):
+        return filesizeformat(job.output_bytes or 0)
+
+    def has_add_permission(self, request):
+        return False  # jobs come from uploads
+
+    @admin.action(description="Cancel selected jobs (finished variations are kept)", permissions=["change"])
+    def cancel_selected(self, request, queryset):
+        cancelled = sum(cancel_job(job) for job in queryset)
+        already = queryset.count() - cancelled
+        self.message_user(
+            request,
+            f"Cancelled {cancelled} job(s); {already} were already finished (completed, failed or cancelled).",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
+
+    @admin.action(description="Make as many more variations of the selected jobs' videos", permissions=["change"])
+    def make_more_selected(self, request, queryset):
+        """One new job per selected job, for its owner, with its number of variations (reuse.make_more)."""
+        same_count = lambda job: reuse.make_more(job, job.variations_per_video)  # noqa: E731
+        self._reuse(request, queryset, same_count, "Made {} new job(s).")
+
+    @admin.action(description="Retry the failed videos of the selected jobs", permissions=["change"])
+    def retry_selected(self, request, queryset):
+        self._reuse(request, queryset, reuse.retry_failed, "Sent {} job(s) back to the queue.")
+
+    def _reuse(self, request, queryset, reuse_uploads, done_message: str) -> None:
+        """Each job in turn; one message for what worked, one per job that could not (and why)."""
+        done = 0
+        for job in queryset.select_related("owner"):
+            try:
+                reuse_uploads(job)
+                done += 1
+            except Refused as exc:
+                self.message_user(request, f"{job.title}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, done_message.format(done), messages.SUCCESS)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, job: Job):
+        return format_html(
+            '<span style="background:{};color:#fff;border-radius:4px;padding:1px 6px">{}</span>',
+            BADGE_COLOURS.get(job.status, "#6b7280"),
+            job.get_status_display(),
+        )
+
+    @admin.display(description="Progress")
+    def progress_display(self, job: Job):
+        return f"{job.progress}% ({job.completed_variations}/{job.total_variations})"
+
+
+@admin.register(WorkerBeat)
+class WorkerBeatAdmin(admin.ModelAdmin):
+    """Written by the worker clusters; shown for a look at their last sign of life."""
+
+    list_display = ["name", "seen_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SuperuserScheduleAdmin(ScheduleAdmin):
+    """django-q2's schedules name any dotted path with any arguments, which a worker then runs: only
+    superusers may add, change or delete one. Other staff (with the view permission) see them."""
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+admin.site.unregister(Schedule)
+admin.site.register(Schedule, SuperuserScheduleAdmin)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView
+from jobs.web.api.views import JobViewSet
+
+
+class Router(DefaultRouter):
+    """The API root lists the endpoints that are not viewsets too."""
+
+    APIRootView = ApiRootView
+    EXTRA_ROOT_LINKS = {"token": "api-token", "health": "api-health", "schema": "api-schema", "docs": "api-docs"}
+
+    def get_api_root_view(self, api_urls=None):
+        api_root_dict = {prefix: self.routes[0].name.format(basename=basename) for prefix, _, basename in self.registry}
+        return self.APIRootView.as_view(api_root_dict={**api_root_dict, **self.EXTRA_ROOT_LINKS})
+
+
+router = Router()
+router.register("jobs", JobViewSet, basename="api-jobs")
+
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("health/", HealthView.as_view(), name="api-health"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    # A page: a browser without a session goes to the login page.
+    path("docs/", login_required(DocsView.as_view()), name="api-docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,159 @@
+"""The download: a streaming, uncompressed (STORE) ZIP of a job's finished outputs.
+
+zipstream-ng builds the archive lazily, so memory stays flat whatever the
+size, and with sized=True the exact length is known up front for
+Content-Length (zip64 is used automatically past 4 GiB). Every file is opened
+before the first byte is sent: a cleanup or a DELETE that removes the files
+meanwhile cannot cut the download short, since open files outlive their names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Collection, Iterator
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from zipstream import ZIP_STORED, ZipStream
+
+from jobs import storage
+from jobs.models import Job, OutputFile
+from jobs.services import slots
+from jobs.services.names import MANIFEST_NAME, stem_of, zip_file_name, zip_folders
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
+    """output pk -> its entry in the ZIP: <folder>/<folder>_v01.mp4, folders unique within the job."""
+    sources = list(job.sources.order_by("position"))
+    folder_of = dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
+    return {
+        output.pk: f"{folder_of[output.source_id]}/{folder_of[output.source_id]}_v{output.variation_index + 1:02d}.mp4"
+        for output in outputs
+    }
+
+
+def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict:
+    return {
+        "job": job.pk,
+        "status": job.status,
+        "seed": job.seed,
+        "created_at": job.created_at.isoformat(),
+        "variations_per_video": job.variations_per_video,
+        "outputs": [
+            {
+                "file": names[output.pk],
+                "source": output.source.original_name,
+                "variation": output.variation_index + 1,  # as in the file name: _v01 is variation 1
+                "variation_index": output.variation_index,  # from 0, as in the API
+                "size": output.size,
+                "effects": output.effects,
+            }
+            for output in outputs
+        ],
+    }
+
+
+class JobZip:
+    """The ZIP of a job as an iterable of bytes with an exact len(); close() closes the files it opened.
+
+    Django closes a streaming response's content when the response ends, however it ends.
+    """
+
+    def __init__(self, job: Job, output_ids: Collection[int] | None = None):
+        self._files = []
+        self.slot: slots.Slot | None = None  # the user's download slot, released with the files
+        self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
+        rows = job.outputs.select_related("source").order_by("source__position", "variation_index")
+        outputs = list(rows if output_ids is None else rows.filter(pk__in=output_ids))
+        names = entry_names(job, outputs)
+        present = []
+        for output in outputs:
+            try:
+                opened = storage.disk.open(storage.output_path(output))  # closed by close()
+            except FileNotFoundError:
+                logger.warning("job %s: output %s is missing on disk; left out of the ZIP", job.pk, output.path)
+                continue
+            except OSError:  # e.g. out of file descriptors: never a silently shorter ZIP
+                self.close()
+                raise
+            self._files.append(opened)
+            size = storage.disk.size_of_open(opened)
+            self._stream.add(_chunks(opened), names[output.pk], size=size)
+            present.append(output)
+        self._stream.add(json.dumps(manifest(job, present, names), indent=2).encode(), MANIFEST_NAME)
+
+    def __len__(self) -> int:
+        return len(self._stream)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        for opened in self._files:
+            opened.close()
+        if self.slot is not None:
+            self.slot.release()
+
+
+UNAVAILABLE = "the download cannot start right now; try again in a minute"
+
+
+def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = None) -> StreamingHttpResponse:
+    """The download of a downloadable job (only the outputs `output_ids` when given), named after it, in one of
+    the user's download slots (held until the response is closed). slots.NoSlot when the user has
+    none free; OSError when the files cannot be opened."""
+    slot = slots.take(slots.DOWNLOADS, user_id, settings.MAX_DOWNLOADS_PER_USER)
+    try:
+        stream = job_zip(job, output_ids)
+    except OSError:
+        slot.release()
+        logger.exception("job %s: the ZIP could not be prepared", job.pk)
+        raise
+    stream.slot = slot
+    response = StreamingHttpResponse(stream, content_type="application/zip")
+    response["Content-Length"] = str(len(stream))
+    response["Content-Disposition"] = content_disposition_header(True, zip_file_name(job.name or stem_of(job.title)))
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _chunks(opened) -> Iterator[bytes]:
+    while chunk := opened.read(CHUNK):
+        yield chunk
+
+
+def job_zip(job: Job, output_ids: Collection[int] | None = None) -> JobZip:
+    """Every finished output of the job, or those of `output_ids` (files that vanished are left out), plus
+    manifest.json."""
+    return JobZip(job, output_ids)
+
+
+class SelectionError(ValueError):
+    """A selection of outputs that does not name finished variations of the job: a 400, with this message."""
+
+
+def selected_outputs(job: Job, values: list[str]) -> list[int] | None:
+    """The output ids a download asks for: `?outputs=1,4,7` (or `outputs` repeated, as a form sends its
+    checkboxes). None when it asks for none (the whole ZIP). SelectionError for anything else than finished
+    variations of this job."""
+    if not values:
+        return None
+    raw = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    limit = settings.MAX_FILES * settings.MAX_VARIATIONS
+    if not raw or len(raw) > limit or not all(_OUTPUT_ID.fullmatch(item) for item in raw):
+        raise SelectionError(f"outputs: 1 to {limit} output ids from the job's JSON, separated by commas (1,4,7)")
+    wanted = {int(item) for item in raw}
+    found = set(job.outputs.filter(pk__in=wanted, missing=False).values_list("pk", flat=True))
+    if unknown := sorted(wanted - found):
+        raise SelectionError(f"outputs: not finished variations of this job: {', '.join(map(str, unknown))}")
+    return sorted(wanted)
+
+
+_OUTPUT_ID = re.compile(r"[0-9]{1,18}")

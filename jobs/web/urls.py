@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from jobs.web import views
+
+urlpatterns = [
+    path("", views.job_list, name="jobs-list"),
+    path("upload/", views.upload, name="jobs-upload"),
+    path("jobs/<str:pk>/", views.job_detail, name="jobs-detail"),
+    path("jobs/<str:pk>/status/", views.job_status, name="jobs-status"),
+    path("jobs/<str:pk>/card/", views.job_card, name="jobs-card"),
+    path("jobs/<str:pk>/cancel/", views.job_cancel, name="jobs-cancel"),
+    path("jobs/<str:pk>/download/", views.job_download, name="jobs-download"),
+    path("jobs/<str:pk>/make-more/", views.job_make_more, name="jobs-make-more"),
+    path("jobs/<str:pk>/retry/", views.job_retry, name="jobs-retry"),
+]
