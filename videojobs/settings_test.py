@@ -27,6 +27,6 @@ from videojobs.settings import DATA_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# The suite makes thousands of API calls a minute as one user (tests/test_urls.py); the limits
+# The suite makes thousands of API calls a minute as one user (tests/web/test_urls.py); the limits
 # themselves are tested with their own low rates.
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"user": "100000/min", "anon": "100000/min"}  # noqa: F405

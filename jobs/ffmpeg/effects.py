@@ -47,7 +47,7 @@ def rotation_filter(angle: float) -> str:
 
     Why not `rotate`: its per-pixel bilinear sampling is most of a variation's CPU (7 s of a 10 s 720p
     clip here). `perspective` computes its sampling map once and then only looks it up: 2.2x cheaper, and
-    its frames measure SSIM 0.994-0.996 against `rotate`'s for the same angle (tests/test_ffmpeg.py checks
+    its frames measure SSIM 0.994-0.996 against `rotate`'s for the same angle (tests/ffmpeg/test_ffmpeg.py checks
     >= 0.98; bench/throughput.py measures the outputs against the reference's). The map costs 8 bytes a
     pixel per output (a batch of 5 on a 4K source: about 325 MB more than `rotate`).
 

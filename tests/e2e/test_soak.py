@@ -22,6 +22,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs import ffmpeg, storage
 from jobs.models import ACTIVE, Job, Status
+from jobs.worker import cleanup
 from jobs.worker.procs import tagged_processes
 from tests.media import make_clip, make_size_switching_clip
 from tests.workers import wait_for
@@ -178,12 +179,31 @@ def test_four_clients_and_two_hard_kills(
     job_ids = list(Job.objects.values_list("pk", flat=True))
     wait_for(lambda: not any(tagged_processes(pk) for pk in job_ids), timeout=10, message="every FFmpeg to be gone")
 
-    def settled() -> bool:  # a worker settles its job's files just after its FFmpeg exits
-        return all(
-            set(files_under(storage.job_folder(job.pk))) == storage.owned_files(job) for job in Job.objects.all()
-        )
+    def unsettled() -> dict:  # a worker settles its job's files just after its FFmpeg exits
+        found = {}
+        for job in Job.objects.all():
+            on_disk, owned = set(files_under(storage.job_folder(job.pk))), storage.owned_files(job)
+            if on_disk != owned:
+                found[job.pk] = (
+                    job.status,
+                    sorted(p.name for p in on_disk - owned),
+                    sorted(p.name for p in owned - on_disk),
+                )
+        return found
 
-    wait_for(settled, timeout=10, message="every job folder to hold only what its rows own")
+    def settled_after_recovery() -> bool:
+        # The recovery pass the heartbeat schedule runs every minute, which a short soak does not wait for: it
+        # finalises a job cancelled after its worker was killed (no worker was left to settle its files).
+        cleanup.recover_lost_jobs()
+        return not unsettled()
+
+    settings.STALE_AFTER_SECONDS = int(CLUSTER_ENV["STALE_AFTER_SECONDS"])
+    wait_for(
+        settled_after_recovery,
+        timeout=15,
+        interval=0.5,
+        message=lambda: f"every job folder to hold only what its rows own: (status, extra, missing) {unsettled()}",
+    )
     jobs = {job.pk: job for job in Job.objects.prefetch_related("sources")}
     assert {entry.name for entry in jobs_dir.iterdir()} <= set(jobs)  # no folder without its job
     api = api_client_for(user)

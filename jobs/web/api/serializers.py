@@ -64,7 +64,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     The declared fields describe it (schema, browsable API); `to_representation` builds the same document
     directly. DRF's field-by-field path spent most of a poll's time making and binding field objects for
-    every job, source and output (tests/test_api_views.py checks that both give the same document).
+    every job, source and output (tests/web/test_api_views.py checks that both give the same document).
     """
 
     total_variations = serializers.IntegerField(read_only=True)

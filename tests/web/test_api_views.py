@@ -27,7 +27,7 @@ from jobs.web.api.serializers import JobSerializer, OutputSerializer, SourceSeri
 from jobs.worker import runner
 from videojobs import datadir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_retrieve_shows_sources_outputs_and_links_when_done(api, post_job):

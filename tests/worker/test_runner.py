@@ -200,7 +200,7 @@ def test_disk_full_while_encoding_fails_the_job_cleanly_and_spares_other_jobs(us
     assert Job.objects.get(pk=other.pk).status == Status.COMPLETED
 
 
-STANDIN = Path(__file__).resolve().parent / "standin_ffmpeg.py"
+STANDIN = Path(__file__).resolve().parents[1] / "standin_ffmpeg.py"
 
 
 def test_a_hung_ffmpeg_is_stopped_and_its_video_fails_as_stalled(user, upload, settings, monkeypatch, files_under):

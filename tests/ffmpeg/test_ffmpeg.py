@@ -245,7 +245,7 @@ def test_a_child_dies_when_the_process_that_started_it_is_killed():
         "while psutil.Process(child.pid).name() != 'sleep' and time.monotonic() < deadline: time.sleep(0.01)\n"
         "print(child.pid, flush=True); time.sleep(60)"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)
     child = psutil.Process(int(parent.stdout.readline()))
     try:
@@ -431,7 +431,7 @@ def _probe_peak_rss(path: Path, max_pixels: int) -> int:
         f"try:\n    ffmpeg.probe({str(path)!r}, max_pixels={max_pixels})\nexcept ffmpeg.ProbeError:\n    pass\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return int(
         subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True).stdout
     )

@@ -39,7 +39,7 @@ def test_process_job_runs_the_job(post_job):
 def test_sigterm_during_a_job_becomes_worker_stopping_and_the_worker_lives_on(post_job, monkeypatch, caplog):
     """The signal itself, on this process: the task's handler turns it into WorkerStopping, the task is sent
     again (a stop before the claim must not lose it), and it returns, so that the worker takes what its
-    cluster fetched ahead (see runworker). The hand-back itself: tests/test_parts.py."""
+    cluster fetched ahead (see runworker). The hand-back itself: tests/worker/test_video_run.py."""
     job = post_job(variations=1)
     before = signal.getsignal(signal.SIGTERM)
     stops = []

@@ -25,7 +25,7 @@ from jobs.services import quota, reuse
 from jobs.services.refusal import Refused
 from jobs.worker import cleanup, runner
 
-FAILING_ONCE = Path(__file__).resolve().parent / "failing_once_ffmpeg.py"
+FAILING_ONCE = Path(__file__).resolve().parents[1] / "failing_once_ffmpeg.py"
 
 
 def _effects(job: Job) -> set[tuple]:
