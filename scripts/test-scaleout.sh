@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The scale-out configuration (docs/architecture.md, "Scale-out"): the same code on PostgreSQL and
+# The scale-out configuration (docs/architecture/queue-and-database.md, "Scale-out"): the same code on PostgreSQL and
 # django-q2's Redis broker. Installs Debian's postgresql and redis-server when missing, starts them on
 # this machine, runs the suite against PostgreSQL (ORM broker) and the worker end-to-end tests with
 # Redis as the broker, and stops whatever it started, whether the tests pass or not.

@@ -139,7 +139,7 @@ def _database() -> dict:
     config.setdefault("CONN_HEALTH_CHECKS", True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # IMMEDIATE transactions + WAL + a busy timeout let the web process and
-        # the workers write without "database is locked" (docs/architecture.md,
+        # the workers write without "database is locked" (docs/architecture/queue-and-database.md,
         # "SQLite").
         config.setdefault("OPTIONS", {}).update(
             {
@@ -284,7 +284,7 @@ Q_CLUSTER = {
     "workers": WORKERS,
     "recycle": 100,
     "timeout": JOB_TIMEOUT_SECONDS,
-    # The ORM lease starts at fetch, not at start (docs/architecture.md, "Queue"). With queue_limit
+    # The ORM lease starts at fetch, not at start (docs/architecture/queue-and-database.md, "Queue"). With queue_limit
     # = 1 a fetched task waits for at most one running job, so a timeout and a margin cover it; and
     # it stays well below JOB_TTL_HOURS, so a lost delivery comes back while the job matters. A busy
     # cluster also holds back as few tasks as django-q2 allows: idle clusters elsewhere take the rest.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 # The reference encode caps the video rate at 2500 kbit/s with a 4000 kbit buffer; so do the variations.
 # Not lower for a source of a lower average rate: a cap bounds the peak, and x264 ultrafast needs several
-# times the bits of HEVC or of a slow x264 preset (measured: an 800k HEVC source capped at 1.5x its rate
-# lost twice as much SSIM as under the reference's cap).
+# times the bits of HEVC or of a slow x264 preset (bench/README.md, "Measured decisions").
 REFERENCE_MAX_BIT_RATE = 2_500_000
 BUFFER_FACTOR = 1.6  # bufsize / maxrate, as in the reference (4000k / 2500k)
 # AAC profiles every browser and player decodes; LD, ELD and Main are encoded again.

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-# The product's ranges (docs/architecture.md, "Effects"). Rotation is a magnitude; its sign is random.
+# The product's ranges (docs/architecture/processing.md, "Effects"). Rotation is a magnitude; its sign is random.
 ROTATION_RAD = (0.001, 0.01)
 BRIGHTNESS = (-0.05, 0.05)
 CONTRAST = (0.95, 1.05)
@@ -45,11 +45,10 @@ def rotation_filter(angle: float) -> str:
     """Rotation about the centre by `angle` radians (clockwise, as FFmpeg's `rotate`), as a `perspective`
     filter with bilinear interpolation.
 
-    Why not `rotate`: its per-pixel bilinear sampling is most of a variation's CPU (7 s of a 10 s 720p
-    clip here). `perspective` computes its sampling map once and then only looks it up: 2.2x cheaper, and
-    its frames measure SSIM 0.994-0.996 against `rotate`'s for the same angle (tests/ffmpeg/test_ffmpeg.py checks
-    >= 0.98; bench/throughput.py measures the outputs against the reference's). The map costs 8 bytes a
-    pixel per output (a batch of 5 on a 4K source: about 325 MB more than `rotate`).
+    Why not `rotate`: its per-pixel bilinear sampling is most of a variation's CPU. `perspective` computes
+    its sampling map once and then only looks it up: much cheaper, and its frames stay close to `rotate`'s
+    for the same angle (tests/ffmpeg/test_ffmpeg.py checks SSIM >= 0.98). The map costs 8 bytes a pixel per
+    output. The figures: bench/README.md ("Measured decisions").
 
     Each output corner takes the source point the rotation brings there; W and H are the frame's, so one
     chain fits every size. At the corners, where `rotate` fills black triangles a few pixels wide, this

@@ -66,8 +66,8 @@ def idle_scheduling_prefix() -> tuple[str, ...]:
 
     Under SCHED_IDLE a process only gets the CPU time no ordinary process wants, and an ordinary process
     that wakes up (a web request) takes the core from it at once; `nice` 19 alone still let the scheduler
-    finish an encoder's time slice first (bench/polling.py, p99: 101-226 ms; under SCHED_IDLE, most runs
-    49-125 ms). Any process may lower itself to SCHED_IDLE, but a container's seccomp profile can refuse
+    finish an encoder's time slice first (bench/polling.py; the figures: bench/README.md, "Measured
+    decisions"). Any process may lower itself to SCHED_IDLE, but a container's seccomp profile can refuse
     the call, and chrt then fails: it is tried once, with an empty Python program, before it prefixes FFmpeg."""
     chrt = shutil.which("chrt")
     if chrt:

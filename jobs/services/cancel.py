@@ -1,7 +1,7 @@
 """Cancelling and deleting a job: the one path shared by the API, the admin and the pages.
 
 The web side only writes the status; the worker that owns the FFmpeg process
-sees it and stops FFmpeg itself (docs/architecture.md, "Cancelling"). A job
+sees it and stops FFmpeg itself (docs/architecture/cancelling.md, "Cancelling"). A job
 cancelled while still queued has no worker, so its files are settled here.
 """
 

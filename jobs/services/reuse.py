@@ -1,11 +1,11 @@
 """Reusing a finished job's uploads: "make more" (a new job from the same videos) and "retry failed videos".
 
-Both admit the work like an upload does (jobs.services.uploads): the per-user limit
-on active jobs, room under the storage cap for the expected outputs (evicting
-what may be evicted), and a reservation taken under the admission lock.
-Neither sends a byte again: "make more" hard-links the uploads into the new
-job's folder; a retry runs the same job again. Races: docs/architecture.md
-("Reusing uploads").
+Both admit the work like an upload does, with quota.admit(): the per-user
+limit on active jobs, room under the storage cap for the expected outputs
+(evicting what may be evicted), and a reservation taken under the admission
+lock. Neither sends a byte again: "make more" hard-links the uploads into the
+new job's folder; a retry runs the same job again. Races:
+docs/architecture/files.md ("Reusing uploads").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ UploadGuardMiddleware, for every request the project serves (the admin's too):
   at once (jobs.services.slots), FileSizeLimitHandler first among the upload handlers
   (an oversized file is skipped while it streams in and named in
   `request.oversize_uploads`), and StrictParser for multipart bodies.
-Why it sits before CsrfViewMiddleware: docs/architecture.md ("Uploads").
+Why it sits before CsrfViewMiddleware: docs/architecture/uploads.md ("Uploads").
 """
 
 from __future__ import annotations

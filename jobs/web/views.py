@@ -125,7 +125,7 @@ def job_cancel(request, pk: str):
 
 @require_POST
 def job_make_more(request, pk: str):
-    """ "Make N more": a new job from the same videos; its page next."""
+    """Make more: a new job from the same videos; its page next."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
         return _not_allowed("change")

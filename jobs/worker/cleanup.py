@@ -1,7 +1,7 @@
 """Retention, eviction, orphans and crash recovery: one pass, run by the schedule and `manage.py cleanup`.
 
 What each step does and why it is safe to overlap with workers and with
-other passes: docs/architecture.md ("Lifecycle").
+other passes: docs/architecture/state-machine.md ("Lifecycle").
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class _Pass:
 
 
 def run(now: datetime | None = None, dry_run: bool = False) -> Summary:
-    """One full pass (docs/architecture.md, "Lifecycle"). Safe to run from several processes at once."""
+    """One full pass (docs/architecture/state-machine.md, "Lifecycle"). Safe to run from several processes at once."""
     cleanup = _Pass(now or database_now(), dry_run)  # the database's clock: the same on every machine
     recover(cleanup)
     expire(cleanup)

@@ -4,7 +4,7 @@ run_job is the task sent for a job: it claims the job (a run), sends helper
 tasks, and runs parts like any helper. run_helper is the helper task: it joins a
 run that is still current. Each runs parts until none is left (jobs.worker.video_run).
 The order of the steps, and the races each one is fenced against, are in
-docs/architecture.md ("Processing a job", "Parts").
+docs/architecture/processing.md ("Processing a job", "Parts").
 """
 
 from __future__ import annotations

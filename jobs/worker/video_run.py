@@ -8,7 +8,7 @@ So a job with N videos keeps N workers busy, on one machine or several.
 Every write of a part names both tokens (Part.rows): a worker whose job was
 requeued, or whose part was taken over, writes nothing. The transaction that
 finishes the last part finishes the job (finish_if_done). Details and races:
-docs/architecture.md ("Parts").
+docs/architecture/processing.md ("Parts").
 """
 
 from __future__ import annotations
