@@ -30,8 +30,8 @@ from django.utils import timezone  # noqa: E402
 
 from bench.results import record  # noqa: E402
 from jobs import storage  # noqa: E402
-from jobs.worker import cleanup  # noqa: E402
 from jobs.models import Job, OutputFile, SourceVideo, Status  # noqa: E402
+from jobs.worker import cleanup  # noqa: E402
 
 
 def make_jobs(owner, count: int, expired: bool) -> None:
