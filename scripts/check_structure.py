@@ -151,7 +151,7 @@ def main() -> int:
     for finding in findings:
         print(finding)
     if findings:
-        print(f"check_structure: {len(findings)} findings (docs/architecture/README.md, "Modules: where things live")")
+        print(f"check_structure: {len(findings)} findings (docs/architecture/README.md, 'Modules: where things live')")
         return 1
     print("check_structure: every rule holds")
     return 0
