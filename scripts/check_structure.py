@@ -31,7 +31,7 @@ STORAGE_SEAM = "jobs/storage/local_disk.py"
 RUN_STATE = {"status", "claims", "handbacks", "heartbeat_at", "started_at", "finished_at", "cancelled_at", "progress"}
 RUN_STATE |= {"completed_variations"}
 # The steps of an admission: called nowhere but in jobs.services.quota.
-ADMISSION_STEPS = {"make_room", "_admission_lock", "fits"}
+ADMISSION_STEPS = {"make_room", "admission_lock", "fits"}
 # Operations on files: only the storage seam does them to a job's files.
 FILE_FUNCTIONS = {
     ("os", "link"),
@@ -101,7 +101,7 @@ def check_admission(name: str, tree: ast.AST) -> list[tuple[int, str]]:
         called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         if called in ADMISSION_STEPS and name != QUOTA:
             found.append((node.lineno, f"{called}() outside {QUOTA}: admit work with quota.admit()"))
-        if called == "_admission_lock":
+        if called == "admission_lock":
             lock_calls.append(node.lineno)
     if name == QUOTA:
         admits = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "admit"]

@@ -34,7 +34,7 @@ def test_the_tree_keeps_to_every_rule():
         ("jobs/web/admin.py", "job.save(update_fields=['status'])", "saved outside"),
         ("jobs/web/admin.py", "cursor.execute('update jobs_job set status = 1')", "raw SQL"),
         ("jobs/services/uploads.py", "quota.make_room(owner, 1)", "make_room() outside"),
-        ("jobs/services/reuse.py", "with quota._admission_lock(): pass", "_admission_lock() outside"),
+        ("jobs/services/reuse.py", "with locks.admission_lock(): pass", "admission_lock() outside"),
         ("jobs/web/archive.py", "open(path, 'rb')", "open() outside"),
         ("jobs/worker/runner.py", "os.replace(a, b)", "os.replace() outside"),
         ("jobs/worker/cleanup.py", "path.unlink()", ".unlink() outside"),
@@ -52,7 +52,7 @@ def test_the_homes_may_do_what_they_are_for():
     @contextmanager
     def admit(owner, needed):
         make_room(owner, needed)
-        with _admission_lock():
+        with locks.admission_lock():
             yield
     """
     assert findings("jobs/services/quota.py", quota) == []

@@ -222,7 +222,7 @@ class Job(JobFigures, models.Model):
         One conditional UPDATE (eviction expires a job in one of its own: of the two, one wins). The lost
         workers of earlier runs still count (lost_runs): the claim counters are not reset. Times are the
         database's, as eviction's are, so the two fences compare the same clock. Call inside the
-        transaction that holds the job's row (storage.finished_job_locked).
+        transaction that holds the job's row (locks.finished_job_locked).
         """
         now = database_now()
         reopened = Job.objects.filter(

@@ -25,17 +25,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models
 from django.db.models import F, Max, Sum
 from django.template.defaultfilters import filesizeformat
 
 from jobs import ffmpeg, storage
-from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, database_now
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, database_now, locks
 from jobs.services.refusal import Refused
 
 logger = logging.getLogger(__name__)
-
-ADMISSION_LOCK_KEY = 7_302_001  # any constant: the advisory lock that serialises admissions on PostgreSQL
 
 
 def output_reservation(duration: float) -> int:
@@ -120,7 +118,7 @@ def admit(
     make_room(owner, needed, keep, field)
     if before_lock is not None:
         before_lock()
-    with _admission_lock():
+    with locks.admission_lock():
         check_active_jobs(owner, field)
         if not fits(needed, owner):
             raise no_room(owner, needed, field)
@@ -209,17 +207,3 @@ def evict_job(job: Job, size: int | None = None) -> bool:
         return False
     storage.delete_job(job, size)
     return True
-
-
-@contextmanager
-def _admission_lock():
-    """A transaction in which one upload at a time checks the room and reserves it.
-
-    SQLite's IMMEDIATE transactions already take the write lock at BEGIN; PostgreSQL takes a
-    transaction-level advisory lock, so two uploads that each fit alone cannot both be admitted.
-    """
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
-        yield

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import Effects, effects_for_job
-from jobs.models import ACTIVE, RETRYABLE, Job, SourceVideo, Status, database_now, new_job_id, new_seed
+from jobs.models import ACTIVE, RETRYABLE, Job, SourceVideo, Status, database_now, locks, new_job_id, new_seed
 from jobs.services import quota
 from jobs.services.enqueue import enqueue_job
 from jobs.services.refusal import Refused
@@ -71,7 +71,7 @@ def make_more(job: Job, variations) -> Job:
         copies = _linked_uploads(sources, new)  # before admit: an eviction meanwhile cannot take the bytes
         with quota.admit(job.owner, new.reserved_bytes, keep=job.pk, field="variations"):
             # Locked, so that a DELETE of the original cannot land between this check and the commit.
-            if not Job.objects.select_for_update().filter(pk=job.pk).exists():
+            if not locks.lock_job(job.pk):
                 raise ReuseError("this job was deleted meanwhile: upload its videos again to make more")
             new.save(force_insert=True)
             SourceVideo.objects.bulk_create(copies)
@@ -143,7 +143,7 @@ def retry_failed(job: Job) -> Job:
         (job.variations_per_video - source.completed_variations) * quota.output_reservation(source.duration)
         for source in failed
     ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
-    with quota.admit(job.owner, left, keep=job.pk, field=""), storage.finished_job_locked(job.pk) as status:
+    with quota.admit(job.owner, left, keep=job.pk, field=""), locks.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
         retried = status in RETRYABLE and job.reopen_for_retry(storage.job_bytes(job) + left)
         if not retried:

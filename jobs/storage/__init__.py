@@ -23,14 +23,14 @@ come in this order: docs/architecture/files.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from jobs.models import TERMINAL, Job, OutputFile, SourceVideo, Status
+from jobs.models.locks import finished_job_locked, lock_job
 from jobs.storage.layout import (
     PARTIAL_SUFFIX,
     THUMBNAIL_NAME,
@@ -189,20 +189,6 @@ def remove_folder(job_id: str) -> None:
     disk.remove_tree_quietly(job_folder(job_id))
 
 
-@contextmanager
-def finished_job_locked(job_id: str) -> Iterator[str | None]:
-    """A transaction holding the job's row; yields its status as of the lock (None when the row is gone).
-
-    Whatever removes the files no row owns in a finished job does it inside
-    this, after seeing a terminal status here: a retry (jobs.services.reuse) takes the
-    same lock to send the job back to the queue, so no new run can write,
-    rename a file into place or register a row in the folder meanwhile.
-    PostgreSQL: the row's lock; SQLite: the IMMEDIATE transaction's write lock.
-    """
-    with transaction.atomic():
-        yield Job.objects.select_for_update().filter(pk=job_id).values_list("status", flat=True).first()
-
-
 def settle_files(job: Job, part: tuple[int, int] | None = None) -> None:
     """After a worker's share of a run: the partial files of its part go (`part` = (position, claim)); once the
     job is terminal, every file no row owns goes. The uploads stay, until the job is deleted.
@@ -276,7 +262,7 @@ def delete_job(job: Job, size: int | None = None) -> int:
     with transaction.atomic():
         # Locked before Django gathers the jobs made from it (to unlink them): a "make more" that is
         # committing one waits for this, or this waits for it and then sees it (jobs.services.reuse.make_more).
-        Job.objects.select_for_update().filter(pk=job_id).exists()
+        lock_job(job_id)
         job.delete()
     logger.info("job %s: deleted with its files (%s bytes)", job_id, freed)
     return freed
@@ -294,7 +280,6 @@ __all__ = [
     "discard",
     "disk",
     "final_path",
-    "finished_job_locked",
     "job_bytes",
     "job_folder",
     "job_folders",

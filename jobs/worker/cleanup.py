@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from jobs import storage
-from jobs.models import TERMINAL, Job, OutputFile, Status, database_now
+from jobs.models import TERMINAL, Job, OutputFile, Status, database_now, locks
 from jobs.services import quota
 from jobs.services.enqueue import enqueue_job
 from jobs.worker import procs, video_run
@@ -274,7 +274,7 @@ def _sweep_job_folder(cleanup: _Pass, job: Job) -> None:
         return  # a worker (or the upload) is writing here; recovery handles lost workers
     if next(_orphans(job), None) is None:
         return  # the usual case, seen without taking the job's lock
-    with storage.finished_job_locked(job.pk) as status:
+    with locks.finished_job_locked(job.pk) as status:
         if status not in TERMINAL:
             return  # retried (or deleted) since the pass read it
         for path, why in _orphans(job):

@@ -22,6 +22,7 @@ from django_q.exceptions import TimeoutException
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import Effects, effects_for_job
 from jobs.models import TERMINAL, Job, SourceVideo, Status
+from jobs.models.locks import lock_run
 from jobs.services.enqueue import enqueue_job, enqueue_part
 from jobs.worker import video_run
 from jobs.worker.db_retry import retry_transient
@@ -132,14 +133,14 @@ def _finish_left_over(job: Job) -> bool:
     """A safety net: finish the job if none of its parts is left to run. The transaction that finishes the
     last part normally does this itself; a resumed job with nothing left is finished here."""
     with transaction.atomic():
-        return video_run.lock_run(job) and video_run.finish_if_done(job)
+        return lock_run(job) and video_run.finish_if_done(job)
 
 
 def _hand_back(job: Job, part: Part | None) -> None:
     """This worker is stopping: its part goes back to the queue, and the job too when no other worker
     is on it, so that the next worker resumes at once instead of waiting for recovery."""
     with transaction.atomic():
-        if not video_run.lock_run(job):
+        if not lock_run(job):
             return
         part_back = part is not None and part.hand_back()
         job_back = not job.sources.filter(status=Status.PROCESSING).exists() and job.hand_back()

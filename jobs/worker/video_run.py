@@ -26,6 +26,7 @@ from django.utils import timezone
 from jobs import storage
 from jobs.ffmpeg.effects import Effects
 from jobs.models import ACTIVE, Job, OutputFile, SourceVideo, Status
+from jobs.models.locks import lock_run
 from jobs.services.enqueue import enqueue_part
 from jobs.worker import procs
 
@@ -94,18 +95,6 @@ class Part:
 def log_outcome(job: Job) -> None:
     """The line for a job that a call just finished."""
     logger.info("job %s: %s", job.pk, job.status)
-
-
-def lock_run(job: Job) -> bool:
-    """Inside a transaction: lock the job's row while `job`'s run owns it. False when it no longer does.
-
-    Every change of a part's state (claim, registration, failure, hand-back,
-    recovery) takes this lock first, so they happen one at a time per job, and
-    each sees every earlier one's commit (PostgreSQL reads committed rows again
-    after the lock). SQLite: the IMMEDIATE transaction already holds the
-    database's write lock.
-    """
-    return bool(list(job.this_run().select_for_update().values_list("pk", flat=True)))
 
 
 def claim_next(job: Job) -> Part | None:
