@@ -25,6 +25,7 @@ MAX_LINES = 350
 JOB_TRANSITIONS = "jobs/models/job.py"
 VIDEO_RUN = "jobs/worker/video_run.py"
 QUOTA = "jobs/services/quota.py"
+LOCKS = "jobs/models/locks.py"
 STORAGE_SEAM = "jobs/storage/local_disk.py"
 
 # The columns that make up the run state of a job or of a video.
@@ -60,48 +61,74 @@ def receiver(call: ast.Call) -> str:
 
 
 def keywords(call: ast.Call) -> set[str]:
-    return {keyword.arg for keyword in call.keywords if keyword.arg}
+    """The fields a call names: its keywords, and the keys of a dict literal passed with ** or as defaults=."""
+    names = {keyword.arg for keyword in call.keywords if keyword.arg}
+    for keyword in call.keywords:
+        if (keyword.arg is None or keyword.arg == "defaults") and isinstance(keyword.value, ast.Dict):
+            names |= {key.value for key in keyword.value.keys if isinstance(key, ast.Constant)}
+    return names
+
+
+def listed_fields(call: ast.Call) -> set[str]:
+    """The field names a save(update_fields=...) or bulk_update(rows, [...]) lists."""
+    lists = [keyword.value for keyword in call.keywords if keyword.arg in ("update_fields", "fields")]
+    lists += [arg for arg in call.args if isinstance(arg, ast.List | ast.Tuple)]
+    return {
+        item.value
+        for value in lists
+        if isinstance(value, ast.List | ast.Tuple)
+        for item in value.elts
+        if isinstance(item, ast.Constant)
+    }
+
+
+def names_a_job(expression: str) -> bool:
+    """Does the receiver of an UPDATE read as a Job queryset (not a video's rows)?"""
+    return "Job" in expression or "this_run" in expression or expression.startswith(("job.", "self.job"))
 
 
 def check_updates(name: str, tree: ast.AST) -> list[tuple[int, str]]:
-    """Rules 1 and 2: which UPDATEs of run state are where."""
+    """Rules 1 and 2: which changes of run state are where."""
+    homes = (JOB_TRANSITIONS, VIDEO_RUN)
     found = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AugAssign) and name not in homes:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and target.attr in RUN_STATE:
+                    found.append((node.lineno, f"run state .{target.attr} assigned outside {' or '.join(homes)}"))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            sql = node.value.upper().replace('"', "").replace("`", "")
+            if "UPDATE JOBS_" in sql:
+                found.append((node.lineno, "raw SQL UPDATE of a job table"))
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
-        method, changed = node.func.attr, keywords(node) & RUN_STATE
-        if method == "update" and changed:
-            if name == VIDEO_RUN and "Job" in receiver(node):
+        method = node.func.attr
+        if method in ("update", "update_or_create"):
+            changed = keywords(node) & RUN_STATE
+            if not changed:
+                continue
+            if name == VIDEO_RUN and names_a_job(receiver(node)):
                 found.append((node.lineno, f"a job's {sorted(changed)} changed outside {JOB_TRANSITIONS}"))
-            elif name not in (JOB_TRANSITIONS, VIDEO_RUN):
-                homes = f"{JOB_TRANSITIONS} or {VIDEO_RUN}"
-                found.append((node.lineno, f"run state {sorted(changed)} changed outside {homes}"))
-        elif method in ("save", "bulk_update") and name not in (JOB_TRANSITIONS, VIDEO_RUN):
-            fields = {
-                item.value
-                for keyword in node.keywords
-                if keyword.arg in ("update_fields", "fields") and isinstance(keyword.value, ast.List | ast.Tuple)
-                for item in keyword.value.elts
-                if isinstance(item, ast.Constant)
-            }
-            if fields & RUN_STATE:
-                found.append((node.lineno, f"run state {sorted(fields & RUN_STATE)} saved outside the transitions"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "UPDATE JOBS_" in node.value.upper():
-            found.append((node.lineno, "raw SQL UPDATE of a job table"))
+            elif name not in homes:
+                found.append((node.lineno, f"run state {sorted(changed)} changed outside {' or '.join(homes)}"))
+        elif method in ("save", "bulk_update") and name not in homes and listed_fields(node) & RUN_STATE:
+            found.append((node.lineno, f"run state {sorted(listed_fields(node) & RUN_STATE)} saved outside the homes"))
     return found
 
 
 def check_admission(name: str, tree: ast.AST) -> list[tuple[int, str]]:
-    """Rule 3: the admission's steps are called in quota alone, and its lock once, in admit()."""
+    """Rule 3: the admission's steps are used in quota alone (called or referred to), its lock is taken once,
+    in admit(), and no other module takes the advisory lock by hand."""
     found, lock_calls = [], []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if called in ADMISSION_STEPS and name != QUOTA:
-            found.append((node.lineno, f"{called}() outside {QUOTA}: admit work with quota.admit()"))
-        if called == "admission_lock":
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "pg_advisory" in node.value:
+            if name != LOCKS:
+                found.append((node.lineno, f"an advisory lock taken outside {LOCKS}"))
+        used = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+        if used in ADMISSION_STEPS and name not in (QUOTA, LOCKS):
+            found.append((node.lineno, f"{used} used outside {QUOTA}: admit work with quota.admit()"))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "admission_lock":
             lock_calls.append(node.lineno)
     if name == QUOTA:
         admits = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "admit"]

@@ -20,7 +20,7 @@ from videojobs.env import env_bool, env_bytes, env_float, env_int, env_list, env
 
 keep_private()  # every file the service writes is 0600, every folder 0700 (videojobs.datadir)
 DATA_DIR = data_dir()
-# Each job owns one folder, JOBS_DIR/<job id>/ (layout: jobs/storage.py).
+# Each job owns one folder, JOBS_DIR/<job id>/ (layout: jobs/storage/__init__.py).
 JOBS_DIR = DATA_DIR / "jobs"
 
 # DJANGO_SECRET_KEY, or the key `python -m videojobs.datadir` generated. Left empty,

@@ -216,8 +216,8 @@ class Job(JobFigures, models.Model):
         ttl = timedelta(hours=settings.JOB_TTL_HOURS)
         return min((now or database_now()) + ttl, self.created_at + 2 * ttl)
 
-    def reopen_for_retry(self, reservation: int) -> int:
-        """completed|failed -> queued, with its failed videos queued again; returns how many (0: not reopened).
+    def reopen_for_retry(self, reservation: int) -> int | None:
+        """completed|failed -> queued, with its failed videos queued again; returns how many (None: not reopened).
 
         One conditional UPDATE (eviction expires a job in one of its own: of the two, one wins). The lost
         workers of earlier runs still count (lost_runs): the claim counters are not reset. Times are the
@@ -240,7 +240,7 @@ class Job(JobFigures, models.Model):
             reserved_bytes=reservation,
         )
         if not reopened:
-            return 0
+            return None
         return self.sources.filter(status=Status.FAILED).update(
             status=Status.QUEUED,
             error="",

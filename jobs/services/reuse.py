@@ -65,7 +65,7 @@ def make_more(job: Job, variations) -> Job:
     )
     quota.check_active_jobs(job.owner, field="")
     # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
-    # uploads count in its own figure too (storage.storage_used).
+    # uploads count in its own figure too (quota.storage_used).
     new.reserved_bytes = quota.job_reservation([(source.size, source.duration) for source in sources], count)
     try:
         copies = _linked_uploads(sources, new)  # before admit: an eviction meanwhile cannot take the bytes
@@ -145,8 +145,8 @@ def retry_failed(job: Job) -> Job:
     ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
     with quota.admit(job.owner, left, keep=job.pk, field=""), locks.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
-        retried = status in RETRYABLE and job.reopen_for_retry(storage.job_bytes(job) + left)
-        if not retried:
+        retried = job.reopen_for_retry(storage.job_bytes(job) + left) if status in RETRYABLE else None
+        if retried is None:
             raise ReuseError(f"this job is {status or 'gone'} now: nothing to retry")
         transaction.on_commit(lambda: _log_and_enqueue(job, f"retrying {retried} failed videos"))
     return Job.objects.filter(pk=job.pk).first() or job  # as it is now (deleted just now: as it was)

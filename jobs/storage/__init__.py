@@ -13,7 +13,7 @@ Every file of a job lives under JOBS_DIR/<job id>/:
     cancel-requested          the cancel mark, a hint to the job's workers (mark_cancel); owned by no row
 
 This package decides where they live and which are owned; every operation on
-them goes through its storage seam (disk.py). FFmpeg writes the partials and
+them goes through its storage seam (local_disk.py). FFmpeg writes the partials and
 the thumbnail to paths it gets from here; jobs.worker.video_run calls
 promote() inside the transaction that registers the row. How much room they
 take, and who may take more, is jobs.services.quota's business. Why the steps
@@ -85,8 +85,9 @@ def link_upload(source: SourceVideo, job_id: str) -> str:
     Returns its path relative to that job's folder."""
     relative = f"uploads/{source.position:02d}.video"
     target = job_folder(job_id) / relative
-    if not disk.link(upload_path(source), target):
-        logger.warning("job %s: upload %s copied, not linked (no hard link on this file system)", job_id, relative)
+    copied_because = disk.link(upload_path(source), target)
+    if copied_because:
+        logger.warning("job %s: upload %s copied, not linked (%s)", job_id, relative, copied_because)
     return relative
 
 

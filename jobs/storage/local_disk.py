@@ -102,17 +102,18 @@ class LocalDisk:
         """Rename, atomically."""
         os.replace(source, target)
 
-    def link(self, source: Path, target: Path) -> bool:
+    def link(self, source: Path, target: Path) -> str:
         """The same bytes under a second name, none copied (a hard link), so that either name may go first;
-        a copy where the file system has no link for it (False)."""
+        a copy where the file system has no link for it. Returns "" when linked, else why it was copied."""
         try:
             os.link(source, target)
-            return True
+            return ""
         except OSError as exc:
             if exc.errno not in NO_LINK_ERRORS:
                 raise
+            reason = exc.strerror or str(exc)
         shutil.copyfile(source, target)
-        return False
+        return reason
 
     # --- marks (a file whose only content is when it was last touched) ---------------
     def touch(self, path: Path) -> None:

@@ -214,7 +214,7 @@ class _StopWatch:
     """should_stop for FFmpeg: True once the part is no longer this claim's (the job cancelled or deleted,
     the job or the part requeued and taken over).
 
-    FFmpeg's wait asks it every ffmpeg.STOP_CHECK_INTERVAL; it asks the database every CHECK_SECONDS, and
+    FFmpeg's wait asks it every ffmpeg.process.STOP_CHECK_INTERVAL; it asks the database every CHECK_SECONDS, and
     at once when the job's cancel mark (storage.mark_cancel) was touched since it last asked. Also writes
     the heartbeats every BEAT_SECONDS, so a live part never looks stale even while FFmpeg reports no progress.
     """

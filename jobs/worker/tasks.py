@@ -1,4 +1,4 @@
-"""django-q2 entry points (the schedules that call two of them: jobs/schedules.py). Tasks get primary keys only."""
+"""django-q2 entry points (the schedules that call two of them: schedules.py). Tasks get primary keys only."""
 
 from __future__ import annotations
 
