@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 from pathlib import Path
 
 import psutil
@@ -20,8 +21,8 @@ from rest_framework.test import APIClient
 
 from jobs import ffmpeg, models, storage
 from jobs.models import Job, OutputFile, SourceVideo, Status
-from jobs.services import quota, reuse
-from jobs.worker import cleanup, runner
+from jobs.services import quota
+from jobs.worker import runner
 from tests.media import make_clip
 from tests.workers import Cluster
 from videojobs import datadir
@@ -115,8 +116,11 @@ def machine_clock_on_postgresql(request):
         yield
         return
     with pytest.MonkeyPatch.context() as patch:  # its own: a test's monkeypatch.undo() leaves it in place
-        for module in (models, reuse, storage, cleanup):
-            patch.setattr(module, "database_now", timezone.now)
+        for module in list(sys.modules.values()):  # every module of the app that imported it, wherever it moves
+            if getattr(module, "__name__", "").startswith("jobs") and module.__dict__.get("database_now") is (
+                models.base.database_now
+            ):
+                patch.setattr(module, "database_now", timezone.now)
         yield
 
 
