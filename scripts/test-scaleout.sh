@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The scale-out configuration (docs/architecture/queue-and-database.md, "Scale-out"): the same code on PostgreSQL and
 # django-q2's Redis broker. Installs Debian's postgresql and redis-server when missing, starts them on
-# this machine, runs the suite against PostgreSQL (ORM broker) and the worker end-to-end tests with
-# Redis as the broker, and stops whatever it started, whether the tests pass or not.
+# this machine, runs the tests that use the database against PostgreSQL (ORM broker), then the worker
+# end-to-end tests with Redis as the broker, and stops whatever it started, whether the tests pass or not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)

@@ -134,7 +134,7 @@ def _database() -> dict:
     url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
     config = environ.Env.db_url_config(url)
     # A web thread keeps its connection between requests instead of opening one (and, on SQLite, running
-    # the PRAGMAs below) for each: about 2 ms of a 10 ms status poll. Checked before reuse.
+    # the PRAGMAs below) for each: a fair part of a status poll (bench/README.md). Checked before reuse.
     config.setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
     config.setdefault("CONN_HEALTH_CHECKS", True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -231,12 +231,12 @@ MAX_UPLOAD_BYTES = env_bytes("MAX_UPLOAD_BYTES", 500 * 1024**2)
 MAX_VARIATIONS = env_int("MAX_VARIATIONS", 20, minimum=1)
 DEFAULT_VARIATIONS = min(5, MAX_VARIATIONS)
 KILL_GRACE_SECONDS = env_float("KILL_GRACE_SECONDS", 2.0)
-# FFmpeg's CPU priority (nice): above 0 it yields to the web server (bench/polling.py measures the difference:
-# at 19 the polling p99 while a job encodes was 143-243 ms, at 10 220-395 ms).
+# FFmpeg's CPU priority (nice): above 0 it yields to the web server (bench/polling.py measures the difference;
+# the figures: bench/README.md, "Measured decisions").
 ENCODE_NICENESS = env_int("ENCODE_NICENESS", 19, minimum=0)
 # FFmpeg under Linux's SCHED_IDLE policy (chrt --idle): a woken web request takes the core from it at once,
-# where nice 19 alone let an encoder finish its time slice (the polling p99 while a job encodes: most runs
-# 49-125 ms, against 101-226 ms). Where the policy cannot be set, only the niceness applies.
+# where nice 19 alone let an encoder finish its time slice (bench/README.md, "Measured decisions"). Where the
+# policy cannot be set, only the niceness applies.
 ENCODE_IDLE_SCHEDULING = env_bool("ENCODE_IDLE_SCHEDULING", True)
 # The address space one FFmpeg may take, in bytes (0: no limit). Unset: sized from MAX_PIXELS and BATCH_SIZE
 # (jobs.ffmpeg.encode_memory_limit).

@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 ACCEPTED_FORMAT = "mov"  # the MP4/MOV demuxer: "mov" when forced (as the probe does), "mov,mp4,m4a,..." when guessed
 
 
-UploadError = Refused  # the name the pages and the API knew it by
-
-
 @dataclass(frozen=True)
 class _Checked:
     upload: UploadedFile
@@ -47,9 +44,9 @@ def parse_variations(value) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise UploadError(f"{message}, not {str(value)[:40]!r}", field="variations") from None
+        raise Refused(f"{message}, not {str(value)[:40]!r}", field="variations") from None
     if not 1 <= number <= maximum:
-        raise UploadError(f"{message}, not {number}", field="variations")
+        raise Refused(f"{message}, not {number}", field="variations")
     return number
 
 
@@ -58,17 +55,17 @@ def parse_name(value) -> str:
     characters are refused by the same rule as in file names (names.hidden_characters)."""
     name = unicodedata.normalize("NFC", " ".join(str(value or "").split()))
     if hidden_characters(name):
-        raise UploadError("name: control characters and invisible formatting characters are not allowed", field="name")
+        raise Refused("name: control characters and invisible formatting characters are not allowed", field="name")
     if len(name) > MAX_JOB_NAME_LENGTH:
-        raise UploadError(f"name: at most {MAX_JOB_NAME_LENGTH} characters, not {len(name)}", field="name")
+        raise Refused(f"name: at most {MAX_JOB_NAME_LENGTH} characters, not {len(name)}", field="name")
     return name
 
 
 def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
     if not uploads:
-        raise UploadError("no videos: send one or more files in the 'videos' field", field="videos")
+        raise Refused("no videos: send one or more files in the 'videos' field", field="videos")
     if len(uploads) > settings.MAX_FILES:
-        raise UploadError(f"too many videos: {len(uploads)} sent, at most {settings.MAX_FILES} allowed", field="videos")
+        raise Refused(f"too many videos: {len(uploads)} sent, at most {settings.MAX_FILES} allowed", field="videos")
     taken: set[str] = set()
     checked = []
     started = time.thread_time()  # PROBE_CPU_SECONDS is for the whole request, however many files it has
@@ -76,20 +73,20 @@ def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
         raw = upload.name or ""
         problem = name_problem(raw)
         if problem:
-            raise UploadError(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos", file=raw)
+            raise Refused(f"file name {raw[:80]!r} is not allowed: {problem}", field="videos", file=raw)
         name = display_name(raw, taken, len(checked))
         try:
             if upload.size == 0:
-                raise UploadError(f"{name}: the file is empty", field="videos")
+                raise Refused(f"{name}: the file is empty", field="videos")
             if upload.size > settings.MAX_UPLOAD_BYTES:
-                raise UploadError(
+                raise Refused(
                     f"{name}: the file is {upload.size} bytes, over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
                     status=413,
                     field="videos",
                 )
             left = settings.PROBE_CPU_SECONDS - (time.thread_time() - started)
             checked.append(_Checked(upload, name, _probe(upload, name, max(left, 0.0))))
-        except UploadError as exc:
+        except Refused as exc:
             exc.file = raw
             raise
     return checked
@@ -107,13 +104,11 @@ def _probe(upload: UploadedFile, name: str, cpu_seconds: float) -> ffmpeg.ProbeR
             cpu_seconds=cpu_seconds,
         )
     except ffmpeg.ProbeError as exc:
-        raise UploadError(f"{name}: not a usable video: {exc}", field="videos") from None
+        raise Refused(f"{name}: not a usable video: {exc}", field="videos") from None
     finally:
         upload.seek(0)
     if ACCEPTED_FORMAT not in result.format_name.split(","):
-        raise UploadError(
-            f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos"
-        )
+        raise Refused(f"{name}: only MP4 and MOV videos are accepted (this is {result.format_name})", field="videos")
     _check_limits(name, result)
     return result
 
@@ -126,18 +121,18 @@ def max_frames() -> int:
 def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:
     """The decoded stream against MAX_DURATION_SECONDS, MAX_PIXELS and MAX_FPS; the message names the limit."""
     if found.pixels > settings.MAX_PIXELS:
-        raise UploadError(
+        raise Refused(
             f"{name}: {found.width}x{found.height} is {found.pixels} pixels, over the limit of "
             f"{settings.MAX_PIXELS} (MAX_PIXELS)",
             field="videos",
         )
     if found.duration > settings.MAX_DURATION_SECONDS:
-        raise UploadError(
+        raise Refused(
             f"{name}: the video runs longer than the limit of {settings.MAX_DURATION_SECONDS} s (MAX_DURATION_SECONDS)",
             field="videos",
         )
     if found.fps > settings.MAX_FPS + 0.5:  # packet timing rounds: 120.3 is still 120 fps
-        raise UploadError(
+        raise Refused(
             f"{name}: {found.fps:.0f} frames per second, over the limit of {settings.MAX_FPS} (MAX_FPS)",
             field="videos",
         )
@@ -151,7 +146,7 @@ def create_job(
     `oversize` names files the upload handler already dropped for their size.
     """
     if oversize:
-        raise UploadError(
+        raise Refused(
             f"{oversize[0]}: the file is over the limit of {settings.MAX_UPLOAD_BYTES} bytes",
             status=413,
             field="videos",
