@@ -115,10 +115,12 @@ def machine_clock_on_postgresql(request):
     if request.node.get_closest_marker("database_clock"):
         yield
         return
+    server_clock = models.base.database_now  # read once: the loop below replaces it in jobs.models.base too
     with pytest.MonkeyPatch.context() as patch:  # its own: a test's monkeypatch.undo() leaves it in place
         for module in list(sys.modules.values()):  # every module of the app that imported it, wherever it moves
-            if getattr(module, "__name__", "").startswith("jobs") and module.__dict__.get("database_now") is (
-                models.base.database_now
+            if (
+                getattr(module, "__name__", "").startswith("jobs")
+                and module.__dict__.get("database_now") is server_clock
             ):
                 patch.setattr(module, "database_now", timezone.now)
         yield
