@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import imageio_ffmpeg
 import psutil
 from django.conf import settings
 from django.db import connection
@@ -21,6 +22,11 @@ from jobs.worker.procs import tagged_processes
 from videojobs import datadir
 
 ROOT = Path(__file__).resolve().parent.parent
+# A cluster's FFmpeg reads its input at the clip's own pace (tests/paced_ffmpeg.py): start_cluster(**PACED_FFMPEG).
+PACED_FFMPEG = {
+    "FFMPEG_BINARY": str(ROOT / "tests" / "paced_ffmpeg.py"),
+    "VIDEOJOBS_REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
+}
 
 
 def encoding_processes(job, writing: bool = False) -> list:

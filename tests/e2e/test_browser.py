@@ -25,6 +25,7 @@ from jobs.models import Job, OutputFile, Status
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.web.templatetags.jobs_extras import expiry
 from jobs.worker import runner
+from tests.workers import PACED_FFMPEG
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]  # one worker, one Chromium
 
@@ -138,8 +139,8 @@ def test_upload_two_clips_and_watch_the_job_complete(logged_in, live_server, sta
 
 def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, password_user, post_job):
     browser = logged_in
-    start_cluster(BATCH_SIZE="1")
-    job = post_job(["long-ad.mp4", "other-ad.mp4"], owner=password_user, variations=3, seconds=30.0, audio=False)
+    start_cluster(BATCH_SIZE="1", **PACED_FFMPEG)
+    job = post_job(["long-ad.mp4", "other-ad.mp4"], owner=password_user, variations=3, seconds=3.0, audio=False)
     browser.get(f"{live_server.url}/jobs/{job.pk}/")
     wait(browser).until(lambda b: OutputFile.objects.filter(job=job).exists())
     # Shown without a reload: at least one variation done, not all of them.
@@ -181,8 +182,8 @@ def test_cancel_inline_from_the_job_list(logged_in, live_server, start_cluster, 
     runner.run_job(done.pk)
     earlier = post_job(["early-cancel.mp4"], owner=password_user, variations=2)
     cancel_job(earlier)
-    start_cluster(BATCH_SIZE="1")
-    job = post_job(["running-ad.mp4"], owner=password_user, variations=3, seconds=30.0, audio=False)
+    start_cluster(BATCH_SIZE="1", **PACED_FFMPEG)
+    job = post_job(["running-ad.mp4"], owner=password_user, variations=3, seconds=3.0, audio=False)
     wait(browser).until(lambda b: Job.objects.get(pk=job.pk).status == Status.PROCESSING)
 
     browser.get(f"{live_server.url}/")

@@ -15,7 +15,7 @@ from jobs import storage
 from jobs.models import Job, OutputFile, Status
 from jobs.web import archive
 from jobs.worker.procs import tagged_processes
-from tests.workers import alive, command_line, encoding_processes, wait_for, zombie
+from tests.workers import PACED_FFMPEG, alive, command_line, encoding_processes, wait_for, zombie
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,8 @@ def settled(files_under):
 def test_cancel_a_processing_job_stops_ffmpeg_with_q_and_keeps_finished_variations(
     start_cluster, api, post_job, settled, assert_no_orphans
 ):
-    cluster = start_cluster(BATCH_SIZE="1")
-    job = post_job(["first.mp4", "second.mp4"], 3, seconds=30.0, audio=False)
+    cluster = start_cluster(BATCH_SIZE="1", **PACED_FFMPEG)
+    job = post_job(["first.mp4", "second.mp4"], 3, seconds=3.0, audio=False)
     # Wait until a variation is finished and the next FFmpeg is encoding.
     wait_for(lambda: OutputFile.objects.filter(job=job).exists() and encoding_processes(job), timeout=60, interval=0.05)
 
@@ -134,8 +134,8 @@ def test_a_job_cancelled_while_queued_never_starts_ffmpeg(start_cluster, api, po
 
 
 def test_delete_of_a_running_job_stops_it_and_leaves_nothing(start_cluster, api, post_job):
-    cluster = start_cluster(BATCH_SIZE="1")
-    job = post_job(["doomed.mp4"], 3, seconds=30.0, audio=False)
+    cluster = start_cluster(BATCH_SIZE="1", **PACED_FFMPEG)
+    job = post_job(["doomed.mp4"], 3, seconds=3.0, audio=False)
     # FFmpeg has opened its input and is writing (deleting earlier would make it fail, not stop).
     wait_for(
         lambda: encoding_processes(job, writing=True),

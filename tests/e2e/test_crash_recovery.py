@@ -12,15 +12,15 @@ from django.utils import timezone
 from jobs import storage
 from jobs.models import Job, OutputFile, Status
 from jobs.worker.procs import tagged_processes
-from tests.workers import encoding_processes, wait_for
+from tests.workers import PACED_FFMPEG, encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_kill_9_while_encoding_then_a_new_cluster_resumes_the_job(start_cluster, post_job, files_under):
-    env = {"BATCH_SIZE": "1", "STALE_AFTER_SECONDS": "2"}
+    env = {"BATCH_SIZE": "1", "STALE_AFTER_SECONDS": "2", **PACED_FFMPEG}
     first = start_cluster(**env)
-    job = post_job(["ad.mp4"], 4, seconds=30.0, audio=False)
+    job = post_job(["ad.mp4"], 4, seconds=3.0, audio=False)
 
     wait_for(lambda: OutputFile.objects.filter(job=job).exists(), timeout=60, message="a finished variation")
     ffmpeg_proc = wait_for(

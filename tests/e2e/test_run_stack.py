@@ -22,7 +22,7 @@ from django_q.models import OrmQ
 from jobs import storage
 from jobs.models import Job, Status
 from jobs.worker.procs import tagged_processes
-from tests.workers import ROOT, _database_url, alive, command_line, free_port, wait_for
+from tests.workers import PACED_FFMPEG, ROOT, _database_url, alive, command_line, free_port, wait_for
 from videojobs import datadir
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         "BATCH_SIZE": "1",
         "WORKERS": "1",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        **PACED_FFMPEG,
     }
     log = open(tmp_path / "honcho.log", "wb")
     stack = subprocess.Popen(
@@ -61,7 +62,7 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         http = requests.Session()
         token = http.post(f"{url}/api/auth/token/", data={"username": "erin", "password": "erin-pass-123"}).json()
         http.headers["Authorization"] = f"Token {token['token']}"
-        with clips(seconds=30.0, audio=False).open("rb") as video:
+        with clips(seconds=3.0, audio=False).open("rb") as video:
             job = http.post(f"{url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": "3"}).json()
         wait_for(lambda: tagged_processes(job["id"]), timeout=30, interval=0.05, message="the worker to start FFmpeg")
         # Two more jobs wait: the cluster fetches them ahead, one into its queue and one into its pusher's
