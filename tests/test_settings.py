@@ -116,6 +116,32 @@ def test_the_start_up_step_makes_the_data_dir_and_a_key_that_settings_then_use(t
     assert _load_settings(data_dir).stdout.split()[1] == "True"
 
 
+def test_the_key_file_never_exists_empty_and_two_starts_agree_on_one_key(tmp_path, monkeypatch):
+    """Machines sharing DATA_DIR run the start-up step at once: one that reads the key file while another
+    writes it must never read an empty or half-written key."""
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    shared = tmp_path / "shared"
+    key_file = shared / datadir.SECRET_KEY_FILE
+    real_token = datadir.secrets.token_urlsafe
+    seen_while_writing = []
+
+    def another_start_reads_meanwhile(size):
+        seen_while_writing.append(datadir.read_secret_key(shared) if key_file.exists() else None)
+        return real_token(size)
+
+    monkeypatch.setattr(datadir.secrets, "token_urlsafe", another_start_reads_meanwhile)
+    datadir.prepare(shared)
+    assert seen_while_writing == [None]  # no key file at all until the key is whole
+    first = datadir.read_secret_key(shared)
+    key_file.unlink()
+    key_file.write_text(first)  # another machine's start won the link meanwhile
+    monkeypatch.setattr(datadir.Path, "exists", lambda self: False)  # and this one did not see it in time
+    datadir.prepare(shared)
+    monkeypatch.undo()
+    assert datadir.read_secret_key(shared) == first
+    assert sorted(path.name for path in shared.iterdir()) == [".secret_key", "jobs", "upload-tmp"]  # no temporary
+
+
 def test_no_key_file_when_the_key_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("DJANGO_SECRET_KEY", "from-the-environment")
     datadir.prepare(tmp_path)

@@ -53,13 +53,19 @@ def prepare(folder: Path) -> None:
     key_file = folder / SECRET_KEY_FILE
     if env_str("DJANGO_SECRET_KEY", "") or key_file.exists():
         return
-    # Created readable by its owner only from the first byte on; O_EXCL: two starts never both write one.
+    # Written whole under a name of its own (readable by its owner only from the first byte on), then linked
+    # to its real name: the key file never exists empty or half written, and of two machines starting at
+    # once on a shared DATA_DIR, the first link wins and both use its key.
+    temporary = folder / f"{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
-        descriptor = os.open(key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(descriptor, "w") as key:
+            key.write(secrets.token_urlsafe(50))
+        os.link(temporary, key_file)
     except FileExistsError:
-        return
-    with os.fdopen(descriptor, "w") as key:
-        key.write(secrets.token_urlsafe(50))
+        pass  # another start made it meanwhile: theirs is the key
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
