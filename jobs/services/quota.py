@@ -6,7 +6,7 @@ An upload, "make more" and a retry all admit their work with `admit()`:
 1. the cheap check first (MAX_ACTIVE_JOBS_PER_USER), then room under the cap
    and the owner's quota, by evicting the owner's own finished jobs, oldest
    first. Another user's results are never evicted for it: only the cleanup
-   evicts across users, when the disk itself is full;
+   evicts across users, when everyone's jobs are over the cap or the disk is full;
 2. the caller's `before_lock` writes its files (an upload stores its videos);
 3. the same checks again, inside the admission lock, where no other admission
    can slip in between; the caller saves its rows, and with them the
