@@ -117,12 +117,12 @@ def _wait(service: Service, job: dict, sample=None) -> dict:
 
 def memory(service: Service, folder: Path, then: str) -> dict:
     path = make_size_switching_clip(folder / "switch.mp4", first="160x120", then=then)
-    peak = {"rss": 0}
+    peak = {"rss": 0, "job": None}
 
-    def sample():
+    def sample():  # this job's FFmpeg only: another job may be encoding on the same machine
         for process in psutil.process_iter(["name", "environ"]):
             try:
-                if (process.info["environ"] or {}).get("VIDEOJOBS_JOB"):
+                if (process.info["environ"] or {}).get("VIDEOJOBS_JOB") == peak["job"]:
                     peak["rss"] = max(peak["rss"], process.memory_info().rss)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
@@ -131,6 +131,7 @@ def memory(service: Service, folder: Path, then: str) -> dict:
         job = service.http.post(
             f"{service.url}/api/jobs/", files=[("videos", (path.name, handle, "video/mp4"))], data={"variations": 5}
         ).json()
+    peak["job"] = job["id"]
     job = _wait(service, job, sample)
     return {
         "file_bytes": path.stat().st_size,
