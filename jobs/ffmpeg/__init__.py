@@ -23,12 +23,10 @@ from jobs.ffmpeg.process import (
     ATTEMPT_ENV,
     JOB_ENV,
     PART_ENV,
-    RunResult,
     encode,
     encode_memory_limit,
     idle_scheduling_prefix,
     run,
-    stop,
 )
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "OutputSpec",
     "ProbeError",
     "ProbeResult",
-    "RunResult",
     "Stalled",
     "ThumbnailSpec",
     "TooComplex",
@@ -56,5 +53,4 @@ __all__ = [
     "output_file_limit",
     "probe",
     "run",
-    "stop",
 ]

@@ -224,14 +224,6 @@ def stale_upload_temp_files(older_than: float) -> list[Path]:
     return [path for path in disk.list(Path(settings.FILE_UPLOAD_TEMP_DIR)) if disk.changed_before(path, older_than)]
 
 
-def remove_path(path: Path) -> None:
-    """One file, link or folder (with its contents); raises when it cannot (gone already is fine)."""
-    if path.is_dir() and not path.is_symlink():
-        disk.remove_tree(path)
-    else:
-        disk.remove(path)
-
-
 def discard(paths: Iterable[Path]) -> None:
     for path in paths:
         try:
@@ -244,12 +236,7 @@ def discard(paths: Iterable[Path]) -> None:
 def job_bytes(job: Job) -> int:
     """Bytes a job uses on disk (its folder, walked). A folder that another process removes while it is
     walked (a second DELETE, a worker settling a deleted job) counts for what was seen of it."""
-    return path_bytes(job_folder(job.pk))
-
-
-def path_bytes(path: Path) -> int:
-    """Bytes of a file, or of the files under a folder; what vanishes meanwhile counts as 0."""
-    return disk.size(path)
+    return disk.size(job_folder(job.pk))
 
 
 def delete_job(job: Job, size: int | None = None) -> int:
@@ -293,12 +280,10 @@ __all__ = [
     "owned_files",
     "partial_path",
     "partial_thumbnail_path",
-    "path_bytes",
     "promote",
     "prune_empty",
     "relative_to_job",
     "remove_folder",
-    "remove_path",
     "remove_unowned_outputs",
     "remove_unowned_top_files",
     "settle_files",

@@ -136,6 +136,13 @@ class LocalDisk:
         """One file (gone already is fine)."""
         path.unlink(missing_ok=True)
 
+    def remove_any(self, path: Path) -> None:
+        """One file, link or folder (with its contents); raises when it cannot (gone already is fine)."""
+        if path.is_dir() and not path.is_symlink():
+            self.remove_tree(path)
+        else:
+            self.remove(path)
+
     def remove_if_empty(self, folder: Path) -> None:
         try:
             folder.rmdir()  # only succeeds when empty

@@ -294,8 +294,8 @@ def _orphans(job: Job) -> Iterator[tuple[Path, str]]:
 
 
 def _remove_orphan(cleanup: _Pass, path: Path, why: str) -> None:
-    size = storage.path_bytes(path)
-    if cleanup.act(f"remove orphan {path} ({why}, {size} bytes)", lambda: storage.remove_path(path)):
+    size = storage.disk.size(path)
+    if cleanup.act(f"remove orphan {path} ({why}, {size} bytes)", lambda: storage.disk.remove_any(path)):
         cleanup.summary.orphans_removed += 1
         cleanup.summary.orphan_bytes += size
 

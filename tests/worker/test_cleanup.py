@@ -138,7 +138,7 @@ def test_orphan_sweep_removes_strays_and_keeps_what_is_owned(make_job, jobs_dir,
     leftover_upload = storage.job_folder(job.pk) / "uploads" / "07.video"  # no row owns it
     leftover_upload.write_bytes(b"u")
     owned_upload_only = make_job(status=Status.FAILED, outputs=0)
-    storage.remove_path(storage.outputs_dir(owned_upload_only.pk))
+    storage.disk.remove_any(storage.outputs_dir(owned_upload_only.pk))
     empty_folder = jobs_dir / "0123456789abcdef0123456789abcdef"
     empty_folder.mkdir()
     fresh_folder = jobs_dir / "fedcba9876543210fedcba9876543210"  # an upload being written right now
