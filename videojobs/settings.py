@@ -211,6 +211,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"FormatEnum": "jobs.models.base.Format", "FitEnum": "jobs.models.base.Fit"},
 }
 
 # --- videojobs ---------------------------------------------------------------
@@ -230,6 +231,8 @@ MAX_FILES = env_int("MAX_FILES", 10, minimum=1)
 MAX_UPLOAD_BYTES = env_bytes("MAX_UPLOAD_BYTES", 500 * 1024**2)
 MAX_VARIATIONS = env_int("MAX_VARIATIONS", 20, minimum=1)
 DEFAULT_VARIATIONS = min(5, MAX_VARIATIONS)
+# Every output of a job (videos x variations x formats) counts against this.
+MAX_OUTPUTS_PER_JOB = env_int("MAX_OUTPUTS_PER_JOB", 300, minimum=1)
 KILL_GRACE_SECONDS = env_float("KILL_GRACE_SECONDS", 2.0)
 # FFmpeg's CPU priority (nice): above 0 it yields to the web server (bench/polling.py measures the difference;
 # the figures: bench/README.md, "Measured decisions").

@@ -16,9 +16,9 @@ Callers use the names below (`ffmpeg.probe`, `ffmpeg.encode`...).
 """
 
 from jobs.ffmpeg.bounds import THUMBNAIL_BYTES_BOUND, output_bytes_bound, output_file_limit
-from jobs.ffmpeg.command import EncodeSettings, OutputSpec, ThumbnailSpec, encode_command, ffmpeg_binary
+from jobs.ffmpeg.command import EncodeSettings, OutputSpec, ThumbnailSpec, encode_command, ffmpeg_binary, mean_ssim
 from jobs.ffmpeg.errors import FFmpegError, FrameTooLarge, OutOfMemory, ProbeError, Stalled, TooComplex
-from jobs.ffmpeg.probe import ProbeResult, probe
+from jobs.ffmpeg.probe import ProbeResult, output_seconds, probe
 from jobs.ffmpeg.process import (
     ATTEMPT_ENV,
     JOB_ENV,
@@ -48,9 +48,11 @@ __all__ = [
     "encode_command",
     "encode_memory_limit",
     "ffmpeg_binary",
+    "mean_ssim",
     "idle_scheduling_prefix",
     "output_bytes_bound",
     "output_file_limit",
+    "output_seconds",
     "probe",
     "run",
 ]

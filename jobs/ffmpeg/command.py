@@ -78,16 +78,35 @@ class ThumbnailSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """One variation of a batch in one format: the placement chain puts the source into the format's frame,
+    the filter chain (its effects) works on that frame, and `speed` retimes video and audio (pitch kept)."""
+
     path: Path
     filter_chain: str
-    max_seconds: float | None = None  # -t: no longer than the source, whatever its header says
+    max_seconds: float | None = None  # -t: no longer than the source (at its speed), whatever its header says
     max_bytes: int | None = None  # -fs: reaching it fails the batch (a truncated file is never kept)
     thumbnail: ThumbnailSpec | None = None  # the variation's own thumbnail, from the same decode
+    placement: str = ""  # jobs.ffmpeg.placement.placement_filter: "" keeps the source's frame
+    speed: float = 1.0
+    # Where FFmpeg's ssim filter writes the per-frame SSIM of this output's frames against the placement
+    # alone (no effects), sampled SSIM_SAMPLES_PER_SECOND times a second of source time; None: not measured.
+    ssim_path: Path | None = None
 
     def paths(self) -> list[Path]:
         """Every file FFmpeg may write for this output."""
         thumbnail = [self.thumbnail.path, self.thumbnail.temporary] if self.thumbnail else []
-        return [self.path, *thumbnail]
+        return [self.path, *thumbnail, *([self.ssim_path] if self.ssim_path else [])]
+
+    @property
+    def video_chain(self) -> str:
+        return ",".join(filter(None, [self.placement, self.filter_chain]))
+
+
+SSIM_SAMPLES_PER_SECOND = 2
+# The first frame of each 1/SSIM_SAMPLES_PER_SECOND of source time: the same frames on both sides of the
+# comparison, since both are picked before any retiming.
+_PERIOD = f"floor(t*{SSIM_SAMPLES_PER_SECOND})-floor(prev_selected_t*{SSIM_SAMPLES_PER_SECOND})"
+_SSIM_SAMPLE = f"select='isnan(prev_selected_t)+gte({_PERIOD},1)'"
 
 
 def ffmpeg_binary() -> str:
@@ -116,12 +135,15 @@ def encode_command(
     # at 0.1 s a stop starts up to 0.4 s sooner (bench/cancel.py).
     cmd += ["-progress", "pipe:1", "-stats_period", str(STATS_PERIOD_SECONDS)]
     rate = encoding.max_bit_rate
-    for output in outputs:
-        cmd += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", output.filter_chain]
+    for number, output in enumerate(outputs):
+        cmd += _video_input(number, output)
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p"]
         cmd += ["-threads", str(encoding.threads)]
         cmd += ["-maxrate", str(rate), "-bufsize", str(int(rate * BUFFER_FACTOR))]
-        cmd += ["-c:a", "copy"] if encoding.copy_audio else ["-c:a", "aac", "-b:a", "128k"]
+        if output.speed != 1:  # the audio is retimed too: encoded again, whatever it was
+            cmd += ["-af", f"atempo={output.speed}", "-c:a", "aac", "-b:a", "128k"]
+        else:
+            cmd += ["-c:a", "copy"] if encoding.copy_audio else ["-c:a", "aac", "-b:a", "128k"]
         cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4"]
         if output.max_seconds is not None:
             cmd += ["-t", f"{output.max_seconds:.3f}"]
@@ -129,19 +151,56 @@ def encode_command(
             cmd += ["-fs", str(output.max_bytes)]
         cmd += [str(output.path)]
         if output.thumbnail is not None:
-            cmd += _thumbnail_output(output.thumbnail, output.filter_chain)
+            cmd += _thumbnail_output(output.thumbnail, output.filter_chain, output.placement)
     if thumbnail is not None:
         cmd += _thumbnail_output(thumbnail)
     return cmd
 
 
-def _thumbnail_output(thumbnail: ThumbnailSpec, filter_chain: str = "") -> list[str]:
-    """The output arguments of a thumbnail: frames before its moment are dropped first, and the frame is
-    scaled down before the chain (a variation's effects, which work in terms of the frame's size), so the
-    chain runs on one small frame: its filters' per-pixel state (perspective's map) stays thumbnail-sized.
+def _video_input(number: int, output: OutputSpec) -> list[str]:
+    """The -map arguments of an output's video (and audio). A plain `-vf` chain, unless it is retimed or its
+    SSIM is measured: then a filter graph of its own (FFmpeg runs each graph in a thread of its own, as it
+    does each -vf), whose second branch compares sampled frames with the placement alone, before the
+    retiming, so that the frames compared are matched by source time."""
+    if output.ssim_path is None and output.speed == 1:
+        return ["-map", "0:v:0", "-map", "0:a:0?", "-vf", output.video_chain]
+    label = f"out{number}"
+    timing = f"setpts=PTS/{output.speed}" if output.speed != 1 else "null"
+    if output.ssim_path is None:
+        graph = f"[0:v:0]{output.video_chain},{timing}[{label}]"
+    else:
+        reference = ",".join(filter(None, [_SSIM_SAMPLE, _renamed_apart(output.placement)]))
+        stats = _graph_escape(str(output.ssim_path))
+        graph = (
+            f"[0:v:0]split=2[{label}_src][{label}_ref_in];"
+            f"[{label}_src]{output.video_chain},split=2[{label}_enc][{label}_cmp];"
+            f"[{label}_enc]{timing}[{label}];"
+            f"[{label}_cmp]{_SSIM_SAMPLE}[{label}_sample];"
+            f"[{label}_ref_in]{reference}[{label}_ref];"
+            f"[{label}_sample][{label}_ref]ssim=stats_file={stats},nullsink"
+        )
+    return ["-filter_complex", graph, "-map", f"[{label}]", "-map", "0:a:0?"]
+
+
+def _renamed_apart(placement: str) -> str:
+    """The placement chain again in the same graph, its inner links (a blur's) renamed apart."""
+    return placement.replace("[p_", "[ref_")
+
+
+def _graph_escape(path: str) -> str:
+    """A file name as an option value inside a filter graph: escaped for the option, then for the graph."""
+    option = re.sub(r"([\\':])", r"\\\1", path)
+    return re.sub(r"([\\'\[\],;])", r"\\\1", option)
+
+
+def _thumbnail_output(thumbnail: ThumbnailSpec, filter_chain: str = "", placement: str = "") -> list[str]:
+    """The output arguments of a thumbnail: frames before its moment are dropped first, then the frame is put
+    into the format and scaled down before the effects (which work in terms of the frame's size), so the
+    effects run on one small frame: their per-pixel state (perspective's map) stays thumbnail-sized.
     The output ends after that frame."""
     box = f"{thumbnail.width}:{thumbnail.max_height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-    chain = ",".join(filter(None, [f"select='gte(t,{thumbnail.at_seconds:.3f})'", f"scale={box}", filter_chain]))
+    select = f"select='gte(t,{thumbnail.at_seconds:.3f})'"
+    chain = ",".join(filter(None, [select, placement, f"scale={box}", filter_chain]))
     # Through the tee muxer beside a null sink, with onfail=ignore: a failed write ends only that slave.
     image = f"[f=image2:update=1:atomic_writing=1:onfail=ignore]{_tee_escape(str(thumbnail.path))}"
     return ["-map", "0:v:0", "-vf", chain, "-frames:v", "1", "-c:v", "libwebp", "-f", "tee", f"{image}|[f=null]-"]
@@ -150,3 +209,9 @@ def _thumbnail_output(thumbnail: ThumbnailSpec, filter_chain: str = "") -> list[
 def _tee_escape(path: str) -> str:
     """A file name as one slave of the tee muxer: its separators and quotes escaped."""
     return re.sub(r"([\\'|\[\]])", r"\\\1", path)
+
+
+def mean_ssim(stats: str) -> float | None:
+    """The mean of the per-frame "All" values of an ssim filter's stats file; None without a frame."""
+    values = [float(field[4:]) for line in stats.splitlines() for field in line.split() if field.startswith("All:")]
+    return round(sum(values) / len(values), 5) if values else None

@@ -147,3 +147,9 @@ class _AudioPackets:
             and self.total * 8 <= AUDIO_BOUND_BIT_RATE * length
             and self.count <= AUDIO_FRAMES_PER_SECOND * length
         )
+
+
+def output_seconds(path: Path) -> float:
+    """How long an output that FFmpeg just wrote runs (its longest stream), from its index alone."""
+    with av.open(str(path), format="mov") as container:
+        return round(container.duration / av.time_base, 3) if container.duration else 0.0

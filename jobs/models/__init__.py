@@ -1,6 +1,17 @@
 """The app's models (one module each) and the names the rest of the app imports from here."""
 
-from jobs.models.base import ACTIVE, MAX_JOB_NAME_LENGTH, TERMINAL, Status, database_now, new_job_id, new_seed
+from jobs.models.base import (
+    ACTIVE,
+    MAX_JOB_NAME_LENGTH,
+    TERMINAL,
+    Fit,
+    Format,
+    Status,
+    Strength,
+    database_now,
+    new_job_id,
+    new_seed,
+)
 from jobs.models.job import RETRYABLE, Job
 from jobs.models.queries import JobQuerySet
 from jobs.models.video import OutputFile, SourceVideo
@@ -11,11 +22,14 @@ __all__ = [
     "MAX_JOB_NAME_LENGTH",
     "RETRYABLE",
     "TERMINAL",
+    "Fit",
+    "Format",
     "Job",
     "JobQuerySet",
     "OutputFile",
     "SourceVideo",
     "Status",
+    "Strength",
     "WorkerBeat",
     "database_now",
     "new_job_id",

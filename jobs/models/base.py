@@ -24,6 +24,31 @@ TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 MAX_JOB_NAME_LENGTH = 100
 
 
+# The creative choices of a job (docs/usage.md). jobs.ffmpeg.placement and jobs.ffmpeg.effects render them.
+class Format(models.TextChoices):
+    SOURCE = "source", "Source (its own shape)"
+    STORY = "9:16", "9:16 (Stories, Reels)"
+    SQUARE = "1:1", "1:1 (feed)"
+    PORTRAIT = "4:5", "4:5 (feed)"
+    LANDSCAPE = "16:9", "16:9 (in-stream)"
+
+
+class Fit(models.TextChoices):
+    CROP = "crop", "Crop"
+    BLUR = "blur", "Blurred background"
+    PAD = "pad", "Plain bands"
+
+
+class Strength(models.TextChoices):
+    SUBTLE = "subtle", "Subtle"
+    MEDIUM = "medium", "Medium"
+    STRONG = "strong", "Strong"
+
+
+def default_formats() -> list[str]:
+    return [Format.SOURCE.value]
+
+
 def database_now() -> datetime:
     """The time by the database's clock: the one clock that every machine of a deployment shares, so that
     expiry, eviction and retry decide alike wherever they run, whatever each machine's clock says.

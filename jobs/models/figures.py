@@ -93,8 +93,14 @@ class JobFigures:
         return list(self.sources.all())
 
     @property
+    def outputs_per_video(self) -> int:
+        """Every variation in every format: the files one video gives."""
+        return self.variations_per_video * len(self.formats)
+
+    @property
     def total_variations(self) -> int:
-        return len(self._sources()) * self.variations_per_video
+        """Every file the job makes (a variation in two formats counts twice)."""
+        return len(self._sources()) * self.outputs_per_video
 
     @property
     def completed_variations(self) -> int:

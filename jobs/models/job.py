@@ -19,7 +19,18 @@ from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
-from jobs.models.base import ACTIVE, MAX_JOB_NAME_LENGTH, TERMINAL, Status, database_now, new_job_id, new_seed
+from jobs.models.base import (
+    ACTIVE,
+    MAX_JOB_NAME_LENGTH,
+    TERMINAL,
+    Fit,
+    Status,
+    Strength,
+    database_now,
+    default_formats,
+    new_job_id,
+    new_seed,
+)
 from jobs.models.figures import JobFigures
 from jobs.models.queries import JobQuerySet
 
@@ -36,6 +47,18 @@ class Job(JobFigures, models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     variations_per_video = models.PositiveSmallIntegerField()
+    # The creative choices (docs/usage.md): each variation is rendered once per format.
+    formats = models.JSONField(default=default_formats, help_text='Placements, e.g. ["source", "9:16"], in order.')
+    fit = models.CharField(max_length=8, choices=Fit.choices, default=Fit.CROP)
+    strength = models.CharField(max_length=8, choices=Strength.choices, default=Strength.SUBTLE)
+    mirror = models.BooleanField(default=False, help_text="Every variation flipped horizontally.")
+    focus = models.CharField(
+        max_length=8,
+        blank=True,
+        help_text='"auto": each crop follows its video\'s detail and motion; empty: focus_x/y.',
+    )
+    focus_x = models.FloatField(default=0.5, help_text="Where a crop centres, 0 (left) to 1 (right).")
+    focus_y = models.FloatField(default=0.5, help_text="Where a crop centres, 0 (top) to 1 (bottom).")
     seed = models.BigIntegerField(default=new_seed)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -190,7 +213,7 @@ class Job(JobFigures, models.Model):
     def close_sources(self, status: Status) -> int:
         """Sources still queued/processing take `status`, and a progress that counts only finished variations."""
         return self.sources.filter(status__in=ACTIVE).update(
-            status=status, progress=F("completed_variations") * 100 / self.variations_per_video
+            status=status, progress=F("completed_variations") * 100 / self.outputs_per_video
         )
 
     def this_run(self) -> models.QuerySet:
@@ -245,7 +268,7 @@ class Job(JobFigures, models.Model):
             status=Status.QUEUED,
             error="",
             heartbeat_at=None,
-            progress=F("completed_variations") * 100 / self.variations_per_video,
+            progress=F("completed_variations") * 100 / self.outputs_per_video,
         )
 
     def expire_for_eviction(self) -> bool:

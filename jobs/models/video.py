@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from jobs.models.base import Status, new_job_id
+from jobs.models.base import Format, Status, new_job_id
 from jobs.models.job import Job
 
 
@@ -33,9 +33,13 @@ class SourceVideo(models.Model):
     audio_bounded = models.BooleanField(
         default=False, help_text="Every audio packet within AAC's limits (the probe's): the audio may be copied."
     )
+    focus_x = models.FloatField(null=True, blank=True, help_text="With focus=auto: where its crops centre (0-1).")
+    focus_y = models.FloatField(null=True, blank=True, help_text="With focus=auto: where its crops centre (0-1).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
-    completed_variations = models.PositiveSmallIntegerField(default=0)
+    completed_variations = models.PositiveSmallIntegerField(
+        default=0, help_text="Its finished outputs: every variation in every format counts."
+    )
     error = models.TextField(blank=True)
     # The source is one part of the job's work, that any worker may claim (jobs.worker.video_run).
     claims = models.PositiveSmallIntegerField(
@@ -61,6 +65,15 @@ class OutputFile(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
     source = models.ForeignKey(SourceVideo, on_delete=models.CASCADE, related_name="outputs")
     variation_index = models.PositiveSmallIntegerField()
+    format = models.CharField(
+        max_length=8, choices=Format.choices, default=Format.SOURCE, help_text="The same variation in each format."
+    )
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0, help_text="Its duration: the source's over its speed.")
+    ssim = models.FloatField(
+        null=True, blank=True, help_text="Mean SSIM against the source in the same format with no effects."
+    )
     path = models.CharField(max_length=255, help_text="Relative to the job folder.")
     thumbnail = models.CharField(
         max_length=255, blank=True, help_text="Its WebP thumbnail, relative to the job folder; empty without one."
@@ -72,9 +85,9 @@ class OutputFile(models.Model):
     missing = models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup).")
 
     class Meta:
-        ordering = ["source__position", "variation_index"]
+        ordering = ["source__position", "variation_index", "format"]
         constraints = [
-            models.UniqueConstraint(fields=["source", "variation_index"], name="output_variation_unique"),
+            models.UniqueConstraint(fields=["source", "variation_index", "format"], name="output_variation_unique"),
         ]
 
     def __str__(self) -> str:

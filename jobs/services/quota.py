@@ -41,12 +41,12 @@ def output_reservation(duration: float) -> int:
     return ffmpeg.output_bytes_bound(duration, settings.MAX_FPS)
 
 
-def job_reservation(uploads: Iterable[tuple[int, float]], variations: int) -> int:
-    """What a new job may take at most: its uploads ((size, duration) each), every variation of each at its
-    bound, and the job's thumbnail."""
+def job_reservation(uploads: Iterable[tuple[int, float]], outputs_per_video: int, slowest_speed: float = 1.0) -> int:
+    """What a new job may take at most: its uploads ((size, duration) each), every output of each (every
+    variation in every format) at its bound, as long as its slowest speed makes it, and the job's thumbnail."""
     uploads = list(uploads)
-    outputs = sum(output_reservation(duration) for _size, duration in uploads)
-    return sum(size for size, _duration in uploads) + variations * outputs + ffmpeg.THUMBNAIL_BYTES_BOUND
+    outputs = sum(output_reservation(duration / slowest_speed) for _size, duration in uploads)
+    return sum(size for size, _duration in uploads) + outputs_per_video * outputs + ffmpeg.THUMBNAIL_BYTES_BOUND
 
 
 def check_active_jobs(owner, field: str = "videos") -> None:

@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import ffmpeg, storage
-from jobs.ffmpeg.effects import Effects, effects_for_job
+from jobs.ffmpeg.effects import Effects, effects_for_job, slowest_speed
 from jobs.models import ACTIVE, RETRYABLE, Job, SourceVideo, Status, database_now, locks, new_job_id, new_seed
 from jobs.services import quota
+from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
 from jobs.services.refusal import Refused
 from jobs.services.uploads import parse_variations
@@ -46,27 +47,33 @@ def _reusable(job: Job, what: str) -> list[SourceVideo]:
     return sources
 
 
-def make_more(job: Job, variations) -> Job:
-    """A new queued job with the same videos (hard links, no copy) and `variations` new variations of each.
+def make_more(job: Job, variations, choices: Choices | None = None) -> Job:
+    """A new queued job with the same videos (hard links, no copy) and `variations` new variations of each,
+    with `choices` (formats, fit, strength...; the job's own by default).
 
     Its owner is the job's. Its seed is drawn again until none of its variations has the parameters of one
     the job made or would make, so every variation of the new job differs from the old job's.
     """
     count = parse_variations(variations)
+    choices = choices or Choices.of(job)
     sources = _reusable(job, "make more")
+    check_outputs(len(sources), count, choices)
     new = Job(
         id=new_job_id(),
         owner=job.owner,
         name=job.name,
         variations_per_video=count,
-        seed=_fresh_seed(job, len(sources), count),
+        seed=_fresh_seed(job, len(sources), count, choices.strength),
+        **choices.as_fields(),
         origin=job,
         enqueued_at=timezone.now(),
     )
     quota.check_active_jobs(job.owner, field="")
     # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
     # uploads count in its own figure too (quota.storage_used).
-    new.reserved_bytes = quota.job_reservation([(source.size, source.duration) for source in sources], count)
+    new.reserved_bytes = quota.job_reservation(
+        [(source.size, source.duration) for source in sources], new.outputs_per_video, slowest_speed(choices.strength)
+    )
     try:
         copies = _linked_uploads(sources, new)  # before admit: an eviction meanwhile cannot take the bytes
         with quota.admit(job.owner, new.reserved_bytes, keep=job.pk, field="variations"):
@@ -82,16 +89,17 @@ def make_more(job: Job, variations) -> Job:
     return new
 
 
-def _fresh_seed(job: Job, sources: int, variations: int) -> int:
-    taken = {effects.key() for effects in effects_for_job(job.seed, sources, job.variations_per_video).values()}
+def _fresh_seed(job: Job, sources: int, variations: int, strength: str) -> int:
+    made_by_job = effects_for_job(job.seed, sources, job.variations_per_video, job.strength)
+    taken = {effects.key() for effects in made_by_job.values()}
     for made in job.outputs.values_list("effects", flat=True):
         try:
-            taken.add(Effects(**made).key())  # by name: PostgreSQL's jsonb does not keep the keys' order
-        except TypeError:
-            continue  # not the four parameters of a variation
+            taken.add(Effects.from_dict(made).key())  # by name: PostgreSQL's jsonb does not keep the keys' order
+        except (TypeError, AttributeError):
+            continue  # not the parameters of a variation
     while True:  # a clash is about one in 10^13 per pair: this loop runs once
         seed = new_seed()
-        if not any(e.key() in taken for e in effects_for_job(seed, sources, variations).values()):
+        if not any(e.key() in taken for e in effects_for_job(seed, sources, variations, strength).values()):
             return seed
 
 
@@ -140,7 +148,8 @@ def retry_failed(job: Job) -> Job:
     if not failed:
         raise ReuseError("nothing failed in this job: there is nothing to retry")
     left = sum(
-        (job.variations_per_video - source.completed_variations) * quota.output_reservation(source.duration)
+        (job.outputs_per_video - source.completed_variations)
+        * quota.output_reservation(source.duration / slowest_speed(job.strength))
         for source in failed
     ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
     with quota.admit(job.owner, left, keep=job.pk, field=""), locks.finished_job_locked(job.pk) as status:

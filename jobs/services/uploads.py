@@ -18,8 +18,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import ffmpeg, storage
+from jobs.ffmpeg.effects import slowest_speed
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
 from jobs.services import quota
+from jobs.services.choices import DEFAULT as DEFAULT_CHOICES
+from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
 from jobs.services.names import display_name, hidden_characters, name_problem
 from jobs.services.refusal import Refused
@@ -139,7 +142,12 @@ def _check_limits(name: str, found: ffmpeg.ProbeResult) -> None:
 
 
 def create_job(
-    owner, uploads: Sequence[UploadedFile], variations, name: str | None = None, oversize: Sequence[str] = ()
+    owner,
+    uploads: Sequence[UploadedFile],
+    variations,
+    name: str | None = None,
+    oversize: Sequence[str] = (),
+    choices: Choices = DEFAULT_CHOICES,
 ) -> Job:
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
 
@@ -154,14 +162,20 @@ def create_job(
         )
     variations_per_video = parse_variations(variations)
     name = parse_name(name)
+    check_outputs(len(uploads), variations_per_video, choices)
     quota.check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
-    needed = quota.job_reservation([(item.upload.size, item.probe.duration) for item in checked], variations_per_video)
+    needed = quota.job_reservation(
+        [(item.upload.size, item.probe.duration) for item in checked],
+        variations_per_video * len(choices.formats),
+        slowest_speed(choices.strength),
+    )
     job = Job(
         id=new_job_id(),
         owner=owner,
         name=name,
         variations_per_video=variations_per_video,
+        **choices.as_fields(),
         enqueued_at=timezone.now(),
         reserved_bytes=needed,
     )

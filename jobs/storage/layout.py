@@ -47,23 +47,36 @@ def thumbnail_path(job: Job) -> Path | None:
     return job_folder(job.pk) / job.thumbnail if job.thumbnail else None
 
 
-def partial_path(job_id: str, source_position: int, index: int, attempt: int, claim: int = 0) -> Path:
-    """Where claim `claim` of the source's part, in the run of `attempt`, writes a variation;
+def partial_path(
+    job_id: str, source_position: int, index: int, attempt: int, claim: int = 0, format_: str = "source"
+) -> Path:
+    """Where claim `claim` of the source's part, in the run of `attempt`, writes a variation (in a format);
     register_output renames it to its final name.
 
     Both are in the name so that removing one run's (or one claim's) partials never touches another's.
     """
-    return _partial(job_id, source_position, index, attempt, claim, "mp4")
+    return _partial(job_id, source_position, index, attempt, claim, format_, "mp4")
 
 
-def partial_thumbnail_path(job_id: str, source_position: int, index: int, attempt: int, claim: int = 0) -> Path:
+def partial_thumbnail_path(
+    job_id: str, source_position: int, index: int, attempt: int, claim: int = 0, format_: str = "source"
+) -> Path:
     """Where the same claim writes the variation's thumbnail; register_output renames it with the variation."""
-    return _partial(job_id, source_position, index, attempt, claim, "webp")
+    return _partial(job_id, source_position, index, attempt, claim, format_, "webp")
 
 
-def _partial(job_id: str, source_position: int, index: int, attempt: int, claim: int, extension: str) -> Path:
-    name = f"s{source_position:02d}_v{index + 1:02d}.{extension}.{_run_token(attempt, claim)}{PARTIAL_SUFFIX}"
-    return outputs_dir(job_id) / name
+def partial_ssim_path(job_id: str, source_position: int, index: int, attempt: int, claim: int, format_: str) -> Path:
+    """Where the same claim's FFmpeg writes the variation's per-frame SSIM; read once the batch ends, then removed
+    (never promoted: a left-over one is a partial like any other)."""
+    return _partial(job_id, source_position, index, attempt, claim, format_, "ssim")
+
+
+def _partial(
+    job_id: str, source_position: int, index: int, attempt: int, claim: int, format_: str, extension: str
+) -> Path:
+    shape = "" if format_ == "source" else "_" + format_.replace(":", "x")
+    token = _run_token(attempt, claim)
+    return outputs_dir(job_id) / f"s{source_position:02d}_v{index + 1:02d}{shape}.{extension}.{token}{PARTIAL_SUFFIX}"
 
 
 def _run_token(attempt: int, claim: int) -> str:

@@ -33,6 +33,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from jobs.models import MAX_JOB_NAME_LENGTH
 from jobs.services import quota, slots, uploads
+from jobs.services.choices import parse_choices
 from jobs.services.names import name_problem
 from jobs.services.refusal import Refused, not_stored
 
@@ -225,6 +226,7 @@ def create_job_from(request):
             request.POST.get("variations"),
             name=request.POST.get("name"),
             oversize=oversize_uploads(request),
+            choices=parse_choices(request.POST),
         )
     except OSError as exc:
         logger.exception("an upload by %s could not be stored", request.user)

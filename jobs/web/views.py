@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs.models import Job
 from jobs.services import reuse, slots
 from jobs.services.cancel import cancel_job
+from jobs.services.choices import Choices, parse_choices
 from jobs.services.refusal import Refused
 from jobs.web import archive, upload_guard
 from jobs.web.upload_guard import page_context
@@ -130,7 +131,7 @@ def job_make_more(request, pk: str):
     if not job.allows(request.user, "change"):
         return _not_allowed("change")
     try:
-        new = reuse.make_more(job, request.POST.get("variations"))
+        new = reuse.make_more(job, request.POST.get("variations"), parse_choices(request.POST, Choices.of(job)))
     except Refused as exc:
         messages.error(request, _sentence(exc.message))
         return redirect("jobs-detail", pk=job.pk)

@@ -24,7 +24,7 @@ from jobs.ffmpeg.effects import Effects, effects_for_job
 from jobs.models import TERMINAL, Job, SourceVideo, Status
 from jobs.models.locks import lock_run
 from jobs.services.enqueue import enqueue_job, enqueue_part
-from jobs.worker import video_run
+from jobs.worker import outputs, video_run
 from jobs.worker.db_retry import retry_transient
 from jobs.worker.video_run import Part
 
@@ -72,7 +72,7 @@ def _run_parts(job: Job, lead: bool) -> None:
                 logger.info("job %s: sent %s helper tasks for its other videos", job.pk, helpers)
             if not job.thumbnail:  # a lost run may have written it and not named it
                 name_thumbnail(job, storage.thumbnail_target(job.pk))
-        effects = effects_for_job(job.seed, len(sources), job.variations_per_video)
+        effects = effects_for_job(job.seed, len(sources), job.variations_per_video, job.strength, job.mirror)
         while True:  # claim_next locks the run: it returns None once the run is over (cancelled, requeued)
             if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
                 enqueue_part(job.pk, job.claims)
@@ -153,28 +153,22 @@ def _hand_back(job: Job, part: Part | None) -> None:
 
 
 def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
-    """Encode the part's variations that are not finished, BATCH_SIZE at a time, each registered as it ends."""
+    """Encode the part's outputs (each variation in each format) that are not finished, BATCH_SIZE at a time:
+    one decode feeds every output of a batch, each registered as the batch ends."""
     job, source = part.job, part.source
-    done = set(source.outputs.values_list("variation_index", flat=True))
-    pending = [index for index in range(job.variations_per_video) if index not in done]
+    done = set(source.outputs.values_list("variation_index", "format"))
+    pending = [
+        (index, format_)
+        for index in range(job.variations_per_video)
+        for format_ in job.formats
+        if (index, format_) not in done
+    ]
     for batch in _chunks(pending, settings.BATCH_SIZE):
-        if not part.owned():  # checked before every batch: BATCH_SIZE=1 means between variations
+        if not part.owned():  # checked before every batch: BATCH_SIZE=1 means between outputs
             logger.info("job %s: source %s no longer ours; not starting the next batch", job.pk, source.position)
             return
         storage.create_outputs_dir(job.pk)
-        specs = [
-            ffmpeg.OutputSpec(
-                storage.partial_path(job.pk, source.position, index, job.claims, part.claim),
-                effects[(source.position, index)].filter_chain(),
-                max_seconds=source.duration + 1,
-                max_bytes=ffmpeg.output_file_limit(source.duration),
-                thumbnail=ffmpeg.ThumbnailSpec(
-                    storage.partial_thumbnail_path(job.pk, source.position, index, job.claims, part.claim),
-                    at_seconds=thumbnail_moment(source),
-                ),
-            )
-            for index in batch
-        ]
+        specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]
         written = [path for spec in specs for path in spec.paths()]
         thumbnail = _thumbnail_spec(job, source)
         progress = _ProgressWriter(part, len(batch), thumbnail)
@@ -203,11 +197,14 @@ def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
             # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
             storage.discard(written)
             return
-        for index, spec in zip(batch, specs, strict=True):
+        for (index, format_), spec in zip(batch, specs, strict=True):
+            facts = outputs.facts(job, source, format_, spec)
             its_thumbnail = spec.thumbnail.path if spec.thumbnail else None
-            if not video_run.register_output(part, index, spec.path, effects[(source.position, index)], its_thumbnail):
+            made = effects[(source.position, index)]
+            if not video_run.register_output(part, index, spec.path, made, its_thumbnail, **facts):
                 storage.discard(written)
                 return
+        storage.discard([spec.ssim_path for spec in specs if spec.ssim_path])
 
 
 class _StopWatch:
@@ -282,7 +279,7 @@ class _ProgressWriter:
     def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
         done = SourceVideo.objects.filter(pk=self.source.pk).values_list("completed_variations", flat=True).first() or 0
-        percent = int(100 * (done + fraction * self.batch_size) / self.part.job.variations_per_video)
+        percent = int(100 * (done + fraction * self.batch_size) / self.part.job.outputs_per_video)
         self.part.beat(progress=min(percent, 99))
 
 
@@ -300,14 +297,9 @@ def _thumbnail_spec(job: Job, source: SourceVideo) -> ffmpeg.ThumbnailSpec | Non
     """The job's thumbnail is one more output of its first video's batch, until the job has one."""
     if job.thumbnail or source.position != 0:
         return None
-    return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=thumbnail_moment(source))
+    return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=outputs.thumbnail_moment(source))
 
 
-def thumbnail_moment(source: SourceVideo) -> float:
-    """The frame a thumbnail shows: at 1 s, or a third of a shorter video."""
-    return min(1.0, source.duration / 3)
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])

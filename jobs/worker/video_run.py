@@ -145,17 +145,20 @@ def finish_if_done(job: Job) -> bool:
 
 
 # --- registering a finished variation ---------------------------------------------------
-def _registered(source: SourceVideo, index: int) -> bool:
+def _registered(source: SourceVideo, index: int, format_: str) -> bool:
     try:
-        return OutputFile.objects.filter(source=source, variation_index=index).exists()
+        return OutputFile.objects.filter(source=source, variation_index=index, format=format_).exists()
     except Exception:  # cannot tell: keep the file; the orphan sweep removes it if no row owns it
         logger.exception("source %s: could not check variation %s after a failed registration", source.pk, index)
         return True
 
 
-def register_output(part: Part, index: int, partial: Path, effects: Effects, thumbnail: Path | None = None) -> bool:
+def register_output(
+    part: Part, index: int, partial: Path, effects: Effects, thumbnail: Path | None = None, **facts
+) -> bool:
     """Rename a finished file (and its thumbnail, when FFmpeg wrote one) into place together with its
-    OutputFile row; when it was the job's last variation, the same transaction completes the job.
+    OutputFile row (`facts`: its format, width, height, seconds and ssim); when it was the job's last
+    output, the same transaction completes the job.
 
     Returns False (and registers nothing) when this claim no longer owns the part:
     a variation that finishes after a cancel was accepted does not count, nor
@@ -181,9 +184,10 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects, thu
                 size=storage.disk.size(partial),
                 thumbnail_size=storage.disk.size(thumbnail) if thumbnail else 0,
                 effects=effects.as_dict(),
+                **facts,
             )
             part.beat(completed_variations=F("completed_variations") + 1)
-            all_done = part.rows().filter(completed_variations__gte=job.variations_per_video)
+            all_done = part.rows().filter(completed_variations__gte=job.outputs_per_video)
             source_done = all_done.update(status=Status.COMPLETED, progress=100)
             completed = bool(source_done) and finish_if_done(job)
             for written in (partial, thumbnail):
@@ -192,7 +196,7 @@ def register_output(part: Part, index: int, partial: Path, effects: Effects, thu
     except BaseException:
         # Normally the rows were rolled back and the files must not outlive them. But a signal (a stopping
         # worker, django-q2's timeout) can land after the COMMIT: then the row exists and the files stay.
-        if finals and not _registered(source, index):
+        if finals and not _registered(source, index, facts.get("format", "source")):
             storage.discard(finals)
         raise
     logger.info("job %s: variation %s of source %s done (%s)", job.pk, index + 1, source.position, relative)

@@ -123,11 +123,11 @@ def _race_at_the_last_variation(settings, api, post_job, monkeypatch, cancel_bef
     real_register = video_run.register_output
     answers = []
 
-    def register(part, index, partial, effects, thumbnail=None):
+    def register(part, index, partial, effects, thumbnail=None, **facts):
         last = index == part.job.variations_per_video - 1
         if last and cancel_before_registering:
             answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
-        registered = real_register(part, index, partial, effects, thumbnail)
+        registered = real_register(part, index, partial, effects, thumbnail, **facts)
         if last and not cancel_before_registering:
             answers.append(client.post(f"/api/jobs/{part.job.pk}/cancel/"))
         return registered

@@ -40,7 +40,13 @@ def test_retrieve_shows_sources_outputs_and_links_when_done(api, post_job):
     assert body["page_url"].endswith(f"/jobs/{job.pk}/")
     outputs = body["sources"][0]["outputs"]
     assert [o["variation_index"] for o in outputs] == [0, 1]
-    assert set(outputs[0]["effects"]) == {"rotation", "brightness", "contrast", "saturation"}
+    assert set(outputs[0]["effects"]) == {
+        *("rotation", "brightness", "contrast", "saturation"),
+        *("zoom", "hue", "speed", "grain", "mirror"),
+    }
+    assert outputs[0]["format"] == "source" and (outputs[0]["width"], outputs[0]["height"]) == (320, 240)
+    assert outputs[0]["seconds"] == pytest.approx(1.0, abs=0.1) and 0.5 < outputs[0]["ssim"] < 1
+    assert (body["formats"], body["fit"], body["strength"], body["mirror"]) == (["source"], "crop", "subtle", False)
 
 
 def test_list_is_newest_first_own_jobs_only_and_paginated(api, user, other_user):
@@ -328,7 +334,11 @@ def test_the_zip_is_named_after_the_job(api, post_job):
 
 def test_options_describes_what_a_create_sends(api):
     post = api.options("/api/jobs/").json()["actions"]["POST"]
-    assert set(post) == {"videos", "variations", "name"}
+    assert set(post) == {"videos", "variations", "name", "formats", "fit", "strength", "mirror"} | {
+        "focus",
+        "focus_x",
+        "focus_y",
+    }
 
 
 def _drf_document(serializer) -> dict:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from jobs.models import MAX_JOB_NAME_LENGTH, Job, OutputFile, SourceVideo
+from jobs.models import MAX_JOB_NAME_LENGTH, Fit, Format, Job, OutputFile, SourceVideo, Strength
 
 # DRF's own ISO 8601 rendering of a datetime (UTC as "Z"), built once and shared.
 _DATETIME = serializers.DateTimeField()
@@ -20,7 +20,20 @@ class OutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OutputFile
-        fields = ["id", "variation_index", "size", "effects", "missing", "file_url", "thumbnail_url"]
+        fields = [
+            "id",
+            "variation_index",
+            "format",
+            "width",
+            "height",
+            "seconds",
+            "size",
+            "effects",
+            "ssim",
+            "missing",
+            "file_url",
+            "thumbnail_url",
+        ]
 
     def to_representation(self, output: OutputFile) -> dict:
         return output_document(output, _job_url(output.job_id, self.context.get("request")))
@@ -95,6 +108,13 @@ class JobSerializer(serializers.ModelSerializer):
             "queue_position",
             "seconds_left",
             "variations_per_video",
+            "formats",
+            "fit",
+            "strength",
+            "mirror",
+            "focus",
+            "focus_x",
+            "focus_y",
             "total_variations",
             "completed_variations",
             "progress",
@@ -123,6 +143,13 @@ class JobSerializer(serializers.ModelSerializer):
             "queue_position": self.get_queue_position(job),
             "seconds_left": job.seconds_left,
             "variations_per_video": job.variations_per_video,
+            "formats": list(job.formats),
+            "fit": job.fit,
+            "strength": job.strength,
+            "mirror": job.mirror,
+            "focus": job.focus,
+            "focus_x": job.focus_x,
+            "focus_y": job.focus_y,
             "total_variations": job.total_variations,
             "completed_variations": job.completed_variations,
             "progress": job.progress,
@@ -169,8 +196,13 @@ def output_document(output: OutputFile, job_url: str) -> dict:
     return {
         "id": output.id,
         "variation_index": output.variation_index,
+        "format": output.format,
+        "width": output.width,
+        "height": output.height,
+        "seconds": output.seconds,
         "size": output.size,
         "effects": output.effects,
+        "ssim": output.ssim,
         "missing": output.missing,
         "file_url": f"{job_url}outputs/{output.id}/file/",
         "thumbnail_url": f"{job_url}outputs/{output.id}/thumbnail/" if output.thumbnail else None,
@@ -204,8 +236,31 @@ def _variations_field(what: str) -> serializers.IntegerField:
     )
 
 
-class MakeMoreSerializer(serializers.Serializer):
-    """The "make more" request (schema and browsable API); validated by jobs.services.uploads.parse_variations."""
+class ChoicesSerializer(serializers.Serializer):
+    """The creative choices (schema and browsable API); validated by jobs.services.choices."""
+
+    formats = serializers.MultipleChoiceField(
+        choices=Format.choices,
+        required=False,
+        help_text="One or more formats, the field repeated or comma-separated; each variation is made in each. "
+        '"source" when left out.',
+    )
+    fit = serializers.ChoiceField(
+        choices=Fit.choices, required=False, help_text="How a source goes into another shape; crop by default."
+    )
+    strength = serializers.ChoiceField(
+        choices=Strength.choices, required=False, help_text="How far variations move; subtle by default."
+    )
+    mirror = serializers.BooleanField(required=False, help_text="Flip every variation horizontally; false by default.")
+    focus = serializers.ChoiceField(
+        choices=[("auto", "auto")], required=False, help_text='"auto": crops follow detail and motion.'
+    )
+    focus_x = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (left)-1.")
+    focus_y = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (top)-1.")
+
+
+class MakeMoreSerializer(ChoicesSerializer):
+    """The "make more" request (schema and browsable API): the choices default to the original job's."""
 
     variations = _variations_field("New variations per video")
 
@@ -219,7 +274,7 @@ class MultipleFileField(serializers.ListField):
         super().__init__(**kwargs)
 
 
-class JobCreateSerializer(serializers.Serializer):
+class JobCreateSerializer(ChoicesSerializer):
     """The create form (schema and browsable API). Validation lives in services.uploads, shared with the upload page."""
 
     videos = MultipleFileField(

@@ -16,6 +16,7 @@ from jobs import storage
 from jobs.models import Job, OutputFile, SourceVideo
 from jobs.services import reuse, slots
 from jobs.services.cancel import cancel_job, delete_job_with_files
+from jobs.services.choices import Choices, parse_choices
 from jobs.services.refusal import Refused
 from jobs.web import archive, byte_range, upload_guard
 from jobs.web.api.errors import error_response
@@ -44,11 +45,11 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
 # The outputs of each source in their order, without the join the model's default ordering (by the
 # source's position first) would add, and only the columns the job document shows (serializers.output_document):
 # making the model instances is most of a large job's poll.
+OUTPUT_COLUMNS = ("source_id", "variation_index", "format", "width", "height", "seconds", "size", "effects", "ssim")
+OUTPUT_COLUMNS += ("missing", "thumbnail")
 OUTPUTS_IN_ORDER = Prefetch(
     "outputs",
-    OutputFile.objects.only("source_id", "variation_index", "size", "effects", "missing", "thumbnail").order_by(
-        "variation_index"
-    ),
+    OutputFile.objects.only(*OUTPUT_COLUMNS).order_by("variation_index", "format"),
 )
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
@@ -160,7 +161,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if not hasattr(request.data, "get"):
             return error_response('send a JSON object or a form: {"variations": N}', 400)
         variations = request.data.get("variations")
-        return self._reused(request, lambda job: reuse.make_more(job, variations), status.HTTP_201_CREATED)
+        data = request.data
+        return self._reused(
+            request,
+            lambda job: reuse.make_more(job, variations, parse_choices(data, Choices.of(job))),
+            status.HTTP_201_CREATED,
+        )
 
     @extend_schema(
         request=MakeMoreSerializer,
