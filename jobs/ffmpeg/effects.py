@@ -117,24 +117,6 @@ class Effects:
         steps.append("crop=trunc(iw/2)*2:trunc(ih/2)*2")
         return ",".join(steps)
 
-    def describe(self) -> str:
-        """The values in words, as the job page shows them: "rotated 0.8°, zoom 4%, 1.03x speed, hue +2°"."""
-        words = [f"rotated {math.degrees(self.rotation):+.1f}°"]
-        if self.zoom != 1:
-            words.append(f"zoom {round((self.zoom - 1) * 100)}%")
-        if self.speed != 1:
-            words.append(f"{self.speed:.2f}x speed")
-        if self.hue:
-            words.append(f"hue {self.hue:+.0f}°")
-        words.append(f"brightness {self.brightness:+.2f}")
-        words.append(f"contrast {self.contrast:.2f}x")
-        words.append(f"saturation {self.saturation:.2f}x")
-        if self.grain:
-            words.append(f"grain {self.grain:.1f}")
-        if self.mirror:
-            words.append("mirrored")
-        return ", ".join(words)
-
 
 def rotation_filter(angle: float, zoom: float = 1.0) -> str:
     """Rotation about the centre by `angle` radians (clockwise, as FFmpeg's `rotate`), and a zoom into the

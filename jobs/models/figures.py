@@ -84,9 +84,14 @@ class JobFigures:
 
     @property
     def summary(self) -> str:
-        """'2 videos × 3 variations', as the pages show a job."""
-        videos, variations = len(self._sources()), self.variations_per_video
-        return f"{videos} video{'s' if videos != 1 else ''} × {variations} variation{'s' if variations != 1 else ''}"
+        """'2 videos × 3 variations', '2 videos × 3 variations × 2 formats (9:16, 1:1) · strong', as the pages
+        show a job."""
+        videos, variations, formats = len(self._sources()), self.variations_per_video, len(self.formats)
+        text = f"{videos} video{'s' if videos != 1 else ''} × {variations} variation{'s' if variations != 1 else ''}"
+        if formats > 1 or list(self.formats) != ["source"]:
+            text += f" × {formats} format{'s' if formats != 1 else ''} ({', '.join(self.formats)})"
+        strength = "" if self.strength == "subtle" else f" · {self.strength}"
+        return text + strength + (" · mirrored" if self.mirror else "")
 
     def _sources(self):
         # Uses the prefetched sources when the caller prefetched them.

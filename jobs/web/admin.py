@@ -11,7 +11,7 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from jobs import storage
-from jobs.models import Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.models import Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
 from jobs.services import quota, reuse
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.refusal import Refused
@@ -47,15 +47,31 @@ class SourceInline(ReadOnlyInline):
 
 class OutputInline(ReadOnlyInline):
     model = OutputFile
-    fields = ["source", "variation_index", "path", "size", "effects", "created_at"]
+    fields = ["source", "variation_index", "format", "width", "height", "seconds", "path", "size", "effects", "ssim"]
+    fields += ["created_at"]
     readonly_fields = fields
+
+
+class FormatFilter(admin.SimpleListFilter):
+    """Jobs that make a format (among others)."""
+
+    title = "format"
+    parameter_name = "format"
+
+    def lookups(self, request, model_admin):
+        return Format.choices
+
+    def queryset(self, request, queryset):
+        if self.value() not in Format.values:
+            return queryset
+        return queryset.filter(formats__icontains=f'"{self.value()}"')  # the JSON list's text holds '"9:16"'
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["label", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
     list_display_links = ["label"]
-    list_filter = ["status", "created_at"]
+    list_filter = ["status", FormatFilter, "strength", "fit", "mirror", "created_at"]
     search_fields = ["id", "name", "owner__username", "sources__original_name"]
     list_select_related = ["owner"]
     readonly_fields = [
@@ -64,6 +80,13 @@ class JobAdmin(admin.ModelAdmin):
         "owner",
         "status",
         "variations_per_video",
+        "formats",
+        "fit",
+        "strength",
+        "mirror",
+        "focus",
+        "focus_x",
+        "focus_y",
         "seed",
         "created_at",
         "started_at",

@@ -20,7 +20,7 @@ from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
 
 from jobs import storage
-from jobs.models import Job, OutputFile
+from jobs.models import Format, Job, OutputFile
 from jobs.services import slots
 from jobs.services.names import MANIFEST_NAME, stem_of, zip_file_name, zip_folders
 
@@ -30,13 +30,18 @@ CHUNK = 1024 * 1024
 
 
 def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
-    """output pk -> its entry in the ZIP: <folder>/<folder>_v01.mp4, folders unique within the job."""
+    """output pk -> its entry in the ZIP: <video>/<video>_v01.mp4 for a job of the source format alone, else
+    <video>/<format>/<video>_v01.mp4 (9:16 as 9x16); the video folders unique within the job."""
     sources = list(job.sources.order_by("position"))
     folder_of = dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
-    return {
-        output.pk: f"{folder_of[output.source_id]}/{folder_of[output.source_id]}_v{output.variation_index + 1:02d}.mp4"
-        for output in outputs
-    }
+    by_format = list(job.formats) != [Format.SOURCE]
+
+    def name(output: OutputFile) -> str:
+        video = folder_of[output.source_id]
+        shape = f"{output.format.replace(':', 'x')}/" if by_format else ""
+        return f"{video}/{shape}{video}_v{output.variation_index + 1:02d}.mp4"
+
+    return {output.pk: name(output) for output in outputs}
 
 
 def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict:
@@ -46,14 +51,21 @@ def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict
         "seed": job.seed,
         "created_at": job.created_at.isoformat(),
         "variations_per_video": job.variations_per_video,
+        **{choice: getattr(job, choice) for choice in ("formats", "fit", "strength", "mirror", "focus")},
+        **{"focus_x": job.focus_x, "focus_y": job.focus_y},
         "outputs": [
             {
                 "file": names[output.pk],
                 "source": output.source.original_name,
                 "variation": output.variation_index + 1,  # as in the file name: _v01 is variation 1
                 "variation_index": output.variation_index,  # from 0, as in the API
+                "format": output.format,
+                "width": output.width,
+                "height": output.height,
+                "seconds": output.seconds,
                 "size": output.size,
                 "effects": output.effects,
+                "ssim": output.ssim,
             }
             for output in outputs
         ],
@@ -70,8 +82,12 @@ class JobZip:
         self._files = []
         self.slot: slots.Slot | None = None  # the user's download slot, released with the files
         self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
-        rows = job.outputs.select_related("source").order_by("source__position", "variation_index")
-        outputs = list(rows if output_ids is None else rows.filter(pk__in=output_ids))
+        rows = job.outputs.select_related("source")
+        rank = {format_: number for number, format_ in enumerate(job.formats)}  # the job's order of its formats
+        outputs = sorted(
+            rows if output_ids is None else rows.filter(pk__in=output_ids),
+            key=lambda output: (output.source.position, rank.get(output.format, len(rank)), output.variation_index),
+        )
         names = entry_names(job, outputs)
         present = []
         for output in outputs:
@@ -146,7 +162,7 @@ def selected_outputs(job: Job, values: list[str]) -> list[int] | None:
     if not values:
         return None
     raw = [item.strip() for value in values for item in value.split(",") if item.strip()]
-    limit = settings.MAX_FILES * settings.MAX_VARIATIONS
+    limit = max(settings.MAX_FILES * settings.MAX_VARIATIONS, settings.MAX_OUTPUTS_PER_JOB)
     if not raw or len(raw) > limit or not all(_OUTPUT_ID.fullmatch(item) for item in raw):
         raise SelectionError(f"outputs: 1 to {limit} output ids from the job's JSON, separated by commas (1,4,7)")
     wanted = {int(item) for item in raw}

@@ -198,9 +198,33 @@ def page_context(request, **extra) -> dict:
         "variations": settings.DEFAULT_VARIATIONS,
         "ttl_hours": settings.JOB_TTL_HOURS,
         "max_name_length": MAX_JOB_NAME_LENGTH,
+        "max_outputs": settings.MAX_OUTPUTS_PER_JOB,
         "name": "",
+        "formats": FORMAT_CHOICES,
+        "fits": FIT_CHOICES,
+        "strengths": STRENGTH_CHOICES,
         **extra,
     }
+
+
+# What the upload page offers: (value, label, one-line explanation; for a format, its outline's width and height).
+FORMAT_CHOICES = [
+    ("source", "Source", "the video's own shape", 24, 18),
+    ("9:16", "9:16", "Stories, Reels, TikTok", 14, 24),
+    ("1:1", "1:1", "square feed", 20, 20),
+    ("4:5", "4:5", "portrait feed", 18, 22),
+    ("16:9", "16:9", "in-stream, YouTube", 28, 16),
+]
+FIT_CHOICES = [
+    ("crop", "Crop", "fills the frame; the edges of another shape are cut off"),
+    ("blur", "Blurred background", "the whole picture, over a blurred, enlarged copy of itself"),
+    ("pad", "Plain bands", "the whole picture, with black bands"),
+]
+STRENGTH_CHOICES = [
+    ("subtle", "Subtle", "changes too small to see: a slight tilt and colour shift"),
+    ("medium", "Medium", "adds a small zoom, hue shift, grain and ±2% speed"),
+    ("strong", "Strong", "visible changes: up to 2° tilt, 6% zoom, ±5% speed, more grain"),
+]
 
 
 def _content_length(request) -> int:

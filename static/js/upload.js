@@ -69,6 +69,7 @@
       }
       list.append(item);
     });
+    if (vj.showOutputCount) vj.showOutputCount();
   }
 
   /* The files changed: an earlier refusal by the server no longer applies. */
@@ -144,10 +145,10 @@
     event.preventDefault();
     if (request !== null) return;
     if (!chosen.length) { showError("Choose at least one MP4 or MOV file."); return; }
-    const data = new FormData();
+    const data = new FormData(form); // every choice as the form has it; the files as chosen here
+    data.delete("videos");
+    data.delete("csrfmiddlewaretoken");
     chosen.forEach(function (file) { data.append("videos", file, file.name); });
-    data.append("variations", document.getElementById("id_variations").value);
-    data.append("name", document.getElementById("id_name").value);
 
     request = new XMLHttpRequest();
     const sent = request;
@@ -189,6 +190,24 @@
     window.addEventListener("beforeunload", confirmLeaving);
     sent.send(data);
   });
+
+  /* "3 videos × 5 variations × 3 formats = 45 videos", against the limit per job. */
+  const count = document.getElementById("output-count");
+  function showCount() {
+    const videos = Math.max(chosen.length, 1);
+    const variations = parseInt(document.getElementById("id_variations").value, 10) || 0;
+    const formats = form.querySelectorAll('input[name="formats"]:checked').length || 1;
+    const total = videos * variations * formats;
+    const most = parseInt(count.dataset.maxOutputs, 10);
+    const plural = function (n, word) { return n + " " + word + (n === 1 ? "" : "s"); };
+    count.textContent = plural(videos, "video") + " × " + plural(variations, "variation") + " × " +
+      plural(formats, "format") + " = " + plural(total, "video") + " (at most " + most + " per job)";
+    count.classList.toggle("error", total > most);
+  }
+  form.addEventListener("input", showCount);
+  form.addEventListener("change", showCount);
+  vj.showOutputCount = showCount;
+  showCount();
 
   /* Read by the browser tests (tests/e2e/test_browser.py): the upload under way, if any. */
   vj.testHooks = Object.assign(vj.testHooks || {}, { uploadRequest: function () { return request; } });

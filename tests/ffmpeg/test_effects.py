@@ -103,4 +103,3 @@ def test_the_strong_chain_zooms_in_the_rotation_and_adds_hue_grain_and_mirror():
     assert chain.startswith(rotation_filter(e.rotation, e.zoom) + ",")
     assert f"hue=h={e.hue}" in chain and f"noise=alls={e.grain:g}:allf=t" in chain and ",hflip," in chain
     assert e.mirror and not effects_for(3, 0, 0, strength="strong").mirror
-    assert "zoom" in e.describe() and "x speed" in e.describe() and "mirrored" in e.describe()

@@ -316,7 +316,7 @@ def test_the_detail_page_shows_each_variation_with_its_thumbnail_number_effects_
     assert f'src="/api/jobs/{job.pk}/outputs/{first.pk}/thumbnail/"' in page
     assert f'href="/api/jobs/{job.pk}/outputs/{second.pk}/file/"' in page and "Play variation 2" in page  # no preview
     assert f"/outputs/{third.pk}/" not in page  # its file vanished: nothing to play
-    assert "rotated 0.34°, brightness -0.020, contrast 1.030" in page
+    assert "rotated +0.34°, brightness -0.020, contrast 1.030" in page
     assert page.count('name="outputs"') == 2 and 'id="download-selected"' in page
 
 

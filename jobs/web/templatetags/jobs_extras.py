@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from jobs.models import Job, Status
+from jobs.models import Fit, Format, Job, Status, Strength
 
 register = template.Library()
 
@@ -67,15 +67,50 @@ def time_left(seconds: int | None) -> str:
 
 @register.filter
 def effects_text(effects: dict) -> str:
-    """A variation's effect values as the grid shows them: 'rotated 0.34°, brightness +0.021, contrast 1.032,
-    saturation 0.987' (rotation is stored in radians)."""
+    """A variation's effect values in words, as the grid shows them: 'rotated +0.3°, zoom 4%, 1.03x speed,
+    hue +2°, brightness +0.021, contrast 1.032, saturation 0.987, grain 5' (rotation is stored in radians;
+    what a strength leaves at rest is not named)."""
     parts = []
     if "rotation" in effects:
-        parts.append(f"rotated {math.degrees(effects['rotation']):.2f}°")
+        parts.append(f"rotated {math.degrees(effects['rotation']):+.2f}°")
+    if effects.get("zoom", 1) != 1:
+        parts.append(f"zoom {(effects['zoom'] - 1) * 100:.0f}%")
+    if effects.get("speed", 1) != 1:
+        parts.append(f"{effects['speed']:.2f}x speed")
+    if effects.get("hue"):
+        parts.append(f"hue {effects['hue']:+.0f}°")
     if "brightness" in effects:
         parts.append(f"brightness {effects['brightness']:+.3f}")
     parts += [f"{name} {effects[name]:.3f}" for name in ("contrast", "saturation") if name in effects]
+    if effects.get("grain"):
+        parts.append(f"grain {effects['grain']:.0f}")
+    if effects.get("mirror"):
+        parts.append("mirrored")
     return ", ".join(parts)
+
+
+@register.filter
+def closeness(ssim: float | None) -> str:
+    """How close a variation stays to the original (its SSIM), in words: '97% like the original'."""
+    if ssim is None:
+        return ""
+    return f"{max(ssim, 0) * 100:.0f}% like the original"
+
+
+@register.filter
+def by_format(source, job: Job) -> list[tuple[str, list]]:
+    """A video's finished outputs grouped by format, in the job's order of its formats (prefetched rows)."""
+    groups: dict[str, list] = {format_: [] for format_ in job.formats}
+    for output in source.outputs.all():
+        if not output.missing:
+            groups.setdefault(output.format, []).append(output)
+    return [(format_, outputs) for format_, outputs in groups.items() if outputs]
+
+
+@register.simple_tag
+def choices_of(kind: str) -> list[tuple[str, str]]:
+    """The (value, label) pairs of a creative choice: "formats", "fits" or "strengths"."""
+    return {"formats": Format.choices, "fits": Fit.choices, "strengths": Strength.choices}[kind]
 
 
 @register.simple_tag
