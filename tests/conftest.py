@@ -193,14 +193,16 @@ def upload(clips):
 
 @pytest.fixture
 def post_job(api, upload):
-    """post_job(names, variations, owner=None, run=False, name=None, **clip) -> the Job a 201 POST /api/jobs/ created.
+    """post_job(names, variations, owner=None, run=False, name=None, fields=None, **clip) -> the Job a 201
+    POST /api/jobs/ created.
 
-    `owner` posts as another user; `run` processes the job in this process at once (real FFmpeg).
+    `owner` posts as another user; `run` processes the job in this process at once (real FFmpeg); `fields` are
+    more form fields (formats, strength...).
     """
 
-    def post(names=("a.mp4",), variations=2, owner=None, run=False, name=None, **clip) -> Job:
+    def post(names=("a.mp4",), variations=2, owner=None, run=False, name=None, fields=None, **clip) -> Job:
         client = _api_client(owner) if owner else api
-        body = {"videos": [upload(name, **clip) for name in names], "variations": variations}
+        body = {"videos": [upload(name, **clip) for name in names], "variations": variations, **(fields or {})}
         if name is not None:
             body["name"] = name
         response = client.post("/api/jobs/", body, format="multipart")
