@@ -137,6 +137,40 @@ def test_upload_two_clips_and_watch_the_job_complete(logged_in, live_server, sta
     ]
 
 
+def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(logged_in, live_server, start_cluster, clips):
+    browser = logged_in
+    start_cluster()
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(clips(seconds=1.0)))
+    variations = browser.find_element(By.ID, "id_variations")
+    variations.clear()
+    variations.send_keys("2")
+    for value in ("source", "9:16", "1:1", "16:9"):  # source is ticked by default: untick it
+        browser.find_element(By.CSS_SELECTOR, f'input[name="formats"][value="{value}"]').click()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="strength"][value="strong"]').click()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="fit"][value="blur"]').click()
+    assert text_of(browser, "#output-count").startswith("1 video × 2 variations × 3 formats = 6 videos")
+    screenshot(browser, "upload-choices")
+    browser.find_element(By.ID, "upload-button").click()
+
+    wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+    wait(browser, 90).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
+    job = Job.objects.get()
+    assert (job.formats, job.strength, job.fit) == (["9:16", "1:1", "16:9"], "strong", "blur")
+    groups = browser.find_elements(By.CSS_SELECTOR, ".format-group")
+    assert [group.get_attribute("data-format") for group in groups] == ["9:16", "1:1", "16:9"]
+    for group, ratio in zip(groups, (9 / 16, 1.0, 16 / 9), strict=True):
+        images = group.find_elements(By.CSS_SELECTOR, ".variation img")
+        assert len(images) == 2
+        for image in images:  # each thumbnail in its format's shape, as the page lays it out
+            wait(browser, 10).until(lambda _: image.get_attribute("naturalWidth") not in (None, "0"))
+            assert image.size["width"] / image.size["height"] == pytest.approx(ratio, rel=0.06)
+        assert all("zoom" in el.text for el in group.find_elements(By.CSS_SELECTOR, ".effects"))
+        assert all("like the original" in el.text for el in group.find_elements(By.CSS_SELECTOR, ".closeness"))
+    browser.execute_script("arguments[0].scrollIntoView();", groups[0])
+    screenshot(browser, "job-formats")
+
+
 def test_cancel_from_the_detail_page(logged_in, live_server, start_cluster, password_user, post_job):
     browser = logged_in
     start_cluster(BATCH_SIZE="1", **PACED_FFMPEG)
