@@ -88,3 +88,15 @@ def without_first_packets(source: Path, path: Path, count: int) -> Path:
             packet.stream = video_out
             write.mux(packet)
     return path
+
+
+def make_edge_subject_clip(path: Path, seconds: float = 2.0) -> Path:
+    """A 640x360 plain grey clip with a small moving test pattern near its right edge: a 9:16 crop centred on
+    the frame misses it."""
+    cmd = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y"]
+    cmd += ["-f", "lavfi", "-i", f"color=c=gray:size=640x360:rate=25:duration={seconds}"]
+    cmd += ["-f", "lavfi", "-i", f"testsrc2=size=100x100:rate=25:duration={seconds}"]
+    cmd += ["-filter_complex", "[0:v][1:v]overlay=x='520+10*sin(t*3)':y=130"]
+    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return path

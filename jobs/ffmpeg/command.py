@@ -179,7 +179,10 @@ def _video_input(number: int, output: OutputSpec) -> list[str]:
             f"[{label}_ref_in]{reference}[{label}_ref];"
             f"[{label}_sample][{label}_ref]ssim=stats_file={stats},nullsink"
         )
-    return ["-filter_complex", graph, "-map", f"[{label}]", "-map", "0:a:0?"]
+    # A retimed stream keeps every frame at its new time: in the encoder's default time base (1 / the old frame
+    # rate) the new times rounded back onto the old grid, and a video near 1x kept its old length.
+    keep_times = ["-enc_time_base:v", "1/90000"] if output.speed != 1 else []
+    return ["-filter_complex", graph, "-map", f"[{label}]", "-map", "0:a:0?", *keep_times]
 
 
 def _renamed_apart(placement: str) -> str:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+from django.conf import settings
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import Effects
+from jobs.ffmpeg.focus import find_focus
 from jobs.ffmpeg.placement import Focus, frame_size, placement_filter
 from jobs.models import Job, SourceVideo
 from jobs.worker.video_run import Part
+
+logger = logging.getLogger(__name__)
 
 # An SSIM stats file has a line of about 80 bytes per sampled frame: two a second of the longest video.
 SSIM_STATS_MAX_BYTES = 1024 * 1024
@@ -29,6 +35,19 @@ def spec(part: Part, index: int, format_: str, effects: Effects) -> ffmpeg.Outpu
         speed=effects.speed,
         ssim_path=storage.partial_ssim_path(*names),
     )
+
+
+def measure_focus(part: Part) -> None:
+    """With focus=auto, find where this video's crops centre, once (kept on its row for every later batch,
+    retry and claim). Nothing to find when the job crops into no other shape."""
+    job, source = part.job, part.source
+    crops = job.fit == "crop" and any(format_ != "source" for format_ in job.formats)
+    if job.focus != "auto" or not crops or source.focus_x is not None:
+        return
+    point = find_focus(storage.upload_path(source), settings.MAX_PIXELS)
+    source.focus_x, source.focus_y = round(point.x, 4), round(point.y, 4)
+    part.beat(focus_x=source.focus_x, focus_y=source.focus_y)
+    logger.info("job %s: source %s: crops centre on (%.2f, %.2f)", job.pk, source.position, point.x, point.y)
 
 
 def _focus(job: Job, source: SourceVideo) -> Focus:

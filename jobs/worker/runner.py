@@ -156,6 +156,7 @@ def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
     """Encode the part's outputs (each variation in each format) that are not finished, BATCH_SIZE at a time:
     one decode feeds every output of a batch, each registered as the batch ends."""
     job, source = part.job, part.source
+    outputs.measure_focus(part)
     done = set(source.outputs.values_list("variation_index", "format"))
     pending = [
         (index, format_)

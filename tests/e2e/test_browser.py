@@ -163,7 +163,7 @@ def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(logged_in,
         images = group.find_elements(By.CSS_SELECTOR, ".variation img")
         assert len(images) == 2
         for image in images:  # each thumbnail in its format's shape, as the page lays it out
-            wait(browser, 10).until(lambda _: image.get_attribute("naturalWidth") not in (None, "0"))
+            wait(browser, 10).until(lambda _, image=image: image.get_attribute("naturalWidth") not in (None, "0"))
             assert image.size["width"] / image.size["height"] == pytest.approx(ratio, rel=0.06)
         assert all("zoom" in el.text for el in group.find_elements(By.CSS_SELECTOR, ".effects"))
         assert all("like the original" in el.text for el in group.find_elements(By.CSS_SELECTOR, ".closeness"))
