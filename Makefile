@@ -78,6 +78,7 @@ screenshots: $(VENV)/.dev system-packages
 # Side by side with the reference loop, through the real service; figures printed and kept in bench/results.json.
 bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/formats.py
 	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/status_answer.py
 	$(BIN)/python bench/download.py

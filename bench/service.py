@@ -98,11 +98,13 @@ class Service:
             time.sleep(0.2)
         self.http.headers["Authorization"] = f"Token {token.json()['token']}"
 
-    def run_job(self, sources: list[Path], variations: int) -> tuple[float, dict, bytes]:
-        """POST, poll until finished, download the ZIP: (seconds, the job JSON, the ZIP)."""
+    def run_job(self, sources: list[Path], variations: int, **fields) -> tuple[float, dict, bytes]:
+        """POST (with more form `fields`: formats, fit, strength...), poll until finished, download the ZIP:
+        (seconds, the job JSON, the ZIP)."""
         started = time.monotonic()
         files = [("videos", (source.name, source.open("rb"), "video/mp4")) for source in sources]
-        job = self.http.post(f"{self.url}/api/jobs/", files=files, data={"variations": variations}).json()
+        data = {"variations": variations, **fields}
+        job = self.http.post(f"{self.url}/api/jobs/", files=files, data=data).json()
         for _, (_, handle, _) in files:
             handle.close()
         while job["status"] in ("queued", "processing"):

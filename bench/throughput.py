@@ -46,7 +46,7 @@ from bench.results import RESULTS, record  # noqa: E402
 from bench.service import Service  # noqa: E402
 from jobs import ffmpeg  # noqa: E402
 from jobs.ffmpeg.effects import Effects  # noqa: E402
-from jobs.worker.runner import thumbnail_moment  # noqa: E402
+from jobs.worker.outputs import thumbnail_moment  # noqa: E402
 
 REFERENCE_ARGS = (
     "-r 29.97 -b:v 2000k -bufsize 4000k -maxrate 2500k -preset ultrafast -crf 23 -threads 4 "
@@ -120,6 +120,7 @@ def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size
                     folder / f"bare-{position}-{index}.mp4",
                     Effects(**output["effects"]).filter_chain(),
                     thumbnail=ffmpeg.ThumbnailSpec(folder / f"bare-{position}-{index}.webp", at_seconds=moment),
+                    ssim_path=folder / f"bare-{position}-{index}.ssim",  # the service measures every output
                 )
                 for index, output in enumerate(outputs[start : start + batch_size], start)
             ]

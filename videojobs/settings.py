@@ -290,7 +290,7 @@ Q_CLUSTER = {
     # The ORM lease starts at fetch, not at start (docs/architecture/queue-and-database.md, "Queue"). With queue_limit
     # = 1 a fetched task waits for at most one running job, so a timeout and a margin cover it; and
     # it stays well below JOB_TTL_HOURS, so a lost delivery comes back while the job matters. A busy
-    # cluster also holds back as few tasks as django-q2 allows: idle clusters elsewhere take the rest.
+    # cluster fetches nothing at all (broker_class below): idle clusters elsewhere take the tasks.
     "retry": JOB_TIMEOUT_SECONDS + 600,
     "queue_limit": 1,
     "max_attempts": 3,
@@ -300,6 +300,8 @@ Q_CLUSTER = {
     # worker takes it. One indexed SELECT per poll; with Redis the broker blocks instead and this is unused.
     "poll": 0.1,
     "label": "Task queue",
+    # The ORM or Redis broker, fetching only when a worker of the cluster is free (jobs.worker.gate).
+    "broker_class": "jobs.worker.gate.GatedBroker",
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

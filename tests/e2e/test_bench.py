@@ -88,3 +88,11 @@ def test_hostile_bench_smoke(tmp_path):
     out = _run(tmp_path, "bench/hostile.py", "--smoke")
     assert out.count("413 Request Entity Too Large") == 4 and "0 spooled" in out
     assert "probe" in out and "FFmpeg peak RSS" in out and "reserved" in out
+
+
+def test_formats_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/formats.py", "--smoke", "--results", str(results))
+    assert "crop: service" in out and "blur: service" in out and "strong: service" in out and "SSIM measure" in out
+    figures = json.loads(results.read_text())["formats"]["figures"]
+    assert {"crop", "blur", "strong", "ssim_cost", "focus_auto_seconds"} <= set(figures)

@@ -65,8 +65,9 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
         with clips(seconds=3.0, audio=False).open("rb") as video:
             job = http.post(f"{url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": "3"}).json()
         wait_for(lambda: tagged_processes(job["id"]), timeout=30, interval=0.05, message="the worker to start FFmpeg")
-        # Two more jobs wait: the cluster fetches them ahead, one into its queue and one into its pusher's
-        # hand, blocked until the queue has room. Seen: the cluster's stop then waited forever.
+        # Two more jobs wait. The cluster's only worker is busy, so it leaves them in the broker (jobs.worker.gate):
+        # before, it fetched them ahead, one into its queue and one into its pusher's hand, and its stop then
+        # waited forever for the blocked pusher.
         waiting = []
         for name in ("second.mp4", "third.mp4"):
             with clips(seconds=1.0, audio=False).open("rb") as video:
@@ -75,11 +76,13 @@ def test_procfile_stack_serves_processes_and_stops_cleanly_on_ctrl_c(start_clust
                 )
         waiting_ids = {w["id"] for w in waiting}
 
-        def fetched() -> bool:  # the ORM broker leases a task it hands out: its lock moves into the future
-            leased = [q.task["args"][0] for q in OrmQ.objects.filter(lock__gt=timezone.now())]
-            return waiting_ids <= set(leased)
+        def queued_tasks() -> tuple[set, set]:  # (in the broker, leased: the ORM broker's lock is in the future)
+            tasks = list(OrmQ.objects.all())
+            return {q.task["args"][0] for q in tasks}, {q.task["args"][0] for q in tasks if q.lock > timezone.now()}
 
-        wait_for(fetched, timeout=15, message="the cluster to fetch them")
+        wait_for(lambda: waiting_ids <= queued_tasks()[0], timeout=15, message="the tasks to be sent")
+        assert Job.objects.get(pk=job["id"]).status == Status.PROCESSING
+        assert not waiting_ids & queued_tasks()[1]  # a busy cluster holds no task it cannot start
         members = psutil.Process(stack.pid).children(recursive=True)
         seen.extend(members)
         assert any("gunicorn" in command_line(p) for p in members)

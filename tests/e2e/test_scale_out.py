@@ -18,7 +18,7 @@ from jobs import storage
 from jobs.ffmpeg import PART_ENV
 from jobs.models import Job, OutputFile, Status
 from jobs.worker.procs import tagged_processes
-from tests.workers import Cluster, command_line, encoding_processes, wait_for
+from tests.workers import PACED_FFMPEG, Cluster, command_line, encoding_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     assert not _partials(job, files_under) and not tagged_processes(job.pk)
 
     # 4. A new second machine; a job that both machines encode is cancelled: no FFmpeg is left on either.
-    #    (Four videos: a busy cluster with one worker holds back at most three of the job's four tasks.)
+    #    (A busy cluster fetches no task it cannot start: jobs.worker.gate.)
     second = _machine(start_cluster, tmp_path, "second-again")
     cancelled = post_job(["c1.mp4", "c2.mp4", "c3.mp4", "c4.mp4"], 4, seconds=6.0, audio=False)
     wait_for(
@@ -148,3 +148,46 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
     for machine in (first, second):
         children = psutil.Process(machine.proc.pid).children(recursive=True)
         assert not [p for p in children if "ffmpeg" in command_line(p)]
+
+
+def test_a_busy_machine_leaves_tasks_it_cannot_start_to_an_idle_one(start_cluster, post_job, tmp_path):
+    """Two single-worker machines: a job sent while one of them is busy runs on the other at once, and the two
+    videos of a job encode side by side, whatever ran just before (the busy one used to hold the task)."""
+    paced = {**MACHINE_ENV, **PACED_FFMPEG}
+    machines = []
+    for name in ("first", "second"):
+        home = tmp_path / name
+        home.mkdir()
+        machine = start_cluster(**paced, HOME=str(home), TMPDIR=str(home))
+        wait_for(lambda m=machine: "running." in m.log(), timeout=30, message=lambda m=machine: m.log())
+        machines.append(machine)
+    logs = lambda: "\n".join(m.log() for m in machines)  # noqa: E731
+
+    for _ in range(2):  # twice: the second round starts with both machines having run something
+        busy = post_job(["long.mp4"], 2, seconds=4.0, audio=False)
+        (busy_machine,) = wait_for(
+            lambda busy=busy: [m for m in machines if _encoding_on(busy, m)], timeout=30, interval=0.05, message=logs
+        )
+        other = next(m for m in machines if m is not busy_machine)
+        sent_after = post_job(["next.mp4"], 1, seconds=1.0, audio=False)
+        wait_for(
+            lambda s=sent_after, o=other: _encoding_on(s, o),
+            timeout=20,
+            interval=0.05,
+            message=lambda: f"the idle machine to take the second job:\n{logs()}",
+        )
+        assert Job.objects.get(pk=busy.pk).status == Status.PROCESSING  # the first is still running meanwhile
+        for job in (busy, sent_after):
+            wait_for(lambda j=job: Job.objects.get(pk=j.pk).is_terminal, timeout=60, message=logs)
+
+    shared = post_job(["a.mp4", "b.mp4"], 2, seconds=3.0, audio=False)
+    wait_for(
+        lambda: all(_encoding_on(shared, m) for m in machines)
+        and {_position(p) for p in encoding_processes(shared)} == {0, 1},
+        timeout=30,
+        interval=0.05,
+        message=lambda: f"both machines on the two videos:\n{logs()}",
+    )
+    wait_for(lambda: Job.objects.get(pk=shared.pk).is_terminal, timeout=60, message=logs)
+    assert Job.objects.get(pk=shared.pk).status == Status.COMPLETED
+    assert "not needed" not in logs()  # no helper task sat in a busy machine until its run was over
