@@ -182,8 +182,10 @@ def test_a_busy_machine_leaves_tasks_it_cannot_start_to_an_idle_one(start_cluste
 
     shared = post_job(["a.mp4", "b.mp4"], 2, seconds=3.0, audio=False)
     wait_for(
-        lambda: all(_encoding_on(shared, m) for m in machines)
-        and {_position(p) for p in encoding_processes(shared)} == {0, 1},
+        lambda: (
+            all(_encoding_on(shared, m) for m in machines)
+            and {_position(p) for p in encoding_processes(shared)} == {0, 1}
+        ),
         timeout=30,
         interval=0.05,
         message=lambda: f"both machines on the two videos:\n{logs()}",
