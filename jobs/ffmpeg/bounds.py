@@ -36,13 +36,23 @@ def output_bytes_bound(seconds: float, max_fps: float) -> int:
     """The most one variation (its MP4 and its thumbnail) can take on disk: what -fs lets FFmpeg write, the
     one packet it may write past it (at most the VBV buffer: video packets are bounded by it, audio ones
     by AAC's limits, which a copied stream was measured to keep), the moov index (FFmpeg writes it after
-    the limit is checked), and the thumbnail. A job reserves this for every output, so its files never
-    exceed its reservation (jobs.services.quota)."""
+    the limit is checked), the thumbnail, and its SSIM stats while its batch runs. A job reserves this for
+    every output, so its files never exceed its reservation (jobs.services.quota)."""
     length = seconds + 1
     packet = int(REFERENCE_MAX_BIT_RATE * BUFFER_FACTOR / 8)
     frames = length * (max_fps + AUDIO_FRAMES_PER_SECOND)
     moov = MOOV_BASE_BYTES + int(frames * MOOV_BYTES_PER_FRAME)
-    return output_file_limit(seconds) + packet + moov + THUMBNAIL_BYTES_BOUND
+    return output_file_limit(seconds) + packet + moov + THUMBNAIL_BYTES_BOUND + ssim_stats_bound(seconds)
+
+
+# FFmpeg's ssim filter writes a line of at most this many bytes per compared frame ("n:1200 Y:0.987654 ...").
+SSIM_LINE_BYTES = 128
+SSIM_SAMPLES_PER_SECOND = 2
+
+
+def ssim_stats_bound(seconds: float) -> int:
+    """The most an output's SSIM stats file (a partial, removed after its batch) takes: a line per sample."""
+    return SSIM_LINE_BYTES * int(SSIM_SAMPLES_PER_SECOND * (seconds + 1) + 1)
 
 
 # The most a thumbnail takes: the raw 4:2:0 size of its largest picture (THUMBNAIL_WIDTH x THUMBNAIL_MAX_HEIGHT,

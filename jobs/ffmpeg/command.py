@@ -14,6 +14,7 @@ from jobs.ffmpeg.bounds import (
     BUFFER_FACTOR,
     COPYABLE_AAC_PROFILES,
     REFERENCE_MAX_BIT_RATE,
+    SSIM_SAMPLES_PER_SECOND,
     THUMBNAIL_MAX_HEIGHT,
     THUMBNAIL_WIDTH,
 )
@@ -91,6 +92,7 @@ class OutputSpec:
     # Where FFmpeg's ssim filter writes the per-frame SSIM of this output's frames against the placement
     # alone (no effects), sampled SSIM_SAMPLES_PER_SECOND times a second of source time; None: not measured.
     ssim_path: Path | None = None
+    mirrored: bool = False  # the SSIM reference is mirrored too: the figure tells the effects, not the flip
 
     def paths(self) -> list[Path]:
         """Every file FFmpeg may write for this output."""
@@ -102,7 +104,6 @@ class OutputSpec:
         return ",".join(filter(None, [self.placement, self.filter_chain]))
 
 
-SSIM_SAMPLES_PER_SECOND = 2
 # The first frame of each 1/SSIM_SAMPLES_PER_SECOND of source time: the same frames on both sides of the
 # comparison, since both are picked before any retiming.
 _PERIOD = f"floor(t*{SSIM_SAMPLES_PER_SECOND})-floor(prev_selected_t*{SSIM_SAMPLES_PER_SECOND})"
@@ -129,14 +130,23 @@ def encode_command(
     encoding: EncodeSettings = DEFAULT_ENCODING,
     thumbnail: ThumbnailSpec | None = None,
 ) -> list[str]:
-    """One process, one decode, one `-vf` chain and encoder per output, and the thumbnail if asked for."""
+    """One process, one decode, one `-vf` chain and encoder per output, and the thumbnail if asked for.
+
+    A retimed output reads its audio from an input of its own (the same file, its video not demuxed): with
+    one audio decoder shared by outputs at different speeds, FFmpeg 9's scheduler stalled for good once their
+    timelines drifted apart (5 outputs of a 10 s 1080p clip at strong strength stopped at 3 s)."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *_input(source)]
+    audio_input: dict[int, int] = {}
+    for number, output in enumerate(outputs):
+        if output.speed != 1:
+            audio_input[number] = len(audio_input) + 1
+            cmd += ["-vn", "-sn", "-dn", *_input(source)]
     # FFmpeg reads its keyboard ("q") and writes its progress once every stats period (0.5 s by default):
     # at 0.1 s a stop starts up to 0.4 s sooner (bench/cancel.py).
     cmd += ["-progress", "pipe:1", "-stats_period", str(STATS_PERIOD_SECONDS)]
     rate = encoding.max_bit_rate
     for number, output in enumerate(outputs):
-        cmd += _video_input(number, output)
+        cmd += _video_input(number, output, audio_input.get(number, 0))
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p"]
         cmd += ["-threads", str(encoding.threads)]
         cmd += ["-maxrate", str(rate), "-bufsize", str(int(rate * BUFFER_FACTOR))]
@@ -157,7 +167,7 @@ def encode_command(
     return cmd
 
 
-def _video_input(number: int, output: OutputSpec) -> list[str]:
+def _video_input(number: int, output: OutputSpec, audio_from: int = 0) -> list[str]:
     """The -map arguments of an output's video (and audio). A plain `-vf` chain, unless it is retimed or its
     SSIM is measured: then a filter graph of its own (FFmpeg runs each graph in a thread of its own, as it
     does each -vf), whose second branch compares sampled frames with the placement alone, before the
@@ -169,7 +179,8 @@ def _video_input(number: int, output: OutputSpec) -> list[str]:
     if output.ssim_path is None:
         graph = f"[0:v:0]{output.video_chain},{timing}[{label}]"
     else:
-        reference = ",".join(filter(None, [_SSIM_SAMPLE, _renamed_apart(output.placement)]))
+        flip = "hflip" if output.mirrored else ""
+        reference = ",".join(filter(None, [_SSIM_SAMPLE, _renamed_apart(output.placement), flip]))
         stats = _graph_escape(str(output.ssim_path))
         graph = (
             f"[0:v:0]split=2[{label}_src][{label}_ref_in];"
@@ -182,7 +193,7 @@ def _video_input(number: int, output: OutputSpec) -> list[str]:
     # A retimed stream keeps every frame at its new time: in the encoder's default time base (1 / the old frame
     # rate) the new times rounded back onto the old grid, and a video near 1x kept its old length.
     keep_times = ["-enc_time_base:v", "1/90000"] if output.speed != 1 else []
-    return ["-filter_complex", graph, "-map", f"[{label}]", "-map", "0:a:0?", *keep_times]
+    return ["-filter_complex", graph, "-map", f"[{label}]", "-map", f"{audio_from}:a:0?", *keep_times]
 
 
 def _renamed_apart(placement: str) -> str:

@@ -3,8 +3,9 @@
 OpenCV does the seeing: its bundled frontal-face detector (a Haar cascade), and
 the picture's detail (Laplacian) and motion (the difference between samples).
 Faces win when there are any; otherwise the point is the centre of mass of detail
-and motion. PyAV decodes only the key frame at each sample point, small, on one
-thread: the cost is a few decodes, whatever the video's length (bench/README.md).
+and motion. PyAV decodes only the key frame at each sample point, on one thread, and
+works on it within a 320 px square: the cost is a few decodes, whatever the
+video's length or shape (bench/README.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jobs.ffmpeg.placement import CENTRE, Focus
 logger = logging.getLogger(__name__)
 
 SAMPLES = 6
-WORK_WIDTH = 320  # frames are measured at this width
+WORK_SIZE = 320  # frames are measured within a square of this side
 MOTION_WEIGHT = 2.0
 _faces = None
 
@@ -64,9 +65,11 @@ def find_focus(path: Path, max_pixels: int) -> Focus:
 
 
 def _sampled_frames(path: Path, max_pixels: int) -> list[np.ndarray]:
-    """Up to SAMPLES key frames spread over the video, grey, WORK_WIDTH wide (same size, so they compare)."""
+    """Up to SAMPLES key frames spread over the video, grey, turned as FFmpeg shows them, within a
+    WORK_SIZE square (same size, so they compare). The decoder makes no frame over `max_pixels`."""
     frames: list[np.ndarray] = []
-    with av.open(str(path), format="mov") as container:
+    options = {"protocol_whitelist": "file", "max_pixels": str(max_pixels)}
+    with av.open(str(path), format="mov", options=options) as container:
         stream = container.streams.video[0]
         if stream.codec_context.width * stream.codec_context.height > max_pixels:
             return []
@@ -82,8 +85,10 @@ def _sampled_frames(path: Path, max_pixels: int) -> list[np.ndarray]:
             seen.add(frame.pts)
             if frame.width * frame.height > max_pixels:
                 break
-            height = max(2, round(frame.height * WORK_WIDTH / frame.width))
-            picture = frame.reformat(width=WORK_WIDTH, height=height, format="gray").to_ndarray()
+            scale = WORK_SIZE / max(frame.width, frame.height)
+            width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
+            picture = frame.reformat(width=width, height=height, format="gray").to_ndarray()
+            picture = np.ascontiguousarray(np.rot90(picture, round((frame.rotation or 0) / 90) % 4))
             if frames and picture.shape != frames[0].shape:
                 break  # the stream changed size: what was sampled so far is what counts
             frames.append(picture)

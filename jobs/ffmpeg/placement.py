@@ -19,6 +19,7 @@ STANDARD_SIZES: dict[str, tuple[int, int]] = {
     "16:9": (1920, 1080),
 }
 FORMATS = (SOURCE, *STANDARD_SIZES)
+STANDARD_FRAME_PIXELS = max(width * height for width, height in STANDARD_SIZES.values())  # the largest frame
 FITS = ("crop", "blur", "pad")
 PAD_COLOUR = "black"
 # blur: the background is made at 1/BLUR_SHRINK of the frame, blurred there and scaled back up: a wide
@@ -93,10 +94,16 @@ def placement_filter(format_: str, fit: str, width: int, height: int, focus: Foc
     fitted = f"scale={out_w}:{out_h}:force_original_aspect_ratio=decrease:force_divisible_by=2"
     if fit == "pad":
         return f"{fitted},pad={out_w}:{out_h}:(ow-iw)/2:(oh-ih)/2:color={PAD_COLOUR},setsar=1"
+    # The background: the centre region of the frame's ratio, scaled down (never up: the region is at most the
+    # source), blurred there (the radius bounded by the small frame's planes), and scaled back up.
+    region_w, region_h = _crop_region(width, height, _ratio(format_))
     small_w, small_h = _even(out_w / BLUR_SHRINK), _even(out_h / BLUR_SHRINK)
+    radius = f"max(0\\,min({BLUR_RADIUS}\\,min(w\\,h)/2-1))"
+    chroma = f"max(0\\,min({BLUR_RADIUS}\\,min(cw\\,ch)/2-1))"
     background = (
-        f"scale={small_w}:{small_h}:force_original_aspect_ratio=increase,crop={small_w}:{small_h},"
-        f"boxblur={BLUR_RADIUS}:1,scale={out_w}:{out_h},setsar=1"
+        f"crop={region_w}:{region_h},scale={small_w}:{small_h},"
+        f"boxblur=luma_radius={radius}:luma_power=1:chroma_radius={chroma}:chroma_power=1,"
+        f"scale={out_w}:{out_h},setsar=1"
     )
     return (
         f"split=2[{tag}_bg][{tag}_fg];[{tag}_bg]{background}[{tag}_back];"

@@ -86,7 +86,7 @@ def probe(
                     continue
                 if not width:  # decoding one frame catches files whose header parses but whose data does not
                     for frame in packet.decode():  # the final, empty packet flushes the decoder
-                        width, height = frame.width, frame.height
+                        width, height = display_size(frame)
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
@@ -147,6 +147,13 @@ class _AudioPackets:
             and self.total * 8 <= AUDIO_BOUND_BIT_RATE * length
             and self.count <= AUDIO_FRAMES_PER_SECOND * length
         )
+
+
+def display_size(frame) -> tuple[int, int]:
+    """A decoded frame's size as it is shown: FFmpeg turns a frame the file says to show rotated by 90° (a
+    phone held upright) before any filter, so the placements and the rows work in that size."""
+    quarter_turns = round((frame.rotation or 0) / 90) % 4
+    return (frame.height, frame.width) if quarter_turns % 2 else (frame.width, frame.height)
 
 
 def output_seconds(path: Path) -> float:

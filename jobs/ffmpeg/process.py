@@ -24,6 +24,7 @@ from django.conf import settings
 from jobs.ffmpeg import command
 from jobs.ffmpeg.command import EncodeSettings, OutputSpec, ThumbnailSpec
 from jobs.ffmpeg.errors import FFmpegError, FrameTooLarge, OutOfMemory, Stalled
+from jobs.ffmpeg.placement import STANDARD_FRAME_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def encode_memory_limit() -> int:
     against what that one does not foresee. Measured figures: docs/bounds.md ("Latest figures")."""
     if settings.ENCODE_MEMORY_BYTES is not None:
         return settings.ENCODE_MEMORY_BYTES
-    return 1024**3 + 80 * settings.MAX_PIXELS * (settings.BATCH_SIZE + 1)
+    frame = max(settings.MAX_PIXELS, STANDARD_FRAME_PIXELS)  # a format's frame may be larger than the source's
+    return 1024**3 + 80 * frame * (settings.BATCH_SIZE + 1)
 
 
 def _child_env(job_id: str, attempt: int, part: str = "") -> dict[str, str]:

@@ -64,11 +64,14 @@ def parse_name(value) -> str:
     return name
 
 
-def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
+def _check_count(uploads: Sequence[UploadedFile]) -> None:
     if not uploads:
         raise Refused("no videos: send one or more files in the 'videos' field", field="videos")
     if len(uploads) > settings.MAX_FILES:
         raise Refused(f"too many videos: {len(uploads)} sent, at most {settings.MAX_FILES} allowed", field="videos")
+
+
+def _check(uploads: Sequence[UploadedFile]) -> list[_Checked]:
     taken: set[str] = set()
     checked = []
     started = time.thread_time()  # PROBE_CPU_SECONDS is for the whole request, however many files it has
@@ -162,7 +165,8 @@ def create_job(
         )
     variations_per_video = parse_variations(variations)
     name = parse_name(name)
-    check_outputs(len(uploads), variations_per_video, choices)
+    _check_count(uploads)
+    check_outputs(len(uploads), variations_per_video, choices)  # before any file is probed
     quota.check_active_jobs(owner)  # cheap, before any file is read
     checked = _check(uploads)
     needed = quota.job_reservation(

@@ -44,6 +44,16 @@ def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
     return {output.pk: name(output) for output in outputs}
 
 
+def file_name(job: Job, output: OutputFile) -> str:
+    """One output's own download name: its ZIP entry's file name, with its format when the ZIP has a folder
+    per format (so that a 9:16 and a 1:1 download do not clash): video_v03.mp4, video_9x16_v03.mp4."""
+    *folders, name = entry_names(job, [output])[output.pk].split("/")
+    if len(folders) == 2:
+        stem, number = name.rsplit("_v", 1)
+        return f"{stem}_{folders[1]}_v{number}"
+    return name
+
+
 def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict:
     return {
         "job": job.pk,

@@ -24,9 +24,11 @@ import multiprocessing
 import os
 import time
 
+import psutil
 from django_q.brokers import Broker
 from django_q.conf import Conf
 from django_q.signals import post_execute_in_worker, post_spawn, pre_execute
+from django_q.signing import BadSignature, SignedPackage
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +43,11 @@ _started = multiprocessing.Value("q", 0)
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a worker that ended, e.g. after a timeout, before its sentinel reaped it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mark(state: int, started: bool = False) -> None:
@@ -90,6 +90,16 @@ pre_execute.connect(_on_start, dispatch_uid="videojobs-gate-start")
 post_execute_in_worker.connect(_on_end, dispatch_uid="videojobs-gate-end")
 
 
+def _unpacks(payload) -> bool:
+    """Will the pusher hand this task to a worker? It drops one whose signature fails (a rotated SECRET_KEY):
+    such a task must not count as waiting for a worker, or the gate would wait for it for ever."""
+    try:
+        SignedPackage.loads(payload)
+    except (TypeError, BadSignature):
+        return False
+    return True
+
+
 def _inner_broker(list_key: str) -> Broker:
     """The broker the settings choose (Redis with REDIS_URL, else the ORM)."""
     if Conf.REDIS:
@@ -119,7 +129,7 @@ class GatedBroker:
                 return None  # the pusher looks at its stop event, then asks again
             time.sleep(CHECK_SECONDS)
         tasks = self._inner.dequeue()
-        self._fetched += len(tasks or ())
+        self._fetched += sum(1 for _ack, payload in tasks or () if _unpacks(payload))
         return tasks
 
     def _free_worker(self) -> bool:

@@ -34,6 +34,7 @@ def spec(part: Part, index: int, format_: str, effects: Effects) -> ffmpeg.Outpu
         placement=placement_filter(format_, job.fit, source.width, source.height, _focus(job, source)),
         speed=effects.speed,
         ssim_path=storage.partial_ssim_path(*names),
+        mirrored=effects.mirror,
     )
 
 

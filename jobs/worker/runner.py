@@ -10,6 +10,7 @@ docs/architecture/processing.md ("Processing a job", "Parts").
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -81,7 +82,7 @@ def _run_parts(job: Job, lead: bool) -> None:
             part = video_run.claim_next(job)
             if part is None:
                 break
-            _encode_part(part, effects)
+            _encode_part(part, effects, hand_over_at=started + settings.JOB_TIMEOUT_SECONDS / 2)
             part = None
         if _finish_left_over(job):
             video_run.log_outcome(job)
@@ -152,9 +153,11 @@ def _hand_back(job: Job, part: Part | None) -> None:
         logger.info("job %s: worker stopping; source %s requeued for another worker", job.pk, part.source.position)
 
 
-def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
+def _encode_part(part: Part, effects: dict[tuple[int, int], Effects], hand_over_at: float = math.inf) -> None:
     """Encode the part's outputs (each variation in each format) that are not finished, BATCH_SIZE at a time:
-    one decode feeds every output of a batch, each registered as the batch ends."""
+    one decode feeds every output of a batch, each registered as the batch ends. Past `hand_over_at`
+    (time.monotonic()) the part goes back to the queue between two batches: the caller sends a helper, which
+    resumes it from its finished outputs with a timeout of its own."""
     job, source = part.job, part.source
     outputs.measure_focus(part)
     done = set(source.outputs.values_list("variation_index", "format"))
@@ -167,6 +170,12 @@ def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
     for batch in _chunks(pending, settings.BATCH_SIZE):
         if not part.owned():  # checked before every batch: BATCH_SIZE=1 means between outputs
             logger.info("job %s: source %s no longer ours; not starting the next batch", job.pk, source.position)
+            return
+        if time.monotonic() > hand_over_at:
+            with transaction.atomic():
+                handed = lock_run(job) and part.hand_back()
+            if handed:
+                logger.info("job %s: source %s handed over between batches (half the timeout)", job.pk, source.position)
             return
         storage.create_outputs_dir(job.pk)
         specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]

@@ -18,7 +18,7 @@ from jobs.ffmpeg.effects import Effects
 from jobs.ffmpeg.placement import STANDARD_SIZES, frame_size, placement_filter
 from jobs.models import Job, OutputFile
 from jobs.worker import runner
-from tests.media import make_edge_subject_clip
+from tests.media import make_clip, make_edge_subject_clip
 
 RATIOS = {name: width / height for name, (width, height) in STANDARD_SIZES.items()}
 
@@ -164,14 +164,18 @@ def test_the_ssim_is_the_variation_against_the_source_in_the_same_format(post_jo
             path.unlink()
 
 
-def test_mirror_only_when_asked(post_job):
-    plain = post_job(variations=2, run=True, fields={"formats": "1:1"})
-    mirrored = post_job(variations=2, run=True, fields={"formats": "1:1", "mirror": "true"})
+def test_mirror_only_when_asked_and_the_ssim_tells_the_effects_not_the_flip(post_job, clips):
+    plain = post_job(variations=2, run=True)
+    mirrored = post_job(variations=2, run=True, fields={"mirror": "true"})
     assert not plain.mirror and mirrored.mirror
-    for output in _outputs(plain):
-        assert output.effects["mirror"] is False and output.ssim > 0.6
-    for output in _outputs(mirrored):  # a test pattern flipped left to right is far from itself
-        assert output.effects["mirror"] is True and output.ssim < 0.5
+    source = _frame(clips())
+    for job, flipped in ((plain, False), (mirrored, True)):
+        for output in _outputs(job):
+            assert output.effects["mirror"] is flipped
+            frame = _frame(storage.output_path(output))
+            as_is, flipped_source = np.abs(frame - source).mean(), np.abs(frame - np.fliplr(source)).mean()
+            assert (flipped_source < as_is / 2) if flipped else (as_is < flipped_source / 2), (as_is, flipped_source)
+            assert output.ssim > 0.6  # measured against the source mirrored too: the flip itself is no change
 
 
 @pytest.mark.parametrize(
@@ -263,3 +267,54 @@ def test_focus_auto_keeps_a_subject_near_the_edge_in_a_9_16_crop(api, tmp_path):
     centred, followed = (_frame(storage.output_path(_outputs(jobs[f])[0])) for f in ("", "auto"))
     assert centred.std() < 5  # plain grey: the pattern was cut off
     assert followed.std() > 20  # the pattern is in the frame
+
+
+def test_one_variation_downloads_under_a_name_with_its_format(api, post_job):
+    job = post_job(["promo.mp4"], variations=1, run=True, fields={"formats": "9:16,1:1"})
+    names = set()
+    for output in _outputs(job):
+        response = api.get(f"/api/jobs/{job.pk}/outputs/{output.pk}/file/?download=1")
+        names.add(response["Content-Disposition"])
+    assert names == {'attachment; filename="promo_9x16_v01.mp4"', 'attachment; filename="promo_1x1_v01.mp4"'}
+
+
+@pytest.mark.parametrize(
+    ("size", "fit"), [("176x144", "blur"), ("2000x16", "blur"), ("16x2000", "pad"), ("2x2", "crop")]
+)
+def test_odd_and_tiny_sources_make_every_format(post_job, size, fit):
+    """A background blurred on a frame smaller than the blur, a very wide or tall source, a 2x2 one."""
+    job = post_job(variations=1, run=True, size=size, audio=False, fields={"formats": "9:16,1:1,16:9", "fit": fit})
+    assert job.status == "completed", job.error
+    for output in _outputs(job):
+        found = _streams(storage.output_path(output))
+        assert (found["width"], found["height"]) == (output.width, output.height)
+
+
+def test_a_video_shown_rotated_is_placed_as_it_is_shown(api, tmp_path):
+    """A phone video stored 320x180 with a 90° display rotation is shown 180x320: its formats start from that."""
+    plain = make_clip(tmp_path / "plain.mp4", size="320x180", audio=False)
+    rotated = tmp_path / "upright.mp4"
+    command = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-display_rotation", "90", "-i", str(plain)]
+    subprocess.run([*command, "-c", "copy", str(rotated)], check=True)
+    body = {"videos": [SimpleUploadedFile("upright.mp4", rotated.read_bytes())], "variations": 1}
+    response = api.post("/api/jobs/", {**body, "formats": "source,16:9,9:16", "fit": "crop"}, format="multipart")
+    assert response.status_code == 201, response.content
+    runner.run_job(response.json()["id"])
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == "completed", job.error
+    source = job.sources.get()
+    assert (source.width, source.height) == (180, 320)
+    sizes = {output.format: (output.width, output.height) for output in _outputs(job)}
+    assert sizes == {"source": (180, 320), "9:16": (180, 320), "16:9": (180, 100)}
+    for output in _outputs(job):
+        found = _streams(storage.output_path(output))
+        assert (found["width"], found["height"]) == (output.width, output.height)
+
+
+def test_outputs_at_different_speeds_do_not_stall_one_another(post_job, settings):
+    """Five retimed outputs of one batch, their timelines drifting apart: with one shared audio decoder FFmpeg
+    stalled for good a few seconds in (each retimed output now reads its audio from an input of its own)."""
+    settings.STALL_SECONDS = 10
+    job = post_job(variations=5, run=True, seconds=8.0, fields={"strength": "strong"})
+    assert job.status == "completed", job.error
+    assert len({output.effects["speed"] for output in _outputs(job)}) == 5

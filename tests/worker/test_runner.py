@@ -444,8 +444,11 @@ def test_ffmpeg_runs_under_an_address_space_limit_and_a_video_over_it_fails_as_o
 def test_the_memory_limit_is_sized_from_the_pixel_and_batch_limits(settings, paced_ffmpeg, tmp_path, clips):
     settings.ENCODE_MEMORY_BYTES = None
     settings.MAX_PIXELS, settings.BATCH_SIZE = 320 * 240, 3
-    limit = 1024**3 + 80 * 320 * 240 * 4
+    limit = 1024**3 + 80 * 1080 * 1920 * 4  # a format's frame (up to 1080x1920) may be larger than the source's
     assert ffmpeg.encode_memory_limit() == limit
+    settings.MAX_PIXELS = 3840 * 2160
+    assert ffmpeg.encode_memory_limit() == 1024**3 + 80 * 3840 * 2160 * 4
+    settings.MAX_PIXELS = 320 * 240
     spec = ffmpeg.OutputSpec(tmp_path / "out.mp4", "null")
     seen: list[int] = []
 

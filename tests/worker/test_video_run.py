@@ -188,7 +188,7 @@ def test_a_stopping_worker_hands_back_its_part_and_the_job_only_when_nobody_else
     run = _claimed(job)
     other = video_run.claim_next(run)  # another worker is on video a
 
-    def stopping(part, effects):
+    def stopping(part, effects, **kwargs):
         raise runner.WorkerStopping(143)
 
     monkeypatch.setattr(runner, "_encode_part", stopping)

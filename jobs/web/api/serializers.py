@@ -253,7 +253,10 @@ class ChoicesSerializer(serializers.Serializer):
     )
     mirror = serializers.BooleanField(required=False, help_text="Flip every variation horizontally; false by default.")
     focus = serializers.ChoiceField(
-        choices=[("auto", "auto")], required=False, help_text='"auto": crops follow detail and motion.'
+        choices=[("", "the point focus_x, focus_y"), ("auto", "auto")],
+        required=False,
+        allow_blank=True,
+        help_text='"auto": each video\'s crops follow its faces, or its detail and motion; empty: focus_x, focus_y.',
     )
     focus_x = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (left)-1.")
     focus_y = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (top)-1.")

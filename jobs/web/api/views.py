@@ -279,7 +279,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def output_file(self, request, pk=None, output_id=None, **kwargs):
         """One finished variation: for a player (HTTP Range, so it can seek), or with ?download=1 to save it."""
         job, output = self._finished_output(output_id)
-        name = archive.entry_names(job, [output])[output.pk].rsplit("/", 1)[-1]
+        name = archive.file_name(job, output)
         wanted = request.headers.get("Range") if request.method == "GET" else None  # RFC 9110: GET only
         try:
             response = byte_range.file_response(storage.output_path(output), wanted, "video/mp4")
