@@ -176,3 +176,21 @@ def test_a_superuser_may_change_schedules(admin_client, db):
     )
     assert response.status_code in (200, 302)
     assert admin_client.get("/admin/django_q/schedule/add/").status_code == 200
+
+
+def test_the_job_list_filters_by_format_and_strength_and_a_job_shows_its_choices(admin_client, user):
+    story = baker.make(Job, owner=user, variations_per_video=1, formats=["9:16", "1:1"], strength="strong")
+    square = baker.make(Job, owner=user, variations_per_video=1, formats=["1:1"], fit="blur")
+    plain = baker.make(Job, owner=user, variations_per_video=1)
+
+    def listed(query: str) -> set[str]:
+        page = admin_client.get(f"/admin/jobs/job/?{query}").content.decode()
+        return {job.pk for job in (story, square, plain) if f"/admin/jobs/job/{job.pk}/change/" in page}
+
+    assert listed("format=9:16") == {story.pk}
+    assert listed("format=1:1") == {story.pk, square.pk}
+    assert listed("format=source") == {plain.pk}
+    assert listed("strength__exact=strong") == {story.pk}
+    assert listed("fit__exact=blur") == {square.pk}
+    page = admin_client.get(f"/admin/jobs/job/{story.pk}/change/").content.decode()
+    assert "9:16" in page and "Strong" in page
