@@ -80,8 +80,10 @@ class JobSerializer(serializers.ModelSerializer):
     every job, source and output (tests/web/test_api_views.py checks that both give the same document).
     """
 
-    total_variations = serializers.IntegerField(read_only=True)
-    completed_variations = serializers.IntegerField(read_only=True)
+    total_variations = serializers.IntegerField(
+        read_only=True, help_text="Every file the job makes: videos x variations x formats."
+    )
+    completed_variations = serializers.IntegerField(read_only=True, help_text="The files finished so far.")
     progress = serializers.IntegerField(read_only=True)
     thumbnail_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
