@@ -12,13 +12,14 @@ from jobs.models.base import (
     new_job_id,
     new_seed,
 )
-from jobs.models.job import RETRYABLE, Job
+from jobs.models.job import CHOICE_FIELDS, RETRYABLE, Job
 from jobs.models.queries import JobQuerySet
 from jobs.models.video import OutputFile, SourceVideo
 from jobs.models.worker_beat import WorkerBeat
 
 __all__ = [
     "ACTIVE",
+    "CHOICE_FIELDS",
     "MAX_JOB_NAME_LENGTH",
     "RETRYABLE",
     "TERMINAL",

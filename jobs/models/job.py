@@ -37,6 +37,8 @@ from jobs.models.queries import JobQuerySet
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (Status.COMPLETED, Status.FAILED)
+# The job's creative choices (docs/formats.md), by field name: what the API, the manifest and the admin show.
+CHOICE_FIELDS = ("formats", "fit", "strength", "mirror", "focus", "focus_x", "focus_y")
 
 
 class Job(JobFigures, models.Model):
@@ -112,6 +114,10 @@ class Job(JobFigures, models.Model):
         if self.expires_at is None:
             self.expires_at = self.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
         super().save(*args, **kwargs)
+
+    def choices(self) -> dict:
+        """Its creative choices, by field name (CHOICE_FIELDS)."""
+        return {name: getattr(self, name) for name in CHOICE_FIELDS}
 
     # --- transitions (one conditional UPDATE each) ----------------------------
     def _transition(self, from_statuses, fenced: bool = False, **changes) -> bool:

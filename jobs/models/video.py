@@ -92,3 +92,15 @@ class OutputFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+    def facts(self) -> dict:
+        """What the job JSON and the ZIP's manifest say of it besides its identity and its file."""
+        return {
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "seconds": self.seconds,
+            "size": self.size,
+            "effects": self.effects,
+            "ssim": self.ssim,
+        }

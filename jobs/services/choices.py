@@ -29,7 +29,7 @@ class Choices:
     @classmethod
     def of(cls, job: Job) -> Choices:
         """A job's own choices: the defaults of its "make more"."""
-        return cls(tuple(job.formats), job.fit, job.strength, job.mirror, job.focus, job.focus_x, job.focus_y)
+        return cls(**{**job.choices(), "formats": tuple(job.formats)})
 
     def as_fields(self) -> dict:
         """The Job fields that hold them."""

@@ -11,7 +11,7 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from jobs import storage
-from jobs.models import Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.models import CHOICE_FIELDS, Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
 from jobs.services import quota, reuse
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.refusal import Refused
@@ -80,13 +80,7 @@ class JobAdmin(admin.ModelAdmin):
         "owner",
         "status",
         "variations_per_video",
-        "formats",
-        "fit",
-        "strength",
-        "mirror",
-        "focus",
-        "focus_x",
-        "focus_y",
+        *CHOICE_FIELDS,
         "seed",
         "created_at",
         "started_at",

@@ -61,21 +61,14 @@ def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict
         "seed": job.seed,
         "created_at": job.created_at.isoformat(),
         "variations_per_video": job.variations_per_video,
-        **{choice: getattr(job, choice) for choice in ("formats", "fit", "strength", "mirror", "focus")},
-        **{"focus_x": job.focus_x, "focus_y": job.focus_y},
+        **job.choices(),
         "outputs": [
             {
                 "file": names[output.pk],
                 "source": output.source.original_name,
                 "variation": output.variation_index + 1,  # as in the file name: _v01 is variation 1
                 "variation_index": output.variation_index,  # from 0, as in the API
-                "format": output.format,
-                "width": output.width,
-                "height": output.height,
-                "seconds": output.seconds,
-                "size": output.size,
-                "effects": output.effects,
-                "ssim": output.ssim,
+                **output.facts(),
             }
             for output in outputs
         ],

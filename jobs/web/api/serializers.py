@@ -4,7 +4,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from jobs.models import MAX_JOB_NAME_LENGTH, Fit, Format, Job, OutputFile, SourceVideo, Strength
+from jobs.models import CHOICE_FIELDS, MAX_JOB_NAME_LENGTH, Fit, Format, Job, OutputFile, SourceVideo, Strength
 
 # DRF's own ISO 8601 rendering of a datetime (UTC as "Z"), built once and shared.
 _DATETIME = serializers.DateTimeField()
@@ -110,13 +110,7 @@ class JobSerializer(serializers.ModelSerializer):
             "queue_position",
             "seconds_left",
             "variations_per_video",
-            "formats",
-            "fit",
-            "strength",
-            "mirror",
-            "focus",
-            "focus_x",
-            "focus_y",
+            *CHOICE_FIELDS,
             "total_variations",
             "completed_variations",
             "progress",
@@ -145,13 +139,7 @@ class JobSerializer(serializers.ModelSerializer):
             "queue_position": self.get_queue_position(job),
             "seconds_left": job.seconds_left,
             "variations_per_video": job.variations_per_video,
-            "formats": list(job.formats),
-            "fit": job.fit,
-            "strength": job.strength,
-            "mirror": job.mirror,
-            "focus": job.focus,
-            "focus_x": job.focus_x,
-            "focus_y": job.focus_y,
+            **job.choices(),
             "total_variations": job.total_variations,
             "completed_variations": job.completed_variations,
             "progress": job.progress,
@@ -198,13 +186,7 @@ def output_document(output: OutputFile, job_url: str) -> dict:
     return {
         "id": output.id,
         "variation_index": output.variation_index,
-        "format": output.format,
-        "width": output.width,
-        "height": output.height,
-        "seconds": output.seconds,
-        "size": output.size,
-        "effects": output.effects,
-        "ssim": output.ssim,
+        **output.facts(),
         "missing": output.missing,
         "file_url": f"{job_url}outputs/{output.id}/file/",
         "thumbnail_url": f"{job_url}outputs/{output.id}/thumbnail/" if output.thumbnail else None,
