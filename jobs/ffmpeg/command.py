@@ -18,6 +18,7 @@ from jobs.ffmpeg.bounds import (
     THUMBNAIL_MAX_HEIGHT,
     THUMBNAIL_WIDTH,
 )
+from jobs.ffmpeg.placement import LINK_TAG
 
 STATS_PERIOD_SECONDS = 0.1
 
@@ -198,7 +199,7 @@ def _video_input(number: int, output: OutputSpec, audio_from: int = 0) -> list[s
 
 def _renamed_apart(placement: str) -> str:
     """The placement chain again in the same graph, its inner links (a blur's) renamed apart."""
-    return placement.replace("[p_", "[ref_")
+    return placement.replace(f"[{LINK_TAG}_", "[ref_")
 
 
 def _graph_escape(path: str) -> str:

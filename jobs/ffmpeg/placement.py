@@ -26,6 +26,7 @@ PAD_COLOUR = "black"
 # blur for a small part of the cost of blurring the full frame.
 BLUR_SHRINK = 8
 BLUR_RADIUS = 6
+LINK_TAG = "p"  # what a blur chain's inner links start with ([p_bg]...), unless asked otherwise
 
 
 def folder_name(format_: str) -> str:
@@ -77,7 +78,9 @@ def frame_size(format_: str, fit: str, width: int, height: int) -> tuple[int, in
     return (standard_w, standard_h) if holding[0] >= standard_w else holding
 
 
-def placement_filter(format_: str, fit: str, width: int, height: int, focus: Focus = CENTRE, tag: str = "p") -> str:
+def placement_filter(
+    format_: str, fit: str, width: int, height: int, focus: Focus = CENTRE, tag: str = LINK_TAG
+) -> str:
     """The chain that turns the source's frame into the format's frame; "" for `source`. `tag` names the
     inner links of a `blur` chain, so that several chains can share one filter graph."""
     if format_ == SOURCE:
