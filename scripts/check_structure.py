@@ -29,8 +29,8 @@ LOCKS = "jobs/models/locks.py"
 STORAGE_SEAM = "jobs/storage/local_disk.py"
 
 # The columns that make up the run state of a job or of a video.
-RUN_STATE = {"status", "claims", "handbacks", "heartbeat_at", "started_at", "finished_at", "cancelled_at", "progress"}
-RUN_STATE |= {"completed_variations"}
+RUN_STATE = {"status", "claim", "claims", "handbacks", "heartbeat_at", "started_at", "finished_at", "cancelled_at"}
+RUN_STATE |= {"progress", "completed_variations"}
 # The steps of an admission: called nowhere but in jobs.services.quota.
 ADMISSION_STEPS = {"make_room", "admission_lock", "fits"}
 # Operations on files: only the storage seam does them to a job's files.

@@ -12,6 +12,7 @@ from jobs.models.base import (
     new_job_id,
     new_seed,
 )
+from jobs.models.batch import Batch
 from jobs.models.job import CHOICE_FIELDS, RETRYABLE, Job
 from jobs.models.queries import JobQuerySet
 from jobs.models.video import OutputFile, SourceVideo
@@ -19,6 +20,7 @@ from jobs.models.worker_beat import WorkerBeat
 
 __all__ = [
     "ACTIVE",
+    "Batch",
     "CHOICE_FIELDS",
     "MAX_JOB_NAME_LENGTH",
     "RETRYABLE",

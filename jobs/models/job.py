@@ -273,7 +273,6 @@ class Job(JobFigures, models.Model):
         return self.sources.filter(status=Status.FAILED).update(
             status=Status.QUEUED,
             error="",
-            heartbeat_at=None,
             progress=F("completed_variations") * 100 / self.outputs_per_video,
         )
 

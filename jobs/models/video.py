@@ -41,15 +41,10 @@ class SourceVideo(models.Model):
         default=0, help_text="Its finished outputs: every variation in every format counts."
     )
     error = models.TextField(blank=True)
-    # The source is one part of the job's work, that any worker may claim (jobs.worker.video_run).
-    claims = models.PositiveSmallIntegerField(
-        default=0, help_text="How many times a worker claimed this part: the fencing token of the claim."
-    )
-    handbacks = models.PositiveSmallIntegerField(
+    claims = models.PositiveIntegerField(
         default=0,
-        help_text="Claims that do not count as lost: handed back by a stopping worker (SIGTERM), or that failed it.",
+        help_text="How many times a worker claimed one of its batches: each claim's fencing token (Batch.claim).",
     )
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
 
     class Meta:
         ordering = ["job", "position"]

@@ -117,9 +117,12 @@ def recover(cleanup: _Pass) -> None:
         ):
             cleanup.summary.recovered += 1
     # A job whose other workers are alive keeps a fresh heartbeat: its lost parts are recovered one by one.
-    for source in video_run.stale(stale_before):
-        description = f"requeue part {source.position} of job {source.job_id} (worker lost, claim {source.claims})"
-        if cleanup.act(description, lambda source=source: video_run.recover(source, stale_before)):
+    for batch in video_run.stale(stale_before):
+        description = (
+            f"requeue batch {batch.number} of video {batch.source.position} of job {batch.job_id}"
+            f" (worker lost, claim {batch.claim})"
+        )
+        if cleanup.act(description, lambda batch=batch: video_run.recover(batch, stale_before)):
             cleanup.summary.parts_recovered += 1
     resend_before = cleanup.now - timedelta(seconds=settings.QUEUE_RESEND_SECONDS)
     waiting = Job.objects.filter(status=Status.QUEUED).filter(

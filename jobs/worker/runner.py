@@ -1,4 +1,4 @@
-"""Runs a job: claim it, share its parts (one per source) with other workers, encode, finish.
+"""Runs a job: claim it, share its parts (its videos' batches) with other workers, encode, finish.
 
 run_job is the task sent for a job: it claims the job (a run), sends helper
 tasks, and runs parts like any helper. run_helper is the helper task: it joins a
@@ -10,11 +10,8 @@ docs/architecture/processing.md ("Processing a job", "Parts").
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -30,8 +27,6 @@ from jobs.worker.db_retry import retry_transient
 from jobs.worker.video_run import Part
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class WorkerStopping(SystemExit):
@@ -66,14 +61,14 @@ def _run_parts(job: Job, lead: bool) -> None:
     try:
         if lead and not _claim(job):
             return
-        sources = list(job.sources.order_by("position"))
         if lead:
+            batches = video_run.plan_batches(job)
             helpers = video_run.send_helpers(job)
-            if helpers:
-                logger.info("job %s: sent %s helper tasks for its other videos", job.pk, helpers)
+            logger.info("job %s: %s batches; sent %s helper tasks for the others", job.pk, batches, helpers)
             if not job.thumbnail:  # a lost run may have written it and not named it
                 name_thumbnail(job, storage.thumbnail_target(job.pk))
-        effects = effects_for_job(job.seed, len(sources), job.variations_per_video, job.strength, job.mirror)
+        videos = job.sources.count()
+        effects = effects_for_job(job.seed, videos, job.variations_per_video, job.strength, job.mirror)
         while True:  # claim_next locks the run: it returns None once the run is over (cancelled, requeued)
             if time.monotonic() - started > settings.JOB_TIMEOUT_SECONDS / 2:
                 enqueue_part(job.pk, job.claims)
@@ -82,7 +77,7 @@ def _run_parts(job: Job, lead: bool) -> None:
             part = video_run.claim_next(job)
             if part is None:
                 break
-            _encode_part(part, effects, hand_over_at=started + settings.JOB_TIMEOUT_SECONDS / 2)
+            _encode_part(part, effects)
             part = None
         if _finish_left_over(job):
             video_run.log_outcome(job)
@@ -153,68 +148,54 @@ def _hand_back(job: Job, part: Part | None) -> None:
         logger.info("job %s: worker stopping; source %s requeued for another worker", job.pk, part.source.position)
 
 
-def _encode_part(part: Part, effects: dict[tuple[int, int], Effects], hand_over_at: float = math.inf) -> None:
-    """Encode the part's outputs (each variation in each format) that are not finished, BATCH_SIZE at a time:
-    one decode feeds every output of a batch, each registered as the batch ends. Past `hand_over_at`
-    (time.monotonic()) the part goes back to the queue between two batches: the caller sends a helper, which
-    resumes it from its finished outputs with a timeout of its own."""
+def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
+    """Encode the batch's outputs (variations in formats) that are not finished, in one FFmpeg: one decode
+    feeds every output, each registered as the batch ends."""
     job, source = part.job, part.source
     outputs.measure_focus(part)
     done = set(source.outputs.values_list("variation_index", "format"))
-    pending = [
-        (index, format_)
-        for index in range(job.variations_per_video)
-        for format_ in job.formats
-        if (index, format_) not in done
-    ]
-    for batch in _chunks(pending, settings.BATCH_SIZE):
-        if not part.owned():  # checked before every batch: BATCH_SIZE=1 means between outputs
-            logger.info("job %s: source %s no longer ours; not starting the next batch", job.pk, source.position)
-            return
-        if time.monotonic() > hand_over_at:
-            with transaction.atomic():
-                handed = lock_run(job) and part.hand_back()
-            if handed:
-                logger.info("job %s: source %s handed over between batches (half the timeout)", job.pk, source.position)
-            return
-        storage.create_outputs_dir(job.pk)
-        specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]
-        written = [path for spec in specs for path in spec.paths()]
-        thumbnail = _thumbnail_spec(job, source)
-        progress = _ProgressWriter(part, len(batch), thumbnail)
-        try:
-            result = ffmpeg.encode(
-                storage.upload_path(source),
-                specs,
-                job_id=job.pk,
-                attempt=job.claims,
-                part=part.token,
-                on_progress=progress,
-                should_stop=_StopWatch(part),
-                encoding=encode_settings(source),
-                thumbnail=thumbnail,
-            )
-        except ffmpeg.FFmpegError as exc:
-            progress.keep_thumbnail()  # written before the failure, whole (atomic): still the job's
-            # The whole story (stderr, paths) goes to the log; the user gets a short cause.
-            logger.warning("job %s: source %s: ffmpeg failed: %s", job.pk, source.position, exc)
-            storage.discard(written)
-            # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
-            _fail(part, user_error(exc, progress.seconds))
-            return
-        progress.keep_thumbnail()
-        if result.stopped:
-            # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
+    batch = [pair for pair in part.batch.pairs() if pair not in done]
+    if not batch or not part.owned():
+        logger.info("job %s: part %s no longer ours or nothing left; not starting it", job.pk, part.token)
+        return
+    storage.create_outputs_dir(job.pk)
+    specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]
+    written = [path for spec in specs for path in spec.paths()]
+    thumbnail = _thumbnail_spec(part)
+    progress = _ProgressWriter(part, len(batch), thumbnail)
+    try:
+        result = ffmpeg.encode(
+            storage.upload_path(source),
+            specs,
+            job_id=job.pk,
+            attempt=job.claims,
+            part=part.token,
+            on_progress=progress,
+            should_stop=_StopWatch(part),
+            encoding=encode_settings(source),
+            thumbnail=thumbnail,
+        )
+    except ffmpeg.FFmpegError as exc:
+        progress.keep_thumbnail()  # written before the failure, whole (atomic): still the job's
+        # The whole story (stderr, paths) goes to the log; the user gets a short cause.
+        logger.warning("job %s: source %s: ffmpeg failed: %s", job.pk, source.position, exc)
+        storage.discard(written)
+        # Fenced: a claim that was given up on (its FFmpeg killed by recovery) must not fail the source for good.
+        _fail(part, user_error(exc, progress.seconds))
+        return
+    progress.keep_thumbnail()
+    if result.stopped:
+        # A stopped FFmpeg may exit 0 with valid but shortened files: never keep them.
+        storage.discard(written)
+        return
+    for (index, format_), spec in zip(batch, specs, strict=True):
+        facts = outputs.facts(job, source, format_, spec)
+        its_thumbnail = spec.thumbnail.path if spec.thumbnail else None
+        made = effects[(source.position, index)]
+        if not video_run.register_output(part, index, spec.path, made, its_thumbnail, **facts):
             storage.discard(written)
             return
-        for (index, format_), spec in zip(batch, specs, strict=True):
-            facts = outputs.facts(job, source, format_, spec)
-            its_thumbnail = spec.thumbnail.path if spec.thumbnail else None
-            made = effects[(source.position, index)]
-            if not video_run.register_output(part, index, spec.path, made, its_thumbnail, **facts):
-                storage.discard(written)
-                return
-        storage.discard([spec.ssim_path for spec in specs if spec.ssim_path])
+    storage.discard([spec.ssim_path for spec in specs if spec.ssim_path])
 
 
 class _StopWatch:
@@ -303,13 +284,9 @@ def name_thumbnail(job: Job, path: Path) -> bool:
     return True
 
 
-def _thumbnail_spec(job: Job, source: SourceVideo) -> ffmpeg.ThumbnailSpec | None:
-    """The job's thumbnail is one more output of its first video's batch, until the job has one."""
-    if job.thumbnail or source.position != 0:
+def _thumbnail_spec(part: Part) -> ffmpeg.ThumbnailSpec | None:
+    """The job's thumbnail is one more output of its first video's first batch, until the job has one."""
+    job, source = part.job, part.source
+    if job.thumbnail or source.position != 0 or part.batch.number != 0:
         return None
     return ffmpeg.ThumbnailSpec(storage.thumbnail_target(job.pk), at_seconds=outputs.thumbnail_moment(source))
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])

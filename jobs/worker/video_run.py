@@ -1,31 +1,38 @@
-"""A job's parts: one per source video, which any worker of any cluster may take.
+"""A job's parts: its videos' batches, which any worker of any cluster may take.
 
-A worker claims the job (Job.claim: a run, fenced by Job.claims), sends one
-helper task per other queued part, then claims parts one at a time (claim_next,
-fenced by SourceVideo.claims) until none is left; each helper does the same.
-So a job with N videos keeps N workers busy, on one machine or several.
+A worker claims the job (Job.claim: a run, fenced by Job.claims), splits what is
+left of each queued video into batches of at most BATCH_SIZE outputs (plan_batches:
+the run's Batch rows), sends one helper task per other batch, then claims batches
+one at a time (claim_next, fenced by Batch.claim) until none is left; each helper
+does the same. So a job of N videos, or one video of N batches, keeps N workers
+busy, on one machine or several.
 
 Every write of a part names both tokens (Part.rows): a worker whose job was
-requeued, or whose part was taken over, writes nothing. The transaction that
-finishes the last part finishes the job (finish_if_done). Details and races:
-docs/architecture/processing.md ("Parts").
+requeued, or whose batch was taken over, writes nothing. A video's own row
+(what a user sees) follows its batches in the same transaction. The
+transaction that finishes the last video finishes the job (finish_if_done).
+Details and races: docs/architecture/processing.md ("Parts").
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs import storage
 from jobs.ffmpeg.effects import Effects
-from jobs.models import ACTIVE, Job, OutputFile, SourceVideo, Status
+from jobs.models import ACTIVE, Batch, Job, OutputFile, SourceVideo, Status
 from jobs.models.locks import lock_run
 from jobs.services.enqueue import enqueue_part
 from jobs.worker import procs
@@ -35,11 +42,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Part:
-    """One claim of one source of a job's run."""
+    """One claim of one batch of a job's run."""
 
     job: Job
     source: SourceVideo
-    claim: int  # SourceVideo.claims when this worker claimed it
+    batch: Batch
+    claim: int  # Batch.claim when this worker claimed it: unique among the claims of the video's batches
 
     @property
     def token(self) -> str:
@@ -52,11 +60,11 @@ class Part:
         return (self.source.position, self.claim)
 
     def rows(self) -> models.QuerySet:
-        """The source's row while this claim owns it: processing, not taken over, its job's run still current."""
-        return SourceVideo.objects.filter(
-            pk=self.source.pk,
+        """The batch's row while this claim owns it: processing, not taken over, its job's run still current."""
+        return Batch.objects.filter(
+            pk=self.batch.pk,
             status=Status.PROCESSING,
-            claims=self.claim,
+            claim=self.claim,
             job__status=Status.PROCESSING,
             job__claims=self.job.claims,
         )
@@ -64,32 +72,56 @@ class Part:
     def owned(self) -> bool:
         return self.rows().exists()
 
-    def beat(self, **changes) -> bool:
-        """The heartbeat of the part and of its job, with `changes` to the source row (e.g. its progress).
-        False when this claim no longer owns the part: cancelled, requeued or taken over."""
-        if not self.rows().update(heartbeat_at=timezone.now(), **changes):
+    def beat(self, progress: int | None = None, **changes) -> bool:
+        """The heartbeat of the batch and of its job. With `progress` (percent of the video's outputs, which
+        several batches report: it only grows) and `changes` (e.g. its focus point), to the video's row.
+        False when this claim no longer owns the batch: cancelled, requeued or taken over."""
+        if not self.rows().update(heartbeat_at=timezone.now()):
             return False
+        if progress is not None:
+            changes["progress"] = Greatest("progress", models.Value(progress))
+        if changes:
+            SourceVideo.objects.filter(pk=self.source.pk, status__in=ACTIVE).update(**changes)
         return self.job.beat()
 
     def hand_back(self) -> bool:
         """processing -> queued by its own stopping worker (SIGTERM): not counted as a lost claim.
         Call with the run locked (lock_run)."""
-        return bool(self.rows().update(status=Status.QUEUED, heartbeat_at=None, handbacks=F("handbacks") + 1))
+        if not self.rows().update(status=Status.QUEUED, heartbeat_at=None, handbacks=F("handbacks") + 1):
+            return False
+        _video_follows(self.job, self.source)
+        return True
 
     def fail(self, error: str, stale_before: datetime | None = None) -> tuple[bool, bool]:
-        """processing -> failed, for this video alone (with `stale_before`: only while its heartbeat is older).
-        When it was the job's last part, the same transaction finishes the job.
+        """processing -> failed, and the video with it (with `stale_before`: only while its heartbeat is older).
+        The video's other batches of the run fail too: their workers see it at their next check and stop.
+        When it was the job's last video, the same transaction finishes the job.
 
-        Returns (failed, finished): whether this call failed the part (False when this claim no longer owns
+        Returns (failed, finished): whether this call failed the batch (False when this claim no longer owns
         it), and whether it finished the job; the caller logs, after its own lines (log_outcome).
         """
         rows = self.rows() if stale_before is None else self.rows().filter(heartbeat_at__lt=stale_before)
-        # Failed by its own worker, the claim was not lost: it does not count against MAX_ATTEMPTS after a retry.
+        # Failed by its own worker, the claim was not lost.
         not_lost = {"handbacks": F("handbacks") + 1} if stale_before is None else {}
         with transaction.atomic():
-            if not lock_run(self.job) or not rows.update(status=Status.FAILED, error=error, **not_lost):
+            if not lock_run(self.job) or not rows.update(status=Status.FAILED, **not_lost):
                 return False, False
+            run_batches(self.job).filter(source=self.source, status__in=ACTIVE).update(status=Status.FAILED)
+            SourceVideo.objects.filter(pk=self.source.pk, status__in=ACTIVE).update(status=Status.FAILED, error=error)
             return True, finish_if_done(self.job)
+
+
+def run_batches(job: Job) -> models.QuerySet:
+    """The batches of the job's current run (as `job` last saw it)."""
+    return Batch.objects.filter(job=job, attempt=job.claims)
+
+
+def _video_follows(job: Job, source: SourceVideo) -> None:
+    """A video still running shows processing while a batch of it runs, else queued while one waits."""
+    batches = run_batches(job).filter(source=source)
+    status = Status.PROCESSING if batches.filter(status=Status.PROCESSING).exists() else Status.QUEUED
+    if status == Status.PROCESSING or batches.filter(status=Status.QUEUED).exists():
+        SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(status=status)
 
 
 def log_outcome(job: Job) -> None:
@@ -97,33 +129,74 @@ def log_outcome(job: Job) -> None:
     logger.info("job %s: %s", job.pk, job.status)
 
 
-def claim_next(job: Job) -> Part | None:
-    """Claim the run's next queued part, lowest position first; None when none is left.
+def plan_batches(job: Job) -> int:
+    """Split what is left of each queued video (its outputs not finished yet) into the run's batches, in
+    order: BATCH_SIZE outputs each, one decode each. Once per run: the lead calls it right after its claim.
+    Returns how many batches the run has. Earlier runs' batches go: their workers are fenced off already."""
+    with transaction.atomic():
+        return _plan_once(job) if lock_run(job) else 0
 
-    Parts of this run whose worker went silent go back to the queue first
+
+def _plan_once(job: Job) -> int:
+    """plan_batches, with the run locked; nothing to do when the run has its batches already."""
+    if run_batches(job).exists():
+        return run_batches(job).count()
+    Batch.objects.filter(job=job, attempt__lt=job.claims).delete()
+    planned = []
+    for source in job.sources.filter(status=Status.QUEUED).order_by("position"):
+        done = set(source.outputs.values_list("variation_index", "format"))
+        pending = [
+            [index, format_]
+            for index in range(job.variations_per_video)
+            for format_ in job.formats
+            if (index, format_) not in done
+        ]
+        if not pending:  # finished by a run that was lost before it could say so
+            SourceVideo.objects.filter(pk=source.pk, status=Status.QUEUED).update(status=Status.COMPLETED, progress=100)
+        for number, outputs in enumerate(chunks(pending, settings.BATCH_SIZE)):
+            planned.append(Batch(job=job, source=source, attempt=job.claims, number=number, outputs=outputs))
+    Batch.objects.bulk_create(planned)
+    return len(planned)
+
+
+def claim_next(job: Job) -> Part | None:
+    """Claim the run's next queued batch, lowest video and batch first; None when none is left.
+
+    Batches of this run whose worker went silent go back to the queue first
     (recover_stale), so a worker that runs out of work takes over a lost one.
     """
     recover_stale(timezone.now() - timedelta(seconds=settings.STALE_AFTER_SECONDS), job)
     with transaction.atomic():
-        if not lock_run(job):
+        if not lock_run(job) or not _plan_once(job):
             return None
-        source = job.sources.filter(status=Status.QUEUED).order_by("position").first()
-        if source is None:
+        batch = run_batches(job).filter(status=Status.QUEUED).select_related("source")
+        batch = batch.order_by("source__position", "number").first()
+        if batch is None:
             return None
-        now, claim = timezone.now(), source.claims + 1
-        SourceVideo.objects.filter(pk=source.pk, status=Status.QUEUED, claims=source.claims).update(
-            status=Status.PROCESSING, claims=claim, heartbeat_at=now
-        )  # the run's lock makes this read-then-write safe: no other claim can come between
-        source.status, source.claims, source.heartbeat_at = Status.PROCESSING, claim, now
-        return Part(job, source, claim)
+        # The run's lock makes these read-then-writes safe: no other claim can come between.
+        source, claim, now = batch.source, batch.source.claims + 1, timezone.now()
+        SourceVideo.objects.filter(pk=source.pk).update(claims=claim)
+        SourceVideo.objects.filter(pk=source.pk, status=Status.QUEUED).update(status=Status.PROCESSING)
+        Batch.objects.filter(pk=batch.pk, status=Status.QUEUED).update(
+            status=Status.PROCESSING, claim=claim, claims=F("claims") + 1, heartbeat_at=now
+        )
+        source.claims = claim
+        source.status = Status.PROCESSING if source.status == Status.QUEUED else source.status
+        batch.status, batch.claim, batch.heartbeat_at = Status.PROCESSING, claim, now
+        return Part(job, source, batch, claim)
 
 
 def send_helpers(job: Job) -> int:
-    """One helper task per queued part but the one the caller is about to run: idle workers take them."""
-    helpers = max(job.sources.filter(status=Status.QUEUED).count() - 1, 0)
+    """One helper task per queued batch but the one the caller is about to run: idle workers take them."""
+    helpers = max(run_batches(job).filter(status=Status.QUEUED).count() - 1, 0)
     for _ in range(helpers):
         enqueue_part(job.pk, job.claims)
     return helpers
+
+
+def chunks(items: Sequence, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def finish_if_done(job: Job) -> bool:
@@ -151,6 +224,12 @@ def _registered(source: SourceVideo, index: int, format_: str) -> bool:
     except Exception:  # cannot tell: keep the file; the orphan sweep removes it if no row owns it
         logger.exception("source %s: could not check variation %s after a failed registration", source.pk, index)
         return True
+
+
+def _finished_outputs(part: Part) -> int:
+    """How many of the batch's outputs have their row."""
+    pairs = [Q(variation_index=index, format=format_) for index, format_ in part.batch.pairs()]
+    return OutputFile.objects.filter(reduce(or_, pairs), source=part.source).count()
 
 
 def register_output(
@@ -187,9 +266,12 @@ def register_output(
                 **facts,
             )
             part.beat(completed_variations=F("completed_variations") + 1)
-            all_done = part.rows().filter(completed_variations__gte=job.outputs_per_video)
-            source_done = all_done.update(status=Status.COMPLETED, progress=100)
-            completed = bool(source_done) and finish_if_done(job)
+            if _finished_outputs(part) >= len(part.batch.outputs):
+                part.rows().update(status=Status.COMPLETED, handbacks=F("handbacks") + 1)
+            video_done = SourceVideo.objects.filter(
+                pk=source.pk, status=Status.PROCESSING, completed_variations__gte=job.outputs_per_video
+            ).update(status=Status.COMPLETED, progress=100)
+            completed = bool(video_done) and finish_if_done(job)
             for written in (partial, thumbnail):
                 if written is not None:
                     finals.append(storage.promote(written))
@@ -207,43 +289,47 @@ def register_output(
 
 # --- lost parts ----------------------------------------------------------------------
 def stale(stale_before: datetime, job: Job | None = None) -> models.QuerySet:
-    """Parts of processing jobs whose worker has not beaten since `stale_before`."""
-    rows = SourceVideo.objects.filter(
-        status=Status.PROCESSING, job__status=Status.PROCESSING, heartbeat_at__lt=stale_before
-    ).select_related("job")
+    """Batches of processing jobs' current runs whose worker has not beaten since `stale_before`."""
+    rows = Batch.objects.filter(
+        status=Status.PROCESSING,
+        job__status=Status.PROCESSING,
+        job__claims=F("attempt"),
+        heartbeat_at__lt=stale_before,
+    ).select_related("job", "source")
     return rows.filter(job=job) if job is not None else rows
 
 
 def recover_stale(stale_before: datetime, job: Job | None = None) -> int:
-    """recover() every stale part (of `job`, or of every job); returns how many were recovered."""
-    return sum(recover(source, stale_before) for source in stale(stale_before, job))
+    """recover() every stale batch (of `job`, or of every job); returns how many were recovered."""
+    return sum(recover(batch, stale_before) for batch in stale(stale_before, job))
 
 
-def recover(source: SourceVideo, stale_before: datetime) -> bool:
-    """Requeue a part whose worker went silent, and send a helper task for it; after MAX_ATTEMPTS lost
+def recover(batch: Batch, stale_before: datetime) -> bool:
+    """Requeue a batch whose worker went silent, and send a helper task for it; after MAX_ATTEMPTS lost
     claims, fail its video instead. Fenced on the claim and the stale heartbeat seen: an overlapping pass,
     a worker that took it over or came back to life, make this a no-op (False).
 
     The winner kills what the lost claim left running on this machine, and removes its partial files.
     """
-    job = source.job
-    lost = Part(job, source, source.claims)
-    lost_claims = source.claims - source.handbacks
+    job = batch.job
+    lost = Part(job, batch.source, batch, batch.claim)
     finished = requeued = False
-    if lost_claims >= settings.MAX_ATTEMPTS:
-        error = f"The worker processing this video stopped {lost_claims} times; giving up."
+    if batch.lost_claims >= settings.MAX_ATTEMPTS:
+        error = f"The worker processing this video stopped {batch.lost_claims} times; giving up."
         failed, finished = lost.fail(error, stale_before)
         if not failed:
             return False
-        logger.warning("job %s: part %s failed: its worker was lost %s times", job.pk, source.position, lost_claims)
+        logger.warning("job %s: part %s failed: its worker was lost %s times", job.pk, lost.token, batch.lost_claims)
     else:
         with transaction.atomic():
             requeued = lock_run(job) and bool(
                 lost.rows().filter(heartbeat_at__lt=stale_before).update(status=Status.QUEUED, heartbeat_at=None)
             )
+            if requeued:
+                _video_follows(job, batch.source)
         if not requeued:
             return False
-        logger.warning("job %s: part %s requeued (its worker was lost, claim %s)", job.pk, source.position, lost.claim)
+        logger.warning("job %s: part %s requeued (its worker was lost)", job.pk, lost.token)
     interrupt(job, job.claims, lost)
     if requeued:
         enqueue_part(job.pk, job.claims)
@@ -254,7 +340,7 @@ def recover(source: SourceVideo, stale_before: datetime) -> bool:
 
 
 def interrupt(job: Job, attempt: int, lost: Part | None = None) -> None:
-    """Kill what a lost run (with `lost`: one lost claim of a part) left running on this machine, and remove
-    its partial files. Only for the winner of the UPDATE that took the run or the part away from it."""
+    """Kill what a lost run (with `lost`: one lost claim of a batch) left running on this machine, and remove
+    its partial files. Only for the winner of the UPDATE that took the run or the batch away from it."""
     procs.kill_tagged(job.pk, attempt, lost.token if lost else None)
     storage.remove_unowned_outputs(job, attempt=attempt, part=lost.key if lost else None)

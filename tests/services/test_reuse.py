@@ -268,14 +268,14 @@ def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
 def test_a_retry_resumes_a_failed_video_from_its_finished_variations(api, make_job):
     job = make_job(status=Status.FAILED, outputs=1)
     # Two workers lost, then a run that failed the video itself (not lost: counted as handed back).
-    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", claims=3, handbacks=1)
+    SourceVideo.objects.filter(job=job).update(status=Status.FAILED, error="boom", claims=3)
     Job.objects.filter(pk=job.pk).update(variations_per_video=2, claims=3, handbacks=1, error="x")
     response = api.post(f"/api/jobs/{job.pk}/retry/")
     assert response.status_code == 200 and response.json()["sources"][0]["progress"] == 50
     job.refresh_from_db()
     source = job.sources.get()
     # The lost workers still count (MAX_ATTEMPTS is for the job's whole life); the claim counters go on.
-    assert (job.claims, job.lost_runs, source.claims, source.claims - source.handbacks) == (3, 2, 3, 2)
+    assert (job.claims, job.lost_runs, source.claims) == (3, 2, 3)
     assert job.expires_at > timezone.now() + timedelta(hours=23) and job.retries == 1
 
 

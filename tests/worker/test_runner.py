@@ -14,7 +14,7 @@ from django_q.exceptions import TimeoutException
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import effects_for, effects_for_job
-from jobs.models import Job, OutputFile, Status
+from jobs.models import Batch, Job, OutputFile, Status
 from jobs.services import uploads
 from jobs.services.cancel import cancel_job
 from jobs.worker import db_retry, runner, video_run
@@ -61,17 +61,19 @@ def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(u
     job = _create(user, upload, names=("a.mp4", "b.mp4"), variations=1)
     assert job.claim()
     first = video_run.claim_next(job)
-    spec = runner._thumbnail_spec(job, first.source)
+    spec = runner._thumbnail_spec(first)
     assert spec.path == storage.thumbnail_target(job.pk) and spec.at_seconds == pytest.approx(1 / 3, abs=0.02)
     second = video_run.claim_next(job)
-    assert runner._thumbnail_spec(job, second.source) is None  # the first video's only
+    assert runner._thumbnail_spec(second) is None  # the first video's only
+    its_next_batch = video_run.Part(job, first.source, Batch(job=job, source=first.source, number=1), first.claim)
+    assert runner._thumbnail_spec(its_next_batch) is None  # and its first batch's only
     progress = runner._ProgressWriter(first, 1, spec)
     progress(0.1)  # FFmpeg has not written it yet
     assert Job.objects.get(pk=job.pk).thumbnail == ""
     spec.path.write_bytes(b"RIFF")
     progress(0.5)
     assert Job.objects.get(pk=job.pk).thumbnail == storage.THUMBNAIL_NAME
-    assert runner._thumbnail_spec(job, first.source) is None  # a later batch or claim makes none
+    assert runner._thumbnail_spec(first) is None  # a later claim makes none
 
 
 def test_a_run_that_was_taken_over_cannot_name_the_thumbnail(user, upload):
@@ -79,7 +81,7 @@ def test_a_run_that_was_taken_over_cannot_name_the_thumbnail(user, upload):
     stale_run = Job.objects.get(pk=job.pk)
     assert stale_run.claim()
     stale_part = video_run.claim_next(stale_run)
-    spec = runner._thumbnail_spec(stale_run, stale_part.source)
+    spec = runner._thumbnail_spec(stale_part)
     assert stale_run.hand_back() and Job.objects.get(pk=job.pk).claim()
     spec.path.write_bytes(b"RIFF")
     runner._ProgressWriter(stale_part, 1, spec).keep_thumbnail()
@@ -370,11 +372,16 @@ def test_a_cancel_stops_ffmpeg_at_the_workers_next_look_at_the_mark_not_its_next
     assert not (storage.job_folder(job.pk) / storage.CANCEL_MARK).exists()
 
 
+def _unclaimed_part(job: Job) -> video_run.Part:
+    source = job.sources.get()
+    return video_run.Part(job, source, Batch(job=job, source=source, number=0, outputs=[]), claim=0)
+
+
 def test_the_stop_watch_asks_the_database_every_check_interval_and_at_once_for_a_new_cancel_mark(make_job, monkeypatch):
     """Asked every 0.05 s by FFmpeg's wait: a query each time would be 20 a second per batch."""
     job = make_job(status=Status.PROCESSING, outputs=0)
     queries = []
-    part = video_run.Part(job, job.sources.get(), claim=0)
+    part = _unclaimed_part(job)
     monkeypatch.setattr(video_run.Part, "owned", lambda self: queries.append(1) or True)
     watch = runner._StopWatch(part)
     mark = storage.job_folder(job.pk) / storage.CANCEL_MARK
@@ -404,7 +411,7 @@ def test_a_mark_already_there_when_a_batch_starts_asks_at_once(make_job, monkeyp
     job = make_job(status=Status.PROCESSING, outputs=0)
     storage.mark_cancel(job.pk)
     monkeypatch.setattr(video_run.Part, "owned", lambda self: False)
-    assert runner._StopWatch(video_run.Part(job, job.sources.get(), claim=0))() is True
+    assert runner._StopWatch(_unclaimed_part(job))() is True
 
 
 def test_a_stream_that_grows_past_max_pixels_after_the_probe_fails_its_video_naming_the_limit(

@@ -15,7 +15,7 @@ from django_q.models import OrmQ
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import effects_for_job
-from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.models import Batch, Job, OutputFile, SourceVideo, Status
 from jobs.services.enqueue import PROCESS_PART_TASK
 from jobs.worker import cleanup, runner, video_run
 
@@ -33,7 +33,7 @@ def _helper_tasks() -> list[tuple]:
 def _go_silent(part: video_run.Part, seconds: float = 120) -> None:
     """The worker on `part` stopped beating `seconds` ago (STALE_AFTER_SECONDS is 60 in these tests: a live
     part on a slow machine never looks stale)."""
-    SourceVideo.objects.filter(pk=part.source.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+    Batch.objects.filter(pk=part.batch.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ def test_a_part_that_fails_fails_only_its_video_while_the_other_runs_on(post_job
 def test_a_lost_part_is_taken_over_by_the_next_worker_without_encoding_its_finished_variations(
     post_job, settings, files_under
 ):
-    settings.BATCH_SIZE = 1
+    settings.BATCH_SIZE = 2  # one batch per video
     job = post_job(["a.mp4", "b.mp4"], variations=2, seconds=0.5, audio=False)
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 2)
@@ -122,8 +122,8 @@ def test_a_lost_part_is_taken_over_by_the_next_worker_without_encoding_its_finis
 
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 4
-    source = job.sources.get(position=0)
-    assert source.claims == 2 and source.handbacks == 0
+    batch = Batch.objects.get(pk=lost.batch.pk)  # claimed twice: lost once, then finished
+    assert (batch.claims, batch.lost_claims, batch.claim, job.sources.get(position=0).claims) == (2, 1, 2, 2)
     assert storage.output_path(OutputFile.objects.get(pk=finished.pk)).stat().st_ino == inode
     assert OutputFile.objects.get(pk=finished.pk).created_at == finished.created_at
     assert not leftover.exists() and not any(
@@ -144,8 +144,7 @@ def test_a_part_lost_too_often_fails_its_video_and_the_job_finishes_with_the_oth
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 1)
     lost = video_run.claim_next(run)
-    SourceVideo.objects.filter(pk=lost.source.pk).update(claims=2)  # its second claim, lost again
-    lost = video_run.Part(run, SourceVideo.objects.get(pk=lost.source.pk), 2)
+    Batch.objects.filter(pk=lost.batch.pk).update(claims=2)  # its second claim, lost again
     runner._encode_part(video_run.claim_next(run), effects)
     _go_silent(lost)
 
@@ -176,7 +175,7 @@ def test_the_cleanup_pass_requeues_a_lost_part_of_a_job_whose_other_workers_are_
     summary = cleanup.run()
 
     assert summary.parts_recovered == 1 and summary.recovered == 0
-    assert f"requeue part 0 of job {job.pk} (worker lost, claim 1)" in summary.actions
+    assert f"requeue batch 0 of video 0 of job {job.pk} (worker lost, claim 1)" in summary.actions
     assert job.sources.get(position=0).status == Status.QUEUED and alive.owned()
     assert not mine.exists() and theirs.exists()
     assert _helper_tasks() == [(job.pk, run.claims)]
@@ -198,7 +197,7 @@ def test_a_stopping_worker_hands_back_its_part_and_the_job_only_when_nobody_else
     job.refresh_from_db()
     b = job.sources.get(position=1)
     assert job.status == Status.PROCESSING and job.handbacks == 0
-    assert b.status == Status.QUEUED and b.handbacks == 1 and other.owned()
+    assert b.status == Status.QUEUED and b.batches.get().handbacks == 1 and other.owned()
     assert _helper_tasks() == [(job.pk, run.claims)]
 
     runner._hand_back(run, other)  # then the worker on video a stops too
