@@ -151,9 +151,10 @@ def test_two_machines_share_a_job_one_dies_and_the_other_finishes_it_then_a_canc
 
 
 def test_a_busy_machine_leaves_tasks_it_cannot_start_to_an_idle_one(start_cluster, post_job, tmp_path):
-    """Two single-worker machines: a job sent while one of them is busy runs on the other at once, and the two
-    videos of a job encode side by side, whatever ran just before (the busy one used to hold the task)."""
-    paced = {**MACHINE_ENV, **PACED_FFMPEG}
+    """Two single-worker machines: a job sent while one of them is busy runs on the other at once; the two
+    videos of a job encode side by side, whatever ran just before (the busy one used to hold the task); and
+    so do the batches of a job of one video and 10 variations."""
+    paced = {**MACHINE_ENV, **PACED_FFMPEG, "BATCH_SIZE": "5"}
     machines = []
     for name in ("first", "second"):
         home = tmp_path / name
@@ -193,4 +194,17 @@ def test_a_busy_machine_leaves_tasks_it_cannot_start_to_an_idle_one(start_cluste
     )
     wait_for(lambda: Job.objects.get(pk=shared.pk).is_terminal, timeout=60, message=logs)
     assert Job.objects.get(pk=shared.pk).status == Status.COMPLETED
+
+    # One video, 10 variations: two batches of BATCH_SIZE (5), one on each machine at once.
+    one_video = post_job(["ten.mp4"], 10, seconds=3.0, audio=False)
+    wait_for(
+        lambda: all(_encoding_on(one_video, m) for m in machines),
+        timeout=30,
+        interval=0.05,
+        message=lambda: f"both machines on the one video:\n{logs()}",
+    )
+    assert {_position(p) for p in encoding_processes(one_video)} <= {0}
+    wait_for(lambda: Job.objects.get(pk=one_video.pk).is_terminal, timeout=60, message=logs)
+    finished = Job.objects.get(pk=one_video.pk)
+    assert finished.status == Status.COMPLETED and finished.outputs.count() == 10
     assert "not needed" not in logs()  # no helper task sat in a busy machine until its run was over

@@ -15,7 +15,7 @@ from django_q.models import OrmQ
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import effects_for_job
-from jobs.models import Batch, Job, OutputFile, SourceVideo, Status
+from jobs.models import Batch, Job, OutputFile, Status
 from jobs.services.enqueue import PROCESS_PART_TASK
 from jobs.worker import cleanup, runner, video_run
 
@@ -237,3 +237,89 @@ def test_a_task_past_half_its_timeout_leaves_the_other_videos_to_a_helper(post_j
     runner.run_helper(job.pk, 1)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 2
+
+
+def test_one_video_is_split_into_batches_that_two_workers_encode_side_by_side(post_job, settings, files_under):
+    """A video of 4 outputs with BATCH_SIZE=2 is two parts: each worker claims one (its own fencing token),
+    writes its own partial files, and the video completes when both have finished."""
+    settings.BATCH_SIZE = 2
+    job = post_job(["a.mp4"], variations=2, seconds=0.5, audio=False, fields={"formats": ["source", "1:1"]})
+    run = _claimed(job)
+    assert video_run.plan_batches(run) == 2 and video_run.send_helpers(run) == 1
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
+    assert video_run.claim_next(run) is None
+    assert [first.batch.pairs(), second.batch.pairs()] == [[(0, "source"), (0, "1:1")], [(1, "source"), (1, "1:1")]]
+    assert (first.source.pk, first.claim, second.claim) == (second.source.pk, 1, 2)
+    assert job.sources.get().status == Status.PROCESSING
+
+    # The second worker writes a partial file; the first one's settling after its batch leaves it alone.
+    storage.create_outputs_dir(job.pk)
+    theirs = storage.partial_path(job.pk, 0, 1, run.claims, second.claim, "source")
+    theirs.write_bytes(b"partial")
+    effects = effects_for_job(job.seed, 1, 2)
+    runner._encode_part(first, effects)
+    storage.settle_files(run, first.key)
+    assert theirs.exists() and second.owned()
+    source = job.sources.get()
+    assert (source.status, source.completed_variations, source.progress) == (Status.PROCESSING, 2, 50)
+    assert Batch.objects.get(pk=first.batch.pk).status == Status.COMPLETED
+
+    theirs.unlink()
+    runner._encode_part(second, effects)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.outputs.count() == 4
+    assert set(job.outputs.values_list("variation_index", "format")) == {
+        (0, "source"),
+        (0, "1:1"),
+        (1, "source"),
+        (1, "1:1"),
+    }
+    assert list(run.batches.values_list("status", "claims", "handbacks")) == [(Status.COMPLETED, 1, 1)] * 2
+
+
+def test_a_batch_that_fails_fails_its_video_and_stops_the_videos_other_batch(post_job, settings):
+    settings.BATCH_SIZE = 1
+    job = post_job(["bad.mp4"], variations=2, seconds=0.5, audio=False)
+    storage.upload_path(job.sources.get()).write_bytes(b"garbage")
+    run = _claimed(job)
+    bad, other = video_run.claim_next(run), video_run.claim_next(run)
+
+    runner._encode_part(bad, effects_for_job(job.seed, 1, 2))
+
+    job.refresh_from_db()
+    assert not other.owned() and not other.beat()  # its worker stops at its next check
+    assert job.sources.get().status == Status.FAILED and job.status == Status.FAILED
+    assert list(run.batches.values_list("status", flat=True)) == [Status.FAILED, Status.FAILED]
+
+
+def test_a_batch_handed_back_leaves_its_video_processing_while_another_batch_of_it_runs(post_job, settings):
+    settings.BATCH_SIZE = 1
+    job = post_job(["a.mp4"], variations=3)
+    run = _claimed(job)
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
+
+    runner._hand_back(run, second)  # its worker stops; the first one runs on
+
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING and job.sources.get().status == Status.PROCESSING
+    assert _helper_tasks() == [(job.pk, run.claims)]
+    runner._hand_back(run, first)  # nobody is on the video any more: the job goes back to the queue
+    job.refresh_from_db()
+    assert job.status == Status.QUEUED and job.sources.get().status == Status.QUEUED
+
+
+def test_a_new_run_plans_only_what_is_left_and_fences_off_the_old_runs_batches(post_job, settings):
+    settings.BATCH_SIZE = 2
+    job = post_job(["a.mp4"], variations=3, seconds=0.5, audio=False)
+    old_run = _claimed(job)
+    old = video_run.claim_next(old_run)
+    effects = effects_for_job(job.seed, 1, 3)
+    runner._encode_part(old, effects)  # variations 0 and 1 finished
+    assert old_run.hand_back()
+
+    new_run = _claimed(job)
+    assert video_run.plan_batches(new_run) == 1
+    (left,) = new_run.batches.filter(attempt=new_run.claims)
+    assert left.pairs() == [(2, "source")] and not new_run.batches.filter(attempt=old_run.claims).exists()
+    late = storage.partial_path(job.pk, 0, 2, old_run.claims, old.claim)
+    assert not old.owned() and video_run.register_output(old, 2, late, effects[(0, 2)]) is False
