@@ -11,7 +11,7 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from jobs import storage
-from jobs.models import CHOICE_FIELDS, Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.models import CHOICE_FIELDS, Batch, Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
 from jobs.services import quota, reuse
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.refusal import Refused
@@ -42,6 +42,14 @@ class ReadOnlyInline(admin.TabularInline):
 class SourceInline(ReadOnlyInline):
     model = SourceVideo
     fields = ["position", "original_name", "size", "duration", "status", "progress", "completed_variations", "error"]
+    readonly_fields = fields
+
+
+class BatchInline(ReadOnlyInline):
+    """The parts of the job's runs: which outputs each batch holds, and where its claim stands."""
+
+    model = Batch
+    fields = ["attempt", "source", "number", "outputs", "status", "claim", "claims", "handbacks", "heartbeat_at"]
     readonly_fields = fields
 
 
@@ -94,7 +102,7 @@ class JobAdmin(admin.ModelAdmin):
         "origin",
         "settled_at",
     ]
-    inlines = [SourceInline, OutputInline]
+    inlines = [SourceInline, BatchInline, OutputInline]
     actions = ["cancel_selected", "make_more_selected", "retry_selected", "delete_with_files"]
     change_list_template = "admin/jobs/job/change_list.html"
 

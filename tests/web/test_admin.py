@@ -90,7 +90,7 @@ def test_a_job_page_offers_no_save_and_no_add_rows(admin_client, make_job):
     job = make_job(outputs=1)
     content = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert 'name="_save"' not in content and 'name="_continue"' not in content and 'name="_addanother"' not in content
-    for inline in ("sources", "outputs"):  # admin's inlines.js offers "Add another" only below the maximum
+    for inline in ("sources", "batches", "outputs"):  # admin's inlines.js offers "Add another" only below the maximum
         assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in content
     assert f"/admin/jobs/job/{job.pk}/delete/" in content  # deleting stays possible
     # Not just hidden buttons: a hand-made POST cannot write the row (the worker's, by conditional UPDATEs).
@@ -194,3 +194,11 @@ def test_the_job_list_filters_by_format_and_strength_and_a_job_shows_its_choices
     assert listed("fit__exact=blur") == {square.pk}
     page = admin_client.get(f"/admin/jobs/job/{story.pk}/change/").content.decode()
     assert "9:16" in page and "Strong" in page
+
+
+def test_a_job_page_shows_the_batches_of_its_runs(admin_client, post_job, settings):
+    settings.BATCH_SIZE = 1
+    job = post_job(["a.mp4"], variations=2, run=True, seconds=0.5, audio=False)
+    content = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert 'name="batches-TOTAL_FORMS" value="2"' in content
+    assert "[[0, &quot;source&quot;]]" in content and "[[1, &quot;source&quot;]]" in content
