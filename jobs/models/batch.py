@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from django.db import models
 
 from jobs.models.base import Status
 from jobs.models.job import Job
-from jobs.models.video import SourceVideo
+from jobs.models.video import OutputFile, SourceVideo
+
+
+class BatchQuerySet(models.QuerySet):
+    def of_run(self, job: Job) -> models.QuerySet:
+        """The batches of the job's current run (as `job` last saw it)."""
+        return self.filter(job=job, attempt=job.claims)
 
 
 class Batch(models.Model):
@@ -33,6 +42,9 @@ class Batch(models.Model):
         default=0, help_text="Claims that do not count as lost: handed back by a stopping worker, or finished."
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
+    progress = models.PositiveSmallIntegerField(default=0, help_text="How far its FFmpeg got, in percent.")
+
+    objects = BatchQuerySet.as_manager()
 
     class Meta:
         ordering = ["job", "attempt", "source__position", "number"]
@@ -51,3 +63,8 @@ class Batch(models.Model):
 
     def pairs(self) -> list[tuple[int, str]]:
         return [(index, format_) for index, format_ in self.outputs]
+
+    def finished_outputs(self) -> int:
+        """How many of its outputs have their row."""
+        pairs = [models.Q(variation_index=index, format=format_) for index, format_ in self.pairs()]
+        return OutputFile.objects.filter(reduce(or_, pairs), source=self.source_id).count()

@@ -162,7 +162,7 @@ def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
     specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]
     written = [path for spec in specs for path in spec.paths()]
     thumbnail = _thumbnail_spec(part)
-    progress = _ProgressWriter(part, len(batch), thumbnail)
+    progress = _ProgressWriter(part, thumbnail)
     try:
         result = ffmpeg.encode(
             storage.upload_path(source),
@@ -250,11 +250,12 @@ def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
 
 
 class _ProgressWriter:
-    """on_progress callback: source progress from FFmpeg's out_time, plus the part's and the job's heartbeats.
+    """on_progress callback: the batch's progress from FFmpeg's out_time (and its video's), plus the batch's and
+    the job's heartbeats.
     Also names the job's thumbnail on the job once the batch has written it (early in the batch)."""
 
-    def __init__(self, part: Part, batch_size: int, thumbnail: ffmpeg.ThumbnailSpec | None = None):
-        self.part, self.source, self.batch_size = part, part.source, batch_size
+    def __init__(self, part: Part, thumbnail: ffmpeg.ThumbnailSpec | None = None):
+        self.part, self.source = part, part.source
         self.thumbnail = thumbnail
         self.seconds: float | None = None  # how far FFmpeg got: where a failure happened
 
@@ -269,9 +270,7 @@ class _ProgressWriter:
 
     def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
-        done = SourceVideo.objects.filter(pk=self.source.pk).values_list("completed_variations", flat=True).first() or 0
-        percent = int(100 * (done + fraction * self.batch_size) / self.part.job.outputs_per_video)
-        self.part.beat(progress=min(percent, 99))
+        self.part.beat(progress=int(100 * fraction))
 
 
 def name_thumbnail(job: Job, path: Path) -> bool:

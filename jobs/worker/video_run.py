@@ -20,14 +20,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import reduce
-from operator import or_
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from jobs import storage
@@ -73,13 +70,14 @@ class Part:
         return self.rows().exists()
 
     def beat(self, progress: int | None = None, **changes) -> bool:
-        """The heartbeat of the batch and of its job. With `progress` (percent of the video's outputs, which
-        several batches report: it only grows) and `changes` (e.g. its focus point), to the video's row.
-        False when this claim no longer owns the batch: cancelled, requeued or taken over."""
-        if not self.rows().update(heartbeat_at=timezone.now()):
+        """The heartbeat of the batch and of its job. With `progress` (how far the batch's FFmpeg got, in
+        percent), the batch's and the video's (video_progress); `changes` go to the video's row (e.g. its
+        focus point). False when this claim no longer owns the batch: cancelled, requeued or taken over."""
+        progressed = {} if progress is None else {"progress": progress}
+        if not self.rows().update(heartbeat_at=timezone.now(), **progressed):
             return False
         if progress is not None:
-            changes["progress"] = Greatest("progress", models.Value(progress))
+            changes["progress"] = video_progress(self.job, self.source)
         if changes:
             SourceVideo.objects.filter(pk=self.source.pk, status__in=ACTIVE).update(**changes)
         return self.job.beat()
@@ -106,19 +104,23 @@ class Part:
         with transaction.atomic():
             if not lock_run(self.job) or not rows.update(status=Status.FAILED, **not_lost):
                 return False, False
-            run_batches(self.job).filter(source=self.source, status__in=ACTIVE).update(status=Status.FAILED)
+            Batch.objects.of_run(self.job).filter(source=self.source, status__in=ACTIVE).update(status=Status.FAILED)
             SourceVideo.objects.filter(pk=self.source.pk, status__in=ACTIVE).update(status=Status.FAILED, error=error)
             return True, finish_if_done(self.job)
 
 
-def run_batches(job: Job) -> models.QuerySet:
-    """The batches of the job's current run (as `job` last saw it)."""
-    return Batch.objects.filter(job=job, attempt=job.claims)
+def video_progress(job: Job, source: SourceVideo) -> int:
+    """A running video's percent: its finished outputs, plus the share its running batches have made."""
+    running = Batch.objects.of_run(job).filter(source=source, status=Status.PROCESSING)
+    running = running.values_list("progress", "outputs")
+    done = SourceVideo.objects.filter(pk=source.pk).values_list("completed_variations", flat=True).first() or 0
+    made = done + sum(percent / 100 * len(outputs) for percent, outputs in running)
+    return min(int(100 * made / job.outputs_per_video), 99)
 
 
 def _video_follows(job: Job, source: SourceVideo) -> None:
     """A video still running shows processing while a batch of it runs, else queued while one waits."""
-    batches = run_batches(job).filter(source=source)
+    batches = Batch.objects.of_run(job).filter(source=source)
     status = Status.PROCESSING if batches.filter(status=Status.PROCESSING).exists() else Status.QUEUED
     if status == Status.PROCESSING or batches.filter(status=Status.QUEUED).exists():
         SourceVideo.objects.filter(pk=source.pk, status__in=ACTIVE).update(status=status)
@@ -139,8 +141,8 @@ def plan_batches(job: Job) -> int:
 
 def _plan_once(job: Job) -> int:
     """plan_batches, with the run locked; nothing to do when the run has its batches already."""
-    if run_batches(job).exists():
-        return run_batches(job).count()
+    if Batch.objects.of_run(job).exists():
+        return Batch.objects.of_run(job).count()
     Batch.objects.filter(job=job, attempt__lt=job.claims).delete()
     planned = []
     for source in job.sources.filter(status=Status.QUEUED).order_by("position"):
@@ -169,7 +171,7 @@ def claim_next(job: Job) -> Part | None:
     with transaction.atomic():
         if not lock_run(job) or not _plan_once(job):
             return None
-        batch = run_batches(job).filter(status=Status.QUEUED).select_related("source")
+        batch = Batch.objects.of_run(job).filter(status=Status.QUEUED).select_related("source")
         batch = batch.order_by("source__position", "number").first()
         if batch is None:
             return None
@@ -188,7 +190,7 @@ def claim_next(job: Job) -> Part | None:
 
 def send_helpers(job: Job) -> int:
     """One helper task per queued batch but the one the caller is about to run: idle workers take them."""
-    helpers = max(run_batches(job).filter(status=Status.QUEUED).count() - 1, 0)
+    helpers = max(Batch.objects.of_run(job).filter(status=Status.QUEUED).count() - 1, 0)
     for _ in range(helpers):
         enqueue_part(job.pk, job.claims)
     return helpers
@@ -226,12 +228,6 @@ def _registered(source: SourceVideo, index: int, format_: str) -> bool:
         return True
 
 
-def _finished_outputs(part: Part) -> int:
-    """How many of the batch's outputs have their row."""
-    pairs = [Q(variation_index=index, format=format_) for index, format_ in part.batch.pairs()]
-    return OutputFile.objects.filter(reduce(or_, pairs), source=part.source).count()
-
-
 def register_output(
     part: Part, index: int, partial: Path, effects: Effects, thumbnail: Path | None = None, **facts
 ) -> bool:
@@ -266,7 +262,7 @@ def register_output(
                 **facts,
             )
             part.beat(completed_variations=F("completed_variations") + 1)
-            if _finished_outputs(part) >= len(part.batch.outputs):
+            if part.batch.finished_outputs() >= len(part.batch.outputs):
                 part.rows().update(status=Status.COMPLETED, handbacks=F("handbacks") + 1)
             video_done = SourceVideo.objects.filter(
                 pk=source.pk, status=Status.PROCESSING, completed_variations__gte=job.outputs_per_video

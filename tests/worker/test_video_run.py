@@ -323,3 +323,14 @@ def test_a_new_run_plans_only_what_is_left_and_fences_off_the_old_runs_batches(p
     assert left.pairs() == [(2, "source")] and not new_run.batches.filter(attempt=old_run.claims).exists()
     late = storage.partial_path(job.pk, 0, 2, old_run.claims, old.claim)
     assert not old.owned() and video_run.register_output(old, 2, late, effects[(0, 2)]) is False
+
+
+def test_a_videos_progress_adds_up_the_shares_of_its_running_batches(post_job, settings):
+    settings.BATCH_SIZE = 2
+    job = post_job(["a.mp4"], variations=4)
+    run = _claimed(job)
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
+    assert first.beat(progress=50) and job.sources.get().progress == 25
+    assert second.beat(progress=50) and job.sources.get().progress == 50
+    assert second.hand_back()  # a batch handed back no longer counts: its outputs are not made
+    assert first.beat(progress=60) and job.sources.get().progress == 30
