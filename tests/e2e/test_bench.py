@@ -37,6 +37,13 @@ def test_encode_bench_smoke(tmp_path):
     assert "batch speed-up" in out and "-threads auto" in out and "-threads 2" in out
 
 
+def test_warp_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/warp.py", "--smoke", "--results", str(results))
+    figures = json.loads(results.read_text())["warp"]["figures"]
+    assert "perspective (the service)" in out and figures["OpenCV warpAffine (not built)"] > 0
+
+
 def test_cancel_bench_smoke(tmp_path):
     out = _run(tmp_path, "bench/cancel.py", "1", KILL_GRACE_SECONDS="0.5")
     assert "normal (real FFmpeg, q)" in out and "ignores SIGTERM" in out
