@@ -30,7 +30,7 @@ STORAGE_SEAM = "jobs/storage/local_disk.py"
 
 # The columns that make up the run state of a job or of a video.
 RUN_STATE = {"status", "claim", "claims", "handbacks", "heartbeat_at", "started_at", "finished_at", "cancelled_at"}
-RUN_STATE |= {"progress", "completed_variations"}
+RUN_STATE |= {"progress", "completed_variations", "lost_claims"}
 # The steps of an admission: called nowhere but in jobs.services.quota.
 ADMISSION_STEPS = {"make_room", "admission_lock", "fits"}
 # Operations on files: only the storage seam does them to a job's files.

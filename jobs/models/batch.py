@@ -38,11 +38,10 @@ class Batch(models.Model):
         help_text="The fencing token of its current claim: the video's claim count when a worker took it.",
     )
     claims = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed it.")
-    handbacks = models.PositiveSmallIntegerField(
-        default=0, help_text="Claims that do not count as lost: handed back by a stopping worker, or finished."
-    )
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker on it.")
-    progress = models.PositiveSmallIntegerField(default=0, help_text="How far its FFmpeg got, in percent.")
+    progress = models.PositiveSmallIntegerField(
+        default=0, help_text="The share of its outputs its running FFmpeg has made, in percent."
+    )
 
     objects = BatchQuerySet.as_manager()
 
@@ -56,10 +55,6 @@ class Batch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} run {self.attempt}: video {self.source_id} batch {self.number}"
-
-    @property
-    def lost_claims(self) -> int:
-        return self.claims - self.handbacks
 
     def pairs(self) -> list[tuple[int, str]]:
         return [(index, format_) for index, format_ in self.outputs]

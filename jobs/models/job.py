@@ -191,8 +191,8 @@ class Job(JobFigures, models.Model):
     def requeue_lost(self, stale_before) -> bool:
         """processing -> queued for a run whose worker is gone: only the attempt this instance saw, only
         while its heartbeat is still older than `stale_before`. A run that took over, or a worker that came
-        back to life and beat, makes this a no-op."""
-        return self._requeued(self._stale(stale_before))
+        back to life and beat, makes this a no-op. The videos it was on count a lost claim each."""
+        return self._requeued(self._stale(stale_before), videos_lost=True)
 
     def give_up(self, stale_before, error: str) -> bool:
         """processing -> failed for a run whose worker is gone once too often; fenced like requeue_lost."""
@@ -207,13 +207,15 @@ class Job(JobFigures, models.Model):
             pk=self.pk, status=Status.PROCESSING, claims=self.claims, heartbeat_at__lt=stale_before
         )
 
-    def _requeued(self, rows: models.QuerySet, **changes) -> bool:
+    def _requeued(self, rows: models.QuerySet, videos_lost: bool = False, **changes) -> bool:
         now = timezone.now()
         if not rows.update(status=Status.QUEUED, heartbeat_at=None, enqueued_at=now, **changes):
             return False
         self.status, self.heartbeat_at, self.enqueued_at = Status.QUEUED, None, now
-        # Only while the job is still queued: a run that claimed it meanwhile keeps its sources' status.
-        self.sources.filter(status=Status.PROCESSING, job__status=Status.QUEUED).update(status=Status.QUEUED)
+        # Only while the job is still queued: a run that claimed it meanwhile keeps its sources' status (and
+        # plans them again, whatever they show).
+        lost = {"lost_claims": F("lost_claims") + 1} if videos_lost else {}
+        self.sources.filter(status=Status.PROCESSING, job__status=Status.QUEUED).update(status=Status.QUEUED, **lost)
         return True
 
     def close_sources(self, status: Status) -> int:

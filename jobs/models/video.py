@@ -45,6 +45,10 @@ class SourceVideo(models.Model):
         default=0,
         help_text="How many times a worker claimed one of its batches: each claim's fencing token (Batch.claim).",
     )
+    lost_claims = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Claims of its batches whose worker was lost (recovered, or in a lost run): at most MAX_ATTEMPTS.",
+    )
 
     class Meta:
         ordering = ["job", "position"]

@@ -41,7 +41,8 @@ class ReadOnlyInline(admin.TabularInline):
 
 class SourceInline(ReadOnlyInline):
     model = SourceVideo
-    fields = ["position", "original_name", "size", "duration", "status", "progress", "completed_variations", "error"]
+    fields = ["position", "original_name", "size", "duration", "status", "progress", "completed_variations"]
+    fields += ["lost_claims", "error"]
     readonly_fields = fields
 
 
@@ -49,7 +50,7 @@ class BatchInline(ReadOnlyInline):
     """The parts of the job's runs: which outputs each batch holds, and where its claim stands."""
 
     model = Batch
-    fields = ["attempt", "source", "number", "outputs", "status", "claim", "claims", "handbacks", "heartbeat_at"]
+    fields = ["attempt", "source", "number", "outputs", "status", "claim", "claims", "heartbeat_at", "progress"]
     readonly_fields = fields
 
 

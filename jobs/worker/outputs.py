@@ -46,9 +46,12 @@ def measure_focus(part: Part) -> None:
     if job.focus != "auto" or not crops or source.focus_x is not None:
         return
     point = find_focus(storage.upload_path(source), settings.MAX_PIXELS)
-    source.focus_x, source.focus_y = round(point.x, 4), round(point.y, 4)
-    part.beat(focus_x=source.focus_x, focus_y=source.focus_y)
-    logger.info("job %s: source %s: crops centre on (%.2f, %.2f)", job.pk, source.position, point.x, point.y)
+    # Batches of one video may measure at once: the first point kept is every batch's, so its crops agree.
+    rows = SourceVideo.objects.filter(pk=source.pk)
+    rows.filter(focus_x__isnull=True).update(focus_x=round(point.x, 4), focus_y=round(point.y, 4))
+    source.focus_x, source.focus_y = rows.values_list("focus_x", "focus_y").get()
+    where = (job.pk, source.position, source.focus_x, source.focus_y)
+    logger.info("job %s: source %s: crops centre on (%.2f, %.2f)", *where)
 
 
 def _focus(job: Job, source: SourceVideo) -> Focus:

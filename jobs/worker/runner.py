@@ -19,7 +19,7 @@ from django_q.exceptions import TimeoutException
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import Effects, effects_for_job
-from jobs.models import TERMINAL, Job, SourceVideo, Status
+from jobs.models import TERMINAL, Batch, Job, SourceVideo, Status
 from jobs.models.locks import lock_run
 from jobs.services.enqueue import enqueue_job, enqueue_part
 from jobs.worker import outputs, video_run
@@ -139,13 +139,14 @@ def _hand_back(job: Job, part: Part | None) -> None:
         if not lock_run(job):
             return
         part_back = part is not None and part.hand_back()
-        job_back = not job.sources.filter(status=Status.PROCESSING).exists() and job.hand_back()
+        running = Batch.objects.of_run(job).filter(status=Status.PROCESSING).exists()
+        job_back = not running and job.hand_back()
     if job_back:
         enqueue_job(job.pk)
         logger.info("job %s: worker stopping; requeued to resume from its finished variations", job.pk)
     elif part_back:
         enqueue_part(job.pk, job.claims)
-        logger.info("job %s: worker stopping; source %s requeued for another worker", job.pk, part.source.position)
+        logger.info("job %s: worker stopping; part %s requeued for another worker", job.pk, part.token)
 
 
 def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
@@ -155,14 +156,17 @@ def _encode_part(part: Part, effects: dict[tuple[int, int], Effects]) -> None:
     outputs.measure_focus(part)
     done = set(source.outputs.values_list("variation_index", "format"))
     batch = [pair for pair in part.batch.pairs() if pair not in done]
-    if not batch or not part.owned():
-        logger.info("job %s: part %s no longer ours or nothing left; not starting it", job.pk, part.token)
+    if not batch:  # finished by a claim that was lost before it could say so
+        video_run.complete_batch(part)
+        return
+    if not part.owned():
+        logger.info("job %s: part %s no longer ours; not starting it", job.pk, part.token)
         return
     storage.create_outputs_dir(job.pk)
     specs = [outputs.spec(part, index, format_, effects[(source.position, index)]) for index, format_ in batch]
     written = [path for spec in specs for path in spec.paths()]
     thumbnail = _thumbnail_spec(part)
-    progress = _ProgressWriter(part, thumbnail)
+    progress = _ProgressWriter(part, len(batch), thumbnail)
     try:
         result = ffmpeg.encode(
             storage.upload_path(source),
@@ -254,8 +258,9 @@ class _ProgressWriter:
     the job's heartbeats.
     Also names the job's thumbnail on the job once the batch has written it (early in the batch)."""
 
-    def __init__(self, part: Part, thumbnail: ffmpeg.ThumbnailSpec | None = None):
+    def __init__(self, part: Part, pending: int, thumbnail: ffmpeg.ThumbnailSpec | None = None):
         self.part, self.source = part, part.source
+        self.share = pending / len(part.batch.outputs)  # of the batch's outputs, those this FFmpeg makes
         self.thumbnail = thumbnail
         self.seconds: float | None = None  # how far FFmpeg got: where a failure happened
 
@@ -270,7 +275,7 @@ class _ProgressWriter:
 
     def _write(self, seconds: float) -> None:
         fraction = min(seconds / self.source.duration, 1.0) if self.source.duration else 0.0
-        self.part.beat(progress=int(100 * fraction))
+        self.part.beat(progress=int(100 * fraction * self.share))
 
 
 def name_thumbnail(job: Job, path: Path) -> bool:

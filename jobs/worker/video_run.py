@@ -85,24 +85,21 @@ class Part:
     def hand_back(self) -> bool:
         """processing -> queued by its own stopping worker (SIGTERM): not counted as a lost claim.
         Call with the run locked (lock_run)."""
-        if not self.rows().update(status=Status.QUEUED, heartbeat_at=None, handbacks=F("handbacks") + 1):
+        if not self.rows().update(status=Status.QUEUED, heartbeat_at=None):
             return False
         _video_follows(self.job, self.source)
         return True
 
-    def fail(self, error: str, stale_before: datetime | None = None) -> tuple[bool, bool]:
-        """processing -> failed, and the video with it (with `stale_before`: only while its heartbeat is older).
-        The video's other batches of the run fail too: their workers see it at their next check and stop.
+    def fail(self, error: str) -> tuple[bool, bool]:
+        """processing -> failed, and the video with it. The video's other batches of the run fail too: their
+        workers see it at their next check and stop.
         When it was the job's last video, the same transaction finishes the job.
 
         Returns (failed, finished): whether this call failed the batch (False when this claim no longer owns
         it), and whether it finished the job; the caller logs, after its own lines (log_outcome).
         """
-        rows = self.rows() if stale_before is None else self.rows().filter(heartbeat_at__lt=stale_before)
-        # Failed by its own worker, the claim was not lost.
-        not_lost = {"handbacks": F("handbacks") + 1} if stale_before is None else {}
         with transaction.atomic():
-            if not lock_run(self.job) or not rows.update(status=Status.FAILED, **not_lost):
+            if not lock_run(self.job) or not self.rows().update(status=Status.FAILED):
                 return False, False
             Batch.objects.of_run(self.job).filter(source=self.source, status__in=ACTIVE).update(status=Status.FAILED)
             SourceVideo.objects.filter(pk=self.source.pk, status__in=ACTIVE).update(status=Status.FAILED, error=error)
@@ -132,7 +129,7 @@ def log_outcome(job: Job) -> None:
 
 
 def plan_batches(job: Job) -> int:
-    """Split what is left of each queued video (its outputs not finished yet) into the run's batches, in
+    """Split what is left of each active video (its outputs not finished yet) into the run's batches, in
     order: BATCH_SIZE outputs each, one decode each. Once per run: the lead calls it right after its claim.
     Returns how many batches the run has. Earlier runs' batches go: their workers are fenced off already."""
     with transaction.atomic():
@@ -145,6 +142,8 @@ def _plan_once(job: Job) -> int:
         return Batch.objects.of_run(job).count()
     Batch.objects.filter(job=job, attempt__lt=job.claims).delete()
     planned = []
+    # Nothing of this run runs yet: a video still marked processing is a lost run's, which left it so.
+    SourceVideo.objects.filter(job=job, status=Status.PROCESSING).update(status=Status.QUEUED)
     for source in job.sources.filter(status=Status.QUEUED).order_by("position"):
         done = set(source.outputs.values_list("variation_index", "format"))
         pending = [
@@ -180,7 +179,7 @@ def claim_next(job: Job) -> Part | None:
         SourceVideo.objects.filter(pk=source.pk).update(claims=claim)
         SourceVideo.objects.filter(pk=source.pk, status=Status.QUEUED).update(status=Status.PROCESSING)
         Batch.objects.filter(pk=batch.pk, status=Status.QUEUED).update(
-            status=Status.PROCESSING, claim=claim, claims=F("claims") + 1, heartbeat_at=now
+            status=Status.PROCESSING, claim=claim, claims=F("claims") + 1, heartbeat_at=now, progress=0
         )
         source.claims = claim
         source.status = Status.PROCESSING if source.status == Status.QUEUED else source.status
@@ -220,6 +219,13 @@ def finish_if_done(job: Job) -> bool:
 
 
 # --- registering a finished variation ---------------------------------------------------
+def complete_batch(part: Part) -> None:
+    """A claimed batch with nothing left to encode (every output has its row) is done."""
+    with transaction.atomic():
+        if lock_run(part.job) and part.rows().update(status=Status.COMPLETED):
+            _video_follows(part.job, part.source)
+
+
 def _registered(source: SourceVideo, index: int, format_: str) -> bool:
     try:
         return OutputFile.objects.filter(source=source, variation_index=index, format=format_).exists()
@@ -263,10 +269,12 @@ def register_output(
             )
             part.beat(completed_variations=F("completed_variations") + 1)
             if part.batch.finished_outputs() >= len(part.batch.outputs):
-                part.rows().update(status=Status.COMPLETED, handbacks=F("handbacks") + 1)
+                part.rows().update(status=Status.COMPLETED)
             video_done = SourceVideo.objects.filter(
                 pk=source.pk, status=Status.PROCESSING, completed_variations__gte=job.outputs_per_video
             ).update(status=Status.COMPLETED, progress=100)
+            if not video_done:  # its other batches may all be waiting
+                _video_follows(job, source)
             completed = bool(video_done) and finish_if_done(job)
             for written in (partial, thumbnail):
                 if written is not None:
@@ -301,33 +309,31 @@ def recover_stale(stale_before: datetime, job: Job | None = None) -> int:
 
 
 def recover(batch: Batch, stale_before: datetime) -> bool:
-    """Requeue a batch whose worker went silent, and send a helper task for it; after MAX_ATTEMPTS lost
-    claims, fail its video instead. Fenced on the claim and the stale heartbeat seen: an overlapping pass,
-    a worker that took it over or came back to life, make this a no-op (False).
+    """Requeue a batch whose worker went silent, and send a helper task for it; once its video has lost
+    MAX_ATTEMPTS claims (SourceVideo.lost_claims, over every run), fail the video instead. Fenced on the
+    claim and the stale heartbeat seen: an overlapping pass, a worker that took it over or came back to
+    life, make this a no-op (False).
 
     The winner kills what the lost claim left running on this machine, and removes its partial files.
     """
-    job = batch.job
-    lost = Part(job, batch.source, batch, batch.claim)
-    finished = requeued = False
-    if batch.lost_claims >= settings.MAX_ATTEMPTS:
-        error = f"The worker processing this video stopped {batch.lost_claims} times; giving up."
-        failed, finished = lost.fail(error, stale_before)
-        if not failed:
+    job, source = batch.job, batch.source
+    lost = Part(job, source, batch, batch.claim)
+    finished = False
+    with transaction.atomic():
+        if not lock_run(job) or not lost.rows().filter(heartbeat_at__lt=stale_before).exists():
             return False
-        logger.warning("job %s: part %s failed: its worker was lost %s times", job.pk, lost.token, batch.lost_claims)
-    else:
-        with transaction.atomic():
-            requeued = lock_run(job) and bool(
-                lost.rows().filter(heartbeat_at__lt=stale_before).update(status=Status.QUEUED, heartbeat_at=None)
-            )
-            if requeued:
-                _video_follows(job, batch.source)
-        if not requeued:
-            return False
-        logger.warning("job %s: part %s requeued (its worker was lost)", job.pk, lost.token)
+        video = SourceVideo.objects.filter(pk=source.pk)
+        losses = video.values_list("lost_claims", flat=True).get() + 1
+        video.update(lost_claims=F("lost_claims") + 1)
+        if losses >= settings.MAX_ATTEMPTS:
+            _, finished = lost.fail(f"The worker processing this video stopped {losses} times; giving up.")
+            logger.warning("job %s: part %s failed: its video's worker was lost %s times", job.pk, lost.token, losses)
+        else:
+            lost.rows().update(status=Status.QUEUED, heartbeat_at=None)
+            _video_follows(job, source)
+            logger.warning("job %s: part %s requeued (its worker was lost)", job.pk, lost.token)
     interrupt(job, job.claims, lost)
-    if requeued:
+    if losses < settings.MAX_ATTEMPTS:
         enqueue_part(job.pk, job.claims)
     if finished:
         log_outcome(job)

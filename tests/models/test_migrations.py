@@ -107,3 +107,26 @@ def test_thumbnails_already_on_disk_are_counted_from_the_upgrade_on(jobs_dir, us
     apps = _migrate(RETRIES)
     assert apps.get_model("jobs", "Job").objects.get(pk=job.pk).thumbnail_size == 1234
     assert apps.get_model("jobs", "OutputFile").objects.get().thumbnail_size == 567
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_videos_lost_claims_are_kept_when_its_parts_become_batches(user, back_to_the_latest_schema):
+    apps = _migrate([("jobs", "0012_creative_choices")])
+    Job, Source = apps.get_model("jobs", "Job"), apps.get_model("jobs", "SourceVideo")
+    now = timezone.now()
+    job = Job.objects.create(
+        owner_id=user.pk, status="processing", variations_per_video=1, created_at=now, expires_at=now
+    )
+
+    def video(position, status, claims, handbacks):
+        return Source.objects.create(
+            job=job, position=position, original_name=f"{position}.mp4", size=1, duration=1, width=2, height=2,
+            status=status, claims=claims, handbacks=handbacks,
+        ).pk  # fmt: skip
+
+    running = video(0, "processing", claims=3, handbacks=1)  # one lost, one handed back, one running
+    requeued = video(1, "queued", claims=2, handbacks=0)  # two lost
+    done = video(2, "completed", claims=1, handbacks=0)
+    apps = _migrate([("jobs", "0013_run_batches")])
+    lost = dict(apps.get_model("jobs", "SourceVideo").objects.values_list("pk", "lost_claims"))
+    assert lost == {running: 1, requeued: 2, done: 0}

@@ -67,7 +67,7 @@ def test_the_thumbnail_is_named_on_the_job_as_soon_as_the_batch_has_written_it(u
     assert runner._thumbnail_spec(second) is None  # the first video's only
     its_next_batch = video_run.Part(job, first.source, Batch(job=job, source=first.source, number=1), first.claim)
     assert runner._thumbnail_spec(its_next_batch) is None  # and its first batch's only
-    progress = runner._ProgressWriter(first, spec)
+    progress = runner._ProgressWriter(first, 1, spec)
     progress(0.1)  # FFmpeg has not written it yet
     assert Job.objects.get(pk=job.pk).thumbnail == ""
     spec.path.write_bytes(b"RIFF")
@@ -84,7 +84,7 @@ def test_a_run_that_was_taken_over_cannot_name_the_thumbnail(user, upload):
     spec = runner._thumbnail_spec(stale_part)
     assert stale_run.hand_back() and Job.objects.get(pk=job.pk).claim()
     spec.path.write_bytes(b"RIFF")
-    runner._ProgressWriter(stale_part, spec).keep_thumbnail()
+    runner._ProgressWriter(stale_part, 1, spec).keep_thumbnail()
     assert Job.objects.get(pk=job.pk).thumbnail == ""
 
 

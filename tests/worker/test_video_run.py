@@ -15,9 +15,9 @@ from django_q.models import OrmQ
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import effects_for_job
-from jobs.models import Batch, Job, OutputFile, Status
+from jobs.models import Batch, Job, OutputFile, SourceVideo, Status
 from jobs.services.enqueue import PROCESS_PART_TASK
-from jobs.worker import cleanup, runner, video_run
+from jobs.worker import cleanup, outputs, runner, video_run
 
 
 def _claimed(job: Job) -> Job:
@@ -122,8 +122,8 @@ def test_a_lost_part_is_taken_over_by_the_next_worker_without_encoding_its_finis
 
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.outputs.count() == 4
-    batch = Batch.objects.get(pk=lost.batch.pk)  # claimed twice: lost once, then finished
-    assert (batch.claims, batch.lost_claims, batch.claim, job.sources.get(position=0).claims) == (2, 1, 2, 2)
+    batch, source = Batch.objects.get(pk=lost.batch.pk), job.sources.get(position=0)  # lost once, then finished
+    assert (batch.claims, batch.claim, source.claims, source.lost_claims) == (2, 2, 2, 1)
     assert storage.output_path(OutputFile.objects.get(pk=finished.pk)).stat().st_ino == inode
     assert OutputFile.objects.get(pk=finished.pk).created_at == finished.created_at
     assert not leftover.exists() and not any(
@@ -144,7 +144,7 @@ def test_a_part_lost_too_often_fails_its_video_and_the_job_finishes_with_the_oth
     run = _claimed(job)
     effects = effects_for_job(job.seed, 2, 1)
     lost = video_run.claim_next(run)
-    Batch.objects.filter(pk=lost.batch.pk).update(claims=2)  # its second claim, lost again
+    SourceVideo.objects.filter(pk=lost.source.pk).update(lost_claims=1)  # a claim of it was lost before
     runner._encode_part(video_run.claim_next(run), effects)
     _go_silent(lost)
 
@@ -197,7 +197,8 @@ def test_a_stopping_worker_hands_back_its_part_and_the_job_only_when_nobody_else
     job.refresh_from_db()
     b = job.sources.get(position=1)
     assert job.status == Status.PROCESSING and job.handbacks == 0
-    assert b.status == Status.QUEUED and b.batches.get().handbacks == 1 and other.owned()
+    assert b.status == Status.QUEUED and b.batches.get().status == Status.QUEUED and other.owned()
+    assert b.lost_claims == 0  # handed back, not lost
     assert _helper_tasks() == [(job.pk, run.claims)]
 
     runner._hand_back(run, other)  # then the worker on video a stops too
@@ -274,7 +275,7 @@ def test_one_video_is_split_into_batches_that_two_workers_encode_side_by_side(po
         (1, "source"),
         (1, "1:1"),
     }
-    assert list(run.batches.values_list("status", "claims", "handbacks")) == [(Status.COMPLETED, 1, 1)] * 2
+    assert list(run.batches.values_list("status", "claims")) == [(Status.COMPLETED, 1)] * 2
 
 
 def test_a_batch_that_fails_fails_its_video_and_stops_the_videos_other_batch(post_job, settings):
@@ -334,3 +335,58 @@ def test_a_videos_progress_adds_up_the_shares_of_its_running_batches(post_job, s
     assert second.beat(progress=50) and job.sources.get().progress == 50
     assert second.hand_back()  # a batch handed back no longer counts: its outputs are not made
     assert first.beat(progress=60) and job.sources.get().progress == 30
+
+
+def test_a_video_between_its_batches_shows_queued_and_a_stopping_worker_hands_the_job_back(post_job, settings):
+    settings.BATCH_SIZE = 1
+    job = post_job(["a.mp4"], variations=2, seconds=0.5, audio=False)
+    run = _claimed(job)
+    runner._encode_part(video_run.claim_next(run), effects_for_job(job.seed, 1, 2))
+    assert job.sources.get().status == Status.QUEUED  # its other batch waits: no worker is on the video
+
+    runner._hand_back(run, None)  # SIGTERM between two batches
+
+    job.refresh_from_db()
+    assert job.status == Status.QUEUED and job.handbacks == 1 and job.lost_runs == 0
+
+
+def test_a_videos_lost_claims_add_up_over_runs_and_fail_it_at_max_attempts(post_job, settings):
+    settings.MAX_ATTEMPTS = 2
+    job = post_job(["a.mp4"], variations=1)
+    run = _claimed(job)
+    video_run.claim_next(run)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert cleanup.run().recovered == 1  # the whole run was lost, with the video's claim
+    assert job.sources.get().lost_claims == 1
+
+    second_run = _claimed(job)
+    part = video_run.claim_next(second_run)
+    _go_silent(part)
+    (stale,) = video_run.stale(timezone.now() - timedelta(seconds=60))
+    assert video_run.recover(stale, timezone.now() - timedelta(seconds=60))
+
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.sources.get().lost_claims == 2
+    assert job.sources.get().error == "The worker processing this video stopped 2 times; giving up."
+
+
+def test_a_new_run_plans_a_video_that_a_lost_run_left_marked_processing(post_job):
+    job = post_job(["a.mp4", "b.mp4"], variations=1)
+    old_run = _claimed(job)
+    video_run.claim_next(old_run)
+    # The run was requeued, but a new run claimed the job before the requeue could set the video back.
+    Job.objects.filter(pk=job.pk).update(status=Status.QUEUED)
+    new_run = _claimed(job)
+    assert video_run.plan_batches(new_run) == 2
+    assert list(job.sources.values_list("status", flat=True)) == [Status.QUEUED, Status.QUEUED]
+
+
+def test_batches_of_one_video_crop_on_the_focus_point_kept_first(post_job, settings):
+    settings.BATCH_SIZE = 1
+    fields = {"formats": "9:16", "focus": "auto"}
+    job = post_job(["wide.mp4"], variations=2, size="320x180", seconds=0.5, audio=False, fields=fields)
+    run = _claimed(job)
+    first, second = video_run.claim_next(run), video_run.claim_next(run)
+    SourceVideo.objects.filter(pk=first.source.pk).update(focus_x=0.9, focus_y=0.5)  # the other batch measured
+    outputs.measure_focus(second)  # this one had started measuring before that
+    assert (second.source.focus_x, second.source.focus_y) == (0.9, 0.5)
