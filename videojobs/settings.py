@@ -217,7 +217,9 @@ SPECTACULAR_SETTINGS = {
 # --- videojobs ---------------------------------------------------------------
 JOB_TTL_HOURS = env_int("JOB_TTL_HOURS", 24, minimum=1)
 STORAGE_CAP_BYTES = env_bytes("STORAGE_CAP_BYTES", 3 * 1024**3)
-# What one user's jobs may hold (inside the cap): a user's new work never evicts another user's results.
+# What one team's jobs may hold (inside the cap), and one user's (inside their team's): new work evicts only
+# its owner's and its team's finished results, never another team's.
+TEAM_STORAGE_BYTES = env_bytes("TEAM_STORAGE_BYTES", STORAGE_CAP_BYTES)
 USER_STORAGE_BYTES = env_bytes("USER_STORAGE_BYTES", STORAGE_CAP_BYTES // 3)
 DISK_FULL_PERCENT = env_int("DISK_FULL_PERCENT", 85, minimum=1)
 # Eviction never deletes a job that finished less than this long ago, whoever's upload asks for room.

@@ -15,6 +15,7 @@ from jobs.models.base import (
 from jobs.models.batch import Batch
 from jobs.models.job import CHOICE_FIELDS, RETRYABLE, Job
 from jobs.models.queries import JobQuerySet
+from jobs.models.team import MAX_TEAM_NAME_LENGTH, Membership, Role, Team
 from jobs.models.video import OutputFile, SourceVideo
 from jobs.models.worker_beat import WorkerBeat
 
@@ -23,16 +24,20 @@ __all__ = [
     "Batch",
     "CHOICE_FIELDS",
     "MAX_JOB_NAME_LENGTH",
+    "MAX_TEAM_NAME_LENGTH",
     "RETRYABLE",
     "TERMINAL",
     "Fit",
     "Format",
     "Job",
     "JobQuerySet",
+    "Membership",
     "OutputFile",
+    "Role",
     "SourceVideo",
     "Status",
     "Strength",
+    "Team",
     "WorkerBeat",
     "database_now",
     "new_job_id",

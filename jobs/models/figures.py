@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from jobs.models.base import TERMINAL, Status
+from jobs.models.team import Role
 
 MIN_ETA_PROGRESS = 3  # percent
 MIN_ETA_SECONDS = 5
@@ -22,9 +23,15 @@ class JobFigures:
         return timezone.now() >= self.expires_at
 
     def allows(self, user, action: str) -> bool:
-        """May `user` change or delete this job? Owners may; staff (who see every job with jobs.view_job) only
-        with Django's permission for it (jobs.change_job, jobs.delete_job)."""
-        return self.owner_id == user.pk or user.has_perm(f"jobs.{action}_job")
+        """May `user` change ("change": cancel, rename, make more, retry) or delete ("delete") this job?
+        Members of its team may change it; its creator and the team's managers may delete it. Staff (who see
+        every job with jobs.view_job) only with Django's permission for it (jobs.change_job, jobs.delete_job)."""
+        if user.has_perm(f"jobs.{action}_job"):
+            return True
+        role = self.team.role_of(user) if self.team_id else None
+        if action == "delete":
+            return role == Role.MANAGER or (role is not None and self.owner_id == user.pk)
+        return role is not None
 
     @property
     def is_downloadable(self) -> bool:

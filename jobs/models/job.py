@@ -33,6 +33,7 @@ from jobs.models.base import (
 )
 from jobs.models.figures import JobFigures
 from jobs.models.queries import JobQuerySet
+from jobs.models.team import Team
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,17 @@ CHOICE_FIELDS = ("formats", "fit", "strength", "mirror", "focus", "focus_x", "fo
 
 class Job(JobFigures, models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_job_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", help_text="Who made it."
+    )
+    team = models.ForeignKey(
+        "jobs.Team",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        help_text="Whose members share it; unset: its owner's personal team (set on save).",
+    )
     name = models.CharField(
         max_length=MAX_JOB_NAME_LENGTH, blank=True, help_text="The user's name for the job; empty: its first video's."
     )
@@ -111,6 +122,8 @@ class Job(JobFigures, models.Model):
         return f"{self.title} ({self.status})"
 
     def save(self, *args, **kwargs):
+        if self.team_id is None:
+            self.team = Team.personal(self.owner)
         if self.expires_at is None:
             self.expires_at = self.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
         super().save(*args, **kwargs)

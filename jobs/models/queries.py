@@ -11,10 +11,25 @@ from jobs.models.base import Status
 
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user) -> JobQuerySet:
-        """A user's own jobs; staff see every job only with Django's permission for it (jobs.view_job)."""
+        """The jobs of the user's teams; staff see every job only with Django's permission for it
+        (jobs.view_job). One membership per team and user: no job twice."""
         if user.is_staff and user.has_perm("jobs.view_job"):
             return self
-        return self.filter(owner=user)
+        return self.filter(team__memberships__user=user)
+
+    def matching(self, team=None, owner=None, status: str = "", search: str = "") -> JobQuerySet:
+        """Narrowed to a team, an owner, a status, and a text in the job's name or one of its videos' names."""
+        jobs = self
+        if team is not None:
+            jobs = jobs.filter(team=team)
+        if owner is not None:
+            jobs = jobs.filter(owner=owner)
+        if status:
+            jobs = jobs.filter(status=status)
+        if search:
+            videos = self.model.sources.rel.related_model.objects.filter(original_name__icontains=search)
+            jobs = jobs.filter(Q(name__icontains=search) | Q(pk__in=videos.values("job")))
+        return jobs
 
     def with_queue_position(self) -> JobQuerySet:
         """Annotates `queued_ahead` (queued jobs only): how many queued jobs, anyone's, were sent to the

@@ -1,12 +1,13 @@
 """Room for job files: what they take (the accounting), and admitting new work against the storage cap, the
-user's quota and the active-job limit, with the lock that serialises admissions.
+team's and the user's quotas and the active-job limit, with the lock that serialises admissions.
 
 An upload, "make more" and a retry all admit their work with `admit()`:
 
-1. the cheap check first (MAX_ACTIVE_JOBS_PER_USER), then room under the cap
-   and the owner's quota, by evicting the owner's own finished jobs, oldest
-   first. Another user's results are never evicted for it: only the cleanup
-   evicts across users, when everyone's jobs are over the cap or the disk is full;
+1. the cheap check first (MAX_ACTIVE_JOBS_PER_USER), then room under the cap,
+   the team's quota (TEAM_STORAGE_BYTES) and the owner's inside it
+   (USER_STORAGE_BYTES), by evicting the owner's own finished jobs and the
+   team's, oldest first. Another team's results are never evicted for it: only
+   the cleanup evicts across teams, when everyone's jobs are over the cap or the disk is full;
 2. the caller's `before_lock` writes its files (an upload stores its videos);
 3. the same checks again, inside the admission lock, where no other admission
    can slip in between; the caller saves its rows, and with them the
@@ -26,7 +27,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Max, Sum
+from django.db.models import F, Max, Q, Sum
 from django.template.defaultfilters import filesizeformat
 
 from jobs import ffmpeg, storage
@@ -60,35 +61,37 @@ def check_active_jobs(owner, field: str = "videos") -> None:
         )
 
 
-def fits(needed: int, owner, without: Collection[str] = ()) -> bool:
-    """Do `needed` more bytes fit under the cap, on the disk, and in the owner's quota (once the finished jobs
-    `without` are gone)?"""
+def fits(needed: int, owner, without: Collection[str] = (), team=None) -> bool:
+    """Do `needed` more bytes fit under the cap, on the disk, in the owner's quota and in the team's (with
+    `team`), once the finished jobs `without` are gone?"""
     used = storage_used(without=without)
     freed = storage_used() - used if without else 0  # an upload another job links frees nothing
     return (
         used + needed <= settings.STORAGE_CAP_BYTES
         and storage_used(owner, without=without) + needed <= settings.USER_STORAGE_BYTES
+        and (team is None or storage_used(without=without, team=team) + needed <= settings.TEAM_STORAGE_BYTES)
         and disk_usage().free + freed >= needed
     )
 
 
-def make_room(owner, needed: int, keep: str = "", field: str = "videos") -> None:
+def make_room(owner, needed: int, keep: str = "", field: str = "videos", team=None) -> None:
     """admit's step 1: Refused (429, 507) unless the owner may start one more job and `needed` bytes fit, after
-    evicting the owner's own evictable finished jobs, oldest first, as far as needed (never the job `keep`,
-    whose uploads are being reused). When evicting every one of them would not be enough, none is evicted."""
+    evicting the owner's own and the team's evictable finished jobs, oldest first, as far as needed (never
+    the job `keep`, whose uploads are being reused). When evicting every one of them would not be enough,
+    none is evicted."""
     check_active_jobs(owner, field)
-    if fits(needed, owner):
+    if fits(needed, owner, team=team):
         return
-    candidates = _evictable(owner, keep)
-    if not fits(needed, owner, without=[job.pk for job in candidates]):
-        raise no_room(owner, needed, field)  # before anything goes: evicting all of them would not be enough
+    candidates = _evictable(owner, keep, team)
+    if not fits(needed, owner, without=[job.pk for job in candidates], team=team):
+        raise no_room(owner, needed, field, team)  # before anything goes: evicting all of them would not be enough
     for job in candidates:
         job_id = job.pk  # gone from the instance once it is deleted
         if evict_job(job):
-            logger.info("job %s: evicted to make room for new work of its owner %s", job_id, owner)
-        if fits(needed, owner):
+            logger.info("job %s: evicted to make room for new work of %s (team %s)", job_id, owner, team)
+        if fits(needed, owner, team=team):
             return
-    raise no_room(owner, needed, field)
+    raise no_room(owner, needed, field, team)
 
 
 def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
@@ -102,33 +105,51 @@ def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
         raise no_room(owner, upload_bytes, field)
 
 
-def _evictable(owner, keep: str = "") -> list[Job]:
-    """The owner's finished jobs that admission may evict for the owner's new work, oldest first."""
-    return list(evictable_jobs().filter(owner=owner).exclude(pk=keep))
+def _evictable(owner, keep: str = "", team=None) -> list[Job]:
+    """The finished jobs that admission may evict for the owner's new work in `team`, oldest first: the owner's
+    own, and the team's."""
+    whose = Q(owner=owner) | Q(team=team) if team is not None else Q(owner=owner)
+    return list(evictable_jobs().filter(whose).exclude(pk=keep))
 
 
 @contextmanager
 def admit(
-    owner, needed: int, *, keep: str = "", field: str = "videos", before_lock: Callable[[], None] | None = None
+    owner,
+    needed: int,
+    *,
+    team=None,
+    keep: str = "",
+    field: str = "videos",
+    before_lock: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """The admission of new work of `needed` bytes for `owner`: Refused (429, 507) or a `with` block, inside the
-    admission lock, in which the caller saves its rows and their reservation. `keep`: a job eviction must
-    not take (whose uploads are being reused). `before_lock`: the caller's file writes, once there is room
-    for them and before the lock (writing is slow; the lock is short)."""
-    make_room(owner, needed, keep, field)
+    """The admission of new work of `needed` bytes for `owner` in `team`: Refused (429, 507) or a `with`
+    block, inside the admission lock, in which the caller saves its rows and their reservation. `keep`: a
+    job eviction must not take (whose uploads are being reused). `before_lock`: the caller's file writes,
+    once there is room for them and before the lock (writing is slow; the lock is short)."""
+    make_room(owner, needed, keep, field, team)
     if before_lock is not None:
         before_lock()
     with locks.admission_lock():
         check_active_jobs(owner, field)
-        if not fits(needed, owner):
-            raise no_room(owner, needed, field)
+        if not fits(needed, owner, team=team):
+            raise no_room(owner, needed, field, team)
         yield
 
 
-def no_room(owner, needed: int, field: str = "videos") -> Refused:
-    """507, naming what is short: the owner's quota (with what they use), or the storage shared by everyone."""
+def no_room(owner, needed: int, field: str = "videos", team=None) -> Refused:
+    """507, naming what is short: the owner's quota (with what they use), the team's, or the storage shared
+    by everyone."""
     used = storage_used(owner)
-    if used + needed > settings.USER_STORAGE_BYTES:
+    team_used = storage_used(team=team) if team is not None else 0
+    if team is not None and team_used + needed > settings.TEAM_STORAGE_BYTES:
+        quota = settings.TEAM_STORAGE_BYTES
+        message = (
+            f"over the storage quota of the team {team}: this job needs up to {filesizeformat(needed)} "
+            f"({needed} bytes), and the team already uses {filesizeformat(team_used)} ({team_used} bytes) of "
+            f"{filesizeformat(quota)} ({quota} bytes, TEAM_STORAGE_BYTES); delete finished jobs of the team, or "
+            "ask for fewer variations or videos"
+        )
+    elif used + needed > settings.USER_STORAGE_BYTES:
         quota = settings.USER_STORAGE_BYTES
         message = (
             f"over the storage quota of {owner}: this job needs up to {filesizeformat(needed)} ({needed} bytes), "
@@ -154,19 +175,20 @@ def _sum(rows, field: str) -> int:
     return rows.aggregate(total=Sum(field))["total"] or 0
 
 
-def _jobs_of(owner, statuses) -> models.QuerySet:
-    """The jobs in `statuses`: the owner's, or everyone's when `owner` is None."""
+def _jobs_of(owner, statuses, team=None) -> models.QuerySet:
+    """The jobs in `statuses`: the owner's, the team's, or everyone's when neither is given."""
     jobs = Job.objects.filter(status__in=statuses)
-    return jobs if owner is None else jobs.filter(owner=owner)
+    jobs = jobs if owner is None else jobs.filter(owner=owner)
+    return jobs if team is None else jobs.filter(team=team)
 
 
-def active_bytes(owner=None) -> int:
-    """What queued and processing jobs (the owner's, or everyone's) hold: each its reservation, or what it
-    already uses if that is more.
+def active_bytes(owner=None, team=None) -> int:
+    """What queued and processing jobs (the owner's, the team's, or everyone's) hold: each its reservation, or
+    what it already uses if that is more.
 
     Three queries whatever the number of jobs: admission asks this once per eviction.
     """
-    jobs = _jobs_of(owner, ACTIVE)
+    jobs = _jobs_of(owner, ACTIVE, team)
     used: dict[str, int] = {}
     for model, size in ((SourceVideo, F("size")), (OutputFile, F("size") + F("thumbnail_size"))):
         per_job = model.objects.filter(job__in=jobs.values("pk")).values("job").annotate(total=Sum(size))
@@ -175,22 +197,22 @@ def active_bytes(owner=None) -> int:
     return sum(max(reservation, used.get(pk, 0)) for pk, reservation in jobs.values_list("pk", "reserved_bytes"))
 
 
-def storage_used(owner=None, without: Collection[str] = ()) -> int:
+def storage_used(owner=None, without: Collection[str] = (), team=None) -> int:
     """Bytes job files use or are promised: finished jobs' outputs and kept uploads, and the thumbnails of
-    both, plus what active jobs hold; the owner's jobs only, or everyone's; as if the finished jobs `without`
-    were gone (what evicting them would leave).
+    both, plus what active jobs hold; the owner's jobs only, the team's, or everyone's; as if the finished
+    jobs `without` were gone (what evicting them would leave).
 
     Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key),
     so evicting one of two linked jobs frees nothing of their upload. An active job counts its own as its
     reservation does, so while one runs a linked upload counts again: the figure is then higher than the
     disk's, never lower.
     """
-    finished = _jobs_of(owner, TERMINAL).exclude(pk__in=list(without))
+    finished = _jobs_of(owner, TERMINAL, team).exclude(pk__in=list(without))
     outputs = OutputFile.objects.filter(job__in=finished)
     outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
     kept = SourceVideo.objects.filter(job__in=finished).exclude(path="").order_by()
     uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
-    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner)
+    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner, team)
 
 
 def evictable_jobs(now=None) -> models.QuerySet:

@@ -47,20 +47,23 @@ def _reusable(job: Job, what: str) -> list[SourceVideo]:
     return sources
 
 
-def make_more(job: Job, variations, choices: Choices | None = None) -> Job:
+def make_more(job: Job, variations, choices: Choices | None = None, by=None) -> Job:
     """A new queued job with the same videos (hard links, no copy) and `variations` new variations of each,
     with `choices` (formats, fit, strength...; the job's own by default).
 
-    Its owner is the job's. Its seed is drawn again until none of its variations has the parameters of one
-    the job made or would make, so every variation of the new job differs from the old job's.
+    It is made by `by` (a teammate; the job's owner when unset), in the job's team. Its seed is drawn again
+    until none of its variations has the parameters of one the job made or would make, so every variation of
+    the new job differs from the old job's.
     """
     count = parse_variations(variations)
     choices = choices or Choices.of(job)
     sources = _reusable(job, "make more")
     check_outputs(len(sources), count, choices)
+    owner = by if by is not None and job.team is not None and job.team.role_of(by) else job.owner
     new = Job(
         id=new_job_id(),
-        owner=job.owner,
+        owner=owner,
+        team_id=job.team_id,
         name=job.name,
         variations_per_video=count,
         seed=_fresh_seed(job, len(sources), count, choices.strength),
@@ -68,7 +71,7 @@ def make_more(job: Job, variations, choices: Choices | None = None) -> Job:
         origin=job,
         enqueued_at=timezone.now(),
     )
-    quota.check_active_jobs(job.owner, field="")
+    quota.check_active_jobs(owner, field="")
     # Reserved as an upload of these videos would be, although the links add no bytes: while it runs, its
     # uploads count in its own figure too (quota.storage_used).
     new.reserved_bytes = quota.job_reservation(
@@ -76,7 +79,7 @@ def make_more(job: Job, variations, choices: Choices | None = None) -> Job:
     )
     try:
         copies = _linked_uploads(sources, new)  # before admit: an eviction meanwhile cannot take the bytes
-        with quota.admit(job.owner, new.reserved_bytes, keep=job.pk, field="variations"):
+        with quota.admit(owner, new.reserved_bytes, team=job.team, keep=job.pk, field="variations"):
             # Locked, so that a DELETE of the original cannot land between this check and the commit.
             if not locks.lock_job(job.pk):
                 raise ReuseError("this job was deleted meanwhile: upload its videos again to make more")
@@ -152,7 +155,8 @@ def retry_failed(job: Job) -> Job:
         * quota.output_reservation(source.duration / slowest_speed(job.strength))
         for source in failed
     ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
-    with quota.admit(job.owner, left, keep=job.pk, field=""), locks.finished_job_locked(job.pk) as status:
+    admitted = quota.admit(job.owner, left, team=job.team, keep=job.pk, field="")
+    with admitted, locks.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
         retried = job.reopen_for_retry(storage.job_bytes(job) + left) if status in RETRYABLE else None
         if retried is None:

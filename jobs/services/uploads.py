@@ -20,7 +20,7 @@ from django.utils import timezone
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import slowest_speed
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
-from jobs.services import quota
+from jobs.services import quota, teams
 from jobs.services.choices import DEFAULT as DEFAULT_CHOICES
 from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
@@ -151,10 +151,12 @@ def create_job(
     name: str | None = None,
     oversize: Sequence[str] = (),
     choices: Choices = DEFAULT_CHOICES,
+    team=None,
 ) -> Job:
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
 
-    `oversize` names files the upload handler already dropped for their size.
+    `oversize` names files the upload handler already dropped for their size. `team`: the id of the team it
+    goes to, as sent (jobs.services.teams.team_for_job; unset: the owner's default team).
     """
     if oversize:
         raise Refused(
@@ -165,6 +167,7 @@ def create_job(
         )
     variations_per_video = parse_variations(variations)
     name = parse_name(name)
+    team = teams.team_for_job(owner, team)
     _check_count(uploads)
     check_outputs(len(uploads), variations_per_video, choices)  # before any file is probed
     quota.check_active_jobs(owner)  # cheap, before any file is read
@@ -177,6 +180,7 @@ def create_job(
     job = Job(
         id=new_job_id(),
         owner=owner,
+        team=team,
         name=name,
         variations_per_video=variations_per_video,
         **choices.as_fields(),
@@ -190,7 +194,7 @@ def create_job(
         sources.extend(_store(job, position, item) for position, item in enumerate(checked))
 
     try:
-        with quota.admit(owner, needed, before_lock=store_uploads):
+        with quota.admit(owner, needed, team=team, before_lock=store_uploads):
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
             # In this order once the rows are committed: the log tells the creation before the sending.

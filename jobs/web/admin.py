@@ -11,7 +11,7 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from jobs import storage
-from jobs.models import CHOICE_FIELDS, Batch, Format, Job, OutputFile, SourceVideo, Status, WorkerBeat
+from jobs.models import CHOICE_FIELDS, Batch, Format, Job, Membership, OutputFile, SourceVideo, Status, Team, WorkerBeat
 from jobs.services import quota, reuse
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.refusal import Refused
@@ -78,14 +78,16 @@ class FormatFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["label", "owner", "status_badge", "progress_display", "bytes_used", "created_at", "expires_at"]
+    list_display = ["label", "team", "owner", "status_badge", "progress_display", "bytes_used", "created_at"]
+    list_display += ["expires_at"]
     list_display_links = ["label"]
-    list_filter = ["status", FormatFilter, "strength", "fit", "mirror", "created_at"]
-    search_fields = ["id", "name", "owner__username", "sources__original_name"]
-    list_select_related = ["owner"]
+    list_filter = ["status", "team", FormatFilter, "strength", "fit", "mirror", "created_at"]
+    search_fields = ["id", "name", "owner__username", "team__name", "sources__original_name"]
+    list_select_related = ["owner", "team"]
     readonly_fields = [
         "id",
         "name",
+        "team",
         "owner",
         "status",
         "variations_per_video",
@@ -220,6 +222,26 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress_display(self, job: Job):
         return f"{job.progress}% ({job.completed_variations}/{job.total_variations})"
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams and their members, with the roles member and manager (a manager also has the team's page)."""
+
+    list_display = ["name", "member_count", "personal_for", "created_at"]
+    search_fields = ["name", "memberships__user__username"]
+    inlines = [MembershipInline]
+    readonly_fields = ["personal_for", "created_at"]
+
+    @admin.display(description="members")
+    def member_count(self, team: Team) -> int:
+        return team.memberships.count()
 
 
 @admin.register(WorkerBeat)

@@ -32,7 +32,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.throttling import UserRateThrottle
 
 from jobs.models import MAX_JOB_NAME_LENGTH
-from jobs.services import quota, slots, uploads
+from jobs.services import quota, slots, teams, uploads
 from jobs.services.choices import parse_choices
 from jobs.services.names import name_problem
 from jobs.services.refusal import Refused, not_stored
@@ -190,8 +190,11 @@ def _refuse(request, page: bool, message: str, status: int, file: str = ""):
 
 
 def page_context(request, **extra) -> dict:
-    """What the upload page shows: the limits (and, in `extra`, what the user typed or what went wrong)."""
+    """What the upload page shows: the limits, the user's teams (and, in `extra`, what the user typed or what
+    went wrong)."""
     return {
+        "teams": list(teams.teams_of(request.user)),
+        "team": teams.default_team(request.user).pk,
         "max_files": settings.MAX_FILES,
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_variations": settings.MAX_VARIATIONS,
@@ -251,6 +254,7 @@ def create_job_from(request):
             name=request.POST.get("name"),
             oversize=oversize_uploads(request),
             choices=parse_choices(request.POST),
+            team=request.POST.get("team"),
         )
     except OSError as exc:
         logger.exception("an upload by %s could not be stored", request.user)

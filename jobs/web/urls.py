@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.web import views
+from jobs.web import team_views, views
 
 urlpatterns = [
     path("", views.job_list, name="jobs-list"),
@@ -14,4 +14,8 @@ urlpatterns = [
     path("jobs/<str:pk>/download/", views.job_download, name="jobs-download"),
     path("jobs/<str:pk>/make-more/", views.job_make_more, name="jobs-make-more"),
     path("jobs/<str:pk>/retry/", views.job_retry, name="jobs-retry"),
+    path("teams/", team_views.team_list, name="teams-list"),
+    path("teams/<int:pk>/", team_views.team_detail, name="teams-detail"),
+    path("teams/<int:pk>/members/", team_views.team_add_member, name="teams-add-member"),
+    path("teams/<int:pk>/members/<str:username>/remove/", team_views.team_remove_member, name="teams-remove-member"),
 ]

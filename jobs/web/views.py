@@ -7,6 +7,7 @@ fragment the page includes; static/js swaps them in.
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -16,10 +17,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs.models import Job
-from jobs.services import reuse, slots
+from jobs.models import Job, Status
+from jobs.services import reuse, slots, teams
 from jobs.services.cancel import cancel_job
 from jobs.services.choices import Choices, parse_choices
+from jobs.services.listing import JobFilters, parse_filters
 from jobs.services.refusal import Refused
 from jobs.web import archive, upload_guard
 from jobs.web.upload_guard import page_context
@@ -28,7 +30,7 @@ PAGE_SIZE = 12
 
 
 def _jobs_for(request):
-    jobs = Job.objects.visible_to(request.user).with_queue_position().select_related("origin")
+    jobs = Job.objects.visible_to(request.user).with_queue_position().select_related("origin", "team", "owner")
     return jobs.prefetch_related("sources", "origin__sources").order_by("-created_at")
 
 
@@ -50,8 +52,16 @@ def _sentence(message: str) -> str:
 
 @require_GET
 def job_list(request):
-    page = Paginator(_jobs_for(request), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {"page": page, "jobs": page.object_list})
+    """The jobs of the user's teams, newest first, with the filters of the bar above them."""
+    try:
+        filters = parse_filters(request.GET, request.user)
+    except Refused as exc:
+        messages.error(request, _sentence(exc.message))
+        filters = JobFilters()
+    page = Paginator(filters.apply(_jobs_for(request), request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "jobs": page.object_list, "filters": filters, "query": urlencode(filters.query())}
+    context |= {"teams": list(teams.teams_of(request.user)), "statuses": Status.choices}
+    return render(request, "jobs/job_list.html", context)
 
 
 @require_GET
@@ -131,7 +141,8 @@ def job_make_more(request, pk: str):
     if not job.allows(request.user, "change"):
         return _not_allowed("change")
     try:
-        new = reuse.make_more(job, request.POST.get("variations"), parse_choices(request.POST, Choices.of(job)))
+        choices = parse_choices(request.POST, Choices.of(job))
+        new = reuse.make_more(job, request.POST.get("variations"), choices, by=request.user)
     except Refused as exc:
         messages.error(request, _sentence(exc.message))
         return redirect("jobs-detail", pk=job.pk)
@@ -160,6 +171,7 @@ def upload(request):
     context = page_context(request)
     context["variations"] = request.POST.get("variations", context["variations"])
     context["name"] = request.POST.get("name", "")
+    context["team"] = request.POST.get("team", context["team"])
     if request.method == "POST":
         try:
             job = upload_guard.create_job_from(request)

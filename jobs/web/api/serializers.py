@@ -99,6 +99,9 @@ class JobSerializer(serializers.ModelSerializer):
     origin = serializers.PrimaryKeyRelatedField(
         read_only=True, allow_null=True, help_text='The job whose videos this one reused ("make more"); null if none.'
     )
+    team = serializers.IntegerField(source="team_id", read_only=True, help_text="The id of the team that shares it.")
+    team_name = serializers.CharField(source="team.name", read_only=True)
+    created_by = serializers.CharField(source="owner.username", read_only=True, help_text="Who made it (username).")
 
     class Meta:
         model = Job
@@ -106,6 +109,9 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "title",
+            "team",
+            "team_name",
+            "created_by",
             "status",
             "queue_position",
             "seconds_left",
@@ -135,6 +141,9 @@ class JobSerializer(serializers.ModelSerializer):
             "id": job.id,
             "name": job.name,
             "title": job.title,
+            "team": job.team_id,
+            "team_name": job.team.name if job.team else "",
+            "created_by": job.owner.get_username(),
             "status": str(job.status),
             "queue_position": self.get_queue_position(job),
             "seconds_left": job.seconds_left,
@@ -273,4 +282,8 @@ class JobCreateSerializer(ChoicesSerializer):
         allow_blank=True,
         max_length=MAX_JOB_NAME_LENGTH,
         help_text="Optional; without one the job is called after its first video. Also the ZIP's file name.",
+    )
+    team = serializers.IntegerField(
+        required=False,
+        help_text="The id of one of your teams (GET /api/teams/); without one, the team of your last job.",
     )

@@ -5,6 +5,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView
+from jobs.web.api.team_views import TeamViewSet
 from jobs.web.api.views import JobViewSet
 
 
@@ -21,6 +22,7 @@ class Router(DefaultRouter):
 
 router = Router()
 router.register("jobs", JobViewSet, basename="api-jobs")
+router.register("teams", TeamViewSet, basename="api-teams")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),

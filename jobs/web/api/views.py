@@ -5,10 +5,10 @@ import logging
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from django.utils.http import content_disposition_header
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
@@ -17,6 +17,7 @@ from jobs.models import Job, OutputFile, SourceVideo
 from jobs.services import reuse, slots
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.choices import Choices, parse_choices
+from jobs.services.listing import parse_filters
 from jobs.services.refusal import Refused
 from jobs.web import archive, byte_range, upload_guard
 from jobs.web.api.errors import error_response
@@ -62,8 +63,18 @@ ADMISSION_REFUSALS = {
 SMALL_BODIES = [SmallJSONParser, SmallFormParser, SmallMultiPartParser]  # a field or two
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("team", int, description="Only this team's jobs (the id of one of your teams)"),
+            OpenApiParameter("mine", bool, description="1: only the jobs you made"),
+            OpenApiParameter("status", str, description="Only jobs in this status (queued, processing, ...)"),
+            OpenApiParameter("search", str, description="Part of the job's name or of one of its videos' names"),
+        ]
+    )
+)
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """A user's jobs (staff: everyone's). Someone else's job is a 404."""
+    """The jobs of the user's teams (staff: everyone's). A job of a team the user is not in is a 404."""
 
     serializer_class = JobSerializer
     parser_classes = [StrictMultiPartParser]
@@ -71,8 +82,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Job.objects.none()
-        jobs = Job.objects.visible_to(self.request.user).order_by("-created_at")
+        jobs = Job.objects.visible_to(self.request.user).select_related("team", "owner").order_by("-created_at")
         if self.action == "list":
+            try:
+                jobs = parse_filters(self.request.query_params, self.request.user).apply(jobs, self.request.user)
+            except Refused as exc:
+                raise ValidationError({exc.field: exc.message}) from None
             # One subquery for the whole page. A single job (the status poll) asks only when it is queued:
             # compiling the subquery costs more than the rest of the poll.
             jobs = jobs.with_queue_position()
@@ -90,7 +105,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return JobCreateSerializer if creating else JobSerializer
 
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
-        job = Job.objects.prefetch_related(SOURCES_WITH_OUTPUTS).filter(pk=job.pk).first()
+        jobs = Job.objects.select_related("team", "owner").prefetch_related(SOURCES_WITH_OUTPUTS)
+        job = jobs.filter(pk=job.pk).first()
         if job is None:  # deleted by another request just now
             raise Http404("This job was deleted meanwhile.")
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
@@ -164,7 +180,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data = request.data
         return self._reused(
             request,
-            lambda job: reuse.make_more(job, variations, parse_choices(data, Choices.of(job))),
+            lambda job: reuse.make_more(job, variations, parse_choices(data, Choices.of(job)), by=request.user),
             status.HTTP_201_CREATED,
         )
 
