@@ -130,3 +130,24 @@ def test_a_videos_lost_claims_are_kept_when_its_parts_become_batches(user, back_
     apps = _migrate([("jobs", "0013_run_batches")])
     lost = dict(apps.get_model("jobs", "SourceVideo").objects.values_list("pk", "lost_claims"))
     assert lost == {running: 1, requeued: 2, done: 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_jobs_go_to_their_owners_personal_teams(user, other_user, back_to_the_latest_schema):
+    apps = _migrate([("jobs", "0013_run_batches")])
+    Job = apps.get_model("jobs", "Job")
+    now = timezone.now()
+    made = {
+        who.pk: [
+            Job.objects.create(owner_id=who.pk, variations_per_video=1, created_at=now, expires_at=now).pk
+            for _ in range(count)
+        ]
+        for who, count in ((user, 2), (other_user, 1))
+    }
+    apps = _migrate([("jobs", "0014_teams")])
+    Job, Team = apps.get_model("jobs", "Job"), apps.get_model("jobs", "Team")
+    for who in (user, other_user):
+        team = Team.objects.get(personal_for_id=who.pk)
+        assert team.name == who.username
+        assert list(team.memberships.values_list("user_id", "role")) == [(who.pk, "manager")]
+        assert set(Job.objects.filter(team=team).values_list("pk", flat=True)) == set(made[who.pk])
