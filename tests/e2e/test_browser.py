@@ -21,7 +21,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from jobs import storage
-from jobs.models import Job, OutputFile, Status
+from jobs.models import Job, OutputFile, Status, Team
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.web.templatetags.jobs_extras import expiry
 from jobs.worker import runner
@@ -688,3 +688,37 @@ def test_list_cards_keep_their_thumbnail_size_and_equal_buttons(logged_in, live_
                 ".map(function (e) { return Math.round(e.getBoundingClientRect().width); });"
             )
             assert len(widths) == 4 and len(set(widths)) == 1, widths  # Download, Details; Cancel, Details
+
+
+def test_a_team_made_on_its_page_shares_its_jobs_and_the_list_filters_them(
+    logged_in, live_server, password_user, post_job
+):
+    browser = logged_in
+    teammate = User.objects.create_user("erin", password="erin-pass-123")
+    browser.get(f"{live_server.url}/teams/")
+    browser.find_element(By.ID, "id_team_name").send_keys("Spring campaigns")
+    browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    wait(browser, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Spring campaigns"))
+    browser.find_element(By.ID, "id_username").send_keys("erin")
+    browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    wait(browser, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "table.members"), "erin"))
+
+    team = Team.objects.get(name="Spring campaigns")
+    post_job(["spring-hero.mp4"], owner=password_user, variations=1, fields={"team": team.pk})
+    post_job(["erins-cut.mp4"], owner=teammate, variations=1, fields={"team": team.pk})
+    post_job(["solo-draft.mp4"], owner=password_user, variations=1, fields={"team": Team.personal(password_user).pk})
+    browser.get(f"{live_server.url}/?team={team.pk}")
+    titles = lambda: [el.text for el in browser.find_elements(By.CSS_SELECTOR, ".job-title")]  # noqa: E731
+    assert sorted(titles()) == ["erins-cut.mp4", "spring-hero.mp4"]
+    assert "by erin in Spring campaigns" in browser.find_element(By.ID, "job-cards").text
+    screenshot(browser, "team-list")
+
+    Select(browser.find_element(By.NAME, "mine")).select_by_value("1")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    wait(browser, 10).until(lambda b: titles() == ["spring-hero.mp4"])
+    search = browser.find_element(By.NAME, "search")
+    search.clear()
+    search.send_keys("draft")
+    Select(browser.find_element(By.NAME, "team")).select_by_value("")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    wait(browser, 10).until(lambda b: titles() == ["solo-draft.mp4"])
