@@ -119,12 +119,27 @@ class JobFigures:
         return sum(source.completed_variations for source in self._sources())
 
     @property
+    def outcome(self) -> str:
+        """The status as the pages colour it: "partial" (amber) for a job completed with failed videos."""
+        return "partial" if self.status == Status.COMPLETED and self.failed_videos else str(self.status)
+
+    @property
+    def status_label(self) -> str:
+        """"Completed with 1 failed video" for a partial job; otherwise its status's name."""
+        if self.outcome == "partial":
+            failed = self.failed_videos
+            return f"Completed with {failed} failed video{'s' if failed != 1 else ''}"
+        return self.get_status_display()
+
+    @property
     def progress(self) -> int:
-        """Overall progress 0-100; 100 only when every variation is finished."""
+        """Overall progress 0-100; 100 only when every variation is finished. A finished job's is its share of
+        finished files, so that "10 of 24 variations · 42%" agree."""
         sources = self._sources()
         if not sources:
             return 0
-        if self.status == Status.COMPLETED:
-            return 100
+        if self.status in TERMINAL:
+            total = self.total_variations
+            return 100 if self.completed_variations >= total else int(100 * self.completed_variations / total)
         percent = sum(source.progress for source in sources) / len(sources)
         return min(int(percent), 99)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
@@ -22,11 +22,17 @@ BADGE_COLOURS = {
     Status.COMPLETED: "#15803d",
     Status.FAILED: "#b42318",
     Status.CANCELLED: "#9ca3af",
+    "partial": "#b45309",  # completed with failed videos (Job.outcome)
 }
 
 
 admin.site.site_header = "videojobs administration"
 admin.site.site_title = "videojobs admin"
+
+
+def _jobs(count: int) -> str:
+    """'1 job', '3 jobs'."""
+    return f"{count} job{'s' if count != 1 else ''}"
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -84,27 +90,22 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["status", "team", FormatFilter, "strength", "fit", "mirror", "created_at"]
     search_fields = ["id", "name", "owner__username", "team__name", "sources__original_name"]
     list_select_related = ["owner", "team"]
-    readonly_fields = [
-        "id",
-        "name",
-        "team",
-        "owner",
-        "status",
-        "variations_per_video",
-        *CHOICE_FIELDS,
-        "seed",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "cancelled_at",
-        "expires_at",
-        "heartbeat_at",
-        "claims",
-        "error",
-        "thumbnail",
-        "origin",
-        "settled_at",
+    # The page is view-only (has_change_permission): what it shows, in this order, with the worker's
+    # bookkeeping folded away at the end.
+    fieldsets = [
+        (None, {"fields": ["name", "team", "owner", "status_shown", "progress_display", "error", "origin"]}),
+        ("Choices", {"fields": ["variations_per_video", *CHOICE_FIELDS]}),
+        ("Times", {"fields": ["created_at", "started_at", "finished_at", "cancelled_at", "expires_at"]}),
+        (
+            "Internals",
+            {
+                "classes": ["collapse"],
+                "fields": ["id", "seed", "reserved", "heartbeat_at", "claims", "handbacks", "retries"]
+                + ["enqueued_at", "settled_at", "thumbnail"],
+            },
+        ),
     ]
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
     inlines = [SourceInline, BatchInline, OutputInline]
     actions = ["cancel_selected", "make_more_selected", "retry_selected", "delete_with_files"]
     change_list_template = "admin/jobs/job/change_list.html"
@@ -122,7 +123,10 @@ class JobAdmin(admin.ModelAdmin):
         return super().has_change_permission(request)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=Sum("outputs__size"))
+        # A subquery, not a join: the search's join over the videos would count each output once per video.
+        outputs = OutputFile.objects.filter(job=OuterRef("pk")).order_by().values("job")
+        output_bytes = Subquery(outputs.annotate(total=Sum("size")).values("total"))
+        return super().get_queryset(request).prefetch_related("sources").annotate(output_bytes=output_bytes)
 
     def changelist_view(self, request, extra_context=None):
         used = quota.storage_used()
@@ -153,7 +157,7 @@ class JobAdmin(admin.ModelAdmin):
             self.log_deletions(request, queryset)
             for job in jobs:
                 delete_job_with_files(job)
-            self.message_user(request, f"Deleted {len(jobs)} job(s) and their files.", messages.SUCCESS)
+            self.message_user(request, f"Deleted {_jobs(len(jobs))} and their files.", messages.SUCCESS)
             return None
         rows = [(job, storage.job_bytes(job)) for job in jobs]
         context = {
@@ -172,6 +176,14 @@ class JobAdmin(admin.ModelAdmin):
     def label(self, job: Job):
         return job.title
 
+    @admin.display(description="Status")
+    def status_shown(self, job: Job) -> str:
+        return job.status_label
+
+    @admin.display(description="Storage held while it runs")
+    def reserved(self, job: Job) -> str:
+        return filesizeformat(job.reserved_bytes)
+
     @admin.display(description="Output bytes", ordering="output_bytes")
     def bytes_used(self, job: Job):
         return filesizeformat(job.output_bytes or 0)
@@ -185,7 +197,7 @@ class JobAdmin(admin.ModelAdmin):
         already = queryset.count() - cancelled
         self.message_user(
             request,
-            f"Cancelled {cancelled} job(s); {already} were already finished (completed, failed or cancelled).",
+            f"Cancelled {_jobs(cancelled)}; {_jobs(already)} already finished (completed, failed or cancelled).",
             messages.SUCCESS if cancelled else messages.WARNING,
         )
 
@@ -193,11 +205,11 @@ class JobAdmin(admin.ModelAdmin):
     def make_more_selected(self, request, queryset):
         """One new job per selected job, for its owner, with its number of variations (reuse.make_more)."""
         same_count = lambda job: reuse.make_more(job, job.variations_per_video)  # noqa: E731
-        self._reuse(request, queryset, same_count, "Made {} new job(s).")
+        self._reuse(request, queryset, same_count, "Made {count} new job{s}.")
 
     @admin.action(description="Retry the failed videos of the selected jobs", permissions=["change"])
     def retry_selected(self, request, queryset):
-        self._reuse(request, queryset, reuse.retry_failed, "Sent {} job(s) back to the queue.")
+        self._reuse(request, queryset, reuse.retry_failed, "Sent {count} job{s} back to the queue.")
 
     def _reuse(self, request, queryset, reuse_uploads, done_message: str) -> None:
         """Each job in turn; one message for what worked, one per job that could not (and why)."""
@@ -209,14 +221,14 @@ class JobAdmin(admin.ModelAdmin):
             except Refused as exc:
                 self.message_user(request, f"{job.title}: {exc.message}", messages.WARNING)
         if done:
-            self.message_user(request, done_message.format(done), messages.SUCCESS)
+            self.message_user(request, done_message.format(count=done, s="" if done == 1 else "s"), messages.SUCCESS)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, job: Job):
         return format_html(
             '<span style="background:{};color:#fff;border-radius:4px;padding:1px 6px">{}</span>',
-            BADGE_COLOURS.get(job.status, "#6b7280"),
-            job.get_status_display(),
+            BADGE_COLOURS.get(job.outcome, "#6b7280"),
+            job.status_label,
         )
 
     @admin.display(description="Progress")

@@ -606,7 +606,7 @@ def test_the_admin_asks_before_deleting_jobs_with_their_files(browser, live_serv
     assert Job.objects.count() == 2  # asked, not done
     browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Yes, delete them']").click()
 
-    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Deleted 2 job(s)"))
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Deleted 2 jobs"))
     assert not Job.objects.exists()
     browser.get(f"{live_server.url}/admin/")
     recent = text_of(browser, "#recent-actions-module")

@@ -10,7 +10,7 @@ from django_q.models import Schedule
 from model_bakery import baker
 
 from jobs import storage
-from jobs.models import Job, Status, WorkerBeat
+from jobs.models import Job, SourceVideo, Status, WorkerBeat
 
 
 def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, user, post_job):
@@ -25,7 +25,7 @@ def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, use
     )
     assert response.status_code == 200
     messages = [str(m) for m in get_messages(response.wsgi_request)]
-    assert messages == ["Cancelled 2 job(s); 2 were already finished (completed, failed or cancelled)."]
+    assert messages == ["Cancelled 2 jobs; 2 jobs already finished (completed, failed or cancelled)."]
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses == {
         queued.pk: Status.CANCELLED,
@@ -71,7 +71,7 @@ def test_delete_with_files_asks_first_then_cancels_removes_files_and_logs(admin_
     freed = storage.job_bytes(finished) + storage.job_bytes(running)
     assert f'<strong id="bytes-freed">{filesizeformat(freed)}</strong>' in page
     response = admin_client.post("/admin/jobs/job/", {**selected, "confirmed": "yes"}, follow=True)
-    assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Deleted 2 job(s) and their files."
+    assert [str(m) for m in get_messages(response.wsgi_request)][0] == "Deleted 2 jobs and their files."
     assert not Job.objects.exists()
     assert not storage.job_folder(finished.pk).exists() and not storage.job_folder(running.pk).exists()
     logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
@@ -141,7 +141,7 @@ def test_make_more_and_retry_as_admin_actions(admin_client, make_job, user):
         "/admin/jobs/job/", {"action": "make_more_selected", "_selected_action": selected}, follow=True
     )
     said = [str(m) for m in get_messages(response.wsgi_request)]
-    assert said[-1] == "Made 2 new job(s)." and "a.mp4: this job is still processing" in said[0]
+    assert said[-1] == "Made 2 new jobs." and "a.mp4: this job is still processing" in said[0]
     made = Job.objects.filter(origin__isnull=False)
     assert sorted(made.values_list("origin", "variations_per_video", "owner")) == sorted(
         [(completed.pk, 2, user.pk), (failed.pk, 2, user.pk)]
@@ -150,7 +150,7 @@ def test_make_more_and_retry_as_admin_actions(admin_client, make_job, user):
         "/admin/jobs/job/", {"action": "retry_selected", "_selected_action": [completed.pk, failed.pk]}, follow=True
     )
     said = [str(m) for m in get_messages(response.wsgi_request)]
-    assert "nothing failed" in said[0] and said[-1] == "Sent 1 job(s) back to the queue."
+    assert "nothing failed" in said[0] and said[-1] == "Sent 1 job back to the queue."
     assert Job.objects.get(pk=failed.pk).status == Status.QUEUED
 
 
@@ -202,3 +202,35 @@ def test_a_job_page_shows_the_batches_of_its_runs(admin_client, post_job, settin
     content = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert 'name="batches-TOTAL_FORMS" value="2"' in content
     assert "[[0, &quot;source&quot;]]" in content and "[[1, &quot;source&quot;]]" in content
+
+
+def test_one_cancelled_job_is_one_job_in_the_message(admin_client, user):
+    running = baker.make(Job, owner=user, variations_per_video=1, status=Status.PROCESSING)
+    response = admin_client.post(
+        "/admin/jobs/job/", {"action": "cancel_selected", "_selected_action": [running.pk]}, follow=True
+    )
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    assert said == ["Cancelled 1 job; 0 jobs already finished (completed, failed or cancelled)."]
+
+
+def test_the_output_bytes_are_not_doubled_when_a_search_joins_a_jobs_two_videos(admin_client, make_job):
+    job = make_job(outputs=2, size=1000)
+    baker.make(SourceVideo, job=job, position=1, original_name="b.mp4", size=1, duration=1, width=2, height=2)
+    for query in ("", "?q=mp4"):
+        page = admin_client.get(f"/admin/jobs/job/{query}").content.decode()
+        assert "2.0\xa0KB" in page and "4.0\xa0KB" not in page, query
+
+
+def test_a_job_page_shows_name_team_and_owner_first_and_the_bookkeeping_folded_away(admin_client, make_job):
+    job = make_job(name="Spring sale", reserved_bytes=5 * 1024**2)
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert page.index("Spring sale") < page.index("Internals") < page.index("Storage held while it runs")
+    assert "5.0\xa0MB" in page and "5242880" not in page
+
+
+def test_a_completed_job_with_a_failed_video_is_amber_in_the_list(admin_client, make_job):
+    job = make_job(outputs=1)
+    baker.make(SourceVideo, job=job, position=1, original_name="b.mp4", size=1, duration=1, width=2, height=2,
+               status=Status.FAILED)  # fmt: skip
+    page = admin_client.get("/admin/jobs/job/").content.decode()
+    assert "#b45309" in page and "Completed with 1 failed video" in page

@@ -388,3 +388,19 @@ def test_make_more_from_the_page_needs_the_csrf_token(csrf_client, make_job):
     assert client.post(f"/jobs/{job.pk}/make-more/", {"variations": "1"}).status_code == 403
     response = client.post(f"/jobs/{job.pk}/make-more/", {"variations": "1", "csrfmiddlewaretoken": token})
     assert response.status_code == 302 and Job.objects.count() == 2
+
+
+def test_a_completed_job_with_a_failed_video_is_amber_and_its_figures_agree(logged_in, make_job, api):
+    job = make_job(outputs=2)
+    failed = baker.make(
+        SourceVideo, job=job, position=1, original_name="broken.mp4", size=1, duration=1, width=2, height=2,
+        status=Status.FAILED, progress=40, error="The video could not be decoded at 0:01.",
+    )  # fmt: skip
+    card = logged_in.get("/").content.decode()
+    assert 'badge badge-partial">Completed with 1 failed video<' in card
+    page = logged_in.get(f"/jobs/{job.pk}/").content.decode()
+    assert "Overall: 2 of 4 variations done · 50%" in page
+    assert f'aria-label="Progress of {failed.original_name}"' not in page  # no half-drawn bar for it
+    assert "0 of 2 variations finished before it failed" in page
+    document = api.get(f"/api/jobs/{job.pk}/").json()
+    assert (document["status"], document["failed_videos"], document["progress"]) == ("completed", 1, 50)

@@ -84,6 +84,9 @@ class JobSerializer(serializers.ModelSerializer):
         read_only=True, help_text="Every file the job makes: videos x variations x formats."
     )
     completed_variations = serializers.IntegerField(read_only=True, help_text="The files finished so far.")
+    failed_videos = serializers.IntegerField(
+        read_only=True, help_text='Videos that failed: a completed job with some is "completed with failed videos".'
+    )
     progress = serializers.IntegerField(read_only=True)
     thumbnail_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
@@ -119,6 +122,7 @@ class JobSerializer(serializers.ModelSerializer):
             *CHOICE_FIELDS,
             "total_variations",
             "completed_variations",
+            "failed_videos",
             "progress",
             "created_at",
             "started_at",
@@ -151,6 +155,7 @@ class JobSerializer(serializers.ModelSerializer):
             **job.choices(),
             "total_variations": job.total_variations,
             "completed_variations": job.completed_variations,
+            "failed_videos": job.failed_videos,
             "progress": job.progress,
             "created_at": _when(job.created_at),
             "started_at": _when(job.started_at),

@@ -16,12 +16,12 @@ register = template.Library()
 
 @register.filter
 def badge_label(job: Job) -> str:
-    """Queued, Processing 45%, Completed, Failed, Cancelled (X/Y)."""
+    """Queued, Processing 45%, Completed, Completed with 1 failed video, Failed, Cancelled (X/Y)."""
     if job.status == Status.PROCESSING:
         return f"Processing {job.progress}%"
     if job.status == Status.CANCELLED:
         return f"Cancelled ({job.completed_variations}/{job.total_variations})"
-    return job.get_status_display()
+    return job.status_label
 
 
 @register.filter
