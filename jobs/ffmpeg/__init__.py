@@ -17,7 +17,16 @@ Callers use the names below (`ffmpeg.probe`, `ffmpeg.encode`...).
 
 from jobs.ffmpeg.bounds import THUMBNAIL_BYTES_BOUND, output_bytes_bound, output_file_limit
 from jobs.ffmpeg.command import EncodeSettings, OutputSpec, ThumbnailSpec, encode_command, ffmpeg_binary, mean_ssim
-from jobs.ffmpeg.errors import FFmpegError, FrameTooLarge, OutOfMemory, ProbeError, Stalled, TooComplex
+from jobs.ffmpeg.errors import (
+    FFmpegError,
+    FrameTooLarge,
+    Killed,
+    OutOfMemory,
+    ProbeError,
+    Stalled,
+    TooComplex,
+    is_decode_error,
+)
 from jobs.ffmpeg.probe import ProbeResult, output_seconds, probe
 from jobs.ffmpeg.process import (
     ATTEMPT_ENV,
@@ -37,6 +46,7 @@ __all__ = [
     "EncodeSettings",
     "FFmpegError",
     "FrameTooLarge",
+    "Killed",
     "OutOfMemory",
     "OutputSpec",
     "ProbeError",
@@ -50,6 +60,7 @@ __all__ = [
     "ffmpeg_binary",
     "mean_ssim",
     "idle_scheduling_prefix",
+    "is_decode_error",
     "output_bytes_bound",
     "output_file_limit",
     "output_seconds",

@@ -23,6 +23,28 @@ class OutOfMemory(FFmpegError):
     """FFmpeg could not allocate memory: it reached its address-space limit (encode_memory_limit)."""
 
 
+class Killed(FFmpegError):
+    """FFmpeg was ended by a signal nobody here sent (the kernel's OOM killer, an operator's kill -9)."""
+
+
+# What FFmpeg writes when the input itself is broken: only these make a failure the file's fault.
+DECODE_ERROR_MARKS = (
+    "Invalid data found when processing input",
+    "moov atom not found",
+    "Error while decoding",
+    "error while decoding",
+    "decode_slice_header error",
+    "Invalid NAL unit",
+    "corrupt decoded frame",
+    "Error submitting packet to decoder",
+    "Decoding error",
+)
+
+
+def is_decode_error(exc: FFmpegError) -> bool:
+    return any(mark in exc.stderr_tail for mark in DECODE_ERROR_MARKS)
+
+
 class Stalled(FFmpegError):
     """FFmpeg's progress did not move for STALL_SECONDS, though the process was alive; it was stopped."""
 

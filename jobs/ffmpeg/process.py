@@ -23,7 +23,7 @@ from django.conf import settings
 
 from jobs.ffmpeg import command
 from jobs.ffmpeg.command import EncodeSettings, OutputSpec, ThumbnailSpec
-from jobs.ffmpeg.errors import FFmpegError, FrameTooLarge, OutOfMemory, Stalled
+from jobs.ffmpeg.errors import FFmpegError, FrameTooLarge, Killed, OutOfMemory, Stalled
 from jobs.ffmpeg.placement import STANDARD_FRAME_PIXELS
 
 logger = logging.getLogger(__name__)
@@ -190,6 +190,8 @@ def run(
             raise FrameTooLarge(f"a frame is larger than {settings.MAX_PIXELS} pixels", _tail(stderr))
         if proc.returncode != 0 and _out_of_memory(proc.returncode, stderr):
             raise OutOfMemory(f"out of memory (limit {encode_memory_limit()} bytes)", _tail(stderr))
+        if proc.returncode < 0:  # a signal this process did not send: its stop returned above
+            raise Killed(f"ffmpeg was killed by signal {-proc.returncode}", _tail(stderr))
         if proc.returncode != 0:
             raise FFmpegError(f"ffmpeg exited with code {proc.returncode}", _tail(stderr))
         if on_progress and reader.seconds is not None:

@@ -125,7 +125,7 @@ class JobFigures:
 
     @property
     def status_label(self) -> str:
-        """"Completed with 1 failed video" for a partial job; otherwise its status's name."""
+        """ "Completed with 1 failed video" for a partial job; otherwise its status's name."""
         if self.outcome == "partial":
             failed = self.failed_videos
             return f"Completed with {failed} failed video{'s' if failed != 1 else ''}"

@@ -249,6 +249,10 @@ def user_error(exc: ffmpeg.FFmpegError, at_seconds: float | None) -> str:
         return f"A frame of this video is larger than the limit of {settings.MAX_PIXELS} pixels (MAX_PIXELS)."
     if isinstance(exc, ffmpeg.OutOfMemory):
         return "The encoder ran out of memory (or crashed) on this video: its memory limit is ENCODE_MEMORY_BYTES."
+    if isinstance(exc, ffmpeg.Killed):
+        return "The encoder was stopped (killed) before it finished this video: retry it."
+    if not ffmpeg.is_decode_error(exc):  # only FFmpeg's own words about the input blame the file
+        return "The encoder failed on this video: the details are in the server log."
     where = f" at {int(at_seconds) // 60}:{int(at_seconds) % 60:02d}" if at_seconds else ""
     return f"The video could not be decoded{where}."
 

@@ -269,9 +269,38 @@ def test_a_run_that_was_taken_over_cannot_fail_the_source(user, upload, monkeypa
 
 
 def test_where_a_video_broke_is_told_in_minutes_and_seconds():
-    error = ffmpeg.FFmpegError("ffmpeg exited with code 1", "/data/jobs/abc/uploads/00.video: Invalid data")
+    error = ffmpeg.FFmpegError(
+        "ffmpeg exited with code 1", "/data/jobs/abc/uploads/00.video: Invalid data found when processing input"
+    )
     assert runner.user_error(error, 72.4) == "The video could not be decoded at 1:12."
     assert runner.user_error(error, None) == "The video could not be decoded."
+
+
+def test_only_ffmpegs_words_about_the_input_blame_the_file():
+    other = ffmpeg.FFmpegError("ffmpeg exited with code 1", "Conversion failed!")
+    assert runner.user_error(other, 12.0) == "The encoder failed on this video: the details are in the server log."
+
+
+def test_an_encoder_killed_from_outside_is_told_as_such_not_as_a_broken_file(clips, tmp_path):
+    """A real FFmpeg, killed with SIGKILL by someone else while it encodes (an operator, the OOM killer)."""
+    source = clips(seconds=2.0)
+    spec = ffmpeg.OutputSpec(tmp_path / "out.mp4", effects_for(1, 0, 0).filter_chain())
+    killed = []
+
+    def kill_it() -> bool:  # FFmpeg's wait asks this every 0.05 s while FFmpeg runs
+        for child in psutil.Process().children(recursive=True):
+            if "ffmpeg" in " ".join(child.cmdline()) and not killed:
+                child.kill()
+                killed.append(child.pid)
+        return False  # not a stop of ours
+
+    with pytest.raises(ffmpeg.Killed) as caught:
+        ffmpeg.encode(source, [spec], job_id="killed", should_stop=kill_it)
+    assert killed and "signal 9" in str(caught.value)
+    assert (
+        runner.user_error(caught.value, 0.5)
+        == "The encoder was stopped (killed) before it finished this video: retry it."
+    )
 
 
 def test_a_database_error_leaves_the_job_for_recovery_instead_of_failing_it(user, upload, monkeypatch):
