@@ -17,12 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs.models import Job, Status
+from jobs import storage
+from jobs.models import MAX_JOB_NAME_LENGTH, Job, Status
 from jobs.services import reuse, slots, teams
-from jobs.services.cancel import cancel_job
+from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.choices import Choices, parse_choices
 from jobs.services.listing import JobFilters, parse_filters
 from jobs.services.refusal import Refused
+from jobs.services.rename import rename_job
 from jobs.web import archive, upload_guard
 from jobs.web.upload_guard import page_context
 
@@ -66,7 +68,8 @@ def job_list(request):
 
 @require_GET
 def job_detail(request, pk: str):
-    return render(request, "jobs/job_detail.html", {"job": _get_job_for_user(request, pk, with_outputs=True)})
+    job = _get_job_for_user(request, pk, with_outputs=True)
+    return render(request, "jobs/job_detail.html", {"job": job, "max_name_length": MAX_JOB_NAME_LENGTH})
 
 
 def snippet(view):
@@ -116,6 +119,37 @@ def job_download(request, pk: str):
     else:
         messages.info(request, "This job has no results to download" + (": they expired." if job.is_expired else "."))
     return redirect("jobs-detail", pk=job.pk)
+
+
+@require_POST
+def job_rename(request, pk: str):
+    """The job page's name form: any member of the job's team; the rules of the API's PATCH."""
+    job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "change"):
+        return _not_allowed("rename")
+    try:
+        rename_job(job, request.POST.get("name", ""))
+    except Refused as exc:
+        messages.error(request, _sentence(exc.message))
+    else:
+        messages.success(request, f"Renamed to {job.title}.")
+    return redirect("jobs-detail", pk=job.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def job_delete(request, pk: str):
+    """A confirmation that says what is freed (GET); then the delete (POST): a running job is cancelled first.
+    Its creator or the team's managers (Job.allows)."""
+    job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "delete"):
+        return _not_allowed("delete")
+    if request.method == "POST":
+        title = job.title
+        delete_job_with_files(job)
+        messages.success(request, f"Deleted {title} and its files.")
+        return redirect("jobs-list")
+    context = {"job": job, "freed": storage.job_bytes(job), "outputs": job.outputs.count()}
+    return render(request, "jobs/job_delete.html", context)
 
 
 @require_POST

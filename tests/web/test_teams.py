@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from model_bakery import baker
 
@@ -191,3 +192,48 @@ def test_the_teams_pages_let_a_manager_add_a_member(user, other_user, outsider, 
     assert dave.get(f"/teams/{team.pk}/").status_code == 404
     made = logged_in.post("/teams/", {"name": "Video"})
     assert made.status_code == 302 and Team.objects.get(name="Video").role_of(user) == "manager"
+
+
+def test_a_teammate_renames_with_the_apis_rules(user, other_user, team, make_job, api_client_for):
+    job = make_job(team=team)
+    bob = api_client_for(other_user)
+    renamed = bob.patch(f"/api/jobs/{job.pk}/", {"name": "  Spring   sale  "}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Spring sale"
+    for body in ({"name": "x" * 101}, {"name": ["a"]}, {"name": "tab\u200bhidden"}):
+        refused = bob.patch(f"/api/jobs/{job.pk}/", body, format="json")
+        assert refused.status_code == 400 and refused.json()["field"] == "name", refused.content
+    assert bob.put(f"/api/jobs/{job.pk}/", {"name": "x"}, format="json").status_code == 405
+    assert Job.objects.get(pk=job.pk).name == "Spring sale"
+    outsider = api_client_for(baker.make("auth.User", username="mallory"))
+    assert outsider.patch(f"/api/jobs/{job.pk}/", {"name": "mine"}, format="json").status_code == 404
+
+
+def test_the_pages_rename_and_delete_with_a_confirmation_that_says_what_is_freed(
+    user, other_user, team, make_job, logged_in, files_under
+):
+    job = make_job(team=team, outputs=2, size=1000)
+    logged_in.post(f"/jobs/{job.pk}/rename/", {"name": "Autumn promo"})
+    assert Job.objects.get(pk=job.pk).name == "Autumn promo"
+    long = logged_in.post(f"/jobs/{job.pk}/rename/", {"name": "y" * 150}, follow=True).content.decode()
+    assert "Name: at most 100 characters, not 150" in long and Job.objects.get(pk=job.pk).name == "Autumn promo"
+
+    bob = Client()
+    bob.force_login(other_user)  # a member, not its creator: no Delete, and a POST is refused
+    assert 'id="delete-link"' not in bob.get(f"/jobs/{job.pk}/").content.decode()
+    assert bob.post(f"/jobs/{job.pk}/delete/").status_code == 403
+
+    confirm = logged_in.get(f"/jobs/{job.pk}/delete/").content.decode()
+    assert "Delete Autumn promo?" in confirm and "2 finished variations" in confirm and "the team Ads" in confirm
+    freed = storage.job_bytes(job)  # its 2 outputs, its upload and its thumbnail
+    assert freed > 3000 and f"it frees {filesizeformat(freed)}" in confirm
+    assert Job.objects.filter(pk=job.pk).exists()  # the GET only asks
+    listing = logged_in.post(f"/jobs/{job.pk}/delete/", follow=True).content.decode()
+    assert "Deleted Autumn promo and its files." in listing
+    assert not Job.objects.filter(pk=job.pk).exists() and not files_under(storage.job_folder(job.pk))
+
+
+def test_a_running_job_is_cancelled_before_it_is_deleted_from_its_page(team, make_job, logged_in):
+    job = make_job(team=team, status=Status.PROCESSING)
+    assert "it is cancelled first" in logged_in.get(f"/jobs/{job.pk}/delete/").content.decode()
+    logged_in.post(f"/jobs/{job.pk}/delete/")
+    assert not Job.objects.filter(pk=job.pk).exists()

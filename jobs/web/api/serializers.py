@@ -275,6 +275,12 @@ class MultipleFileField(serializers.ListField):
         super().__init__(**kwargs)
 
 
+class RenameSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        allow_blank=True, max_length=MAX_JOB_NAME_LENGTH, help_text="The new name; empty: called after its first video."
+    )
+
+
 class JobCreateSerializer(ChoicesSerializer):
     """The create form (schema and browsable API). Validation lives in services.uploads, shared with the upload page."""
 

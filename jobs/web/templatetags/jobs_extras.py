@@ -25,6 +25,12 @@ def badge_label(job: Job) -> str:
 
 
 @register.filter
+def may_delete(job: Job, user) -> bool:
+    """Whether the page offers Delete: the job's creator, the team's managers (Job.allows)."""
+    return job.allows(user, "delete")
+
+
+@register.filter
 def expiry(when) -> str:
     """'expires in 23 h 5 min', 'expires in 12 min', or 'expired'. static/js/common.js writes the same words."""
     seconds = int((when - timezone.now()).total_seconds())
