@@ -55,6 +55,20 @@ class JobFigures:
         return self.status in (Status.COMPLETED, Status.FAILED) and not self.is_expired and self.failed_videos > 0
 
     @property
+    def left_variations(self) -> int:
+        return self.total_variations - self.completed_variations
+
+    @property
+    def can_resume(self) -> bool:
+        """Offer "finish the rest" (jobs.services.reuse): cancelled, not expired, with something left to make."""
+        return (
+            self.status == Status.CANCELLED
+            and not self.is_expired
+            and self.left_variations > 0
+            and all(source.path for source in self._sources())
+        )
+
+    @property
     def title(self) -> str:
         """What the pages, the admin and the ZIP's file name call the job: its name, or its first video's."""
         if self.name:

@@ -260,8 +260,9 @@ class Job(JobFigures, models.Model):
         ttl = timedelta(hours=settings.JOB_TTL_HOURS)
         return min((now or database_now()) + ttl, self.created_at + 2 * ttl)
 
-    def reopen_for_retry(self, reservation: int) -> int | None:
+    def reopen_for_retry(self, reservation: int, from_statuses=RETRYABLE, videos=(Status.FAILED,)) -> int | None:
         """completed|failed -> queued, with its failed videos queued again; returns how many (None: not reopened).
+        With `from_statuses` (CANCELLED,) and `videos` (CANCELLED, FAILED): a cancelled job resumed.
 
         One conditional UPDATE (eviction expires a job in one of its own: of the two, one wins). The lost
         workers of earlier runs still count (lost_runs): the claim counters are not reset. Times are the
@@ -270,7 +271,7 @@ class Job(JobFigures, models.Model):
         """
         now = database_now()
         reopened = Job.objects.filter(
-            pk=self.pk, status__in=RETRYABLE, expires_at__gt=now, retries__lt=settings.MAX_RETRIES
+            pk=self.pk, status__in=from_statuses, expires_at__gt=now, retries__lt=settings.MAX_RETRIES
         ).update(
             status=Status.QUEUED,
             error="",
@@ -278,6 +279,7 @@ class Job(JobFigures, models.Model):
             finished_at=None,
             heartbeat_at=None,
             settled_at=None,
+            cancelled_at=None,
             enqueued_at=now,
             expires_at=self.retry_expiry(now),
             retries=F("retries") + 1,
@@ -285,7 +287,7 @@ class Job(JobFigures, models.Model):
         )
         if not reopened:
             return None
-        return self.sources.filter(status=Status.FAILED).update(
+        return self.sources.filter(status__in=videos).update(
             status=Status.QUEUED,
             error="",
             progress=F("completed_variations") * 100 / self.outputs_per_video,

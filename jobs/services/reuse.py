@@ -1,4 +1,5 @@
-"""Reusing a finished job's uploads: "make more" (a new job from the same videos) and "retry failed videos".
+"""Reusing a finished job's uploads: "make more" (a new job from the same videos), "retry failed videos" and
+"finish the rest" of a cancelled job (resume).
 
 Both admit the work like an upload does, with quota.admit(): the per-user
 limit on active jobs, room under the storage cap for the expected outputs
@@ -141,27 +142,45 @@ def retry_failed(job: Job) -> Job:
     still count against MAX_ATTEMPTS, so a video that crashes workers cannot do so forever.
     """
     if job.status == Status.CANCELLED:
-        raise ReuseError("a cancelled job is not retried: use make more to run its videos again")
+        raise ReuseError("a cancelled job is not retried: finish the rest of it (resume) instead")
+    return _reopen(job, RETRYABLE, (Status.FAILED,), "retry", "nothing failed in this job: there is nothing to retry")
+
+
+def resume_cancelled(job: Job) -> Job:
+    """"Finish the rest": send a cancelled job back to the queue to make only what it had not finished, in
+    the same job; its finished variations stay. Bounded as a retry is (retry_failed), and counted as one."""
+    if job.status != Status.CANCELLED:
+        raise ReuseError(f"only a cancelled job is resumed; this one is {job.status}")
+    if job.left_variations == 0:
+        raise ReuseError("every variation of this job is finished already")
+    videos = (Status.CANCELLED, Status.FAILED)
+    return _reopen(job, (Status.CANCELLED,), videos, "resume", "nothing of this job is left to finish")
+
+
+def _reopen(job: Job, from_statuses, videos, verb: str, nothing_left: str) -> Job:
+    """The shared path of a retry and a resume: the bounds, the admission of what is left, and the reopening
+    under the job's lock."""
     if job.retries >= settings.MAX_RETRIES:
-        raise ReuseError(f"this job was retried {job.retries} times already, the most allowed (MAX_RETRIES)")
+        raise ReuseError(f"this job was retried or resumed {job.retries} times, the most allowed (MAX_RETRIES)")
     if job.retry_expiry() <= database_now():
-        raise ReuseError(f"this job is older than {2 * settings.JOB_TTL_HOURS} hours: it is not retried any more")
-    sources = _reusable(job, "retry")
-    failed = [source for source in sources if source.status == Status.FAILED]
-    if not failed:
-        raise ReuseError("nothing failed in this job: there is nothing to retry")
+        raise ReuseError(f"this job is older than {2 * settings.JOB_TTL_HOURS} hours: it is not run again any more")
+    sources = _reusable(job, verb)
+    again = [source for source in sources if source.status in videos]
+    if not again:
+        raise ReuseError(nothing_left)
     left = sum(
         (job.outputs_per_video - source.completed_variations)
         * quota.output_reservation(source.duration / slowest_speed(job.strength))
-        for source in failed
+        for source in again
     ) + (0 if job.thumbnail else ffmpeg.THUMBNAIL_BYTES_BOUND)  # a first run that never wrote one
     admitted = quota.admit(job.owner, left, team=job.team, keep=job.pk, field="")
     with admitted, locks.finished_job_locked(job.pk) as status:
         # Under the job's lock: no settling of its last run can be removing unowned files meanwhile.
-        retried = job.reopen_for_retry(storage.job_bytes(job) + left) if status in RETRYABLE else None
-        if retried is None:
-            raise ReuseError(f"this job is {status or 'gone'} now: nothing to retry")
-        transaction.on_commit(lambda: _log_and_enqueue(job, f"retrying {retried} failed videos"))
+        reserved = storage.job_bytes(job) + left
+        reopened = job.reopen_for_retry(reserved, from_statuses, videos) if status in from_statuses else None
+        if reopened is None:
+            raise ReuseError(f"this job is {status or 'gone'} now: nothing to {verb}")
+        transaction.on_commit(lambda: _log_and_enqueue(job, f"{verb}: running {reopened} videos again"))
     return Job.objects.filter(pk=job.pk).first() or job  # as it is now (deleted just now: as it was)
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("jobs/<str:pk>/download/", views.job_download, name="jobs-download"),
     path("jobs/<str:pk>/make-more/", views.job_make_more, name="jobs-make-more"),
     path("jobs/<str:pk>/retry/", views.job_retry, name="jobs-retry"),
+    path("jobs/<str:pk>/resume/", views.job_resume, name="jobs-resume"),
     path("jobs/<str:pk>/rename/", views.job_rename, name="jobs-rename"),
     path("jobs/<str:pk>/delete/", views.job_delete, name="jobs-delete"),
     path("teams/", team_views.team_list, name="teams-list"),

@@ -199,6 +199,21 @@ def job_retry(request, pk: str):
     return redirect("jobs-detail", pk=job.pk)
 
 
+@require_POST
+def job_resume(request, pk: str):
+    """"Finish the rest" of a cancelled job: the same job makes what it had not finished."""
+    job = _get_job_for_user(request, pk)
+    if not job.allows(request.user, "change"):
+        return _not_allowed("change")
+    try:
+        reuse.resume_cancelled(job)
+    except Refused as exc:
+        messages.error(request, _sentence(exc.message))
+    else:
+        messages.success(request, "Finishing the rest. The variations it had finished are kept.")
+    return redirect("jobs-detail", pk=job.pk)
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request):
     """The upload form. With JavaScript it posts to the API (for the progress bar); without, here."""

@@ -22,8 +22,9 @@ from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import effects_for_job
 from jobs.models import Job, OutputFile, SourceVideo, Status
 from jobs.services import quota, reuse
+from jobs.services.cancel import cancel_job
 from jobs.services.refusal import Refused
-from jobs.worker import cleanup, runner
+from jobs.worker import cleanup, runner, video_run
 
 FAILING_ONCE = Path(__file__).resolve().parents[1] / "failing_once_ffmpeg.py"
 
@@ -449,7 +450,7 @@ def test_a_job_is_retried_at_most_max_retries_times(api, make_job, refused, sett
     for _ in range(2):
         assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 200
         _fail_again(job)
-    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "retried 2 times already", "MAX_RETRIES")
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "retried or resumed 2 times", "MAX_RETRIES")
     assert Job.objects.get(pk=job.pk).status == Status.FAILED
 
 
@@ -496,3 +497,38 @@ def test_the_old_reprocess_route_still_makes_more(api, post_job):
     assert response.status_code == 201, response.content
     new = Job.objects.get(pk=response.json()["id"])
     assert new.origin_id == job.pk and new.variations_per_video == 2
+
+
+def test_finish_the_rest_of_a_cancelled_job_keeps_its_finished_files_and_makes_only_the_others(
+    api, post_job, settings, refused, client, user
+):
+    settings.BATCH_SIZE = 1
+    job = post_job(["a.mp4", "b.mp4"], variations=2, seconds=0.5, audio=False)
+    run = Job.objects.get(pk=job.pk)
+    assert run.claim()
+    runner._encode_part(video_run.claim_next(run), effects_for_job(job.seed, 2, 2))  # one variation made
+    cancel_job(Job.objects.get(pk=job.pk))
+    storage.settle_files(Job.objects.get(pk=job.pk))  # what its worker does once it has stopped
+    (made,) = OutputFile.objects.filter(job=job)
+    inode = storage.output_path(made).stat().st_ino
+    client.force_login(user)
+    assert "Finish the rest" in client.get(f"/jobs/{job.pk}/").content.decode()
+    refused(api.post(f"/api/jobs/{job.pk}/retry/"), 409, "finish the rest")
+
+    response = api.post(f"/api/jobs/{job.pk}/resume/")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "queued" and response.json()["cancelled_at"] is None
+    runner.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.outputs.count() == 4 and job.retries == 1
+    assert storage.output_path(OutputFile.objects.get(pk=made.pk)).stat().st_ino == inode
+    refused(api.post(f"/api/jobs/{job.pk}/resume/"), 409, "only a cancelled job")
+
+
+def test_finish_the_rest_is_bounded_like_a_retry(api, make_job, settings, refused):
+    job = make_job(status=Status.CANCELLED, outputs=1)
+    Job.objects.filter(pk=job.pk).update(variations_per_video=2)
+    SourceVideo.objects.filter(job=job).update(status=Status.CANCELLED)
+    settings.MAX_RETRIES = 0
+    refused(api.post(f"/api/jobs/{job.pk}/resume/"), 409, "the most allowed (MAX_RETRIES)")

@@ -212,3 +212,17 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         """Run the failed videos again in the same job: it goes back to queued, keeps its finished variations,
         and completes when the retried videos finish."""
         return self._reused(request, reuse.retry_failed, status.HTTP_200_OK)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobSerializer,
+            409: OpenApiResponse(description="not cancelled, nothing left to make, retried too often, or expired"),
+            **ADMISSION_REFUSALS,
+        },
+    )
+    @action(detail=True, methods=["post"], url_name="resume", parser_classes=SMALL_BODIES)
+    def resume(self, request, pk=None, **kwargs):
+        """Finish the rest of a cancelled job: it goes back to queued and makes only the variations it had not
+        finished; the finished ones stay. Bounded like a retry (MAX_RETRIES, the job's age)."""
+        return self._reused(request, reuse.resume_cancelled, status.HTTP_200_OK)
