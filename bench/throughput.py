@@ -118,7 +118,7 @@ def bare_encode_seconds(sources: list[Path], job: dict, folder: Path, batch_size
             specs = [
                 ffmpeg.OutputSpec(
                     folder / f"bare-{position}-{index}.mp4",
-                    Effects(**output["effects"]).filter_chain(),
+                    Effects.from_dict(output["effects"]).filter_chain(),
                     thumbnail=ffmpeg.ThumbnailSpec(folder / f"bare-{position}-{index}.webp", at_seconds=moment),
                     ssim_path=folder / f"bare-{position}-{index}.ssim",  # the service measures every output
                 )
@@ -147,7 +147,7 @@ def quality(archive: bytes, sources: dict[str, Path], reference_sizes: dict[str,
         output = unpacked / entry["file"]
         source = sources[entry["source"]]
         render = folder / "reference-render"
-        _, (reference,) = reference_loop(source, [Effects(**entry["effects"])], render, keep_frame_rate=True)
+        _, (reference,) = reference_loop(source, [Effects.from_dict(entry["effects"])], render, keep_frame_rate=True)
         rows.append(
             {
                 "file": entry["file"],

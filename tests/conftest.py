@@ -329,3 +329,10 @@ def start_cluster(transactional_db, tmp_path):
     yield start
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture
+def plain_output_names(settings):
+    """Output files named "<video>_v01.mp4", without the job's tag: for the tests about folders and numbering
+    (the default template, with the tag, has tests of its own: tests/services/test_output_names.py)."""
+    settings.OUTPUT_NAME_TEMPLATE = "{video}_v{variation}"

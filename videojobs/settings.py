@@ -272,6 +272,8 @@ if JOB_TIMEOUT_SECONDS + 600 >= JOB_TTL_HOURS * 3600:
         f"JOB_TIMEOUT_SECONDS={JOB_TIMEOUT_SECONDS} must end well before a job expires "
         f"(JOB_TTL_HOURS={JOB_TTL_HOURS}): keep it under JOB_TTL_HOURS x 3600 - 600"
     )
+# What a job's output files are called (docs/usage.md, "File names"); the app checks it as it starts.
+OUTPUT_NAME_TEMPLATE = env_str("OUTPUT_NAME_TEMPLATE", "{video}_v{variation}_{job}")
 # How long the web side's health check accepts since the last worker beat.
 WORKER_SEEN_SECONDS = env_int("WORKER_SEEN_SECONDS", 180, minimum=10)
 MIN_FREE_BYTES = env_bytes("MIN_FREE_BYTES", 512 * 1024**2)

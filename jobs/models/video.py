@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.db import models
 from django.utils import timezone
 
@@ -93,13 +95,37 @@ class OutputFile(models.Model):
         return self.path
 
     def facts(self) -> dict:
-        """What the job JSON and the ZIP's manifest say of it besides its identity and its file."""
+        """What the job JSON and the ZIP's manifest say of it besides its identity and its file. The effects
+        carry the rotation in degrees too (`rotation_deg`, as the pages show it) beside the radians."""
+        effects = dict(self.effects)
+        if isinstance(effects.get("rotation"), int | float):
+            effects["rotation_deg"] = round(math.degrees(effects["rotation"]), 4)
         return {
             "format": self.format,
             "width": self.width,
             "height": self.height,
             "seconds": self.seconds,
             "size": self.size,
-            "effects": self.effects,
+            "effects": effects,
             "ssim": self.ssim,
         }
+
+
+# The unit of each figure of an output (OutputFile.facts), for the manifest and the API's readers.
+UNITS = {
+    "width": "pixels",
+    "height": "pixels",
+    "seconds": "seconds",
+    "size": "bytes",
+    "ssim": "0-1, mean SSIM against the source in the same format with no effects (1: the same)",
+    "effects.rotation": "radians, clockwise",
+    "effects.rotation_deg": "degrees, clockwise",
+    "effects.brightness": "offset added to each pixel's brightness, -1 to 1",
+    "effects.contrast": "factor (1: unchanged)",
+    "effects.saturation": "factor (1: unchanged)",
+    "effects.zoom": "factor (1: unchanged)",
+    "effects.hue": "degrees",
+    "effects.speed": "factor (1: unchanged; duration = source / speed)",
+    "effects.grain": "temporal noise strength, 0-100 (0: none)",
+    "effects.mirror": "true: flipped horizontally",
+}

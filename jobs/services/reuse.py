@@ -12,6 +12,7 @@ docs/architecture/files.md ("Reusing uploads").
 from __future__ import annotations
 
 import logging
+import re
 
 from django.conf import settings
 from django.db import transaction
@@ -19,10 +20,22 @@ from django.utils import timezone
 
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import Effects, effects_for_job, slowest_speed
-from jobs.models import ACTIVE, RETRYABLE, Job, SourceVideo, Status, database_now, locks, new_job_id, new_seed
+from jobs.models import (
+    ACTIVE,
+    MAX_JOB_NAME_LENGTH,
+    RETRYABLE,
+    Job,
+    SourceVideo,
+    Status,
+    database_now,
+    locks,
+    new_job_id,
+    new_seed,
+)
 from jobs.services import quota
 from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
+from jobs.services.names import stem_of
 from jobs.services.refusal import Refused
 from jobs.services.uploads import parse_variations
 
@@ -65,7 +78,7 @@ def make_more(job: Job, variations, choices: Choices | None = None, by=None) -> 
         id=new_job_id(),
         owner=owner,
         team_id=job.team_id,
-        name=job.name,
+        name=copy_name(job),
         variations_per_video=count,
         seed=_fresh_seed(job, len(sources), count, choices.strength),
         **choices.as_fields(),
@@ -105,6 +118,23 @@ def _fresh_seed(job: Job, sources: int, variations: int, strength: str) -> int:
         seed = new_seed()
         if not any(e.key() in taken for e in effects_for_job(seed, sources, variations, strength).values()):
             return seed
+
+
+def copy_name(job: Job) -> str:
+    """The name of a job made from `job`: "Spring sale (2)", then "Spring sale (3)"... (from "Spring sale (2)"
+    too): the first number no job of its team is called by, so that two ZIPs never share a name."""
+    base = _NUMBERED.sub("", job.name or stem_of(job.title)) or "Job"
+    taken = set(Job.objects.filter(team_id=job.team_id, name__startswith=base[:50]).values_list("name", flat=True))
+    number = 2
+    while True:
+        suffix = f" ({number})"
+        name = base[: MAX_JOB_NAME_LENGTH - len(suffix)].rstrip() + suffix
+        if name not in taken:
+            return name
+        number += 1
+
+
+_NUMBERED = re.compile(r" \((\d+)\)$")
 
 
 def _linked_uploads(sources: list[SourceVideo], new: Job) -> list[SourceVideo]:
@@ -147,7 +177,7 @@ def retry_failed(job: Job) -> Job:
 
 
 def resume_cancelled(job: Job) -> Job:
-    """"Finish the rest": send a cancelled job back to the queue to make only what it had not finished, in
+    """ "Finish the rest": send a cancelled job back to the queue to make only what it had not finished, in
     the same job; its finished variations stay. Bounded as a retry is (retry_failed), and counted as one."""
     if job.status != Status.CANCELLED:
         raise ReuseError(f"only a cancelled job is resumed; this one is {job.status}")

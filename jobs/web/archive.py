@@ -21,8 +21,10 @@ from zipstream import ZIP_STORED, ZipStream
 
 from jobs import storage
 from jobs.models import Format, Job, OutputFile
+from jobs.models.video import UNITS
 from jobs.services import slots
 from jobs.services.names import MANIFEST_NAME, stem_of, zip_file_name, zip_folders
+from jobs.services.output_names import format_text, output_stem
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +32,45 @@ CHUNK = 1024 * 1024
 
 
 def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
-    """output pk -> its entry in the ZIP: <video>/<video>_v01.mp4 for a job of the source format alone, else
-    <video>/<format>/<video>_v01.mp4 (9:16 as 9x16); the video folders unique within the job."""
-    sources = list(job.sources.order_by("position"))
-    folder_of = dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
+    """output pk -> its entry in the ZIP: <video>/<file> for a job of the source format alone, else
+    <video>/<format>/<file> (9:16 as 9x16); the video folders unique within the job, the files named by
+    OUTPUT_NAME_TEMPLATE (jobs.services.output_names)."""
+    folders = _video_folders(job)
     by_format = list(job.formats) != [Format.SOURCE]
 
     def name(output: OutputFile) -> str:
-        video = folder_of[output.source_id]
-        shape = f"{output.format.replace(':', 'x')}/" if by_format else ""
-        return f"{video}/{shape}{video}_v{output.variation_index + 1:02d}.mp4"
+        video = folders[output.source_id]
+        shape = f"{format_text(output.format)}/" if by_format else ""
+        return f"{video}/{shape}{_stem(job, output, video)}.mp4"
 
     return {output.pk: name(output) for output in outputs}
 
 
 def file_name(job: Job, output: OutputFile) -> str:
-    """One output's own download name: its ZIP entry's file name, with its format when the ZIP has a folder
-    per format (so that a 9:16 and a 1:1 download do not clash): video_v03.mp4, video_9x16_v03.mp4."""
-    *folders, name = entry_names(job, [output])[output.pk].split("/")
-    if len(folders) == 2:
-        stem, number = name.rsplit("_v", 1)
-        return f"{stem}_{folders[1]}_v{number}"
-    return name
+    """One output's own download name: its ZIP entry's file name, with its format too when the ZIP has a
+    folder per format and the template does not name it (so that a 9:16 and a 1:1 download do not clash)."""
+    stem = _stem(job, output, _video_folders(job)[output.source_id])
+    if list(job.formats) != [Format.SOURCE] and "{format}" not in settings.OUTPUT_NAME_TEMPLATE:
+        stem = f"{stem}_{format_text(output.format)}"
+    return f"{stem}.mp4"
+
+
+def _video_folders(job: Job) -> dict[int, str]:
+    sources = list(job.sources.order_by("position"))
+    return dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
+
+
+def _stem(job: Job, output: OutputFile, video: str) -> str:
+    template = settings.OUTPUT_NAME_TEMPLATE
+    return output_stem(template, video, output.variation_index, output.format, job.pk, job.created_at.date())
 
 
 def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict:
     return {
         "job": job.pk,
+        "name": job.title,
+        "team": job.team.name if job.team else "",
+        "created_by": job.owner.get_username(),
         "status": job.status,
         "seed": job.seed,
         "created_at": job.created_at.isoformat(),
@@ -72,6 +86,7 @@ def manifest(job: Job, outputs: list[OutputFile], names: dict[int, str]) -> dict
             }
             for output in outputs
         ],
+        "units": UNITS,
     }
 
 
@@ -138,7 +153,10 @@ def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = No
     stream.slot = slot
     response = StreamingHttpResponse(stream, content_type="application/zip")
     response["Content-Length"] = str(len(stream))
-    response["Content-Disposition"] = content_disposition_header(True, zip_file_name(job.name or stem_of(job.title)))
+    title = job.name or stem_of(job.title)
+    if output_ids is not None:  # "Download selected": not the name of the whole ZIP
+        title = f"{title} (selected {len(output_ids)})"
+    response["Content-Disposition"] = content_disposition_header(True, zip_file_name(title))
     response["Cache-Control"] = "private, no-store"
     return response
 

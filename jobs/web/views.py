@@ -201,7 +201,7 @@ def job_retry(request, pk: str):
 
 @require_POST
 def job_resume(request, pk: str):
-    """"Finish the rest" of a cancelled job: the same job makes what it had not finished."""
+    """ "Finish the rest" of a cancelled job: the same job makes what it had not finished."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
         return _not_allowed("change")

@@ -687,7 +687,8 @@ def test_list_cards_keep_their_thumbnail_size_and_equal_buttons(logged_in, live_
                 "return Array.from(document.querySelectorAll('.job-card-actions .button'))"
                 ".map(function (e) { return Math.round(e.getBoundingClientRect().width); });"
             )
-            assert len(widths) == 4 and len(set(widths)) == 1, widths  # Download, Details; Cancel, Details
+            # Download, Details, Delete; Cancel, Details
+            assert len(widths) == 5 and len(set(widths)) == 1, widths
 
 
 def test_a_team_made_on_its_page_shares_its_jobs_and_the_list_filters_them(

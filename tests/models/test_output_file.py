@@ -36,6 +36,7 @@ def _get(live_server, job, output, user, **kwargs) -> requests.Response:
     return requests.request(kwargs.pop("method", "GET"), url, headers=headers, timeout=10, **kwargs)
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_the_whole_file_with_its_length_and_an_offer_of_ranges(live_server, variation, user):
     job, output, data = variation
     response = _get(live_server, job, output, user)
@@ -85,6 +86,7 @@ def test_a_header_it_does_not_serve_gets_the_whole_file(live_server, variation, 
     assert response.status_code == 200 and response.content == data
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_download_names_the_file_as_the_zip_does(live_server, variation, user):
     job, output, data = variation
     response = _get(live_server, job, output, user, params={"download": "1"})

@@ -152,6 +152,7 @@ def test_zip_folders_are_unique_ignoring_case_and_normalisation():
     assert zip_folders(names) == ["caf\u00e9", "caf\u00e9 (2)", "CAF\u00c9 (3)", "a_b", "a_b (2)", "CON_"]
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_real_file_names_are_accepted_and_their_zip_entries_made_safe(post_job, api):
     names = ["a:b.mp4", "CON.mp4", "caf\u00e9.mp4", "cafe\u0301.mp4"]
     job = post_job(names, variations=1, run=True)

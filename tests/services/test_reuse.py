@@ -236,6 +236,7 @@ def half_failed(post_job, fails_once):
     return job
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_retry_runs_only_the_failed_video_again_and_completes_the_job(
     api, half_failed, django_capture_on_commit_callbacks
 ):

@@ -41,7 +41,7 @@ def test_retrieve_shows_sources_outputs_and_links_when_done(api, post_job):
     outputs = body["sources"][0]["outputs"]
     assert [o["variation_index"] for o in outputs] == [0, 1]
     assert set(outputs[0]["effects"]) == {
-        *("rotation", "brightness", "contrast", "saturation"),
+        *("rotation", "rotation_deg", "brightness", "contrast", "saturation"),
         *("zoom", "hue", "speed", "grain", "mirror"),
     }
     assert outputs[0]["format"] == "source" and (outputs[0]["width"], outputs[0]["height"]) == (320, 240)
@@ -398,6 +398,7 @@ def _zip_entries(response) -> tuple[list[str], dict]:
     return sorted(zipped.namelist()), json.loads(zipped.read("manifest.json"))
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_download_of_selected_variations_holds_only_them(api, make_job):
     job = make_job(status=Status.COMPLETED, outputs=4)
     first, _, third, _ = OutputFile.objects.filter(job=job).order_by("variation_index")
@@ -426,6 +427,7 @@ def test_a_selection_that_is_not_finished_variations_of_the_job_is_400(api, make
     assert response.status_code == 400 and response.json()["field"] == "outputs"
 
 
+@pytest.mark.usefixtures("plain_output_names")
 def test_the_page_download_takes_the_checked_variations(client, user, make_job):
     job = make_job(status=Status.COMPLETED, outputs=3)
     client.force_login(user)

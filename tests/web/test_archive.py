@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,11 @@ from jobs import storage
 from jobs.models import Status
 from jobs.services import slots
 from jobs.web import archive
+
+
+@pytest.fixture(autouse=True)
+def _untagged(plain_output_names):
+    """These tests are about folders, numbering and the manifest; the job's tag has its own tests."""
 
 
 def _open(job) -> zipfile.ZipFile:
@@ -37,7 +43,10 @@ def test_entries_per_source_folder_uncompressed_with_a_manifest(post_job):
     assert manifest["job"] == job.pk and manifest["seed"] == job.seed
     by_file = {entry["file"]: entry for entry in manifest["outputs"]}
     output = job.outputs.get(source__position=0, variation_index=1)
-    assert by_file["promo/promo_v02.mp4"]["effects"] == output.effects
+    assert by_file["promo/promo_v02.mp4"]["effects"] == {**output.effects, "rotation_deg": pytest.approx(0, abs=2)}
+    assert by_file["promo/promo_v02.mp4"]["effects"]["rotation_deg"] == round(
+        math.degrees(output.effects["rotation"]), 4
+    )
     assert by_file["promo/promo_v02.mp4"]["source"] == "promo.mov"
     # Numbered as the file names are (_v02 is variation 2), with the API's 0-based index beside it.
     assert by_file["promo/promo_v02.mp4"]["variation"] == 2

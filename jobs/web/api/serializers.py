@@ -15,6 +15,10 @@ def _when(value):
 
 
 class OutputSerializer(serializers.ModelSerializer):
+    effects = serializers.SerializerMethodField(
+        help_text="Every value that made it: rotation (radians) and rotation_deg (degrees), brightness, contrast, "
+        "saturation, zoom, hue (degrees), speed, grain, mirror."
+    )
     file_url = serializers.SerializerMethodField(help_text="The variation itself, with HTTP Range for a player.")
     thumbnail_url = serializers.SerializerMethodField(help_text="Its 128 px wide WebP; null without one.")
 
@@ -37,6 +41,9 @@ class OutputSerializer(serializers.ModelSerializer):
 
     def to_representation(self, output: OutputFile) -> dict:
         return output_document(output, _job_url(output.job_id, self.context.get("request")))
+
+    def get_effects(self, output: OutputFile) -> dict:
+        return output.facts()["effects"]
 
     def get_file_url(self, output: OutputFile) -> str:
         return _absolute(reverse("api-jobs-output-file", args=[output.job_id, output.pk]), self.context.get("request"))
