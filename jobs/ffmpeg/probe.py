@@ -72,7 +72,7 @@ def probe(
             stream.codec_context.thread_count = 1  # its CPU is this thread's: the budget sees all of it
             audio_stream = container.streams.audio[0] if container.streams.audio else None
             if audio_stream is not None and audio_stream.codec_context is None:
-                raise ProbeError("its audio track is in a format FFmpeg cannot decode")
+                raise ProbeError("its audio track is in a format the encoder cannot decode")
             audio = audio_stream.codec_context if audio_stream is not None else None
             format_name = container.format.name
             width = height = packets = 0
@@ -101,7 +101,7 @@ def probe(
     except ProbeError:
         raise
     except (av.FFmpegError, StopIteration, ValueError, OSError, TypeError, ZeroDivisionError, AttributeError) as exc:
-        raise ProbeError("it is not an MP4 or MOV video FFmpeg can read") from exc
+        raise ProbeError("it is not an MP4 or MOV video the encoder can read") from exc
     if not width:
         raise ProbeError("no video frame could be decoded")
     duration = float(last - first) if first is not None else 0.0

@@ -161,7 +161,8 @@ def _plan_once(job: Job) -> int:
 
 
 def claim_next(job: Job) -> Part | None:
-    """Claim the run's next queued batch, lowest video and batch first; None when none is left.
+    """Claim the run's next queued batch: the first batch of every video, then the second of every video...,
+    so that the workers spread over the videos; None when none is left.
 
     Batches of this run whose worker went silent go back to the queue first
     (recover_stale), so a worker that runs out of work takes over a lost one.
@@ -171,7 +172,7 @@ def claim_next(job: Job) -> Part | None:
         if not lock_run(job) or not _plan_once(job):
             return None
         batch = Batch.objects.of_run(job).filter(status=Status.QUEUED).select_related("source")
-        batch = batch.order_by("source__position", "number").first()
+        batch = batch.order_by("number", "source__position").first()
         if batch is None:
             return None
         # The run's lock makes these read-then-writes safe: no other claim can come between.

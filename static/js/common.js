@@ -76,7 +76,7 @@
     };
   }
 
-  const CONFIRM_CANCEL = "Cancel this job?\n\nFFmpeg is stopped and unfinished variations are discarded. " +
+  const CONFIRM_CANCEL = "Cancel this job?\n\nThe encoding stops and unfinished variations are discarded. " +
     "Finished variations are kept and stay downloadable.";
 
   /* The cancel flow for a .cancel-form: confirm, "Cancelling..." while the request runs,

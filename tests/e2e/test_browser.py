@@ -23,6 +23,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from jobs import storage
 from jobs.models import Job, OutputFile, Status, Team
 from jobs.services.cancel import cancel_job, delete_job_with_files
+from jobs.services.output_names import job_tag
 from jobs.web.templatetags.jobs_extras import expiry
 from jobs.worker import runner
 from tests.workers import PACED_FFMPEG
@@ -128,12 +129,13 @@ def test_upload_two_clips_and_watch_the_job_complete(logged_in, live_server, sta
     download = cookie_session(browser).get(browser.find_element(By.ID, "download").get_attribute("href"))
     assert download.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(download.content))
+    tag = job_tag(Job.objects.get().pk)  # each file carries its job's tag
     assert sorted(archive.namelist()) == [
         "manifest.json",
-        "spring-sale/spring-sale_v01.mp4",
-        "spring-sale/spring-sale_v02.mp4",
-        "teaser/teaser_v01.mp4",
-        "teaser/teaser_v02.mp4",
+        f"spring-sale/spring-sale_v01_{tag}.mp4",
+        f"spring-sale/spring-sale_v02_{tag}.mp4",
+        f"teaser/teaser_v01_{tag}.mp4",
+        f"teaser/teaser_v02_{tag}.mp4",
     ]
 
 
@@ -463,7 +465,7 @@ def test_the_zip_downloaded_from_the_page_is_named_after_the_job(
     click(browser, "#download")
     wait(browser, 30).until(lambda b: (downloads / "Spring sale.zip").is_file())
     names = zipfile.ZipFile(downloads / "Spring sale.zip").namelist()
-    assert sorted(names) == ["clip/clip_v01.mp4", "manifest.json"]
+    assert sorted(names) == [f"clip/clip_v01_{job_tag(job.pk)}.mp4", "manifest.json"]
 
 
 def _video_state(browser) -> tuple[int, float]:
@@ -509,9 +511,10 @@ def test_the_variation_grid_plays_one_downloads_a_selection_and_makes_more(
     boxes[2].click()
     assert button_state(browser, "download-selected-button") == (True, "Download selected")
     click(browser, "#download-selected-button")
-    wait(browser, 30).until(lambda b: (downloads / "Grid.zip").is_file())
-    names = zipfile.ZipFile(downloads / "Grid.zip").namelist()
-    assert sorted(names) == ["clip/clip_v01.mp4", "clip/clip_v03.mp4", "manifest.json"]
+    wait(browser, 30).until(lambda b: (downloads / "Grid (selected 2).zip").is_file())
+    names = zipfile.ZipFile(downloads / "Grid (selected 2).zip").namelist()
+    tag = job_tag(job.pk)
+    assert sorted(names) == [f"clip/clip_v01_{tag}.mp4", f"clip/clip_v03_{tag}.mp4", "manifest.json"]
 
     # Make 2 more from the same video, then follow the new job to completion on its own page.
     start_cluster()

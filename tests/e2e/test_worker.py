@@ -12,6 +12,7 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
+from jobs.services.output_names import job_tag
 from tests.workers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -60,8 +61,9 @@ def test_upload_process_and_download_with_a_real_worker(live_server, start_clust
     assert download.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(download.content))
     assert archive.testzip() is None
-    expected = {f"spring sale/spring sale_v0{i}.mp4" for i in (1, 2, 3)} | {
-        f"teaser/teaser_v0{i}.mp4" for i in (1, 2, 3)
+    tag = job_tag(body["id"])
+    expected = {f"spring sale/spring sale_v0{i}_{tag}.mp4" for i in (1, 2, 3)} | {
+        f"teaser/teaser_v0{i}_{tag}.mp4" for i in (1, 2, 3)
     }
     assert set(archive.namelist()) == expected | {"manifest.json"}
     manifest = json.loads(archive.read("manifest.json"))

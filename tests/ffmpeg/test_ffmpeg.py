@@ -455,7 +455,7 @@ def test_an_audio_track_ffmpeg_cannot_decode_is_refused_by_the_probe(clips, tmp_
     data[object_type] = 0xC0  # a value no decoder claims
     path = tmp_path / "unknown-audio.mp4"
     path.write_bytes(bytes(data))
-    with pytest.raises(ffmpeg.ProbeError, match="audio track is in a format FFmpeg cannot decode"):
+    with pytest.raises(ffmpeg.ProbeError, match="audio track is in a format the encoder cannot decode"):
         ffmpeg.probe(path)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 import time_machine
+import yaml
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
@@ -136,7 +138,7 @@ def test_the_upload_page_states_the_limits_and_the_retention_from_settings(logge
     settings.MAX_UPLOAD_BYTES = 3 * 1024**2
     content = logged_in.get("/upload/").content.decode()
     assert "results are kept for 6 hours." in content
-    assert "3.0\xa0MB each" in content
+    assert "3\xa0MB each" in content
 
 
 def test_expiry_reads_the_same_on_card_and_detail(logged_in, make_job):
@@ -404,3 +406,23 @@ def test_a_completed_job_with_a_failed_video_is_amber_and_its_figures_agree(logg
     assert "0 of 2 variations finished before it failed" in page
     document = api.get(f"/api/jobs/{job.pk}/").json()
     assert (document["status"], document["failed_videos"], document["progress"]) == ("completed", 1, 50)
+
+
+def test_the_small_things_a_walk_through_the_pages_found(logged_in, client, api, settings):
+    """Each line failed before its fix: one name for the upload button, a size without ".0", no silent cut of
+    a long name, no "FFmpeg" in what a user reads, an API root and a schema without raw markup or odd names."""
+    settings.MAX_UPLOAD_BYTES = 500 * 1024**2
+    empty = logged_in.get("/").content.decode()
+    assert empty.count('href="/upload/"') == 2 and "New job" not in empty  # the top bar's and the empty list's
+    upload = logged_in.get("/upload/").content.decode()
+    assert "Up to 10 files, 500\xa0MB each." in upload
+    assert not re.search(r'<input[^>]*name="name"[^>]*maxlength', upload)  # the server says it is too long
+    for page in (empty, upload):
+        assert "FFmpeg" not in page
+    assert "FFmpeg" not in (settings.BASE_DIR / "static" / "js" / "common.js").read_text()
+    root = logged_in.get("/api/", HTTP_ACCEPT="text/html").content.decode()
+    assert "`jobs`" not in root and "Start at &quot;jobs&quot;" in root
+    schema = api.get("/api/schema/")
+    assert schema["Content-Disposition"] == 'inline; filename="videojobs-openapi.yaml"'
+    create = yaml.safe_load(schema.content)["paths"]["/api/jobs/"]["post"]["description"]
+    assert "upload_guard" not in create and "nothing of a refused upload is kept" in create

@@ -22,12 +22,13 @@ from jobs.web.api.errors import error_response
 
 
 class ApiRootView(routers.APIRootView):
-    """Upload MP4 or MOV videos and get many slightly different variations of each, made by FFmpeg in the
-    background; download them as one ZIP.
+    """Upload MP4 or MOV videos and get many slightly different variations of each, made in the background;
+    download them as one ZIP.
 
-    Start at `jobs`: POST creates a job (the form below the list, or multipart `videos`, `variations` and an
-    optional `name`); GET lists yours. `docs` is the interactive reference; `schema` the OpenAPI document.
-    Scripts log in with a token from `token` and send `Authorization: Token <key>`.
+    Start at "jobs": POST creates a job (the form below the list, or multipart videos, variations and an
+    optional name); GET lists your teams' jobs. "teams" lists your teams. "docs" is the interactive
+    reference; "schema" the OpenAPI document. Scripts log in with a token from "token" and send the header
+    "Authorization: Token <key>".
     """
 
     def get_view_name(self) -> str:
@@ -38,6 +39,12 @@ class SchemaView(SpectacularAPIView):
     """The OpenAPI document: YAML or JSON for tools, and a page for a browser (instead of a download)."""
 
     renderer_classes = [*SpectacularAPIView.renderer_classes, BrowsableAPIRenderer]
+
+    def _get_filename(self, request, version) -> str:
+        """What a saved copy is called: videojobs-openapi.yaml or .json (drf-spectacular would write "videojobs
+        API.api" for the page)."""
+        form = request.accepted_renderer.format
+        return f"videojobs-openapi.{'json' if 'json' in form else 'html' if form == 'api' else 'yaml'}"
 
 
 class DocsView(SpectacularSwaggerSplitView):

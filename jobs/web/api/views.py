@@ -96,7 +96,9 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
 
     @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
     def create(self, request, *args, **kwargs):
-        """Oversized requests were already refused by jobs.web.upload_guard, before the body was read."""
+        """Upload 1 to MAX_FILES videos (MP4 or MOV) and queue a job of them. A refusal names the field at fault
+        (and the file); nothing of a refused upload is kept."""
+        # Oversized requests were already refused by jobs.web.upload_guard, before the body was read.
         try:
             job = upload_guard.create_job_from(request)
         except Refused as exc:

@@ -6,6 +6,7 @@ import math
 
 from django import template
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.timesince import timesince
 
@@ -22,6 +23,14 @@ def badge_label(job: Job) -> str:
     if job.status == Status.CANCELLED:
         return f"Cancelled ({job.completed_variations}/{job.total_variations})"
     return job.status_label
+
+
+@register.filter
+def size(value: int) -> str:
+    """Django's filesizeformat without a trailing ".0": "500 MB", "1.5 GB"."""
+    text = filesizeformat(value)
+    number, _, unit = text.partition("\xa0")
+    return f"{number.removesuffix('.0')}\xa0{unit}" if unit else text
 
 
 @register.filter
