@@ -272,6 +272,14 @@ if JOB_TIMEOUT_SECONDS + 600 >= JOB_TTL_HOURS * 3600:
         f"JOB_TIMEOUT_SECONDS={JOB_TIMEOUT_SECONDS} must end well before a job expires "
         f"(JOB_TTL_HOURS={JOB_TTL_HOURS}): keep it under JOB_TTL_HOURS x 3600 - 600"
     )
+# Email when a job ends (jobs/services/notify.py): an EMAIL_URL such as smtp://user:password@host:587 or
+# smtp+tls://...; unset, no email is sent. SITE_URL is the address the links in it start with.
+EMAIL_URL = env_str("EMAIL_URL", "")
+if EMAIL_URL:
+    vars().update(environ.Env.email_url_config(EMAIL_URL))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videojobs <videojobs@localhost>")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+SITE_URL = env_str("SITE_URL", "http://localhost:8000")
 # What a job's output files are called (docs/usage.md, "File names"); the app checks it as it starts.
 OUTPUT_NAME_TEMPLATE = env_str("OUTPUT_NAME_TEMPLATE", "{video}_v{variation}_{job}")
 # How long the web side's health check accepts since the last worker beat.

@@ -14,6 +14,7 @@ from jobs.models.base import (
 )
 from jobs.models.batch import Batch
 from jobs.models.job import CHOICE_FIELDS, RETRYABLE, Job
+from jobs.models.preferences import Preferences
 from jobs.models.queries import JobQuerySet
 from jobs.models.team import MAX_TEAM_NAME_LENGTH, Membership, Role, Team
 from jobs.models.video import OutputFile, SourceVideo
@@ -33,6 +34,7 @@ __all__ = [
     "JobQuerySet",
     "Membership",
     "OutputFile",
+    "Preferences",
     "Role",
     "SourceVideo",
     "Status",

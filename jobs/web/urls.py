@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.web import team_views, views
+from jobs.web import account_views, team_views, views
 
 urlpatterns = [
     path("", views.job_list, name="jobs-list"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("jobs/<str:pk>/resume/", views.job_resume, name="jobs-resume"),
     path("jobs/<str:pk>/rename/", views.job_rename, name="jobs-rename"),
     path("jobs/<str:pk>/delete/", views.job_delete, name="jobs-delete"),
+    path("account/", account_views.account, name="account"),
     path("teams/", team_views.team_list, name="teams-list"),
     path("teams/<int:pk>/", team_views.team_detail, name="teams-detail"),
     path("teams/<int:pk>/members/", team_views.team_add_member, name="teams-add-member"),

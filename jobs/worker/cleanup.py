@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from jobs import storage
 from jobs.models import TERMINAL, Job, OutputFile, Status, database_now, locks
-from jobs.services import quota
+from jobs.services import notify, quota
 from jobs.services.enqueue import enqueue_job
 from jobs.worker import procs, video_run
 
@@ -163,6 +163,7 @@ def _give_up(job: Job, stale_before) -> bool:
         return False
     video_run.interrupt(job, lost_attempt)
     storage.settle_files(job)
+    notify.job_ended(job.pk)
     return True
 
 

@@ -7,10 +7,9 @@ one at a time (claim_next, fenced by Batch.claim) until none is left; each helpe
 does the same. So a job of N videos, or one video of N batches, keeps N workers
 busy, on one machine or several.
 
-Every write of a part names both tokens (Part.rows): a worker whose job was
-requeued, or whose batch was taken over, writes nothing. A video's own row
-(what a user sees) follows its batches in the same transaction. The
-transaction that finishes the last video finishes the job (finish_if_done).
+Every write of a part names both tokens (Part.rows): a worker whose job was requeued, or whose batch was
+taken over, writes nothing. A video's own row (what a user sees) follows its batches in the same
+transaction. The transaction that finishes the last video finishes the job (finish_if_done).
 Details and races: docs/architecture/processing.md ("Parts").
 """
 
@@ -31,6 +30,7 @@ from jobs import storage
 from jobs.ffmpeg.effects import Effects
 from jobs.models import ACTIVE, Batch, Job, OutputFile, SourceVideo, Status
 from jobs.models.locks import lock_run
+from jobs.services import notify
 from jobs.services.enqueue import enqueue_part
 from jobs.worker import procs
 
@@ -124,8 +124,9 @@ def _video_follows(job: Job, source: SourceVideo) -> None:
 
 
 def log_outcome(job: Job) -> None:
-    """The line for a job that a call just finished."""
+    """The line for a job that a call just finished (after its commit), and the email to its maker."""
     logger.info("job %s: %s", job.pk, job.status)
+    notify.job_ended(job.pk)
 
 
 def plan_batches(job: Job) -> int:

@@ -1,0 +1,24 @@
+"""A user's own choices about the service: for now, whether a job's end is emailed to them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Preferences(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    email_when_done = models.BooleanField(
+        default=True, help_text="Email the user when a job they made ends (with EMAIL_URL set and an address)."
+    )
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+    @classmethod
+    def of(cls, user) -> Preferences:
+        """The user's preferences (the defaults until they change one)."""
+        return cls.objects.filter(user=user).first() or cls(user=user)
