@@ -82,13 +82,30 @@
   window.setInterval(function () { vj.updateCountdowns(container); }, 30000);
   vj.updateCountdowns(container);
 
-  if (notifyBox && "Notification" in window && Notification.permission === "default" &&
-      !window.localStorage.getItem(NOTIFY_ASKED) && !isTerminal()) {
+  /* The notification offer says where it stands: granted (nothing to do), not asked yet (the button), or
+     refused by the browser (how to allow it, and the button again: a browser that still blocks answers at
+     once, one whose setting was changed asks). */
+  const NOTIFY_TEXT = {
+    granted: ["You will get a browser notification when this job finishes.", ""],
+    "default": ["", "Notify me when this job finishes"],
+    denied: ["Notifications are blocked for this site in your browser. Allow them in the site's settings " +
+             "(the icon left of the address), then ask again.", "Ask again"],
+  };
+
+  function showNotifyState() {
+    const [text, button] = NOTIFY_TEXT[Notification.permission] || NOTIFY_TEXT["default"];
+    document.getElementById("notify-state").textContent = text;
+    const ask = document.getElementById("notify-button");
+    ask.textContent = button;
+    ask.hidden = !button;
+  }
+
+  if (notifyBox && "Notification" in window && !isTerminal()) {
     notifyBox.hidden = false;
+    showNotifyState();
     document.getElementById("notify-button").addEventListener("click", function () {
       window.localStorage.setItem(NOTIFY_ASKED, "1");
-      notifyBox.hidden = true;
-      Notification.requestPermission();
+      Promise.resolve(Notification.requestPermission()).then(showNotifyState, showNotifyState);
     });
   }
 })();

@@ -726,3 +726,23 @@ def test_a_team_made_on_its_page_shares_its_jobs_and_the_list_filters_them(
     Select(browser.find_element(By.NAME, "team")).select_by_value("")
     browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait(browser, 10).until(lambda b: titles() == ["solo-draft.mp4"])
+
+
+def test_the_notification_offer_says_when_the_browser_blocks_it_and_can_ask_again(
+    logged_in, live_server, password_user, post_job
+):
+    browser = logged_in
+    job = post_job(["waiting.mp4"], owner=password_user, variations=1)  # queued: no worker runs here
+    origin = {"origin": live_server.url, "permission": {"name": "notifications"}}
+    for setting, words, button in (
+        ("denied", "Notifications are blocked for this site", "Ask again"),
+        ("granted", "You will get a browser notification", ""),
+    ):
+        browser.execute_cdp_cmd("Browser.setPermission", {**origin, "setting": setting})
+        browser.get(f"{live_server.url}/jobs/{job.pk}/")
+        wait(browser, 10).until(lambda b, words=words: words in text_of(b, "#notify"))
+        shown = browser.execute_script(
+            "const b = document.getElementById('notify-button'); return [b.hidden, b.textContent];"
+        )
+        assert shown == [not button, button]
+    browser.execute_cdp_cmd("Browser.resetPermissions", {})
