@@ -126,7 +126,18 @@
     return template.content.firstElementChild;
   }
 
-  function updateCountdowns(root) {
+  /* The page's times: the expiry countdowns, and each <time class="local"> shown in the viewer's own time
+     zone (the browser's), with the server's UTC text kept as its tooltip. */
+  function updateTimes(root) {
+    (root || document).querySelectorAll("time.local[datetime]").forEach(function (el) {
+      if (!el.dataset.utc) el.dataset.utc = el.textContent.trim();
+      el.title = el.dataset.utc;
+      el.textContent = new Date(el.dateTime).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    });
+    (root || document).querySelectorAll("time.local-title[datetime]").forEach(function (el) {
+      el.title = new Date(el.dateTime).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) +
+        " (" + new Date(el.dateTime).toISOString().slice(0, 16).replace("T", " ") + " UTC)";
+    });
     (root || document).querySelectorAll(".countdown[data-expires-at]").forEach(function (el) {
       /* The same words as the server's `expiry` filter (jobs/templatetags/jobs_extras.py). */
       const seconds = Math.floor((Date.parse(el.dataset.expiresAt) - Date.now()) / 1000);
@@ -168,6 +179,6 @@
     fetchHtml: fetchHtml,
     PageGone: PageGone,
     showGone: showGone,
-    updateCountdowns: updateCountdowns,
+    updateTimes: updateTimes,
   };
 })();

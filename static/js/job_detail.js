@@ -27,7 +27,7 @@
     const wasTerminal = isTerminal();
     const snippet = await vj.fetchHtml(container.dataset.statusUrl);
     container.replaceChildren(snippet);
-    vj.updateCountdowns(container);
+    vj.updateTimes(container);
     updateSelection();
     if (!wasTerminal && isTerminal()) {
       notifyFinished(snippet);
@@ -49,26 +49,50 @@
     });
   });
 
-  /* The player: a thumbnail's link plays its variation here, outside the polled status, so a refresh
-     never stops it. Without this script the link opens the video in the browser's own player. */
+  /* The player: a thumbnail's link plays its variation in a panel that opens just below that thumbnail.
+     The panel lives outside the polled status (placed over the page, not inside it), so a refresh never
+     stops it. Escape closes it; the arrow keys step to the previous or next variation. Without this script
+     the link opens the video in the browser's own player. */
   const player = document.getElementById("player");
   const video = document.getElementById("player-video");
-  container.addEventListener("click", function (event) {
-    const link = event.target.closest("a.play");
-    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
-    event.preventDefault();
+  let playing = null; // the output id of the variation in the player
+
+  function play(link) {
+    playing = link.closest(".variation").dataset.output;
     document.getElementById("player-title").textContent = link.dataset.title;
     document.getElementById("player-download").href = link.dataset.download;
     video.src = link.href;
+    const box = link.getBoundingClientRect();
+    player.classList.add("floating");
+    player.style.top = Math.round(box.bottom + window.scrollY + 8) + "px";
     player.hidden = false;
-    player.scrollIntoView({ block: "start" });
+    player.scrollIntoView({ block: "nearest" });
     video.play().catch(function () { /* autoplay refused: the controls are there */ });
-  });
-  document.getElementById("player-close").addEventListener("click", function () {
+  }
+
+  function closePlayer() {
     video.pause();
     video.removeAttribute("src");
     video.load();
     player.hidden = true;
+    playing = null;
+  }
+
+  container.addEventListener("click", function (event) {
+    const link = event.target.closest("a.play");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    play(link);
+  });
+  document.getElementById("player-close").addEventListener("click", closePlayer);
+  document.addEventListener("keydown", function (event) {
+    if (player.hidden || event.target.closest("input, select, textarea")) return;
+    if (event.key === "Escape") { closePlayer(); return; }
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const links = Array.from(container.querySelectorAll(".variation a.play")); // looked up now: polling swaps them
+    const at = links.findIndex(function (link) { return link.closest(".variation").dataset.output === playing; });
+    const next = links[at + (event.key === "ArrowRight" ? 1 : -1)];
+    if (next) { event.preventDefault(); play(next); }
   });
 
   /* "Download selected" asks for at least one variation. */
@@ -79,8 +103,8 @@
   container.addEventListener("change", updateSelection);
   updateSelection();
 
-  window.setInterval(function () { vj.updateCountdowns(container); }, 30000);
-  vj.updateCountdowns(container);
+  window.setInterval(function () { vj.updateTimes(container); }, 30000);
+  vj.updateTimes(container);
 
   /* The notification offer says where it stands: granted (nothing to do), not asked yet (the button), or
      refused by the browser (how to allow it, and the button again: a browser that still blocks answers at

@@ -20,6 +20,7 @@
       throw err;
     }
     card.replaceWith(fresh);
+    vj.updateTimes(fresh);
     return fresh;
   }
 
@@ -34,7 +35,8 @@
   }
 
   if (activeCards().length) vj.adaptivePoll(refreshActive);
-  window.setInterval(function () { vj.updateCountdowns(list); }, 30000);
+  window.setInterval(function () { vj.updateTimes(list); }, 30000);
+  vj.updateTimes(list);
 
   list.addEventListener("submit", function (event) {
     const form = event.target.closest(".cancel-form");

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -17,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -388,7 +390,7 @@ def test_the_upload_progress_bar_moves(logged_in, live_server, clips, tmp_path):
 COUNTDOWN_IN = """
 const el = document.querySelector(".countdown");
 el.dataset.expiresAt = new Date(Date.now() + arguments[0] * 1000).toISOString();
-window.videojobs.updateCountdowns();
+window.videojobs.updateTimes();
 return el.textContent;
 """
 
@@ -504,7 +506,8 @@ def test_the_variation_grid_plays_one_downloads_a_selection_and_makes_more(
     assert text_of(browser, "#player-title") == "clip.mp4 · variation 1"
     screenshot(browser, "player")
 
-    # Pick two, then download them.
+    # Close the player (it opens over the grid, below the thumbnail), pick two, then download them.
+    click(browser, "#player-close")
     assert button_state(browser, "download-selected-button")[0] is False  # nothing picked yet
     boxes = browser.find_elements(By.CSS_SELECTOR, "input[name=outputs]")
     boxes[0].click()
@@ -746,3 +749,50 @@ def test_the_notification_offer_says_when_the_browser_blocks_it_and_can_ask_agai
         )
         assert shown == [not button, button]
     browser.execute_cdp_cmd("Browser.resetPermissions", {})
+
+
+def test_the_player_opens_by_its_thumbnail_steps_with_the_arrows_closes_on_escape_and_times_are_local(
+    logged_in, live_server, password_user, post_job
+):
+    browser = logged_in
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    job = post_job(["steps.mp4"], owner=password_user, variations=3, run=True)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    created = browser.find_element(By.CSS_SELECTOR, ".job-status time.local")
+    utc = job.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    assert created.get_attribute("title") == f"{utc} UTC" and "UTC" not in created.text  # shown in Tokyo's time
+
+    thumbs = browser.find_elements(By.CSS_SELECTOR, ".variation a.play")
+    thumbs[1].click()
+    wait(browser, 10).until(lambda b: b.find_element(By.ID, "player").is_displayed())
+    below = browser.execute_script(
+        "const t = document.querySelectorAll('.variation a.play')[1].getBoundingClientRect();"
+        " const p = document.getElementById('player').getBoundingClientRect(); return p.top - t.bottom;"
+    )
+    assert 0 <= below <= 40, below  # right below the thumbnail that was clicked
+    assert text_of(browser, "#player-title") == "steps.mp4 · variation 2"
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.ARROW_RIGHT)
+    wait(browser, 5).until(lambda b: text_of(b, "#player-title") == "steps.mp4 · variation 3")
+    body.send_keys(Keys.ARROW_LEFT)
+    body.send_keys(Keys.ARROW_LEFT)
+    wait(browser, 5).until(lambda b: text_of(b, "#player-title") == "steps.mp4 · variation 1")
+    body.send_keys(Keys.ESCAPE)
+    wait(browser, 5).until(lambda b: not b.find_element(By.ID, "player").is_displayed())
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_a_job_with_a_failed_video_is_amber_with_true_figures_and_a_cause(
+    logged_in, live_server, password_user, post_job
+):
+    browser = logged_in
+    job = post_job(["good.mp4", "broken.mp4"], owner=password_user, variations=2)
+    storage.upload_path(job.sources.get(position=1)).write_bytes(b"garbage" * 100)  # broken after the upload
+    runner.run_job(job.pk)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    badge = browser.find_element(By.ID, "job-badge")
+    assert badge.text == "Completed with 1 failed video"
+    assert badge.value_of_css_property("background-color") == "rgba(180, 83, 9, 1)"  # amber
+    assert "2 of 4 variations done · 50%" in text_of(browser, ".overall label")
+    assert "The video could not be decoded" in text_of(browser, ".source-error")
+    screenshot(browser, "failed-video")
