@@ -796,3 +796,23 @@ def test_a_job_with_a_failed_video_is_amber_with_true_figures_and_a_cause(
     assert "2 of 4 variations done · 50%" in text_of(browser, ".overall label")
     assert "The video could not be decoded" in text_of(browser, ".source-error")
     screenshot(browser, "failed-video")
+
+
+def test_rename_then_delete_a_job_from_its_page(logged_in, live_server, password_user, post_job):
+    browser = logged_in
+    job = post_job(["old-name.mp4"], owner=password_user, variations=1, run=True)
+    browser.get(f"{live_server.url}/jobs/{job.pk}/")
+    browser.find_element(By.CSS_SELECTOR, "#rename summary").click()
+    field = browser.find_element(By.ID, "id_rename")
+    field.clear()
+    field.send_keys("Summer teaser")
+    browser.find_element(By.CSS_SELECTOR, "#rename button[type=submit]").click()
+    wait(browser, 10).until(lambda b: text_of(b, "#job-title") == "Summer teaser")
+    assert "Renamed to Summer teaser." in text_of(browser, "main")
+
+    click(browser, "#delete-link")
+    wait(browser, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Delete Summer teaser?"))
+    assert "1 finished variation" in text_of(browser, "main") and "It cannot be undone." in text_of(browser, "main")
+    click(browser, "#confirm-delete")
+    wait(browser, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), "Deleted Summer teaser"))
+    assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()
