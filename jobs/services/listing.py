@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from jobs.models import MAX_JOB_NAME_LENGTH, Status, Team
 from jobs.services import teams
+from jobs.services.names import hidden_characters
 from jobs.services.refusal import Refused
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
@@ -41,6 +42,6 @@ def parse_filters(params, user) -> JobFilters:
     if status and status not in Status.values:
         raise Refused(f"status is one of {', '.join(Status.values)}", field="status")
     search = (params.get("search") or "").strip()
-    if len(search) > MAX_JOB_NAME_LENGTH:
-        raise Refused(f"search is at most {MAX_JOB_NAME_LENGTH} characters", field="search")
+    if len(search) > MAX_JOB_NAME_LENGTH or hidden_characters(search):
+        raise Refused(f"search is at most {MAX_JOB_NAME_LENGTH} visible characters", field="search")
     return JobFilters(team=team, mine=mine in TRUE, status=status, search=search)

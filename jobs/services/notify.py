@@ -7,7 +7,6 @@ give-up). Never fails the worker: a mail server that is down only costs the emai
 from __future__ import annotations
 
 import logging
-import smtplib
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -29,8 +28,8 @@ def job_ended(job_id: str) -> bool:
     if job is None or job.status not in ENDED:
         return False
     user = job.owner
-    if not user.email or not Preferences.of(user).email_when_done:
-        return False
+    if not user.email or not Preferences.of(user).email_when_done or job.team.role_of(user) is None:
+        return False  # no address, turned off, or no longer in the job's team (it is not theirs to see)
     page = settings.SITE_URL.rstrip("/") + reverse("jobs-detail", args=[job.pk])
     lines = [
         f"{job.title}: {job.status_label}.",
@@ -43,7 +42,7 @@ def job_ended(job_id: str) -> bool:
     ]
     try:
         send_mail(f"videojobs: {job.title} · {job.status_label}", "\n".join(lines), None, [user.email])
-    except (OSError, smtplib.SMTPException):
+    except Exception:  # whatever the mail backend raises, the worker goes on (settling, the next job)
         logger.exception("job %s: the email to %s could not be sent", job.pk, user)
         return False
     logger.info("job %s: its end was emailed to %s", job.pk, user)

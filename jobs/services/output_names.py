@@ -35,6 +35,9 @@ def template_problem(template: str) -> str:
         return f"it must name {{{missing[0]}}}, or two outputs of a job would get the same name"
     if any(mark in literal for literal, *_ in parsed for mark in "/\\"):
         return "it names a file, not a path: no / or \\"
+    shortest = template.format(video="v", variation="01", format="source", job="k3f9", date="2026-12-07")
+    if len(shortest) > MAX_COMPONENT_LENGTH - 10:
+        return f"it is too long: keep its fixed text under {MAX_COMPONENT_LENGTH - 20} characters"
     return ""
 
 

@@ -82,7 +82,7 @@ def make_room(owner, needed: int, keep: str = "", field: str = "videos", team=No
     check_active_jobs(owner, field)
     if fits(needed, owner, team=team):
         return
-    candidates = _evictable(owner, keep, team)
+    candidates = _evictable(owner, keep, team, needed)
     if not fits(needed, owner, without=[job.pk for job in candidates], team=team):
         raise no_room(owner, needed, field, team)  # before anything goes: evicting all of them would not be enough
     for job in candidates:
@@ -101,14 +101,17 @@ def refuse_early(owner, upload_bytes: int, field: str = "videos") -> None:
     check_active_jobs(owner, field)
     if fits(upload_bytes, owner):
         return
-    if not fits(upload_bytes, owner, without=[job.pk for job in _evictable(owner)]):
+    if not fits(upload_bytes, owner, without=[job.pk for job in _evictable(owner, needed=upload_bytes)]):
         raise no_room(owner, upload_bytes, field)
 
 
-def _evictable(owner, keep: str = "", team=None) -> list[Job]:
-    """The finished jobs that admission may evict for the owner's new work in `team`, oldest first: the owner's
-    own, and the team's."""
-    whose = Q(owner=owner) | Q(team=team) if team is not None else Q(owner=owner)
+def _evictable(owner, keep: str = "", team=None, needed: int = 0) -> list[Job]:
+    """The finished jobs that admission may evict for the owner's new work in `team`, oldest first: the team's
+    (never another team's); only the owner's own among them while the owner's quota is what is short, since
+    a teammate's job frees none of it. Without a team: the owner's own."""
+    whose = Q(owner=owner) if team is None else Q(team=team)
+    if team is not None and storage_used(owner) + needed > settings.USER_STORAGE_BYTES:
+        whose &= Q(owner=owner)
     return list(evictable_jobs().filter(whose).exclude(pk=keep))
 
 

@@ -78,7 +78,6 @@ def make_more(job: Job, variations, choices: Choices | None = None, by=None) -> 
         id=new_job_id(),
         owner=owner,
         team_id=job.team_id,
-        name=copy_name(job),
         variations_per_video=count,
         seed=_fresh_seed(job, len(sources), count, choices.strength),
         **choices.as_fields(),
@@ -97,6 +96,7 @@ def make_more(job: Job, variations, choices: Choices | None = None, by=None) -> 
             # Locked, so that a DELETE of the original cannot land between this check and the commit.
             if not locks.lock_job(job.pk):
                 raise ReuseError("this job was deleted meanwhile: upload its videos again to make more")
+            new.name = copy_name(job)  # under the admission lock: two make-mores at once get "(2)" and "(3)"
             new.save(force_insert=True)
             SourceVideo.objects.bulk_create(copies)
             transaction.on_commit(lambda: _log_and_enqueue(new, f"made from job {job.pk}: {count} more variations"))

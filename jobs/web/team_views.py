@@ -62,11 +62,14 @@ def team_add_member(request, pk: int):
 @require_POST
 def team_remove_member(request, pk: int, username: str):
     try:
-        teams.remove_member(teams.managed_team(request.user, pk), username)
+        teams.remove_member(teams.team_for_member_change(request.user, pk, username), username)
     except Refused as exc:
         if exc.status == 404 and exc.field != "username":
             raise Http404("No such team.") from None
         messages.error(request, _sentence(exc.message))
     else:
+        if username == request.user.get_username():
+            messages.success(request, "You left the team.")
+            return redirect("teams-list")
         messages.success(request, f"{username} is no longer in the team.")
     return redirect("teams-detail", pk=pk)

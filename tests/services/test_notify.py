@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from django.core import mail
 
 from jobs.models import Job, Preferences, Status
-from jobs.services import notify
+from jobs.services import notify, teams
 
 
 @pytest.fixture
@@ -89,6 +89,15 @@ def test_a_mail_server_that_is_down_costs_only_the_email(make_job, settings, cap
     assert notify.job_ended(job.pk) is False
     assert "could not be sent" in caplog.text
     assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
+
+
+@pytest.mark.usefixtures("email_on")
+def test_a_maker_who_left_the_jobs_team_gets_no_email_about_it(make_job, user, other_user):
+    ads = teams.create_team(other_user, "Ads")
+    teams.add_member(ads, user.username)
+    job = make_job(team=ads)
+    teams.remove_member(ads, user.username)
+    assert notify.job_ended(job.pk) is False and mail.outbox == []
 
 
 @pytest.mark.usefixtures("email_on")

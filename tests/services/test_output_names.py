@@ -75,6 +75,7 @@ def test_a_selection_is_named_as_one_and_the_manifest_says_whose_and_in_what_uni
         ("{video:>20}_{variation}", "no format spec"),
         ("{video_{variation}", "not a template"),
         ("{}_{variation}", "unknown field {}"),
+        ("x" * 90 + "{video}{variation}", "too long"),  # its fixed text would leave no room for the rest
     ],
 )
 def test_a_template_that_cannot_name_outputs_is_refused_with_its_reason(template, words):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
+from django.utils import timezone
 from model_bakery import baker
 
 from jobs import storage
 from jobs.models import Job, Membership, Status, Team
-from jobs.services import teams
+from jobs.services import quota, teams
 
 pytestmark = pytest.mark.django_db
 
@@ -237,3 +240,51 @@ def test_a_running_job_is_cancelled_before_it_is_deleted_from_its_page(team, mak
     assert "it is cancelled first" in logged_in.get(f"/jobs/{job.pk}/delete/").content.decode()
     logged_in.post(f"/jobs/{job.pk}/delete/")
     assert not Job.objects.filter(pk=job.pk).exists()
+
+
+def test_being_added_to_a_team_never_sends_your_uploads_there_and_you_may_leave(
+    user, other_user, upload, api_client_for
+):
+    aaa = teams.create_team(user, "AAA")  # sorts before anyone's personal team
+    teams.add_member(aaa, other_user.username)
+    bob = api_client_for(other_user)
+    created = bob.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 1}, format="multipart")
+    assert created.status_code == 201, created.content
+    assert Job.objects.get(pk=created.json()["id"]).team == Team.personal(other_user)  # his own, not AAA
+    assert bob.delete(f"/api/teams/{aaa.pk}/members/bob/").status_code == 204  # he leaves it
+    assert not aaa.memberships.filter(user=other_user).exists()
+
+
+def test_a_team_keeps_a_manager_through_demotions_and_personal_teams_stay_personal(user, other_user, team, api):
+    demoted = api.post(f"/api/teams/{team.pk}/members/", {"username": "alice", "role": "member"}, format="json")
+    assert demoted.status_code == 409 and team.role_of(user) == "manager"
+    personal = Team.personal(user)
+    shared = api.post(f"/api/teams/{personal.pk}/members/", {"username": "bob"}, format="json")
+    assert shared.status_code == 409 and "personal team" in shared.json()["detail"]
+    assert api.delete(f"/api/teams/{personal.pk}/members/alice/").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("get", "/api/jobs/?search=a%00b", None),
+        ("post", "/api/teams/", {"name": "Ads\u202ereversed"}),
+        ("post", "/api/teams/{team}/members/", {"username": "bo\x00b"}),
+        ("patch", "/api/jobs/{job}/", {}),
+        ("patch", "/api/jobs/{job}/", [1]),
+    ],
+)
+def test_bad_text_and_missing_fields_are_clear_400s(team, make_job, api, method, path, body):
+    job = make_job(team=team, name="Kept")
+    response = getattr(api, method)(path.format(team=team.pk, job=job.pk), body, format="json")
+    assert response.status_code == 400, response.content
+    assert Job.objects.get(pk=job.pk).name == "Kept"
+
+
+def test_new_work_never_evicts_another_teams_results(user, team, make_job, api, upload, settings):
+    elsewhere = make_job(finished_at=timezone.now() - timedelta(days=1))  # alice's, in her personal team
+    settings.MIN_RETENTION_MINUTES = 0
+    settings.STORAGE_CAP_BYTES = quota.storage_used() + 1000  # a new job fits only if something goes
+    response = api.post("/api/jobs/", {"videos": [upload("a.mp4")], "variations": 1, "team": team.pk})
+    assert response.status_code == 507, response.content
+    assert Job.objects.filter(pk=elsewhere.pk).exists()  # never evicted for the Ads team's work

@@ -96,9 +96,10 @@ class TeamViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<username>[^/]+)")
     def remove_member(self, request, pk=None, username=None, **kwargs):
-        """Take a member out of the team (a team keeps at least one manager)."""
+        """Take a member out of the team (a manager), or leave it (any member, with their own username); a team
+        keeps at least one manager."""
         try:
-            teams.remove_member(teams.managed_team(request.user, pk), username)
+            teams.remove_member(teams.team_for_member_change(request.user, pk, username), username)
         except Refused as exc:
             return _refusal(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -120,9 +120,12 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         job = self.get_object()
         if not job.allows(request.user, "change"):
             return error_response("you may see this job but not rename it (the jobs.change_job permission)", 403)
-        name = request.data.get("name") if hasattr(request.data, "get") else None
+        if not hasattr(request.data, "get") or "name" not in request.data:
+            return error_response(
+                'send the new name: {"name": "..."} (empty: called after its first video)', 400, field="name"
+            )
         try:
-            rename_job(job, name)
+            rename_job(job, request.data.get("name"))
         except Refused as exc:
             return error_response(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
         return self._serialized(job)
