@@ -86,6 +86,8 @@ bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/cancel_service.py
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/encode.py
+	$(BIN)/python bench/warp.py
+	$(BIN)/python bench/warp_pipeline.py
 	$(BIN)/python bench/grid.py
 	$(BIN)/python bench/hostile.py
 

@@ -44,6 +44,13 @@ def test_warp_bench_smoke(tmp_path):
     assert "perspective (the service)" in out and figures["OpenCV warpAffine (not built)"] > 0
 
 
+def test_warp_pipeline_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/warp_pipeline.py", "--smoke", "--results", str(results))
+    figures = json.loads(results.read_text())["warp_pipeline"]["figures"]
+    assert "OpenCV pipeline" in out and figures["OpenCV pipeline (warp only)"] > 0
+
+
 def test_cancel_bench_smoke(tmp_path):
     out = _run(tmp_path, "bench/cancel.py", "1", KILL_GRACE_SECONDS="0.5")
     assert "normal (real FFmpeg, q)" in out and "ignores SIGTERM" in out
