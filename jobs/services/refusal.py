@@ -13,6 +13,11 @@ class Refused(Exception):
         self.message, self.status, self.field, self.file = message, status, field, file
 
 
+def as_sentence(message: str) -> str:
+    """A refusal's message ("this job has expired: ...") as a sentence on a page."""
+    return message[:1].upper() + message[1:] + "."
+
+
 def not_stored(exc: OSError, field: str = "videos") -> Refused:
     """503: the server's disk failed (full, unmounted) while an upload was spooled or stored: not the client's
     doing, and nothing of the upload is kept."""

@@ -9,11 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs.models import MAX_TEAM_NAME_LENGTH, Role
 from jobs.services import teams
-from jobs.services.refusal import Refused
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + "."
+from jobs.services.refusal import Refused, as_sentence
 
 
 @require_http_methods(["GET", "POST"])
@@ -23,7 +19,7 @@ def team_list(request):
         try:
             team = teams.create_team(request.user, request.POST.get("name"))
         except Refused as exc:
-            messages.error(request, _sentence(exc.message))
+            messages.error(request, as_sentence(exc.message))
         else:
             messages.success(request, f"The team {team.name} is made: add its members here.")
             return redirect("teams-detail", pk=team.pk)
@@ -53,7 +49,7 @@ def team_add_member(request, pk: int):
     except Refused as exc:
         if exc.status == 404:
             raise Http404("No such team.") from None
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
     else:
         messages.success(request, f"{membership.user} is a {membership.role} of the team.")
     return redirect("teams-detail", pk=pk)
@@ -66,7 +62,7 @@ def team_remove_member(request, pk: int, username: str):
     except Refused as exc:
         if exc.status == 404 and exc.field != "username":
             raise Http404("No such team.") from None
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
     else:
         if username == request.user.get_username():
             messages.success(request, "You left the team.")

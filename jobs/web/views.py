@@ -23,7 +23,7 @@ from jobs.services import reuse, slots, teams
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.choices import Choices, parse_choices
 from jobs.services.listing import JobFilters, parse_filters
-from jobs.services.refusal import Refused
+from jobs.services.refusal import Refused, as_sentence
 from jobs.services.rename import rename_job
 from jobs.web import archive, upload_guard
 from jobs.web.upload_guard import page_context
@@ -47,18 +47,13 @@ def _not_allowed(verb: str) -> HttpResponse:
     return HttpResponse(f"You may see this job but not {verb} it.", status=403, content_type="text/plain")
 
 
-def _sentence(message: str) -> str:
-    """A service's refusal ("this job has expired: ...") as a message on the page."""
-    return message[:1].upper() + message[1:] + "."
-
-
 @require_GET
 def job_list(request):
     """The jobs of the user's teams, newest first, with the filters of the bar above them."""
     try:
         filters = parse_filters(request.GET, request.user)
     except Refused as exc:
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
         filters = JobFilters()
     page = Paginator(filters.apply(_jobs_for(request), request.user), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "jobs": page.object_list, "filters": filters, "query": urlencode(filters.query())}
@@ -113,7 +108,7 @@ def job_download(request, pk: str):
         except archive.SelectionError:
             messages.error(request, "Choose one or more finished variations to download.")
         except slots.NoSlot as exc:
-            return HttpResponse(_sentence(str(exc)), status=429, content_type="text/plain; charset=utf-8")
+            return HttpResponse(as_sentence(str(exc)), status=429, content_type="text/plain; charset=utf-8")
         except OSError:
             messages.error(request, archive.UNAVAILABLE.capitalize() + ".")
     else:
@@ -130,7 +125,7 @@ def job_rename(request, pk: str):
     try:
         rename_job(job, request.POST.get("name", ""))
     except Refused as exc:
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
     else:
         messages.success(request, f"Renamed to {job.title}.")
     return redirect("jobs-detail", pk=job.pk)
@@ -178,7 +173,7 @@ def job_make_more(request, pk: str):
         choices = parse_choices(request.POST, Choices.of(job))
         new = reuse.make_more(job, request.POST.get("variations"), choices, by=request.user)
     except Refused as exc:
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
         return redirect("jobs-detail", pk=job.pk)
     messages.success(request, f"Making {new.variations_per_video} more variations of each video of {job.title}.")
     return redirect("jobs-detail", pk=new.pk)
@@ -187,30 +182,27 @@ def job_make_more(request, pk: str):
 @require_POST
 def job_retry(request, pk: str):
     """ "Retry failed videos": the same job runs them again; its page, polling again, next."""
-    job = _get_job_for_user(request, pk)
-    if not job.allows(request.user, "change"):
-        return _not_allowed("change")
-    try:
-        reuse.retry_failed(job)
-    except Refused as exc:
-        messages.error(request, _sentence(exc.message))
-    else:
-        messages.success(request, "Retrying the failed videos. Finished variations are kept.")
-    return redirect("jobs-detail", pk=job.pk)
+    return _run_again(request, pk, reuse.retry_failed, "Retrying the failed videos. Finished variations are kept.")
 
 
 @require_POST
 def job_resume(request, pk: str):
     """ "Finish the rest" of a cancelled job: the same job makes what it had not finished."""
+    done = "Finishing the rest. The variations it had finished are kept."
+    return _run_again(request, pk, reuse.resume_cancelled, done)
+
+
+def _run_again(request, pk: str, reopen, done: str):
+    """Send the same job back to the queue (`reopen`: a retry or a resume), then show its page."""
     job = _get_job_for_user(request, pk)
     if not job.allows(request.user, "change"):
         return _not_allowed("change")
     try:
-        reuse.resume_cancelled(job)
+        reopen(job)
     except Refused as exc:
-        messages.error(request, _sentence(exc.message))
+        messages.error(request, as_sentence(exc.message))
     else:
-        messages.success(request, "Finishing the rest. The variations it had finished are kept.")
+        messages.success(request, done)
     return redirect("jobs-detail", pk=job.pk)
 
 

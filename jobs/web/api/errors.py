@@ -6,6 +6,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from jobs.services.refusal import Refused
+
 
 def _first_message(errors) -> str:
     if isinstance(errors, dict):
@@ -21,6 +23,11 @@ def _first_message(errors) -> str:
 def error_response(message: str, status_code: int, **extra) -> Response:
     """An error the API answers itself: `detail` says what is wrong, `extra` adds fields (e.g. `field`)."""
     return Response({"detail": message, **extra}, status=status_code)
+
+
+def refusal_response(exc: Refused) -> Response:
+    """A service's refusal as the API's answer: its message, its status, and the field at fault if any."""
+    return error_response(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
 
 
 def exception_handler(exc, context):

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from jobs.models import MAX_TEAM_NAME_LENGTH, Role
 from jobs.services import teams
 from jobs.services.refusal import Refused
-from jobs.web.api.errors import error_response
+from jobs.web.api.errors import refusal_response
 from jobs.web.api.parsers import SmallFormParser, SmallJSONParser
 
 
@@ -32,10 +32,6 @@ class MemberSerializer(serializers.Serializer):
 def _field(request, name: str):
     """A field of the body, whatever shape a client sent (a JSON list or number has no fields)."""
     return request.data.get(name) if hasattr(request.data, "get") else None
-
-
-def _refusal(exc: Refused) -> Response:
-    return error_response(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
 
 
 TEAM_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The team's id")
@@ -60,7 +56,7 @@ class TeamViewSet(viewsets.ViewSet):
         try:
             team = teams.create_team(request.user, _field(request, "name"))
         except Refused as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         team = teams.teams_of(request.user).get(pk=team.pk)
         return Response(TeamSerializer().to_representation(team), status=status.HTTP_201_CREATED)
 
@@ -82,7 +78,7 @@ class TeamViewSet(viewsets.ViewSet):
             role = _field(request, "role") or Role.MEMBER
             membership = teams.add_member(team, _field(request, "username"), role)
         except Refused as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         return Response({"username": membership.user.get_username(), "role": membership.role})
 
     @extend_schema(
@@ -101,5 +97,5 @@ class TeamViewSet(viewsets.ViewSet):
         try:
             teams.remove_member(teams.team_for_member_change(request.user, pk, username), username)
         except Refused as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)

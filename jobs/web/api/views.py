@@ -18,7 +18,7 @@ from jobs.services.listing import parse_filters
 from jobs.services.refusal import Refused
 from jobs.services.rename import rename_job
 from jobs.web import upload_guard
-from jobs.web.api.errors import error_response
+from jobs.web.api.errors import error_response, refusal_response
 from jobs.web.api.job_files import JobFilesMixin
 from jobs.web.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
 from jobs.web.api.serializers import JobCreateSerializer, JobSerializer, MakeMoreSerializer, RenameSerializer
@@ -127,7 +127,7 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         try:
             rename_job(job, request.data.get("name"))
         except Refused as exc:
-            return error_response(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
+            return refusal_response(exc)
         return self._serialized(job)
 
     @extend_schema(responses={204: None})
@@ -168,7 +168,7 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         try:
             result = reuse_uploads(job)
         except Refused as exc:
-            return error_response(exc.message, exc.status, **({"field": exc.field} if exc.field else {}))
+            return refusal_response(exc)
         return self._serialized(result, status_code)
 
     @extend_schema(
