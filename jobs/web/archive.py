@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Iterator
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
 
@@ -31,11 +31,11 @@ logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 
 
-def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
+def entry_names(job: Job, outputs: list[OutputFile], folders: dict[int, str] | None = None) -> dict[int, str]:
     """output pk -> its entry in the ZIP: <video>/<file> for a job of the source format alone, else
-    <video>/<format>/<file> (9:16 as 9x16); the video folders unique within the job, the files named by
-    OUTPUT_NAME_TEMPLATE (jobs.services.output_names)."""
-    folders = _video_folders(job)
+    <video>/<format>/<file> (9:16 as 9x16); the video folders (`folders`, read before the outputs, else now)
+    unique within the job, the files named by OUTPUT_NAME_TEMPLATE (jobs.services.output_names)."""
+    folders = _video_folders(job) if folders is None else folders
     by_format = list(job.formats) != [Format.SOURCE]
 
     def name(output: OutputFile) -> str:
@@ -48,14 +48,20 @@ def entry_names(job: Job, outputs: list[OutputFile]) -> dict[int, str]:
 
 def file_name(job: Job, output: OutputFile) -> str:
     """One output's own download name: its ZIP entry's file name, with its format too when the ZIP has a
-    folder per format and the template does not name it (so that a 9:16 and a 1:1 download do not clash)."""
-    stem = _stem(job, output, _video_folders(job)[output.source_id])
+    folder per format and the template does not name it (so that a 9:16 and a 1:1 download do not clash).
+    Http404 when the job was deleted since the output was read."""
+    video = _video_folders(job).get(output.source_id)
+    if video is None:
+        raise Http404(GONE)
+    stem = _stem(job, output, video)
     if list(job.formats) != [Format.SOURCE] and "{format}" not in settings.OUTPUT_NAME_TEMPLATE:
         stem = f"{stem}_{format_text(output.format)}"
     return f"{stem}.mp4"
 
 
 def _video_folders(job: Job) -> dict[int, str]:
+    """source pk -> its folder in the ZIP. Read before the outputs it names: a DELETE of the job between the
+    two reads then leaves no output without its folder (the outputs go in the same transaction as the videos)."""
     sources = list(job.sources.order_by("position"))
     return dict(zip((s.pk for s in sources), zip_folders([s.original_name for s in sources]), strict=True))
 
@@ -100,13 +106,16 @@ class JobZip:
         self._files = []
         self.slot: slots.Slot | None = None  # the user's download slot, released with the files
         self._stream = ZipStream(compress_type=ZIP_STORED, sized=True)
+        folders = _video_folders(job)
+        if not folders:  # deleted since the view read it
+            raise Http404(GONE)
         rows = job.outputs.select_related("source")
         rank = {format_: number for number, format_ in enumerate(job.formats)}  # the job's order of its formats
         outputs = sorted(
             rows if output_ids is None else rows.filter(pk__in=output_ids),
             key=lambda output: (output.source.position, rank.get(output.format, len(rank)), output.variation_index),
         )
-        names = entry_names(job, outputs)
+        names = entry_names(job, outputs, folders)
         present = []
         for output in outputs:
             try:
@@ -121,6 +130,9 @@ class JobZip:
             size = storage.disk.size_of_open(opened)
             self._stream.add(_chunks(opened), names[output.pk], size=size)
             present.append(output)
+        if not present and not Job.objects.filter(pk=job.pk).exists():  # its files went with it
+            self.close()
+            raise Http404(GONE)
         self._stream.add(json.dumps(manifest(job, present, names), indent=2).encode(), MANIFEST_NAME)
 
     def __len__(self) -> int:
@@ -137,18 +149,20 @@ class JobZip:
 
 
 UNAVAILABLE = "the download cannot start right now; try again in a minute"
+GONE = "This job was deleted."
 
 
 def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = None) -> StreamingHttpResponse:
     """The download of a downloadable job (only the outputs `output_ids` when given), named after it, in one of
     the user's download slots (held until the response is closed). slots.NoSlot when the user has
-    none free; OSError when the files cannot be opened."""
+    none free; OSError when the files cannot be opened; Http404 when the job was deleted meanwhile."""
     slot = slots.take(slots.DOWNLOADS, user_id, settings.MAX_DOWNLOADS_PER_USER)
     try:
         stream = job_zip(job, output_ids)
-    except OSError:
+    except BaseException as exc:
         slot.release()
-        logger.exception("job %s: the ZIP could not be prepared", job.pk)
+        if isinstance(exc, OSError):
+            logger.exception("job %s: the ZIP could not be prepared", job.pk)
         raise
     stream.slot = slot
     response = StreamingHttpResponse(stream, content_type="application/zip")
