@@ -132,6 +132,7 @@ def jobs_dir(settings, tmp_path) -> Path:
     settings.DATA_DIR = tmp_path / "data"  # what a worker started by the test gets (tests/workers.py)
     settings.JOBS_DIR = tmp_path / "data" / "jobs"
     settings.JOBS_DIR.mkdir(parents=True)
+    settings.RESUMABLE_DIR = tmp_path / "data" / "resumable"
     yield settings.JOBS_DIR
     shutil.rmtree(settings.JOBS_DIR, ignore_errors=True)
 

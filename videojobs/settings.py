@@ -22,6 +22,8 @@ keep_private()  # every file the service writes is 0600, every folder 0700 (vide
 DATA_DIR = data_dir()
 # Each job owns one folder, JOBS_DIR/<job id>/ (layout: jobs/storage/__init__.py).
 JOBS_DIR = DATA_DIR / "jobs"
+# The files of resumable uploads (tus) until they become a job's videos (jobs/storage/resumable.py).
+RESUMABLE_DIR = DATA_DIR / "resumable"
 
 # DJANGO_SECRET_KEY, or the key `python -m videojobs.datadir` generated. Left empty,
 # Django refuses to start with "The SECRET_KEY setting must not be empty".
@@ -229,6 +231,10 @@ MAX_ACTIVE_JOBS_PER_USER = env_int("MAX_ACTIVE_JOBS_PER_USER", 5, minimum=1)
 MAX_DOWNLOADS_PER_USER = env_int("MAX_DOWNLOADS_PER_USER", 4, minimum=1)
 # Uploads one user may send at once (each holds a web thread and its spooled files while it arrives).
 MAX_UPLOADS_PER_USER = env_int("MAX_UPLOADS_PER_USER", 2, minimum=1)
+# Resumable uploads (tus, /api/uploads/) one user may have open at once, and how long an unfinished or unused
+# one is kept (the cleanup removes it after that).
+MAX_OPEN_UPLOADS_PER_USER = env_int("MAX_OPEN_UPLOADS_PER_USER", 20, minimum=1)
+UPLOAD_EXPIRY_HOURS = env_int("UPLOAD_EXPIRY_HOURS", 24, minimum=1)
 MAX_FILES = env_int("MAX_FILES", 10, minimum=1)
 MAX_UPLOAD_BYTES = env_bytes("MAX_UPLOAD_BYTES", 500 * 1024**2)
 MAX_VARIATIONS = env_int("MAX_VARIATIONS", 20, minimum=1)

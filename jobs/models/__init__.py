@@ -17,6 +17,7 @@ from jobs.models.job import CHOICE_FIELDS, RETRYABLE, Job
 from jobs.models.preferences import Preferences
 from jobs.models.queries import JobQuerySet
 from jobs.models.team import MAX_TEAM_NAME_LENGTH, Membership, Role, Team
+from jobs.models.upload import Upload
 from jobs.models.video import OutputFile, SourceVideo
 from jobs.models.worker_beat import WorkerBeat
 
@@ -40,6 +41,7 @@ __all__ = [
     "Status",
     "Strength",
     "Team",
+    "Upload",
     "WorkerBeat",
     "database_now",
     "new_job_id",

@@ -31,7 +31,7 @@ from django.db.models import F, Max, Q, Sum
 from django.template.defaultfilters import filesizeformat
 
 from jobs import ffmpeg, storage
-from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, database_now, locks
+from jobs.models import ACTIVE, TERMINAL, Job, OutputFile, SourceVideo, Upload, database_now, locks
 from jobs.services.refusal import Refused
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,13 @@ def fits(needed: int, owner, without: Collection[str] = (), team=None) -> bool:
     )
 
 
-def make_room(owner, needed: int, keep: str = "", field: str = "videos", team=None) -> None:
-    """admit's step 1: Refused (429, 507) unless the owner may start one more job and `needed` bytes fit, after
-    evicting the owner's own and the team's evictable finished jobs, oldest first, as far as needed (never
-    the job `keep`, whose uploads are being reused). When evicting every one of them would not be enough,
+def make_room(owner, needed: int, keep: str = "", field: str = "videos", team=None, new_job: bool = True) -> None:
+    """admit's step 1: Refused (429, 507) unless the owner may start one more job (if `new_job`) and `needed`
+    bytes fit, after evicting the owner's own and the team's evictable finished jobs, oldest first, as far as
+    needed (never the job `keep`, whose uploads are being reused). When evicting every one of them would not be enough,
     none is evicted."""
-    check_active_jobs(owner, field)
+    if new_job:
+        check_active_jobs(owner, field)
     if fits(needed, owner, team=team):
         return
     candidates = _evictable(owner, keep, team, needed)
@@ -124,16 +125,19 @@ def admit(
     keep: str = "",
     field: str = "videos",
     before_lock: Callable[[], None] | None = None,
+    new_job: bool = True,
 ) -> Iterator[None]:
     """The admission of new work of `needed` bytes for `owner` in `team`: Refused (429, 507) or a `with`
     block, inside the admission lock, in which the caller saves its rows and their reservation. `keep`: a
     job eviction must not take (whose uploads are being reused). `before_lock`: the caller's file writes,
-    once there is room for them and before the lock (writing is slow; the lock is short)."""
-    make_room(owner, needed, keep, field, team)
+    once there is room for them and before the lock (writing is slow; the lock is short). `new_job`: False
+    for room alone (a resumable upload), which the active-job limit does not concern."""
+    make_room(owner, needed, keep, field, team, new_job)
     if before_lock is not None:
         before_lock()
     with locks.admission_lock():
-        check_active_jobs(owner, field)
+        if new_job:
+            check_active_jobs(owner, field)
         if not fits(needed, owner, team=team):
             raise no_room(owner, needed, field, team)
         yield
@@ -202,8 +206,9 @@ def active_bytes(owner=None, team=None) -> int:
 
 def storage_used(owner=None, without: Collection[str] = (), team=None) -> int:
     """Bytes job files use or are promised: finished jobs' outputs and kept uploads, and the thumbnails of
-    both, plus what active jobs hold; the owner's jobs only, the team's, or everyone's; as if the finished
-    jobs `without` were gone (what evicting them would leave).
+    both, plus what active jobs hold, plus the whole length of every resumable upload not yet in a job (a
+    user's, not a team's); the owner's jobs only, the team's, or everyone's; as if the finished jobs
+    `without` were gone (what evicting them would leave).
 
     Finished jobs' uploads count once per upload, however many "make more" jobs link it (its upload_key),
     so evicting one of two linked jobs frees nothing of their upload. An active job counts its own as its
@@ -215,7 +220,10 @@ def storage_used(owner=None, without: Collection[str] = (), team=None) -> int:
     outputs_bytes = _sum(outputs, "size") + _sum(outputs, "thumbnail_size")
     kept = SourceVideo.objects.filter(job__in=finished).exclude(path="").order_by()
     uploads = sum(row["size"] for row in kept.values("upload_key").annotate(size=Max("size")))
-    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner, team)
+    resumable = (
+        0 if team is not None else _sum(Upload.objects.filter(**({} if owner is None else {"owner": owner})), "length")
+    )
+    return outputs_bytes + uploads + _sum(finished, "thumbnail_size") + active_bytes(owner, team) + resumable
 
 
 def evictable_jobs(now=None) -> models.QuerySet:

@@ -20,12 +20,13 @@ from django.utils import timezone
 from jobs import ffmpeg, storage
 from jobs.ffmpeg.effects import slowest_speed
 from jobs.models import MAX_JOB_NAME_LENGTH, Job, SourceVideo, new_job_id
-from jobs.services import quota, teams
+from jobs.services import quota, resumable, teams
 from jobs.services.choices import DEFAULT as DEFAULT_CHOICES
 from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
 from jobs.services.names import display_name, hidden_characters, name_problem
 from jobs.services.refusal import Refused
+from jobs.storage import resumable as resumable_files
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,9 @@ def create_job(
     """Validate, store the uploads in a new job folder, create the rows, enqueue the task.
 
     `oversize` names files the upload handler already dropped for their size. `team`: the id of the team it
-    goes to, as sent (jobs.services.teams.team_for_job; unset: the owner's default team).
+    goes to, as sent (jobs.services.teams.team_for_job; unset: the owner's default team). `uploads` may be
+    finished resumable uploads (jobs.services.resumable.finished_files): checked the same, linked rather than
+    copied, and taken (used once) in the admission that makes the job.
     """
     if oversize:
         raise Refused(
@@ -194,7 +197,9 @@ def create_job(
         sources.extend(_store(job, position, item) for position, item in enumerate(checked))
 
     try:
-        with quota.admit(owner, needed, team=team, before_lock=store_uploads):
+        # What resumable uploads reserved already counts: the job's reservation takes it over.
+        with quota.admit(owner, needed - resumable.reserved(uploads), team=team, before_lock=store_uploads):
+            resumable.take(owner, uploads)
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
             # In this order once the rows are committed: the log tells the creation before the sending.
@@ -215,8 +220,11 @@ def create_job(
 
 
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
-    """Copy one upload into the job folder. The name on disk never contains user text."""
-    relative = storage.store_upload(job.pk, position, item.upload.chunks())
+    """Copy one upload into the job folder (link a resumable one). The name on disk never contains user text."""
+    if isinstance(item.upload, resumable.ReceivedFile):
+        relative = resumable_files.link_into_job(item.upload.upload_id, job.pk, position)
+    else:
+        relative = storage.store_upload(job.pk, position, item.upload.chunks())
     return SourceVideo(
         job=job,
         position=position,

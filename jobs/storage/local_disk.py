@@ -9,6 +9,7 @@ local disk for the run (docs/architecture/files.md, "Storage seam").
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -97,6 +98,18 @@ class LocalDisk:
         with open(path, "wb") as target:
             for chunk in chunks:
                 target.write(chunk)
+
+    def append_at(self, path: Path, offset: int, chunks: Iterable[bytes], written: list[int]) -> None:
+        """Write `chunks` into the existing file from `offset` on, holding an exclusive lock on it for the
+        whole write (BlockingIOError at once when another writer holds it). `written` (one number) counts
+        the bytes on disk as they go, so that the caller knows them however this ends."""
+        with open(path, "r+b") as target:
+            fcntl.flock(target, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            target.seek(offset)
+            for chunk in chunks:
+                target.write(chunk)
+                target.flush()
+                written[0] += len(chunk)
 
     def replace(self, source: Path, target: Path) -> None:
         """Rename, atomically."""

@@ -32,7 +32,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.throttling import UserRateThrottle
 
 from jobs.models import MAX_JOB_NAME_LENGTH
-from jobs.services import quota, slots, teams, uploads
+from jobs.services import quota, resumable, slots, teams, uploads
 from jobs.services.choices import parse_choices
 from jobs.services.names import name_problem
 from jobs.services.refusal import Refused, not_stored
@@ -81,6 +81,8 @@ class UploadGuardMiddleware:
 
     def __call__(self, request):
         route = _route(request)
+        if request.method == "PATCH" and route == RESUMABLE_ROUTE:
+            return self._guarded_resumable(request)
         if request.method != "POST" or route not in UPLOAD_ROUTES:
             return _refuse_body(request) or self.get_response(request)
         page = route == "jobs-upload"
@@ -118,6 +120,34 @@ class UploadGuardMiddleware:
         finally:
             slot.release()  # the body has been read and handled: the files are stored or refused
 
+    def _guarded_resumable(self, request):
+        """A tus PATCH: from a signed-in client, of a declared length no longer than a file may be, in one of
+        the user's upload slots; refused before a byte of it is read."""
+        user = _authenticated(request)
+        if user is None:
+            response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+            response["WWW-Authenticate"] = "Token"
+        elif "CONTENT_LENGTH" not in request.META:
+            response = JsonResponse({"detail": "a PATCH must say its length (Content-Length)"}, status=411)
+        elif (length := _content_length(request)) > settings.MAX_UPLOAD_BYTES:
+            message = f"the body is {length} bytes, over the limit of {settings.MAX_UPLOAD_BYTES} bytes"
+            response = JsonResponse({"detail": message}, status=413)
+        else:
+            try:
+                slot = slots.take(slots.UPLOADS, user.pk, settings.MAX_UPLOADS_PER_USER)
+            except slots.NoSlot as exc:
+                response = JsonResponse({"detail": str(exc)}, status=429)
+            except OSError:
+                logger.exception("the upload slots could not be opened")
+                response = JsonResponse({"detail": "uploads cannot start right now; try again in a minute"}, status=503)
+            else:
+                try:
+                    return self.get_response(request)
+                finally:
+                    slot.release()
+        response["Tus-Resumable"] = "1.0.0"
+        return response
+
     def _guarded_upload(self, request, page: bool):
         # Django's spool folder; the data folder may predate it, and a missing one is a 500 on a big upload.
         os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
@@ -135,6 +165,7 @@ class UploadGuardMiddleware:
 
 
 UPLOAD_ROUTES = ("api-jobs-list", "jobs-upload")
+RESUMABLE_ROUTE = "api-uploads-detail"  # its PATCH carries a file's bytes
 # What any request may send where no file is taken (forms, JSON, a login): far more than any of them needs.
 SMALL_BODY_BYTES = 64 * 1024
 
@@ -241,6 +272,35 @@ def _content_length(request) -> int:
 def oversize_uploads(request) -> list[str]:
     """Names of the files the handler skipped for size (works for Django and DRF requests)."""
     return getattr(request, "oversize_uploads", [])
+
+
+def create_job_from_uploads(owner, data):
+    """uploads.create_job of finished resumable uploads (JSON: {"uploads": [ids], "variations": ...}), with
+    the same checks and answers as files sent in the form; a refusal about the files names `uploads`."""
+    ids = data.get("uploads") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(upload_id, str) for upload_id in ids):
+        raise Refused(
+            'uploads: a JSON list of upload ids, e.g. {"uploads": ["<id>"], "variations": 3}', field="uploads"
+        )
+    files = resumable.finished_files(owner, ids)
+    try:
+        return uploads.create_job(
+            owner,
+            files,
+            data.get("variations"),
+            name=data.get("name"),
+            choices=parse_choices(data),
+            team=data.get("team"),
+        )
+    except Refused as exc:
+        if exc.field == "videos":
+            exc.field = "uploads"
+        raise
+    except OSError as exc:
+        logger.exception("a job of uploads by %s could not be stored", owner)
+        raise not_stored(exc, field="uploads") from None
+    finally:
+        resumable.close(files)
 
 
 def create_job_from(request):

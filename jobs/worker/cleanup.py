@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from jobs import storage
 from jobs.models import TERMINAL, Job, OutputFile, Status, database_now, locks
-from jobs.services import notify, quota
+from jobs.services import notify, quota, resumable
 from jobs.services.enqueue import enqueue_job
 from jobs.worker import procs, video_run
 
@@ -202,6 +202,8 @@ def expire(cleanup: _Pass) -> None:
         if cleanup.act(f"fail job {job.pk}: expired while queued", lambda job=job: _expire_queued(job)):
             cleanup.summary.expired_queued += 1
             cleanup.summary.bytes_freed += freed
+    if resumable.expirable(cleanup.now):
+        cleanup.act("remove expired resumable uploads and files no upload owns", lambda: resumable.expire(cleanup.now))
 
 
 def _expire_queued(job: Job) -> None:

@@ -305,3 +305,13 @@ class JobCreateSerializer(ChoicesSerializer):
         required=False,
         help_text="The id of one of your teams (GET /api/teams/); without one, the team of your last job.",
     )
+
+
+class JobFromUploadsSerializer(JobCreateSerializer):
+    """The JSON create (schema): the job of finished resumable uploads, with the same fields as the form."""
+
+    videos = None
+    uploads = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=f"1 to {settings.MAX_FILES} finished uploads: the last part of each tus Location (/api/uploads/)",
+    )

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView
 from jobs.web.api.team_views import TeamViewSet
+from jobs.web.api.tus_views import UploadDetailView, UploadListView
 from jobs.web.api.views import JobViewSet
 
 
@@ -13,7 +14,13 @@ class Router(DefaultRouter):
     """The API root lists the endpoints that are not viewsets too."""
 
     APIRootView = ApiRootView
-    EXTRA_ROOT_LINKS = {"token": "api-token", "health": "api-health", "schema": "api-schema", "docs": "api-docs"}
+    EXTRA_ROOT_LINKS = {
+        "uploads": "api-uploads-list",
+        "token": "api-token",
+        "health": "api-health",
+        "schema": "api-schema",
+        "docs": "api-docs",
+    }
 
     def get_api_root_view(self, api_urls=None):
         api_root_dict = {prefix: self.routes[0].name.format(basename=basename) for prefix, _, basename in self.registry}
@@ -27,6 +34,8 @@ router.register("teams", TeamViewSet, basename="api-teams")
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("health/", HealthView.as_view(), name="api-health"),
+    path("uploads/", UploadListView.as_view(), name="api-uploads-list"),
+    path("uploads/<str:upload_id>/", UploadDetailView.as_view(), name="api-uploads-detail"),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     # A page: a browser without a session goes to the login page.
     path("docs/", login_required(DocsView.as_view()), name="api-docs"),

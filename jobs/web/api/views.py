@@ -21,7 +21,13 @@ from jobs.web import upload_guard
 from jobs.web.api.errors import error_response, refusal_response
 from jobs.web.api.job_files import JobFilesMixin
 from jobs.web.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
-from jobs.web.api.serializers import JobCreateSerializer, JobSerializer, MakeMoreSerializer, RenameSerializer
+from jobs.web.api.serializers import (
+    JobCreateSerializer,
+    JobFromUploadsSerializer,
+    JobSerializer,
+    MakeMoreSerializer,
+    RenameSerializer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +100,20 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise Http404("This job was deleted meanwhile.")
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
 
-    @extend_schema(request={"multipart/form-data": JobCreateSerializer}, responses={201: JobSerializer})
+    @extend_schema(
+        request={"multipart/form-data": JobCreateSerializer, "application/json": JobFromUploadsSerializer},
+        responses={201: JobSerializer},
+    )
     def create(self, request, *args, **kwargs):
-        """Upload 1 to MAX_FILES videos (MP4 or MOV) and queue a job of them. A refusal names the field at fault
-        (and the file); nothing of a refused upload is kept."""
+        """Upload 1 to MAX_FILES videos (MP4 or MOV) and queue a job of them; or, as JSON, make the job of
+        finished resumable uploads (/api/uploads/). A refusal names the field at fault (and the file); nothing
+        of a refused upload is kept."""
         # Oversized requests were already refused by jobs.web.upload_guard, before the body was read.
         try:
-            job = upload_guard.create_job_from(request)
+            if request.content_type.startswith("application/json"):  # finished resumable uploads (tus)
+                job = upload_guard.create_job_from_uploads(request.user, request.data)
+            else:
+                job = upload_guard.create_job_from(request)
         except Refused as exc:
             return error_response(exc.message, exc.status, field=exc.field, **({"file": exc.file} if exc.file else {}))
         return self._serialized(job, status.HTTP_201_CREATED)
@@ -109,6 +122,8 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         request = super().initialize_request(request, *args, **kwargs)
         if self.action == "partial_update":  # a rename: a small JSON or form body (its action is known only now)
             request.parsers = [parser() for parser in SMALL_BODIES]
+        elif self.action == "create":  # files, or the ids of finished resumable uploads
+            request.parsers = [StrictMultiPartParser(), SmallJSONParser()]
         return request
 
     @extend_schema(
