@@ -375,7 +375,7 @@ def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refus
     """The eviction's conditional UPDATE (it expires the job first) lands after the retry's own checks."""
     job = _failed_job(make_job)
 
-    def evicting_meanwhile(owner, needed, keep="", field="", team=None):
+    def evicting_meanwhile(owner, needed, keep="", field="", team=None, new_job=True):
         Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what storage.evict_job does first
 
     monkeypatch.setattr(quota, "make_room", evicting_meanwhile)

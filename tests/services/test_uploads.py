@@ -83,10 +83,12 @@ def test_variations_out_of_range_or_not_a_number(refused, api, upload, settings,
     refused(_post(api, [upload()], variations=value), 400, "variations must be a whole number from 1 to 7", shown)
 
 
-def test_a_json_body_is_refused(api, nothing_left):
+def test_a_json_body_without_uploads_is_refused(api, nothing_left, refused):
+    """JSON makes a job of finished resumable uploads only: files come as multipart."""
     response = api.post("/api/jobs/", {"videos": [], "variations": 2}, format="json")
-    assert response.status_code == 415
-    assert "Unsupported media type" in response.json()["detail"]
+    refused(response, 400, "uploads", "upload ids")
+    assert response.json()["field"] == "uploads"
+    refused(api.post("/api/jobs/", "videos", content_type="text/plain"), 415, "Unsupported media type")
 
 
 def test_names_that_share_a_zip_folder_are_told_apart(api, upload):

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import http_date
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.views import APIView
 
@@ -61,6 +62,7 @@ class TusView(APIView):
         response["Tus-Version"] = VERSION
         return _tus(response)
 
+    @extend_schema(responses={204: OpenApiResponse(description="Tus-Version, Tus-Extension, Tus-Max-Size")})
     def options(self, request, *args, **kwargs):
         response = HttpResponse(status=status.HTTP_204_NO_CONTENT)
         response["Tus-Version"] = VERSION
@@ -75,9 +77,23 @@ class TusView(APIView):
         return upload
 
 
+def _headers(*names: str) -> list[OpenApiParameter]:
+    return [OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True) for name in ("Tus-Resumable", *names)]
+
+
 class UploadListView(TusView):
     """tus creation: a new upload of Upload-Length bytes."""
 
+    @extend_schema(
+        request=None,
+        parameters=_headers("Upload-Length", "Upload-Metadata"),
+        responses={
+            201: OpenApiResponse(description="made: its address in Location"),
+            413: OpenApiResponse(description="Upload-Length over Tus-Max-Size"),
+            429: OpenApiResponse(description="MAX_OPEN_UPLOADS_PER_USER open already"),
+            507: OpenApiResponse(description="no room under the storage cap or the quota"),
+        },
+    )
     def post(self, request):
         length = _whole_number(request.headers.get("Upload-Length"), "Upload-Length")
         upload = resumable.open_upload(request.user, length, _filename(request.headers.get("Upload-Metadata", "")))
@@ -89,12 +105,22 @@ class UploadListView(TusView):
 class UploadDetailView(TusView):
     """One upload: where it stands (HEAD), more of its bytes (PATCH), or away with it (DELETE)."""
 
+    @extend_schema(parameters=_headers(), responses={200: OpenApiResponse(description="Upload-Offset, Upload-Length")})
     def head(self, request, upload_id):
         upload = self._upload(request, upload_id)
         response = HttpResponse(status=status.HTTP_200_OK)
         response["Upload-Length"] = str(upload.length)
         return _tus(response, upload)
 
+    @extend_schema(
+        request={OFFSET_TYPE: bytes},
+        parameters=_headers("Upload-Offset"),
+        responses={
+            204: OpenApiResponse(description="written: the new Upload-Offset"),
+            409: OpenApiResponse(description="Upload-Offset is not where the upload stands"),
+            423: OpenApiResponse(description="another request is sending this upload now"),
+        },
+    )
     def patch(self, request, upload_id):
         upload = self._upload(request, upload_id)
         if request.content_type != OFFSET_TYPE:
@@ -112,6 +138,7 @@ class UploadDetailView(TusView):
             return _tus(error_response("another request is sending this upload now", status.HTTP_423_LOCKED))
         return _tus(HttpResponse(status=status.HTTP_204_NO_CONTENT), upload)
 
+    @extend_schema(parameters=_headers(), responses={204: None})
     def delete(self, request, upload_id):
         resumable.terminate(self._upload(request, upload_id))
         return _tus(HttpResponse(status=status.HTTP_204_NO_CONTENT))

@@ -106,8 +106,8 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
     )
     def create(self, request, *args, **kwargs):
         """Upload 1 to MAX_FILES videos (MP4 or MOV) and queue a job of them; or, as JSON, make the job of
-        finished resumable uploads (/api/uploads/). A refusal names the field at fault (and the file); nothing
-        of a refused upload is kept."""
+        finished resumable uploads (/api/uploads/). A refusal names the field at fault (and the file);
+        nothing of a refused upload is kept."""
         # Oversized requests were already refused by jobs.web.upload_guard, before the body was read.
         try:
             if request.content_type.startswith("application/json"):  # finished resumable uploads (tus)
