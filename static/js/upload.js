@@ -1,6 +1,7 @@
 /* Upload page: drag-and-drop or picker, a list of chosen files with remove buttons, checks in the
-   page (type, size, count, the same file twice), an upload progress bar that can be cancelled, and
-   the server's refusal next to the form, with the refused file marked in the list. */
+   page (type, size, count, the same file twice), resumable uploads (tus) with a progress bar per file
+   and one for all that can be cancelled, and the server's refusal next to the form, with the refused
+   file marked in the list. */
 (function () {
   "use strict";
   const vj = window.videojobs;
@@ -60,6 +61,14 @@
         changed();
       });
       item.append(name, size, remove);
+      if (request) {
+        const bar = document.createElement("progress");
+        bar.className = "file-progress";
+        bar.max = 100;
+        bar.value = 0;
+        bar.setAttribute("aria-label", "Sent of " + file.name);
+        item.append(bar);
+      }
       if (refused && refused.name === file.name) {
         item.classList.add("refused");
         const why = document.createElement("span");
@@ -137,58 +146,126 @@
     showError(message);
   }
 
+  /* Every file is a resumable upload (tus, /api/uploads/): a dropped connection is retried from the
+     server's offset, and a reload that picks the same file again resumes it (tus-js-client keeps its
+     address in localStorage). Once all are in, one JSON POST makes the job of them. */
+  const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
+  const CHUNK_BYTES = 8 * 1024 * 1024;
+
+  function showProgress() {
+    let sent = 0;
+    let total = 0;
+    request.files.forEach(function (entry) { sent += entry.sent; total += entry.file.size; });
+    const value = total ? Math.floor((100 * sent) / total) : 0;
+    progress.value = value;
+    percent.textContent = value + "%";
+    list.querySelectorAll("progress.file-progress").forEach(function (bar, index) {
+      const entry = request.files[index];
+      if (entry) bar.value = Math.floor((100 * entry.sent) / entry.file.size);
+    });
+  }
+
+  function statusOf(error) {
+    return error && error.originalResponse ? error.originalResponse.getStatus() : 0;
+  }
+
+  function detailOf(error) {
+    try { return JSON.parse(error.originalResponse.getBody()).detail || ""; } catch (err) { return ""; }
+  }
+
+  function sendFile(entry) {
+    return new Promise(function (resolve, reject) {
+      const upload = new window.tus.Upload(entry.file, {
+        endpoint: form.dataset.uploadsUrl,
+        headers: { "X-CSRFToken": vj.csrfToken(), Accept: "application/json" },
+        metadata: { filename: entry.file.name, filetype: entry.file.type || "video/mp4" },
+        retryDelays: RETRY_DELAYS,
+        // In parts: a part the network cut off is sent again from the server's offset, not the whole file.
+        chunkSize: parseInt(form.dataset.chunkBytes, 10) || CHUNK_BYTES,
+        removeFingerprintOnSuccess: true,
+        // A dropped connection (no answer), a busy upload (423) or a server error: try again from HEAD's offset.
+        onShouldRetry: function (error) {
+          const status = statusOf(error);
+          const again = status === 0 || status === 409 || status === 423 || status >= 500;
+          if (again) entry.retries += 1;
+          return again;
+        },
+        onProgress: function (sent) { entry.sent = sent; showProgress(); },
+        onSuccess: function () { resolve(upload.url.replace(/\/+$/, "").split("/").pop()); },
+        onError: reject,
+      });
+      entry.upload = upload;
+      upload.findPreviousUploads().then(function (previous) {
+        if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+        if (request && request.files.indexOf(entry) !== -1) upload.start();
+      });
+    });
+  }
+
+  /* The form's choices, read before its controls are disabled (a disabled control is left out of FormData). */
+  function choices() {
+    const data = new FormData(form);
+    const body = { formats: data.getAll("formats") };
+    data.forEach(function (value, key) {
+      if (key !== "formats" && key !== "videos" && key !== "csrfmiddlewaretoken") body[key] = value;
+    });
+    return body;
+  }
+
+  async function uploadAll(current) {
+    const ids = [];
+    for (const entry of current.files) { // one at a time: each file's bar fills in turn
+      ids.push(await sendFile(entry));
+      if (request !== current) return;
+    }
+    // The server now checks the files and may create the job: a cancel could no longer promise otherwise.
+    cancelButton.disabled = true;
+    percent.textContent = "100%, checking the files…";
+    const response = await fetch(form.dataset.apiUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": vj.csrfToken() },
+      body: JSON.stringify(Object.assign({ uploads: ids }, current.choices)),
+    });
+    let body = {};
+    try { body = await response.json(); } catch (err) { body = {}; }
+    if (response.status === 201 && body.id) {
+      window.removeEventListener("beforeunload", confirmLeaving);
+      window.location.assign(new URL(body.page_url).pathname); // same origin, whatever host the API saw
+      return;
+    }
+    if (body.file) refused = { name: body.file, message: body.detail || "" };
+    current.files.forEach(function (entry) { if (entry.upload) entry.upload.abort(true); });
+    finish(body.detail || "The job could not be made (the server answered " + response.status + ").");
+  }
+
   cancelButton.addEventListener("click", function () {
-    if (request) request.abort();
+    const current = request;
+    if (!current) return;
+    current.files.forEach(function (entry) { if (entry.upload) entry.upload.abort(true).catch(function () {}); });
+    finish("Upload cancelled: no job was created.");
   });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (request !== null) return;
     if (!chosen.length) { showError("Choose at least one MP4 or MOV file."); return; }
-    const data = new FormData(form); // every choice as the form has it; the files as chosen here
-    data.delete("videos");
-    data.delete("csrfmiddlewaretoken");
-    chosen.forEach(function (file) { data.append("videos", file, file.name); });
-
-    request = new XMLHttpRequest();
-    const sent = request;
-    sent.open("POST", form.dataset.apiUrl);
-    sent.setRequestHeader("X-CSRFToken", vj.csrfToken());
-    sent.setRequestHeader("Accept", "application/json");
-    sent.upload.addEventListener("progress", function (e) {
-      if (!e.lengthComputable) return;
-      const value = Math.round((100 * e.loaded) / e.total);
-      progress.value = value;
-      percent.textContent = value + "%";
-    });
-    sent.upload.addEventListener("load", function () {
-      /* Every byte is sent: the server is checking the files and may be creating the job already, so a
-         cancel could no longer promise that nothing was created. */
-      cancelButton.disabled = true;
-      percent.textContent = "100%, checking the files…";
-    });
-    sent.addEventListener("load", function () {
-      let body = {};
-      try { body = JSON.parse(sent.responseText); } catch (err) { body = {}; }
-      if (sent.status === 201 && body.id) {
-        percent.textContent = "100%";
-        window.removeEventListener("beforeunload", confirmLeaving);
-        window.location.assign(new URL(body.page_url).pathname); // same origin, whatever host the API saw
-        return;
-      }
-      if (body.file) refused = { name: body.file, message: body.detail || "" };
-      finish(body.detail || "The upload failed (the server answered " + sent.status + ").");
-    });
-    sent.addEventListener("error", function () { finish("The upload failed: the server could not be reached."); });
-    sent.addEventListener("abort", function () { finish("Upload cancelled: no job was created."); });
-
+    const current = {
+      files: chosen.map(function (file) { return { file: file, sent: 0, upload: null, retries: 0 }; }),
+      choices: choices(),
+    };
+    request = current;
     refused = null;
     showError("");
-    progress.value = 0;
-    percent.textContent = "0%";
     setUploading(true);
+    showProgress();
     window.addEventListener("beforeunload", confirmLeaving);
-    sent.send(data);
+    uploadAll(current).catch(function (error) {
+      if (request !== current) return; // cancelled meanwhile
+      current.files.forEach(function (entry) { if (entry.upload) entry.upload.abort(false); });
+      const detail = detailOf(error);
+      finish(detail ? "The upload was refused: " + detail : "The upload failed: the server could not be reached.");
+    });
   });
 
   /* "3 videos × 5 variations × 3 formats = 45 videos", against the limit per job. */
@@ -209,6 +286,6 @@
   vj.showOutputCount = showCount;
   showCount();
 
-  /* Read by the browser tests (tests/e2e/test_browser.py): the upload under way, if any. */
+  /* Read by the browser tests (tests/e2e/test_browser.py): the uploads under way, if any. */
   vj.testHooks = Object.assign(vj.testHooks || {}, { uploadRequest: function () { return request; } });
 })();

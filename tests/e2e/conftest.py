@@ -52,6 +52,7 @@ def browser(chromium, live_server):
         chromium.switch_to.window(handle)
         chromium.close()
     chromium.switch_to.window(chromium.window_handles[0])
+    chromium.execute_cdp_cmd("Network.emulateNetworkConditions", NO_THROTTLING)  # first: a test may be offline
     chromium.get(f"{live_server.url}/api/health/")  # a page of the server's origin, to clear what it stored
     chromium.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")
     chromium.delete_all_cookies()

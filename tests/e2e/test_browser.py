@@ -23,7 +23,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from jobs import storage
-from jobs.models import Job, OutputFile, Status, Team
+from jobs.models import Job, OutputFile, Status, Team, Upload
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.output_names import job_tag
 from jobs.web.templatetags.jobs_extras import expiry
@@ -664,15 +664,42 @@ def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_a
     assert not browser.find_element(By.ID, "upload-cancel").is_displayed()
     assert Job.objects.count() == 0
 
-    # Once every byte is sent the server may be creating the job: a cancel could not promise otherwise.
+    deadline = timezone.now() + timedelta(seconds=10)  # the cancel terminated the upload on the server too
+    while Upload.objects.exists():
+        assert timezone.now() < deadline, "the cancelled upload is still on the server"
+
+    # Sent again at full speed: the job is made of the uploads.
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=10_000_000)
     browser.find_element(By.ID, "upload-button").click()
-    wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "upload-cancel")))
-    assert browser.find_element(By.ID, "upload-cancel").is_enabled()
-    browser.execute_script(
-        "window.videojobs.testHooks.uploadRequest().upload.dispatchEvent(new ProgressEvent('load'));"
-    )  # what the browser fires when the last byte has left; the real one comes a few seconds later
-    assert not browser.find_element(By.ID, "upload-cancel").is_enabled()
     wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+    assert Job.objects.get().sources.get().original_name == "good.mp4" and not Upload.objects.exists()
+
+
+PAGE_SENT = "const r = window.videojobs.testHooks.uploadRequest(); return r ? r.files[0].sent : -1;"
+
+
+def test_an_upload_cut_off_the_network_halfway_resumes_from_the_servers_offset(logged_in, live_server, clips, tmp_path):
+    browser = logged_in
+    clip = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "wifi.mp4")
+    size = clip.stat().st_size
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=size // 6)
+    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 20).until(lambda b: b.execute_script(PAGE_SENT) >= size // 2)
+    browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    retries = "return window.videojobs.testHooks.uploadRequest().files[0].retries;"
+    wait(browser, 20).until(lambda b: b.execute_script(retries) > 0)  # a part failed: the network is cut
+    # The server keeps what arrived before the connection died: its offset is where the upload resumes.
+    cut_at = Upload.objects.get().offset
+    assert 0 < cut_at < size
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=10_000_000)
+    wait(browser, 60).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+    job = Job.objects.get()
+    assert storage.upload_path(job.sources.get()).read_bytes() == clip.read_bytes()
+    # The server takes a PATCH only at the offset it stands at: the upload went on from cut_at, not from 0.
+    assert cut_at > 0 and not Upload.objects.exists()
 
 
 def test_list_cards_keep_their_thumbnail_size_and_equal_buttons(logged_in, live_server, password_user, make_job):
