@@ -8,6 +8,7 @@ An upload's Upload-Length is reserved against the storage cap and the owner's qu
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
@@ -24,6 +25,8 @@ from jobs.services.refusal import Refused, not_stored
 from jobs.storage import disk, resumable
 
 logger = logging.getLogger(__name__)
+
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # jobs.models.base.new_job_id
 
 
 class Busy(Exception):
@@ -142,7 +145,8 @@ def finished_files(owner, upload_ids: Sequence[str]) -> list[ReceivedFile]:
         raise Refused(f"too many videos: {len(ids)} sent, at most {settings.MAX_FILES} allowed", field="uploads")
     if len(set(ids)) != len(ids):
         raise Refused("uploads: each upload can be used once", field="uploads")
-    found = {upload.pk: upload for upload in Upload.objects.open().filter(owner=owner, pk__in=ids)}
+    wellformed = [upload_id for upload_id in ids if UPLOAD_ID.fullmatch(upload_id)]  # no NUL reaches the database
+    found = {upload.pk: upload for upload in Upload.objects.open().filter(owner=owner, pk__in=wellformed)}
     unknown = [upload_id for upload_id in ids if upload_id not in found]
     if unknown:
         raise Refused(f"uploads: no such upload of yours: {', '.join(i[:40] for i in unknown)}", field="uploads")

@@ -234,3 +234,13 @@ def test_a_connection_killed_mid_patch_keeps_what_arrived_and_the_upload_resumes
         f"{live_server.url}/api/jobs/", json={"uploads": [upload.pk], "variations": 1}, headers=headers, timeout=30
     )
     assert job.status_code == 201, job.text
+
+
+def test_ids_that_are_not_an_uploads_are_404_or_400_never_a_5xx(api, refused):
+    for path in ("/api/uploads/%00/", "/api/uploads/" + "a" * 33 + "/", "/api/uploads/ABC/"):
+        assert _head(api, "http://testserver" + path).status_code == 404
+    bad = ["\x00", "a" * 10_000, "../x", "0" * 32]
+    refused(api.post("/api/jobs/", {"uploads": bad[:1]}, format="json"), 400, "no such upload")
+    refused(api.post("/api/jobs/", {"uploads": bad[1:]}, format="json"), 400, "no such upload")
+    refused(api.post("/api/jobs/", {"uploads": [1, 2]}, format="json"), 400, "uploads")
+    refused(api.post("/api/jobs/", [1, 2], format="json"), 400, "uploads")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView
@@ -35,7 +35,7 @@ urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("health/", HealthView.as_view(), name="api-health"),
     path("uploads/", UploadListView.as_view(), name="api-uploads-list"),
-    path("uploads/<str:upload_id>/", UploadDetailView.as_view(), name="api-uploads-detail"),
+    re_path(r"^uploads/(?P<upload_id>[0-9a-f]{32})/$", UploadDetailView.as_view(), name="api-uploads-detail"),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     # A page: a browser without a session goes to the login page.
     path("docs/", login_required(DocsView.as_view()), name="api-docs"),
