@@ -61,36 +61,41 @@ def check_active_jobs(owner, field: str = "videos") -> None:
         )
 
 
-def fits(needed: int, owner, without: Collection[str] = (), team=None) -> bool:
+def fits(needed: int, owner, without: Collection[str] = (), team=None, credit: int = 0) -> bool:
     """Do `needed` more bytes fit under the cap, on the disk, in the owner's quota and in the team's (with
-    `team`), once the finished jobs `without` are gone?"""
+    `team`), once the finished jobs `without` are gone? `credit`: bytes of `needed` that the owner's
+    resumable uploads already reserve (counted under the cap, on the disk and in the owner's quota, but
+    in no team's until their job is made)."""
     used = storage_used(without=without)
     freed = storage_used() - used if without else 0  # an upload another job links frees nothing
+    own = needed - credit
     return (
-        used + needed <= settings.STORAGE_CAP_BYTES
-        and storage_used(owner, without=without) + needed <= settings.USER_STORAGE_BYTES
+        used + own <= settings.STORAGE_CAP_BYTES
+        and storage_used(owner, without=without) + own <= settings.USER_STORAGE_BYTES
         and (team is None or storage_used(without=without, team=team) + needed <= settings.TEAM_STORAGE_BYTES)
-        and disk_usage().free + freed >= needed
+        and disk_usage().free + freed >= own
     )
 
 
-def make_room(owner, needed: int, keep: str = "", field: str = "videos", team=None, new_job: bool = True) -> None:
+def make_room(
+    owner, needed: int, keep: str = "", field: str = "videos", team=None, new_job: bool = True, credit: int = 0
+) -> None:
     """admit's step 1: Refused (429, 507) unless the owner may start one more job (if `new_job`) and `needed`
     bytes fit, after evicting the owner's own and the team's evictable finished jobs, oldest first, as far as
-    needed (never the job `keep`, whose uploads are being reused). When evicting every one of them would not be enough,
-    none is evicted."""
+    needed (never the job `keep`, whose uploads are being reused). When evicting every one of them would
+    not be enough, none is evicted. `credit`: see fits()."""
     if new_job:
         check_active_jobs(owner, field)
-    if fits(needed, owner, team=team):
+    if fits(needed, owner, team=team, credit=credit):
         return
-    candidates = _evictable(owner, keep, team, needed)
-    if not fits(needed, owner, without=[job.pk for job in candidates], team=team):
+    candidates = _evictable(owner, keep, team, needed - credit)
+    if not fits(needed, owner, without=[job.pk for job in candidates], team=team, credit=credit):
         raise no_room(owner, needed, field, team)  # before anything goes: evicting all of them would not be enough
     for job in candidates:
         job_id = job.pk  # gone from the instance once it is deleted
         if evict_job(job):
             logger.info("job %s: evicted to make room for new work of %s (team %s)", job_id, owner, team)
-        if fits(needed, owner, team=team):
+        if fits(needed, owner, team=team, credit=credit):
             return
     raise no_room(owner, needed, field, team)
 
@@ -126,19 +131,20 @@ def admit(
     field: str = "videos",
     before_lock: Callable[[], None] | None = None,
     new_job: bool = True,
+    credit: int = 0,
 ) -> Iterator[None]:
     """The admission of new work of `needed` bytes for `owner` in `team`: Refused (429, 507) or a `with`
     block, inside the admission lock, in which the caller saves its rows and their reservation. `keep`: a
     job eviction must not take (whose uploads are being reused). `before_lock`: the caller's file writes,
     once there is room for them and before the lock (writing is slow; the lock is short). `new_job`: False
-    for room alone (a resumable upload), which the active-job limit does not concern."""
-    make_room(owner, needed, keep, field, team, new_job)
+    for room alone (a resumable upload), which the active-job limit does not concern. `credit`: see fits()."""
+    make_room(owner, needed, keep, field, team, new_job, credit)
     if before_lock is not None:
         before_lock()
     with locks.admission_lock():
         if new_job:
             check_active_jobs(owner, field)
-        if not fits(needed, owner, team=team):
+        if not fits(needed, owner, team=team, credit=credit):
             raise no_room(owner, needed, field, team)
         yield
 

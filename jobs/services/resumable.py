@@ -94,16 +94,24 @@ def receive(upload: Upload, offset: int, chunks: Iterable[bytes]) -> Upload:
     the error is raised after the bytes are counted). Busy when another request writes it now."""
     if offset != upload.offset:
         raise Refused(f"Upload-Offset: {offset} is not where this upload stands ({upload.offset})", 409)
+
+    def still_there() -> None:  # with the file locked: a PATCH before this one may have moved it, or a DELETE
+        current = Upload.objects.filter(pk=upload.pk).values_list("offset", flat=True).first()
+        if current is None:
+            raise Refused("this upload is gone", 404)
+        if current != offset:
+            raise Refused(f"Upload-Offset: {offset} is not where this upload stands ({current})", 409)
+
     try:
-        written, stopped_by = resumable.append(upload.pk, offset, chunks)
+        written, stopped_by = resumable.append(upload.pk, offset, chunks, still_there)
     except BlockingIOError:
         raise Busy from None
     except FileNotFoundError:
         raise Refused("this upload is gone", 404) from None
     if written:
-        # Only from where this request started: a row that moved meanwhile (it cannot while the file is
-        # locked, but a job may have taken it) keeps its own figure.
-        Upload.objects.filter(pk=upload.pk, offset=offset).update(offset=F("offset") + written)
+        # Only from where this request started; no row: it went (a DELETE, the expiry) while the bytes came.
+        if not Upload.objects.filter(pk=upload.pk, offset=offset).update(offset=F("offset") + written):
+            raise Refused("this upload went while its bytes were being sent", 404)
         upload.offset = offset + written
     if stopped_by is None:
         return upload
@@ -162,6 +170,15 @@ def finished_files(owner, upload_ids: Sequence[str]) -> list[ReceivedFile]:
         close(files)
         raise Refused("uploads: an upload's bytes are gone; send it again", field="uploads") from None
     return files
+
+
+def store_in_job(file: ReceivedFile, job_id: str, position: int) -> str:
+    """The upload as the job's video `position`, by a hard link; Refused 400 when it went meanwhile (a DELETE,
+    the expiry)."""
+    try:
+        return resumable.link_into_job(file.upload_id, job_id, position)
+    except FileNotFoundError:
+        raise Refused(f"uploads: {file.upload_id} went while the job was being made", field="uploads") from None
 
 
 def reserved(files: Sequence[UploadedFile]) -> int:

@@ -26,7 +26,6 @@ from jobs.services.choices import Choices, check_outputs
 from jobs.services.enqueue import enqueue_job
 from jobs.services.names import display_name, hidden_characters, name_problem
 from jobs.services.refusal import Refused
-from jobs.storage import resumable as resumable_files
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +196,9 @@ def create_job(
         sources.extend(_store(job, position, item) for position, item in enumerate(checked))
 
     try:
-        # What resumable uploads reserved already counts: the job's reservation takes it over.
-        with quota.admit(owner, needed - resumable.reserved(uploads), team=team, before_lock=store_uploads):
+        # What resumable uploads reserved already counts (not in the team's): the job's reservation takes it over.
+        credit = resumable.reserved(uploads)
+        with quota.admit(owner, needed, team=team, before_lock=store_uploads, credit=credit):
             resumable.take(owner, uploads)
             job.save(force_insert=True)
             SourceVideo.objects.bulk_create(sources)
@@ -222,7 +222,7 @@ def create_job(
 def _store(job: Job, position: int, item: _Checked) -> SourceVideo:
     """Copy one upload into the job folder (link a resumable one). The name on disk never contains user text."""
     if isinstance(item.upload, resumable.ReceivedFile):
-        relative = resumable_files.link_into_job(item.upload.upload_id, job.pk, position)
+        relative = resumable.store_in_job(item.upload, job.pk, position)
     else:
         relative = storage.store_upload(job.pk, position, item.upload.chunks())
     return SourceVideo(

@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -99,17 +99,24 @@ class LocalDisk:
             for chunk in chunks:
                 target.write(chunk)
 
-    def append_at(self, path: Path, offset: int, chunks: Iterable[bytes], written: list[int]) -> None:
+    def append_at(
+        self, path: Path, offset: int, chunks: Iterable[bytes], written: list[int], locked: Callable[[], None]
+    ) -> None:
         """Write `chunks` into the existing file from `offset` on, holding an exclusive lock on it for the
-        whole write (BlockingIOError at once when another writer holds it). `written` (one number) counts
-        the bytes on disk as they go, so that the caller knows them however this ends."""
+        whole write (BlockingIOError at once when another writer holds it); `locked()` is called once the
+        lock is held, before any byte is written. `written` (one number) counts the bytes on disk as they
+        go, so that the caller knows them however this ends. FileNotFoundError when the file loses its
+        name meanwhile (it was removed): nothing more is written to it."""
         with open(path, "r+b") as target:
             fcntl.flock(target, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked()
             target.seek(offset)
             for chunk in chunks:
                 target.write(chunk)
                 target.flush()
                 written[0] += len(chunk)
+                if os.fstat(target.fileno()).st_nlink == 0:
+                    raise FileNotFoundError(errno.ENOENT, "removed while it was written", str(path))
 
     def replace(self, source: Path, target: Path) -> None:
         """Rename, atomically."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -26,15 +26,20 @@ def create(upload_id: str) -> None:
     disk.write(path_of(upload_id), [])
 
 
-def append(upload_id: str, offset: int, chunks: Iterable[bytes]) -> tuple[int, BaseException | None]:
-    """Write the chunks from `offset` on; returns the bytes now on disk from there, and what stopped the
-    writing early (a dropped connection, a full disk), if anything did. BlockingIOError (nothing written)
-    when another request is writing the same upload; FileNotFoundError when it is gone."""
+def append(
+    upload_id: str, offset: int, chunks: Iterable[bytes], locked: Callable[[], None]
+) -> tuple[int, BaseException | None]:
+    """Write the chunks from `offset` on, once `locked()` (called with the file's lock held) has not raised;
+    returns the bytes now on disk from there, and what stopped the writing early (a dropped connection, a
+    full disk, the file removed meanwhile, what `locked()` raised), if anything did. BlockingIOError
+    (nothing written) when another request is writing the same upload; FileNotFoundError when it is gone."""
     written = [0]
     try:
-        disk.append_at(path_of(upload_id), offset, chunks, written)
-    except (BlockingIOError, FileNotFoundError):  # at the lock or the open: nothing was written
-        raise
+        disk.append_at(path_of(upload_id), offset, chunks, written, locked)
+    except (BlockingIOError, FileNotFoundError):
+        if not written[0]:  # at the lock or the open: nothing was written
+            raise
+        return written[0], None  # removed while it was written: the caller finds no row to move
     except Exception as exc:  # noqa: BLE001 - whatever it was, the bytes written are kept and counted
         return written[0], exc
     return written[0], None

@@ -125,3 +125,7 @@ def test_nginx_refuses_big_bodies_unread_and_passes_uploads_to_the_app(app_behin
         f"{proxy_url}/api/jobs/", data=b"x" * 100_000, headers={"Content-Type": "multipart/form-data; boundary=x"}
     )
     assert anonymous_upload.status_code == 401  # the app's answer: the route takes files, the client no login
+    upload = f"{proxy_url}/api/uploads/{'a' * 32}/"
+    headers = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    anonymous_part = requests.patch(upload, data=b"x" * 1_000_000, headers=headers, timeout=10)
+    assert anonymous_part.status_code == 401  # a resumable upload's part reaches the app, which refuses it

@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
 import requests
 import time_machine
 from django.utils import timezone
@@ -16,7 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs import storage
 from jobs.models import Job, Upload
-from jobs.services import resumable
+from jobs.services import resumable, uploads
 from jobs.storage import resumable as resumable_files
 from jobs.worker import cleanup, runner
 
@@ -39,8 +40,7 @@ def _patch(api, location: str, offset: int, data: bytes, **headers):
         urlsplit(location).path,
         data,
         content_type="application/offset+octet-stream",
-        HTTP_UPLOAD_OFFSET=str(offset),
-        **{**TUS, **headers},
+        **{**TUS, "HTTP_UPLOAD_OFFSET": str(offset), **headers},
     )
 
 
@@ -244,3 +244,65 @@ def test_ids_that_are_not_an_uploads_are_404_or_400_never_a_5xx(api, refused):
     refused(api.post("/api/jobs/", {"uploads": bad[1:]}, format="json"), 400, "no such upload")
     refused(api.post("/api/jobs/", {"uploads": [1, 2]}, format="json"), 400, "uploads")
     refused(api.post("/api/jobs/", [1, 2], format="json"), 400, "uploads")
+
+
+def test_odd_header_values_are_a_400_never_a_5xx(api, refused):
+    refused(api.post("/api/uploads/", HTTP_UPLOAD_LENGTH="²", HTTP_UPLOAD_METADATA=_metadata("a.mp4"), **TUS), 400)
+    refused(api.post("/api/uploads/", HTTP_UPLOAD_LENGTH="10", HTTP_UPLOAD_METADATA="filename é", **TUS), 400)
+    bad_utf8 = "filename " + base64.b64encode(b"\xff\xfe.mp4").decode()
+    refused(api.post("/api/uploads/", HTTP_UPLOAD_LENGTH="10", HTTP_UPLOAD_METADATA=bad_utf8, **TUS), 400)
+    location = _create(api, 100)["Location"]
+    refused(_patch(api, location, 0, b"x", HTTP_UPLOAD_OFFSET="٣"), 400, "Upload-Offset")
+
+
+def test_an_upload_deleted_while_its_bytes_arrive_is_a_404_and_nothing_counts_them(api, user):
+    location = _create(api, 100)["Location"]
+    upload = Upload.objects.get()
+
+    def chunks():
+        yield b"x" * 10
+        resumable.terminate(upload)  # a DELETE from another tab, or the expiry
+        yield b"y" * 10
+
+    with pytest.raises(resumable.Refused) as refusal:
+        resumable.receive(resumable.find(user, upload.pk), 0, chunks())
+    assert refusal.value.status == 404
+    assert not Upload.objects.exists() and not resumable_files.path_of(upload.pk).exists()
+    assert _head(api, location).status_code == 404
+
+
+def test_a_patch_that_read_an_old_offset_writes_nothing_once_it_has_the_lock(api, user):
+    data = bytes(range(200))
+    _create(api, len(data))
+    stale = Upload.objects.get()  # as a second PATCH read it, before the first moved it on
+    resumable.receive(resumable.find(user, stale.pk), 0, iter([data[:100]]))
+    with pytest.raises(resumable.Refused) as refusal:
+        resumable.receive(stale, 0, iter([b"z" * 100]))
+    assert refusal.value.status == 409
+    assert resumable_files.path_of(stale.pk).read_bytes() == data[:100]  # the first PATCH's bytes, untouched
+
+
+def test_a_job_of_an_upload_removed_meanwhile_is_a_400(api, clips, user, refused):
+    video = _sent(api, clips().read_bytes())
+    files = resumable.finished_files(user, [video])
+
+    def delete_once_checked(execute, sql, params, many, context):
+        if "jobs_upload" in sql and resumable_files.path_of(video).exists():  # admission counts the uploads
+            resumable_files.path_of(video).unlink()  # a DELETE between the probe and the link into the job
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(delete_once_checked), pytest.raises(resumable.Refused) as refusal:
+        uploads.create_job(user, files, 1)
+    resumable.close(files)
+    assert (refusal.value.status, refusal.value.field) == (400, "uploads")
+    assert not Job.objects.exists()
+
+
+def test_a_job_of_uploads_counts_them_against_its_teams_quota(api, clips, settings, reservation, refused):
+    """The uploads' bytes count against the cap and the user's quota from the moment they are made, but
+    against no team's: the team's check must count them when their job comes."""
+    settings.TEAM_STORAGE_BYTES = reservation(1) - 1
+    video = _sent(api, clips().read_bytes())
+    refused(api.post("/api/jobs/", {"uploads": [video], "variations": 1}, format="json"), 507, "team")
+    settings.TEAM_STORAGE_BYTES = reservation(1)
+    assert api.post("/api/jobs/", {"uploads": [video], "variations": 1}, format="json").status_code == 201

@@ -13,8 +13,8 @@ PATCH body is read, UploadGuardMiddleware has checked the client's credentials a
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -34,6 +34,7 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,expiration"
 OFFSET_TYPE = "application/offset+octet-stream"
 CHUNK = 1024 * 1024
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def _tus(response: HttpResponse, upload=None) -> HttpResponse:
@@ -159,7 +160,7 @@ def _body(request, length: int):
 
 
 def _whole_number(value, header: str) -> int:
-    if value is None or not value.isdigit() or len(value) > 18:
+    if value is None or not _DIGITS.fullmatch(value):
         raise Refused(f"{header}: a whole number of bytes is required, not {str(value)[:40]!r}", field=header)
     return int(value)
 
@@ -171,6 +172,6 @@ def _filename(metadata: str) -> str:
         if key == "filename":
             try:
                 return base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
                 break
     raise Refused("Upload-Metadata: filename <the file's name in base64> is required", field="Upload-Metadata")
