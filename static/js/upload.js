@@ -58,6 +58,7 @@
       remove.setAttribute("aria-label", "Remove " + file.name);
       remove.addEventListener("click", function () {
         chosen.splice(index, 1);
+        forget(file, true); // what was sent of it goes from the server too
         changed();
       });
       item.append(name, size, remove);
@@ -173,20 +174,41 @@
     try { return JSON.parse(error.originalResponse.getBody()).detail || ""; } catch (err) { return ""; }
   }
 
+  function tusHeaders() {
+    return { "X-CSRFToken": vj.csrfToken(), Accept: "application/json" };
+  }
+
+  /* The uploads this browser keeps for `file` (finished or not) are forgotten here, and with `terminate`
+     removed from the server too (their room is given back at once, not at their expiry). */
+  function forget(file, terminate) {
+    const finder = new window.tus.Upload(file, { endpoint: form.dataset.uploadsUrl, headers: tusHeaders() });
+    return finder.findPreviousUploads().then(function (previous) {
+      return Promise.all(previous.map(function (found) {
+        const gone = terminate
+          ? window.tus.Upload.terminate(found.uploadUrl, { headers: tusHeaders() }).catch(function () {})
+          : Promise.resolve();
+        return gone.then(function () { return finder.options.urlStorage.removeUpload(found.urlStorageKey); });
+      }));
+    }).catch(function () {});
+  }
+
   function sendFile(entry) {
     return new Promise(function (resolve, reject) {
       const upload = new window.tus.Upload(entry.file, {
         endpoint: form.dataset.uploadsUrl,
-        headers: { "X-CSRFToken": vj.csrfToken(), Accept: "application/json" },
+        headers: tusHeaders(),
         metadata: { filename: entry.file.name, filetype: entry.file.type || "video/mp4" },
         retryDelays: RETRY_DELAYS,
         // In parts: a part the network cut off is sent again from the server's offset, not the whole file.
         chunkSize: parseInt(form.dataset.chunkBytes, 10) || CHUNK_BYTES,
-        removeFingerprintOnSuccess: true,
-        // A dropped connection (no answer), a busy upload (423) or a server error: try again from HEAD's offset.
+        // Kept until the job is made (forget()): sending the form again, or after a reload, reuses a
+        // finished upload at once (HEAD says it is whole) instead of sending it again.
+        removeFingerprintOnSuccess: false,
+        // A dropped connection (no answer), a busy upload (423), too many at once (429) or a server error:
+        // try again from HEAD's offset.
         onShouldRetry: function (error) {
           const status = statusOf(error);
-          const again = status === 0 || status === 409 || status === 423 || status >= 500;
+          const again = status === 0 || status === 409 || status === 423 || status === 429 || status >= 500;
           if (again) entry.retries += 1;
           return again;
         },
@@ -230,19 +252,24 @@
     let body = {};
     try { body = await response.json(); } catch (err) { body = {}; }
     if (response.status === 201 && body.id) {
+      await Promise.all(current.files.map(function (entry) { return forget(entry.file, false); }));
       window.removeEventListener("beforeunload", confirmLeaving);
       window.location.assign(new URL(body.page_url).pathname); // same origin, whatever host the API saw
       return;
     }
     if (body.file) refused = { name: body.file, message: body.detail || "" };
-    current.files.forEach(function (entry) { if (entry.upload) entry.upload.abort(true); });
+    // The file at fault goes from the server; the others stay there, reused when the form is sent again.
+    current.files.forEach(function (entry) { if (refused && entry.file.name === refused.name) forget(entry.file, true); });
     finish(body.detail || "The job could not be made (the server answered " + response.status + ").");
   }
 
   cancelButton.addEventListener("click", function () {
     const current = request;
     if (!current) return;
-    current.files.forEach(function (entry) { if (entry.upload) entry.upload.abort(true).catch(function () {}); });
+    current.files.forEach(function (entry) {
+      const stopped = entry.upload ? entry.upload.abort(false) : Promise.resolve();
+      stopped.then(function () { return forget(entry.file, true); });
+    });
     finish("Upload cancelled: no job was created.");
   });
 

@@ -642,9 +642,17 @@ def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_a
     click(browser, "#file-list li.refused button")  # Remove the file the server refused
     assert browser.find_elements(By.CSS_SELECTOR, "#file-list li.refused") == []
     assert not browser.find_element(By.ID, "upload-error").is_displayed()  # the old error went with it
+    # The refused file's upload went from the server; good.mp4's stays there, for the form sent again.
+    assert list(Upload.objects.values_list("filename", "offset")) == [("good.mp4", good.stat().st_size)]
+    click(browser, "#file-list li button")  # removed from the list: from the server too
+    deadline = timezone.now() + timedelta(seconds=10)
+    while Upload.objects.exists():
+        assert timezone.now() < deadline, "the removed file's upload is still on the server"
 
+    slow = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "slow.mp4")
+    file_input.send_keys(str(slow))
     browser.set_network_conditions(
-        latency=0, download_throughput=10_000_000, upload_throughput=good.stat().st_size // 4
+        latency=0, download_throughput=10_000_000, upload_throughput=slow.stat().st_size // 4
     )
     browser.find_element(By.ID, "upload-button").click()
     wait(browser, 10).until(EC.visibility_of_element_located((By.ID, "upload-cancel")))
@@ -672,10 +680,36 @@ def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_a
     browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=10_000_000)
     browser.find_element(By.ID, "upload-button").click()
     wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
-    assert Job.objects.get().sources.get().original_name == "good.mp4" and not Upload.objects.exists()
+    assert Job.objects.get().sources.get().original_name == "slow.mp4" and not Upload.objects.exists()
 
 
 PAGE_SENT = "const r = window.videojobs.testHooks.uploadRequest(); return r ? r.files[0].sent : -1;"
+
+
+def test_a_reload_halfway_then_the_same_file_again_goes_on_from_the_servers_offset(
+    logged_in, live_server, clips, tmp_path
+):
+    browser = logged_in
+    clip = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "reloaded.mp4")
+    size = clip.stat().st_size
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=size // 6)
+    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 20).until(lambda b: (upload := Upload.objects.first()) is not None and upload.offset >= size // 3)
+    browser.get(f"{live_server.url}/upload/")  # a reload (the driver does not stop at "leave the page?")
+    kept = Upload.objects.get().offset
+    assert 0 < kept < size
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=10_000_000)
+    browser.find_element(By.ID, "id_videos").send_keys(str(clip))  # the same file, chosen again
+    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
+    job = Job.objects.get()
+    assert storage.upload_path(job.sources.get()).read_bytes() == clip.read_bytes()
+    # One upload all along (a new one would have started from 0 beside it), taken by the job.
+    assert not Upload.objects.exists()
 
 
 def test_an_upload_cut_off_the_network_halfway_resumes_from_the_servers_offset(logged_in, live_server, clips, tmp_path):

@@ -34,6 +34,7 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,expiration"
 OFFSET_TYPE = "application/offset+octet-stream"
 CHUNK = 1024 * 1024
+BODY_TIMEOUT_SECONDS = 30  # as deploy/nginx.conf's client_body_timeout
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -146,17 +147,27 @@ class UploadDetailView(TusView):
 
 
 def _body(request, length: int):
-    """The PATCH body in chunks as it arrives, never more than `length` bytes; BodyEnded when it stops short."""
-    left = length
-    while left:
-        try:
-            chunk = request.read(min(CHUNK, left))
-        except OSError:  # the connection dropped (Django's UnreadablePostError, the server's own)
-            raise resumable.BodyEnded from None
-        if not chunk:
-            raise resumable.BodyEnded
-        left -= len(chunk)
-        yield chunk
+    """The PATCH body in chunks as it arrives, never more than `length` bytes; BodyEnded when it stops short,
+    or when nothing arrives for BODY_TIMEOUT_SECONDS (a connection that died without closing would hold the
+    upload's lock for good: under gunicorn, its socket gets that timeout while the body is read)."""
+    sock = request.META.get("gunicorn.socket")
+    before = sock.gettimeout() if sock is not None else None
+    if sock is not None:
+        sock.settimeout(BODY_TIMEOUT_SECONDS)
+    try:
+        left = length
+        while left:
+            try:
+                chunk = request.read(min(CHUNK, left))
+            except OSError:  # the connection dropped or went quiet (UnreadablePostError, a timeout)
+                raise resumable.BodyEnded from None
+            if not chunk:
+                raise resumable.BodyEnded
+            left -= len(chunk)
+            yield chunk
+    finally:
+        if sock is not None:
+            sock.settimeout(before)
 
 
 def _whole_number(value, header: str) -> int:
