@@ -9,9 +9,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
 import requests
 import time_machine
+from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
