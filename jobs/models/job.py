@@ -34,6 +34,7 @@ from jobs.models.base import (
 from jobs.models.figures import JobFigures
 from jobs.models.queries import JobQuerySet
 from jobs.models.team import Team
+from jobs.models.versioning import UNSEEN_JOB_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class Job(JobFigures, models.Model):
     reserved_bytes = models.BigIntegerField(
         default=0, help_text="Storage held for it while it is queued or processing (uploads + expected outputs)."
     )
+    version = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="Moved on by every change its JSON shows: the API's ETag."
+    )
     settled_at = models.DateTimeField(
         null=True, blank=True, help_text="When its files were settled after it ended (storage.settle_files)."
     )
@@ -126,7 +130,15 @@ class Job(JobFigures, models.Model):
             self.team = Team.personal(self.owner)
         if self.expires_at is None:
             self.expires_at = self.created_at + timedelta(hours=settings.JOB_TTL_HOURS)
+        fields = kwargs.get("update_fields")
+        if self._state.adding or (fields is not None and set(fields) <= UNSEEN_JOB_FIELDS):
+            super().save(*args, **kwargs)
+            return
+        self.version = F("version") + 1  # jobs.models.versioning
+        if fields is not None:
+            kwargs["update_fields"] = {*fields, "version"}
         super().save(*args, **kwargs)
+        self.refresh_from_db(fields=["version"])
 
     def choices(self) -> dict:
         """Its creative choices, by field name (CHOICE_FIELDS)."""

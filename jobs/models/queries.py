@@ -7,9 +7,14 @@ from django.db.models import Case, Count, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 
 from jobs.models.base import Status
+from jobs.models.versioning import with_version
 
 
 class JobQuerySet(models.QuerySet):
+    def update(self, **fields) -> int:
+        """Every UPDATE that changes what the job's JSON shows moves its version on (jobs.models.versioning)."""
+        return super().update(**with_version(fields))
+
     def visible_to(self, user) -> JobQuerySet:
         """The jobs of the user's teams; staff see every job only with Django's permission for it
         (jobs.view_job). One membership per team and user: no job twice."""

@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from jobs.models.base import Format, Status, new_job_id
 from jobs.models.job import Job
+from jobs.models.versioning import VersionedChild, VersionedChildQuerySet, VideoQuerySet
 
 
-class SourceVideo(models.Model):
+class SourceVideo(VersionedChild):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sources")
     position = models.PositiveSmallIntegerField(help_text="Order in the upload, from 0.")
     original_name = models.CharField(max_length=255, help_text="Sanitised, unique within the job.")
@@ -52,6 +53,8 @@ class SourceVideo(models.Model):
         help_text="Claims of its batches whose worker was lost (recovered, or in a lost run): at most MAX_ATTEMPTS.",
     )
 
+    objects = VideoQuerySet.as_manager()
+
     class Meta:
         ordering = ["job", "position"]
         constraints = [models.UniqueConstraint(fields=["job", "position"], name="source_position_unique")]
@@ -60,7 +63,7 @@ class SourceVideo(models.Model):
         return self.original_name
 
 
-class OutputFile(models.Model):
+class OutputFile(VersionedChild):
     """A finished, complete variation. The row and the file appear together."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
@@ -84,6 +87,8 @@ class OutputFile(models.Model):
     effects = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
     missing = models.BooleanField(default=False, help_text="The file vanished from disk (found by the cleanup).")
+
+    objects = VersionedChildQuerySet.as_manager()
 
     class Meta:
         ordering = ["source__position", "variation_index", "format"]

@@ -25,6 +25,7 @@ from jobs.models.video import UNITS
 from jobs.services import slots
 from jobs.services.names import MANIFEST_NAME, stem_of, zip_file_name, zip_folders
 from jobs.services.output_names import format_text, output_stem
+from jobs.web import streaming
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,13 @@ UNAVAILABLE = "the download cannot start right now; try again in a minute"
 GONE = "This job was deleted."
 
 
-def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = None) -> StreamingHttpResponse:
+def zip_response(
+    job: Job, user_id: int, output_ids: Collection[int] | None = None, request=None
+) -> StreamingHttpResponse:
     """The download of a downloadable job (only the outputs `output_ids` when given), named after it, in one of
     the user's download slots (held until the response is closed). slots.NoSlot when the user has
-    none free; OSError when the files cannot be opened; Http404 when the job was deleted meanwhile."""
+    none free; OSError when the files cannot be opened; Http404 when the job was deleted meanwhile. Under the
+    ASGI server (`request` says), the ZIP streams as jobs.web.streaming.AsyncChunks."""
     slot = slots.take(slots.DOWNLOADS, user_id, settings.MAX_DOWNLOADS_PER_USER)
     try:
         stream = job_zip(job, output_ids)
@@ -165,7 +169,8 @@ def zip_response(job: Job, user_id: int, output_ids: Collection[int] | None = No
             logger.exception("job %s: the ZIP could not be prepared", job.pk)
         raise
     stream.slot = slot
-    response = StreamingHttpResponse(stream, content_type="application/zip")
+    content = streaming.AsyncChunks(stream, close=stream.close) if streaming.under_asgi(request) else stream
+    response = StreamingHttpResponse(content, content_type="application/zip")
     response["Content-Length"] = str(len(stream))
     title = job.name or stem_of(job.title)
     if output_ids is not None:  # "Download selected": not the name of the whole ZIP

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.http import FileResponse
 
 from jobs import storage
+from jobs.web import streaming
 
 # One range of bytes; a position of more than 18 digits (past any file) makes the header one this ignores.
 _ONE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})", re.IGNORECASE)
@@ -48,10 +49,11 @@ def requested(header: str | None, size: int) -> tuple[int, int] | None:
     return int(first), min(int(last), size - 1) if last else size - 1
 
 
-def file_response(path: Path, range_header: str | None, content_type: str):
+def file_response(path: Path, range_header: str | None, content_type: str, request=None):
     """200 with the whole file, or 206 with the range asked for; Unsatisfiable for a range past its end.
 
-    OSError when the file cannot be opened. Pass no range for a HEAD: Range is defined for GET only.
+    OSError when the file cannot be opened. Pass no range for a HEAD: Range is defined for GET only. Under
+    the ASGI server (`request` says), the bytes stream as jobs.web.streaming.AsyncChunks.
     """
     opened = storage.disk.open(path)
     try:
@@ -68,6 +70,9 @@ def file_response(path: Path, range_header: str | None, content_type: str):
         response["Content-Length"] = str(last - first + 1)
         response["Content-Range"] = f"bytes {first}-{last}/{size}"
     response["Accept-Ranges"] = "bytes"
+    if request is not None and streaming.under_asgi(request):
+        source = response.file_to_stream
+        response.streaming_content = streaming.AsyncChunks(streaming.file_chunks(source), close=source.close)
     return response
 
 

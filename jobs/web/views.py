@@ -104,7 +104,7 @@ def job_download(request, pk: str):
         try:
             if "selected" in request.GET and not chosen:  # "Download selected" with no box checked
                 raise archive.SelectionError("no variation chosen")
-            return archive.zip_response(job, request.user.pk, archive.selected_outputs(job, chosen))
+            return archive.zip_response(job, request.user.pk, archive.selected_outputs(job, chosen), request)
         except archive.SelectionError:
             messages.error(request, "Choose one or more finished variations to download.")
         except slots.NoSlot as exc:

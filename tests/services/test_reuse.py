@@ -355,7 +355,7 @@ def test_an_uploads_make_room_that_chose_a_job_before_its_retry_leaves_it(make_j
     settings.MIN_RETENTION_MINUTES = 30
     real_fits, seen = quota.fits, {}
 
-    def fits_after_a_retry(needed, owner, without=(), team=None):
+    def fits_after_a_retry(needed, owner, without=(), team=None, credit=0):
         if without and not seen:  # make_room has listed the job and asks whether evicting it would be enough
             seen["retrying"] = True  # the retry asks fits() too
             settings.STORAGE_CAP_BYTES = 10**12  # room for the retry
@@ -375,7 +375,7 @@ def test_a_retry_after_an_eviction_chose_the_job_is_refused(api, make_job, refus
     """The eviction's conditional UPDATE (it expires the job first) lands after the retry's own checks."""
     job = _failed_job(make_job)
 
-    def evicting_meanwhile(owner, needed, keep="", field="", team=None, new_job=True):
+    def evicting_meanwhile(owner, needed, keep="", field="", team=None, new_job=True, credit=0):
         Job.objects.filter(pk=job.pk).update(expires_at=timezone.now())  # what storage.evict_job does first
 
     monkeypatch.setattr(quota, "make_room", evicting_meanwhile)

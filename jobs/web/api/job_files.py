@@ -70,7 +70,7 @@ class JobFilesMixin:
         except archive.SelectionError as exc:
             return error_response(str(exc), status.HTTP_400_BAD_REQUEST, field="outputs")
         try:
-            return archive.zip_response(job, request.user.pk, selection)
+            return archive.zip_response(job, request.user.pk, selection, request)
         except slots.NoSlot as exc:
             return error_response(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
         except OSError:
@@ -131,7 +131,7 @@ class JobFilesMixin:
         name = archive.file_name(job, output)
         wanted = request.headers.get("Range") if request.method == "GET" else None  # RFC 9110: GET only
         try:
-            response = byte_range.file_response(storage.output_path(output), wanted, "video/mp4")
+            response = byte_range.file_response(storage.output_path(output), wanted, "video/mp4", request)
         except byte_range.Unsatisfiable as exc:
             response = error_response(str(exc), status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
             response["Content-Range"] = f"bytes */{exc.size}"

@@ -8,6 +8,7 @@ from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, Schema
 from jobs.web.api.team_views import TeamViewSet
 from jobs.web.api.tus_views import UploadDetailView, UploadListView
 from jobs.web.api.views import JobViewSet
+from jobs.web.events import job_events
 
 
 class Router(DefaultRouter):
@@ -35,6 +36,7 @@ urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("health/", HealthView.as_view(), name="api-health"),
     path("uploads/", UploadListView.as_view(), name="api-uploads-list"),
+    re_path(r"^jobs/(?P<pk>[0-9a-f]{32})/events/$", job_events, name="api-jobs-events"),
     re_path(r"^uploads/(?P<upload_id>[0-9a-f]{32})/$", UploadDetailView.as_view(), name="api-uploads-detail"),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     # A page: a browser without a session goes to the login page.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -18,6 +18,7 @@ from jobs.services.listing import parse_filters
 from jobs.services.refusal import Refused
 from jobs.services.rename import rename_job
 from jobs.web import upload_guard
+from jobs.web.api import etag
 from jobs.web.api.errors import error_response, refusal_response
 from jobs.web.api.job_files import JobFilesMixin
 from jobs.web.api.parsers import SmallFormParser, SmallJSONParser, SmallMultiPartParser, StrictMultiPartParser
@@ -83,6 +84,26 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         if self.action in ("list", "retrieve"):  # the job JSON; a file route needs the job row only
             jobs = jobs.prefetch_related(SOURCES_WITH_OUTPUTS)
         return jobs
+
+    @extend_schema(
+        parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="an earlier ETag")],
+        responses={200: JobSerializer, 304: OpenApiResponse(description="unchanged since that ETag: no body")},
+    )
+    def retrieve(self, request, *args, **kwargs):
+        """The job JSON, with an ETag: send it back in If-None-Match and an unchanged job is a 304."""
+        # The row alone first: an unchanged job costs this one indexed query, and no serialisation.
+        job = Job.objects.visible_to(request.user).select_related("team", "owner").filter(pk=kwargs["pk"]).first()
+        if job is None:
+            raise Http404("No such job.")
+        tag = etag.tag_of(job)
+        if etag.matches(request, tag):
+            response = Response(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            prefetch_related_objects([job], SOURCES_WITH_OUTPUTS)
+            response = Response(JobSerializer(job, context=self.get_serializer_context()).data)
+        response["ETag"] = tag
+        response["Cache-Control"] = "private, no-cache"
+        return response
 
     def get_throttles(self):
         # An upload was counted against the user's rate by jobs.web.upload_guard, before its body was read.

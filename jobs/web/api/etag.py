@@ -1,0 +1,29 @@
+"""The job JSON's ETag: the version the job row keeps (jobs.models.versioning), so that telling an unchanged
+job costs one indexed query and no serialisation. It also carries what changes the JSON without the row
+changing: the job's place in the queue, and whether it has expired."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from jobs.models import Job, Status
+
+
+def tag_of(job: Job) -> str:
+    """The ETag of the job's JSON, from its row (and, while it is queued, its place: one more query)."""
+    ahead = (job.queue_position() or 1) - 1 if job.status == Status.QUEUED else None
+    return state_tag(job.pk, job.version, job.status, job.expires_at, ahead)
+
+
+def state_tag(job_id: str, version: int, status: str, expires_at, ahead: int | None) -> str:
+    """The tag of a job's state: its version, its place while queued, whether it has expired."""
+    place = f"-q{ahead or 0}" if status == Status.QUEUED else ""
+    expired = "-x" if expires_at <= timezone.now() else ""
+    return f'"{job_id}-{version}{place}{expired}"'
+
+
+def matches(request, tag: str) -> bool:
+    """Does the request's If-None-Match name `tag` (or any, "*")? Weak tags compare as strong ones."""
+    header = request.headers.get("If-None-Match", "")
+    tags = {item.strip().removeprefix("W/") for item in header.split(",") if item.strip()}
+    return "*" in tags or tag in tags

@@ -1,0 +1,89 @@
+"""GET /api/jobs/{id}/events/: the job's JSON pushed as server-sent events while it changes.
+
+    event: job   the job's JSON, at once, then after each change (a progress step, a finished variation, a
+                 status), at most MAX_PER_SECOND a second: a burst of changes sends the latest
+    event: end   at a terminal status (or when the job is deleted); then the stream closes
+
+An async view: under the ASGI server (videojobs/asgi.py) an open stream holds no thread, only a coroutine
+waiting on the process's shared watch (jobs.web.job_watch). A client that stops reading blocks its own
+stream at the server's send: it holds one document, never a queue of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, JsonResponse, StreamingHttpResponse
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from jobs.models import TERMINAL, Job
+from jobs.web import job_watch
+
+logger = logging.getLogger(__name__)
+
+MAX_PER_SECOND = 2
+KEEPALIVE_SECONDS = 15  # a comment line, so that proxies and clients see the stream is alive
+STREAM_SECONDS = 600  # then the stream ends and the client reconnects (EventSource does, after `retry`)
+RETRY_MS = 3000
+
+
+@login_not_required  # an API route: a token or a session, and 401 without either (never the login page)
+async def job_events(request, pk: str):
+    user = await _user(request)
+    if user is None:
+        response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+        response["WWW-Authenticate"] = "Token"
+        return response
+    if not await Job.objects.visible_to(user).filter(pk=pk).aexists():
+        raise Http404("No such job.")
+    response = StreamingHttpResponse(_stream(request, pk), content_type="text/event-stream")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes
+    return response
+
+
+async def _user(request):
+    """The session's user, or an API token's; None for an anonymous request."""
+    user = await request.auser()
+    if user.is_authenticated:
+        return user
+    try:
+        found = await sync_to_async(TokenAuthentication().authenticate)(request)
+    except AuthenticationFailed:
+        return None
+    return found[0] if found else None
+
+
+def _event(name: str, data) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _stream(request, job_id: str):
+    watch = job_watch.for_loop()
+    watched = watch.listen(job_id)
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + STREAM_SECONDS
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        sent = None
+        while loop.time() < ends_at:
+            tag, document = await watch.document(job_id, request)
+            if document is None:
+                yield _event("end", {"id": job_id, "status": "deleted"})
+                return
+            if tag != sent:
+                yield _event("job", document)
+                sent = tag
+                if document["status"] in TERMINAL:
+                    yield _event("end", {"id": job_id, "status": document["status"]})
+                    return
+                await asyncio.sleep(1 / MAX_PER_SECOND)
+            if not await watched.next_change(sent, KEEPALIVE_SECONDS):
+                yield ": keep-alive\n\n"
+    finally:
+        watch.release(job_id)
