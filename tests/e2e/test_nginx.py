@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.service import procfile_web_command
 from tests.workers import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -40,8 +41,7 @@ def app_behind_nginx(tmp_path):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([str(bin_dir / "python"), "-m", "videojobs.datadir"], env=env, cwd=ROOT, check=True)
     web = subprocess.Popen(
-        [str(bin_dir / "gunicorn"), "videojobs.wsgi", "--worker-class", "gthread", "--workers", "2"]
-        + ["--threads", "8", "--bind", f"127.0.0.1:{app_port}"],
+        procfile_web_command(app_port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
