@@ -4,6 +4,8 @@
   variation's file) go to Django's ASGI handler. A stream is an async view: open, it holds no thread,
   only a coroutine. A download streams from the event loop, each chunk read in a thread
   (jobs.web.streaming): faster than a WSGI thread's writes (bench/README.md, "Serving model").
+- A poll of a job's JSON with its last ETag and an API token, for an unchanged job, is answered 304 here,
+  before Django's middleware (jobs.web.api.not_modified): one indexed statement and no more.
 - Everything else goes to Django's WSGI application, in a pool of WSGI_THREADS threads per process
   (a2wsgi), as gunicorn's gthread workers served it: a request body is read only as the views read it,
   so the upload guard refuses one before it is read and a resumable upload keeps what arrived of a part.
@@ -30,6 +32,7 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
+from jobs.web.api import not_modified  # noqa: E402
 from videojobs.limits import raise_open_files_limit  # noqa: E402
 
 raise_open_files_limit()  # each streaming download holds files open: up to the hard limit, not the soft one
@@ -37,6 +40,7 @@ raise_open_files_limit()  # each streaming download holds files open: up to the 
 JOB = r"/api/jobs/[0-9a-f]{32}/|/jobs/[0-9a-f]{32}/"
 # What Django's ASGI handler serves: the event streams, and the downloads (GET and HEAD).
 STREAMS = re.compile(r"/api/jobs/[0-9a-f]{32}/events/")
+POLL = re.compile(r"/api/jobs/([0-9a-f]{32})/")  # an unchanged job's 304: jobs.web.api.not_modified
 DOWNLOADS = re.compile(rf"(?:{JOB})download/|/api/jobs/[0-9a-f]{{32}}/outputs/[0-9]{{1,18}}/file/")
 BODY_TIMEOUT_SECONDS = 30  # as deploy/nginx.conf's client_body_timeout
 
@@ -55,6 +59,8 @@ async def application(scope, receive, send):
     if scope["type"] != "http":  # websockets: none served
         return await send({"type": "websocket.close", "code": 1000})
     path = scope["path"]
+    if scope["method"] == "GET" and (poll := POLL.fullmatch(path)) and await not_modified.answer(scope, send, poll[1]):
+        return None
     if STREAMS.fullmatch(path) or (scope["method"] in ("GET", "HEAD") and DOWNLOADS.fullmatch(path)):
         if _declares_a_body(scope):
             return await _answer(send, 413, b'{"detail": "this route takes no request body"}')

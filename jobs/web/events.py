@@ -22,7 +22,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.models import TERMINAL, Job
-from jobs.web import job_watch
+from jobs.web import job_watch, streaming
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ RETRY_MS = 3000
 
 @login_not_required  # an API route: a token or a session, and 401 without either (never the login page)
 async def job_events(request, pk: str):
+    if not streaming.under_asgi(request):  # a WSGI server would hold a thread for it, and send nothing till the end
+        detail = "event streams are served by the ASGI server (make run) only; poll the job instead"
+        return JsonResponse({"detail": detail}, status=404)
     user = await _user(request)
     if user is None:
         response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)

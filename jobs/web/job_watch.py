@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 
 from jobs.models import Job
-from jobs.web.api.etag import state_tag
+from jobs.web.api.etag import tags_of
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +51,7 @@ class Watched:
 
 
 def _states(job_ids: list[str]) -> dict[str, str]:
-    rows = (
-        Job.objects.filter(pk__in=job_ids)
-        .with_queue_position()
-        .values_list("pk", "version", "status", "expires_at", "queued_ahead")
-    )
-    return {row[0]: state_tag(*row) for row in rows}
+    return tags_of(Job.objects.filter(pk__in=job_ids))
 
 
 class JobWatch:

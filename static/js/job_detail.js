@@ -1,6 +1,6 @@
-/* Job detail: live status (2 s backing off to 10 s, paused while hidden, stopped at a terminal
-   status), cancel, the variations' player and "Download selected", expiry countdown and an optional
-   browser notification. */
+/* Job detail: live status (told by the job's event stream; where that fails, polled every 2 s backing off
+   to 10 s, paused while hidden, stopped at a terminal status), cancel, the variations' player and
+   "Download selected", expiry countdown and an optional browser notification. */
 (function () {
   "use strict";
   const vj = window.videojobs;
@@ -36,9 +36,42 @@
     return !isTerminal();
   }
 
-  const poller = isTerminal() ? null : vj.adaptivePoll(refresh);
-  /* Read by the browser tests (tests/e2e/test_browser.py) to see that polling paused or stopped. */
-  window.videojobs.testHooks = { detailPoller: poller };
+  /* The job's event stream says when it changed (each `job` event, at most twice a second); the status
+     snippet is then fetched as a poll would. No event within FIRST_EVENT_MS (a proxy that holds the stream
+     back), or a stream that fails for good: polling takes over. */
+  const FIRST_EVENT_MS = 5000;
+  const hooks = (window.videojobs.testHooks = { detailPoller: null, events: null });
+  let poller = null;
+
+  function poll() {
+    if (poller === null && !isTerminal()) poller = hooks.detailPoller = vj.adaptivePoll(refresh);
+  }
+
+  function listen() {
+    if (!("EventSource" in window) || !container.dataset.eventsUrl) { poll(); return; }
+    const source = (hooks.events = new EventSource(container.dataset.eventsUrl));
+    let heard = false;
+    let refreshing = Promise.resolve();
+    const patience = window.setTimeout(function () { if (!heard) fallBack(); }, FIRST_EVENT_MS);
+    function fallBack() {
+      window.clearTimeout(patience);
+      source.close();
+      poll();
+    }
+    function update() {
+      heard = true;
+      refreshing = refreshing.then(refresh).catch(function (err) {
+        if (err instanceof vj.PageGone) { source.close(); vj.showGone(err.kind); }
+      });
+    }
+    source.addEventListener("job", update);
+    source.addEventListener("end", function () { source.close(); update(); });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) fallBack(); // refused (e.g. 404 behind a WSGI server)
+    });
+  }
+
+  if (!isTerminal()) listen();
 
   container.addEventListener("submit", function (event) {
     const form = event.target.closest(".cancel-form");

@@ -170,3 +170,12 @@ def test_fifty_listeners_share_one_watch_and_one_document_per_change(make_job, u
         assert watch.jobs == {}
 
     async_to_sync(scenario)()
+
+
+def test_behind_a_wsgi_server_the_stream_is_a_404_and_the_page_polls(api, make_job, client, user):
+    """Django's WSGI handler would hold a thread and send nothing till the stream ends."""
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    response = api.get(f"/api/jobs/{job.pk}/events/")
+    assert response.status_code == 404 and "ASGI" in response.json()["detail"]
+    client.force_login(user)
+    assert f'data-events-url="/api/jobs/{job.pk}/events/"' in client.get(f"/jobs/{job.pk}/").content.decode()

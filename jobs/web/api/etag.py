@@ -27,3 +27,16 @@ def matches(request, tag: str) -> bool:
     header = request.headers.get("If-None-Match", "")
     tags = {item.strip().removeprefix("W/") for item in header.split(",") if item.strip()}
     return "*" in tags or tag in tags
+
+
+def tags_of(jobs) -> dict[str, str]:
+    """job id -> the ETag of its JSON, for the jobs of the queryset `jobs`: one query for their rows, and one
+    more for the places of those that are queued (compiling that one costs more than the rest)."""
+    rows = list(jobs.values_list("pk", "version", "status", "expires_at"))
+    queued = [row[0] for row in rows if row[2] == Status.QUEUED]
+    ahead = (
+        dict(Job.objects.filter(pk__in=queued).with_queue_position().values_list("pk", "queued_ahead"))
+        if queued
+        else {}
+    )
+    return {pk: state_tag(pk, version, status, expires_at, ahead.get(pk)) for pk, version, status, expires_at in rows}
