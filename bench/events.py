@@ -6,7 +6,7 @@ Prints, and adds to bench/results.json (key "events"); asserts nothing:
   second, and every stream's next event carrying that name is timed from the PATCH's answer;
 - the pollers' answer times (p50, p99) and errors, 200s and 304s;
 - the CPU a 304 costs the web processes: 1,000 of them back to back on one connection, less the same
-  time's CPU with none (the streams stay open through both);
+  time's CPU with none (once the round is over and the job cancelled, so that it no longer changes);
 - the web processes' resident memory at the start and at the end.
 
 Every client is a coroutine of one asyncio loop in this process, each on its own connection.
@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,8 @@ from tests.media import make_clip  # noqa: E402
 
 VARIATIONS = 10  # enough work that the job still encodes when the round ends (the figures say its status)
 COST_REQUESTS = 1000
+WARM_UP_SECONDS = 5  # the RSS from then on: every thread of the pool has started, every stream is open
+NAME = re.compile(r'"name":"(bench rename [0-9]+)"')
 
 
 def main() -> None:
@@ -71,7 +74,6 @@ def run(args, folder: Path) -> None:
                 f"{service.url}/api/jobs/", files={"videos": ("long.mp4", video)}, data={"variations": VARIATIONS}
             ).json()
         figures = asyncio.run(measure(service, job["id"], args))
-        figures["job_status_at_the_end"] = service.http.get(f"{service.url}/api/jobs/{job['id']}/").json()["status"]
     finally:
         service.stop()
     print(json.dumps(figures, indent=2), flush=True)
@@ -81,8 +83,9 @@ def run(args, folder: Path) -> None:
         f"{figures['change_p50_ms']} ms, p99 {figures['change_p99_ms']} ms, max {figures['change_max_ms']} ms "
         f"({figures['changes_timed']} timed, {figures['changes_missed']} missed); the pollers: p50 "
         f"{figures['poll_p50_ms']} ms, p99 {figures['poll_p99_ms']} ms, {figures['poll_errors']} errors; a 304 "
-        f"costs {figures['cpu_ms_per_304']} ms of CPU; web RSS {figures['rss_start_mb']} MB -> "
-        f"{figures['rss_end_mb']} MB",
+        f"costs {figures['cpu_ms_per_304']} ms of CPU; web RSS {figures['rss_start_mb']} MB before the streams, "
+        f"{figures['rss_after_warm_up_mb']} MB after {WARM_UP_SECONDS} s, {figures['rss_end_mb']} MB at the end "
+        f"(at most {figures['rss_max_mb']} MB)",
         flush=True,
     )
     record(
@@ -106,6 +109,8 @@ async def measure(service: Service, job_id: str, args) -> dict:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     pollers = [asyncio.create_task(_poller(url, authorization, end, latencies, statuses)) for _ in range(args.pollers)]
+    rss: list[float] = []
+    sampler = asyncio.create_task(_sample_rss(service, end, rss))
     loop = asyncio.get_running_loop()
     number = 0
     while time.monotonic() < end - 1.5:  # the last rename still has time to arrive
@@ -116,11 +121,16 @@ async def measure(service: Service, job_id: str, args) -> dict:
         )
         renamed[name] = time.monotonic()
         await asyncio.sleep(1)
-    await asyncio.gather(*pollers)
-    cost = await _cpu_per_304(service, url, authorization)
+    await asyncio.gather(*pollers, sampler)
+    status = service.http.get(url).json()["status"]
     for task in streams:
         task.cancel()
     await asyncio.gather(*streams, return_exceptions=True)
+    # The CPU of a 304 once the job no longer changes: cancelled, its streams ended.
+    service.http.post(f"{url}cancel/")
+    while service.http.get(url).json()["status"] in ("queued", "processing"):
+        await asyncio.sleep(0.2)
+    cost = await _cpu_per_304(service, url, authorization)
     delays = sorted(arrival[name] - at for arrival in arrivals for name, at in renamed.items() if name in arrival)
     missed = sum(1 for arrival in arrivals for name in renamed if name not in arrival)
     polls = sorted(latencies)
@@ -134,8 +144,11 @@ async def measure(service: Service, job_id: str, args) -> dict:
         "poll_statuses": statuses,
         "poll_errors": sum(count for status, count in statuses.items() if status not in ("200", "304")),
         "cpu_ms_per_304": cost,
-        "rss_start_mb": rss_start,
-        "rss_end_mb": _rss(service),
+        "rss_start_mb": rss_start,  # before the streams opened
+        "rss_after_warm_up_mb": rss[min(WARM_UP_SECONDS, len(rss) - 1)] if rss else 0.0,
+        "rss_max_mb": max(rss, default=0.0),
+        "rss_end_mb": rss[-1] if rss else 0.0,
+        "job_status_at_the_end": status,
     }
 
 
@@ -144,6 +157,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0}
     at = lambda share: values[min(len(values) - 1, int(share * len(values)))]  # noqa: E731
     return {"p50": round(at(0.5) * 1000, 1), "p99": round(at(0.99) * 1000, 1), "max": round(values[-1] * 1000, 1)}
+
+
+async def _sample_rss(service: Service, end: float, samples: list[float]) -> None:
+    """The web processes' RSS once a second through the round."""
+    while time.monotonic() < end:
+        samples.append(_rss(service))
+        await asyncio.sleep(1)
 
 
 def _rss(service: Service) -> float:
@@ -174,8 +194,9 @@ async def _stream(url: str, authorization: str, arrivals: dict[str, float], open
                     event = line[7:]
                 elif line.startswith("data: ") and event == "job":
                     opened.set()
-                    name = json.loads(line[6:])["name"]
-                    arrivals.setdefault(name, time.monotonic())
+                    # Not json.loads: 200 streams' documents parsed here would slow the pollers' own loop.
+                    if found := NAME.search(line):
+                        arrivals.setdefault(found[1], time.monotonic())
     finally:
         writer.close()
 

@@ -12,7 +12,6 @@ stream at the server's send: it holds one document, never a queue of them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from asgiref.sync import sync_to_async
@@ -62,10 +61,6 @@ async def _user(request):
     return found[0] if found else None
 
 
-def _event(name: str, data) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 async def _stream(request, job_id: str):
     watch = job_watch.for_loop()
     watched = watch.listen(job_id)
@@ -75,15 +70,16 @@ async def _stream(request, job_id: str):
         yield f"retry: {RETRY_MS}\n\n"
         sent = None
         while loop.time() < ends_at:
-            tag, document = await watch.document(job_id, request)
-            if document is None:
-                yield _event("end", {"id": job_id, "status": "deleted"})
+            tag, found = await watch.document(job_id, request)
+            if found is None:
+                yield job_watch.event_text("end", {"id": job_id, "status": "deleted"})
                 return
             if tag != sent:
-                yield _event("job", document)
+                document, text = found
+                yield text
                 sent = tag
                 if document["status"] in TERMINAL:
-                    yield _event("end", {"id": job_id, "status": document["status"]})
+                    yield job_watch.event_text("end", {"id": job_id, "status": document["status"]})
                     return
                 await asyncio.sleep(1 / MAX_PER_SECOND)
             if not await watched.next_change(sent, KEEPALIVE_SECONDS):

@@ -8,6 +8,7 @@ It lives on the event loop of the ASGI server; its database work runs in a worke
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ class Watched:
     listeners: int = 0
     tag: str | None = None  # None: not seen yet; "" : gone (deleted)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    documents: dict[tuple[str, str], dict] = field(default_factory=dict)  # (tag, base URL) -> the job JSON
+    # (tag, base URL) -> the job JSON, and its `job` event's text: made once for every stream
+    documents: dict[tuple[str, str], tuple[dict, str]] = field(default_factory=dict)
     building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def see(self, tag: str) -> None:
@@ -95,9 +97,9 @@ class JobWatch:
                 logger.exception("the job watch could not read the jobs' states")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def document(self, job_id: str, request) -> tuple[str, dict | None]:
-        """The job's current state tag and its JSON as `request` would get it (None once it is gone), built
-        once per state and host for all the listeners."""
+    async def document(self, job_id: str, request) -> tuple[str, tuple[dict, str] | None]:
+        """The job's current state tag, and its JSON as `request` would get it with its `job` event's text
+        (None once it is gone), made once per state and host for all the listeners."""
         watched = self.jobs[job_id]
         if watched.tag is None:
             await self.refresh([job_id])
@@ -111,8 +113,13 @@ class JobWatch:
                     document = await sync_to_async(_document)(job_id, request)
                     if document is None:
                         return "", None
-                    watched.documents[key] = document
+                    watched.documents[key] = (document, event_text("job", document))
         return tag, watched.documents[key]
+
+
+def event_text(name: str, data) -> str:
+    """One server-sent event."""
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 def _document(job_id: str, request) -> dict | None:
