@@ -81,7 +81,8 @@ bench: $(VENV)/.dev system-packages
 	$(BIN)/python bench/formats.py
 	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/status_answer.py
-	$(BIN)/python bench/download.py
+	$(BIN)/python bench/download.py --against-gthread 5
+	$(BIN)/python bench/events.py
 	$(BIN)/python bench/cancel.py
 	$(BIN)/python bench/cancel_service.py
 	$(BIN)/python bench/cleanup.py

@@ -105,6 +105,14 @@ def main() -> None:
     parser.add_argument("--gigabytes", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--against-gthread",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also serve the same job with the earlier serving model (gunicorn's gthread workers, WSGI alone) "
+        "and download from each in turn ROUNDS times: the medians side by side",
+    )
     args = parser.parse_args()
     total = int((0.01 if args.smoke else args.gigabytes) * 1024**3)
     count = 10
@@ -143,6 +151,8 @@ def run(args, total: int, count: int, folder: Path) -> None:
                           if line.lower().startswith("content-length:")))  # fmt: skip
         stop.set()
         sampler.join()
+        if args.against_gthread:
+            compare_with_gthread(service, job_id, authorization, args.against_gthread, args.results)
     finally:
         service.stop()
     size = sum(f.stat().st_size for f in files)
@@ -169,6 +179,44 @@ def run(args, total: int, count: int, folder: Path) -> None:
         f"{figures['peak_rss_mb_all_web_processes']} MB for all of them"
     )
     record("download", figures, args.results)
+
+
+GTHREAD = ["videojobs.wsgi", "--worker-class", "gthread", "--workers", "2", "--threads", "8"]
+
+
+def compare_with_gthread(service: Service, job_id: str, authorization: str, rounds: int, results: Path) -> None:
+    """The same ZIP from this service and from gunicorn's gthread workers (WSGI alone, the serving model before
+    the event streams) on the same data, in turn: the median MB/s of each."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    reference = subprocess.Popen(
+        [gunicorn, *GTHREAD, "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=service.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        speeds: dict[str, list[float]] = {"asgi": [], "gthread": []}
+        for _ in range(rounds):
+            for name, base in (("asgi", service.url), ("gthread", f"http://127.0.0.1:{port}")):
+                seconds, out = curl_seconds(f"{base}/api/jobs/{job_id}/download/", authorization)
+                speeds[name].append(int(out.rsplit("\n", 1)[-1]) / seconds / 1024**2)
+    finally:
+        reference.terminate()
+        reference.wait(10)
+    medians = {name: round(sorted(values)[len(values) // 2], 1) for name, values in speeds.items()}
+    ratio = round(medians["asgi"] / medians["gthread"], 3)
+    print(
+        f"the same ZIP {rounds} times from each in turn: {medians['asgi']} MB/s (this service) against "
+        f"{medians['gthread']} MB/s (gthread workers): {ratio} (medians; every figure: {speeds})"
+    )
+    record("download_serving_models", {"rounds": rounds, "median_mb_per_s": medians, "ratio": ratio}, results)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Streaming a file or a ZIP under either server: the sync iterator WSGI wants, or, under the ASGI server
-(videojobs/asgi.py), an async one that reads each chunk in a thread and hands it to the event loop.
+(videojobs/asgi.py), an async one (AsyncChunks) that keeps slow reads off the event loop.
 
 Django consumes a sync iterator whole (into a list: a ZIP into memory) before an ASGI server sends any of
 it, and a FileResponse in blocks of 4 KB: hence AsyncChunks, for the routes the ASGI server serves
@@ -9,13 +9,14 @@ itself (the downloads: jobs.web.archive, jobs.web.byte_range).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import Callable, Iterable
 
 from django.core.handlers.asgi import ASGIRequest
 
 CHUNK = 1024 * 1024
-BATCH_BYTES = 8 * CHUNK
+SLOW_READ_SECONDS = 0.002  # a MiB from the page cache takes about a tenth of that
+THREAD_READS = 16
 
 
 def under_asgi(request) -> bool:
@@ -24,9 +25,14 @@ def under_asgi(request) -> bool:
 
 
 class AsyncChunks:
-    """An async iterator over `chunks`, each read in a thread (a read from disk never blocks the event loop),
-    the next one while the last is sent (one ahead: two chunks in memory at most); close() (Django calls it
-    when the response ends, however it ends) runs `close`."""
+    """An async iterator over `chunks`, whose reads must not stall the event loop for long; close() (Django
+    calls it when the response ends, however it ends) runs `close`.
+
+    Each chunk is read on the event loop while reads are quick (the data in the page cache: most of all,
+    outputs just made), which is the fastest (bench/README.md, "Serving model"). A read that takes longer
+    than SLOW_READ_SECONDS (the disk) sends the next THREAD_READS chunks to a thread, then the loop tries
+    again: the loop waits for the disk at most once in every THREAD_READS + 1 chunks.
+    """
 
     def __init__(self, chunks: Iterable[bytes], close: Callable[[], None] | None = None):
         self._chunks, self._close = chunks, close
@@ -34,29 +40,23 @@ class AsyncChunks:
     async def __aiter__(self):
         loop = asyncio.get_running_loop()
         iterator = iter(self._chunks)
-        ahead = loop.run_in_executor(None, _some, iterator)
-        try:
-            while chunks := await ahead:
-                ahead = loop.run_in_executor(None, _some, iterator)
-                for chunk in chunks:
-                    yield chunk
-        finally:
-            if not ahead.done():  # the client went: let the read in flight end before close() runs
-                with contextlib.suppress(BaseException):
-                    await ahead
+        in_threads = 0
+        while True:
+            if in_threads:
+                in_threads -= 1
+                chunk = await loop.run_in_executor(None, next, iterator, None)
+            else:
+                started = time.perf_counter()
+                chunk = next(iterator, None)
+                if time.perf_counter() - started > SLOW_READ_SECONDS:
+                    in_threads = THREAD_READS
+            if chunk is None:
+                return
+            yield chunk
 
     def close(self) -> None:
         if self._close is not None:
             self._close()
-
-
-def _some(iterator) -> list[bytes]:
-    """The next chunks, BATCH_BYTES or a little more of them ([] at the end): one thread hop for several."""
-    taken, size = [], 0
-    while size < BATCH_BYTES and (chunk := next(iterator, None)) is not None:
-        taken.append(chunk)
-        size += len(chunk)
-    return taken
 
 
 def file_chunks(opened) -> Iterable[bytes]:

@@ -110,3 +110,11 @@ def test_formats_bench_smoke(tmp_path):
     assert "crop: service" in out and "blur: service" in out and "strong: service" in out and "SSIM measure" in out
     figures = json.loads(results.read_text())["formats"]["figures"]
     assert {"crop", "blur", "strong", "ssim_cost", "focus_auto_seconds"} <= set(figures)
+
+
+def test_events_bench_smoke(tmp_path):
+    results = tmp_path / "results.json"
+    out = _run(tmp_path, "bench/events.py", "--smoke", "--results", str(results))
+    figures = json.loads(results.read_text())["events"]["figures"]
+    assert "streams" in out and figures["changes_timed"] > 0 and figures["changes_missed"] == 0
+    assert figures["poll_errors"] == 0 and figures["cpu_ms_per_304"] > 0
