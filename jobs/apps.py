@@ -28,4 +28,12 @@ class JobsConfig(AppConfig):
         from jobs.worker import schedules
 
         post_migrate.connect(schedules.ensure_schedules, sender=self)
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_save
+
+        from jobs.models import Team
+        from jobs.models.versioning import bump_named_jobs
+
+        post_save.connect(bump_named_jobs, sender=Team, dispatch_uid="jobs.team_renamed")
+        post_save.connect(bump_named_jobs, sender=get_user_model(), dispatch_uid="jobs.user_renamed")
         post_spawn.connect(schedules.on_worker_spawn, dispatch_uid="jobs.on_worker_spawn")

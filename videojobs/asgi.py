@@ -61,7 +61,7 @@ async def application(scope, receive, send):
     path = scope["path"]
     if scope["method"] == "GET" and (poll := POLL.fullmatch(path)) and await not_modified.answer(scope, send, poll[1]):
         return None
-    if STREAMS.fullmatch(path) or (scope["method"] in ("GET", "HEAD") and DOWNLOADS.fullmatch(path)):
+    if scope["method"] == "GET" and (STREAMS.fullmatch(path) or DOWNLOADS.fullmatch(path)):
         if _declares_a_body(scope):
             return await _answer(send, 413, b'{"detail": "this route takes no request body"}')
         return await django_asgi(scope, receive, send)

@@ -231,6 +231,9 @@ MAX_ACTIVE_JOBS_PER_USER = env_int("MAX_ACTIVE_JOBS_PER_USER", 5, minimum=1)
 MAX_DOWNLOADS_PER_USER = env_int("MAX_DOWNLOADS_PER_USER", 4, minimum=1)
 # Uploads one user may send at once (each holds a web thread and its spooled files while it arrives).
 MAX_UPLOADS_PER_USER = env_int("MAX_UPLOADS_PER_USER", 2, minimum=1)
+# Event streams (GET /api/jobs/{id}/events/) one user may have open at once: each is a coroutine and a
+# listener of the process's watch for as long as it is open.
+MAX_STREAMS_PER_USER = env_int("MAX_STREAMS_PER_USER", 20, minimum=1)
 # Threads per web process for every request but the event streams (videojobs/asgi.py): what gunicorn's
 # gthread workers had (8), and a few more, since a download holds one while it streams.
 WSGI_THREADS = env_int("WSGI_THREADS", 10, minimum=1)

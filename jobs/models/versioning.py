@@ -34,8 +34,8 @@ def with_version(fields: dict) -> dict:
 def bump_after_commit(job_ids: Iterable[str]) -> None:
     """Move these jobs' versions on once the current transaction commits (at once outside one)."""
     ids = sorted({job_id for job_id in job_ids if job_id})
-    if ids:
-        transaction.on_commit(lambda: _bump(ids))
+    if ids:  # robust: a bump that fails (a locked database) is logged, never raised at what committed
+        transaction.on_commit(lambda: _bump(ids), robust=True)
 
 
 def _bump(ids: list[str]) -> None:
@@ -94,3 +94,15 @@ class VersionedChild(models.Model):
         deleted = super().delete(*args, **kwargs)
         bump_after_commit([job_id])
         return deleted
+
+
+def bump_named_jobs(sender, instance, update_fields=None, **kwargs) -> None:
+    """post_save of a Team or a user: the names the job JSON shows (team_name, created_by) may have
+    changed, so the jobs that show them move on (not for a login's last_login)."""
+    from jobs.models.job import Job
+    from jobs.models.team import Team
+
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    jobs = Job.objects.filter(team=instance) if isinstance(instance, Team) else Job.objects.filter(owner=instance)
+    bump_after_commit(jobs.values_list("pk", flat=True))

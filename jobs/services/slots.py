@@ -1,5 +1,5 @@
-"""How many ZIP downloads (MAX_DOWNLOADS_PER_USER) and uploads (MAX_UPLOADS_PER_USER) one user may have
-going at once.
+"""How many ZIP downloads (MAX_DOWNLOADS_PER_USER), uploads (MAX_UPLOADS_PER_USER) and event streams
+(MAX_STREAMS_PER_USER) one user may have going at once.
 
 A download holds every file of its selection open while it streams (jobs.web.archive), and an upload a web
 thread and its spooled file, for as long as the client takes: without a bound, one user with many slow
@@ -37,10 +37,11 @@ class Slot:
             self._descriptor = None
 
 
-DOWNLOADS, UPLOADS = "downloads", "uploads"
+DOWNLOADS, UPLOADS, STREAMS = "downloads", "uploads", "streams"
 WHAT = {
     DOWNLOADS: ("downloading", "ZIPs", "MAX_DOWNLOADS_PER_USER"),
     UPLOADS: ("uploading", "jobs", "MAX_UPLOADS_PER_USER"),
+    STREAMS: ("following", "event streams", "MAX_STREAMS_PER_USER"),
 }
 
 

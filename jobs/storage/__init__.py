@@ -28,6 +28,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from jobs.models import TERMINAL, Job, OutputFile, SourceVideo, Status
 from jobs.models.locks import finished_job_locked, lock_job
@@ -252,6 +253,8 @@ def delete_job(job: Job, size: int | None = None) -> int:
         # Locked before Django gathers the jobs made from it (to unlink them): a "make more" that is
         # committing one waits for this, or this waits for it and then sees it (jobs.services.reuse.make_more).
         lock_job(job_id)
+        # Its "make more" jobs lose their origin (SET NULL, which Django does without moving their version).
+        Job.objects.filter(origin_id=job_id).update(version=F("version") + 1)
         job.delete()
     logger.info("job %s: deleted with its files (%s bytes)", job_id, freed)
     return freed

@@ -177,6 +177,8 @@ def zip_response(
         title = f"{title} (selected {len(output_ids)})"
     response["Content-Disposition"] = content_disposition_header(True, zip_file_name(title))
     response["Cache-Control"] = "private, no-store"
+    if request is not None and request.method == "HEAD":
+        return streaming.headers_only(response, stream.close)
     return response
 
 

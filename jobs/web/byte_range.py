@@ -70,6 +70,8 @@ def file_response(path: Path, range_header: str | None, content_type: str, reque
         response["Content-Length"] = str(last - first + 1)
         response["Content-Range"] = f"bytes {first}-{last}/{size}"
     response["Accept-Ranges"] = "bytes"
+    if request is not None and request.method == "HEAD":
+        return streaming.headers_only(response, response.file_to_stream.close)
     if request is not None and streaming.under_asgi(request):
         source = response.file_to_stream
         response.streaming_content = streaming.AsyncChunks(streaming.file_chunks(source), close=source.close)

@@ -15,13 +15,17 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import connection
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.models import TERMINAL, Job
+from jobs.services import slots
 from jobs.web import job_watch, streaming
+from jobs.web.connections import on_a_sound_connection
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ MAX_PER_SECOND = 2
 KEEPALIVE_SECONDS = 15  # a comment line, so that proxies and clients see the stream is alive
 STREAM_SECONDS = 600  # then the stream ends and the client reconnects (EventSource does, after `retry`)
 RETRY_MS = 3000
+RECHECK_SECONDS = 30  # how often a stream asks again whether its user still sees the job
 
 
 @login_not_required  # an API route: a token or a session, and 401 without either (never the login page)
@@ -41,9 +46,15 @@ async def job_events(request, pk: str):
         response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
         response["WWW-Authenticate"] = "Token"
         return response
-    if not await Job.objects.visible_to(user).filter(pk=pk).aexists():
+    if not await _sees(user, pk):
         raise Http404("No such job.")
-    response = StreamingHttpResponse(_stream(request, pk), content_type="text/event-stream")
+    try:
+        slot = slots.take(slots.STREAMS, user.pk, settings.MAX_STREAMS_PER_USER)
+    except slots.NoSlot as exc:
+        return JsonResponse({"detail": str(exc)}, status=429)
+    # The stream's own thread keeps no connection open: the watch reads for every stream (job_watch).
+    await sync_to_async(_close_connection)()
+    response = StreamingHttpResponse(_stream(request, pk, user, slot), content_type="text/event-stream")
     response["Cache-Control"] = "no-store"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes
     return response
@@ -61,11 +72,30 @@ async def _user(request):
     return found[0] if found else None
 
 
-async def _stream(request, job_id: str):
+def _close_connection() -> None:
+    connection.close()  # this thread's (the request's): looked up here, in it
+
+
+async def _sees(user, job_id: str) -> bool:
+    return await Job.objects.visible_to(user).filter(pk=job_id).aexists()
+
+
+async def _still_sees(user, job_id: str) -> bool:
+    """Does the user still see the job (a member still, a token not deleted)? In the loop's pool of threads."""
+
+    def check() -> bool:
+        fresh = type(user).objects.filter(pk=user.pk, is_active=True).first()
+        return fresh is not None and Job.objects.visible_to(fresh).filter(pk=job_id).exists()
+
+    return await sync_to_async(on_a_sound_connection, thread_sensitive=False)(check)
+
+
+async def _stream(request, job_id: str, user, slot):
     watch = job_watch.for_loop()
     watched = watch.listen(job_id)
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + STREAM_SECONDS
+    checked_at = loop.time()
     try:
         yield f"retry: {RETRY_MS}\n\n"
         sent = None
@@ -74,6 +104,10 @@ async def _stream(request, job_id: str):
             if found is None:
                 yield job_watch.event_text("end", {"id": job_id, "status": "deleted"})
                 return
+            if loop.time() - checked_at > RECHECK_SECONDS:  # a member removed meanwhile hears no more
+                checked_at = loop.time()
+                if not await _still_sees(user, job_id):
+                    return
             if tag != sent:
                 document, text = found
                 yield text
@@ -86,3 +120,4 @@ async def _stream(request, job_id: str):
                 yield ": keep-alive\n\n"
     finally:
         watch.release(job_id)
+        slot.release()

@@ -2,12 +2,14 @@
 POLL_SECONDS for every watched job together, however many streams listen, and the job's JSON built once
 per change (and per host it is served under) for all of them.
 
-It lives on the event loop of the ASGI server; its database work runs in a worker thread.
+It lives on the event loop of the ASGI server; its database work runs in the loop's pool of threads
+(jobs.web.connections), never in a stream's own request thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import weakref
@@ -17,6 +19,7 @@ from asgiref.sync import sync_to_async
 
 from jobs.models import Job
 from jobs.web.api.etag import tags_of
+from jobs.web.connections import on_a_sound_connection
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,8 @@ class JobWatch:
     def listen(self, job_id: str) -> Watched:
         watched = self.jobs.setdefault(job_id, Watched())
         watched.listeners += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._task is None or self._task.done():  # its own context: not the first stream's request's
+            self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
         return watched
 
     def release(self, job_id: str) -> None:
@@ -84,7 +87,7 @@ class JobWatch:
         if not ids:
             return
         self.polls += 1
-        states = await sync_to_async(_states)(ids)
+        states = await sync_to_async(on_a_sound_connection, thread_sensitive=False)(_states, ids)
         for job_id in ids:
             if (watched := self.jobs.get(job_id)) is not None:
                 watched.see(states.get(job_id, ""))
@@ -110,7 +113,9 @@ class JobWatch:
         if key not in watched.documents:
             async with watched.building:
                 if key not in watched.documents:
-                    document = await sync_to_async(_document)(job_id, request)
+                    document = await sync_to_async(on_a_sound_connection, thread_sensitive=False)(
+                        _document, job_id, request
+                    )
                     if document is None:
                         return "", None
                     watched.documents[key] = (document, event_text("job", document))

@@ -327,6 +327,8 @@ def test_polling_pauses_while_the_tab_is_hidden_and_a_notification_says_the_job_
     browser.execute_script(FETCH_HOOK, "count")
     browser.execute_script(RECORD_NOTIFICATIONS)  # the page's own call is what we check, not the OS popup
 
+    # The live server is a WSGI one: its event stream is refused, and the page polls.
+    wait(browser, 10).until(lambda b: b.execute_script("return window.videojobs.testHooks.detailPoller !== null;"))
     browser.execute_script(HIDE_TAB, True)
     # Hidden: no timer is pending, so no poll can come, however long the tab stays hidden.
     assert browser.execute_script("return window.videojobs.testHooks.detailPoller.pending;") is False

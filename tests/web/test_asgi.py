@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, Status
 from jobs.web.api.etag import tag_of
+from jobs.web.api.views import JobViewSet
 
 asgi = pytest.importorskip("videojobs.asgi")
 
@@ -48,11 +49,16 @@ def _token(user) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unchanged_jobs_poll_is_answered_304_before_django_and_anything_else_goes_on(
-    make_job, user, other_user, django_assert_num_queries
+    make_job, user, other_user, monkeypatch
 ):
     job = make_job(status=Status.COMPLETED, outputs=1)
     tag, token = tag_of(job), _token(user)
-    with django_assert_num_queries(1):  # the token, its user, a membership and the job: one statement
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the 304 came from the view, not before Django")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JobViewSet, "retrieve", not_here)
         status, headers, body = _call(f"/api/jobs/{job.pk}/", headers={"Authorization": token, "If-None-Match": tag})
     assert (status, body, headers["etag"]) == (304, b"", tag)
     assert "no-cache" in headers["cache-control"]
@@ -95,3 +101,32 @@ def test_the_routes_django_asgi_serves_refuse_a_body_unread(make_job, user):
         status, _, body = _call(path, headers={"Content-Length": "1000000000"}, body=b"x")
         assert status == 413 and b"no request body" in body
     assert Job.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_head_of_a_download_reads_nothing_and_gives_its_slot_back(make_job, user, settings):
+    settings.MAX_DOWNLOADS_PER_USER = 1
+    job = make_job(status=Status.COMPLETED, outputs=2, size=300_000)
+    token = _token(user)
+    for _ in range(2):  # the first HEAD's slot is free again for the second
+        status, headers, body = _call(f"/api/jobs/{job.pk}/download/", "HEAD", headers={"Authorization": token})
+        assert (status, body) == (200, b"") and int(headers["content-length"]) > 600_000
+    assert _call(f"/api/jobs/{job.pk}/download/", headers={"Authorization": token})[0] == 200
+    assert _call(f"/api/jobs/{job.pk}/events/", "HEAD", headers={"Authorization": token})[0] == 404  # GET only
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_fails_the_fast_304_hands_the_poll_to_the_full_view(make_job, user, monkeypatch):
+    from django.db import OperationalError
+
+    from jobs.web.api import not_modified
+
+    job = make_job(status=Status.COMPLETED, outputs=1)
+    tag, token = tag_of(job), _token(user)
+
+    def restarted(*args):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(not_modified, "_row", restarted)  # a database restart, which no test can cause
+    status, headers, _ = _call(f"/api/jobs/{job.pk}/", headers={"Authorization": token, "If-None-Match": tag})
+    assert (status, headers["etag"]) == (304, tag)  # from the view, not a 500

@@ -11,7 +11,7 @@ from django.test import AsyncClient
 from model_bakery import baker
 from rest_framework.authtoken.models import Token
 
-from jobs.models import Job, OutputFile, SourceVideo, Status
+from jobs.models import Job, Membership, OutputFile, SourceVideo, Status
 from jobs.web import events, job_watch
 
 
@@ -141,7 +141,8 @@ def test_no_credentials_is_a_401_and_another_users_job_a_404(make_job, user, oth
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fifty_listeners_share_one_watch_and_one_document_per_change(make_job, user, monkeypatch):
+def test_fifty_listeners_share_one_watch_and_one_document_per_change(make_job, user, monkeypatch, settings):
+    settings.MAX_STREAMS_PER_USER = 50
     job = make_job(status=Status.PROCESSING, outputs=1)
     source = job.sources.get()
     built = []
@@ -179,3 +180,54 @@ def test_behind_a_wsgi_server_the_stream_is_a_404_and_the_page_polls(api, make_j
     assert response.status_code == 404 and "ASGI" in response.json()["detail"]
     client.force_login(user)
     assert f'data-events-url="/api/jobs/{job.pk}/events/"' in client.get(f"/jobs/{job.pk}/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_changes_the_json_from_elsewhere_moves_the_etag_too(api, make_job, user):
+    """A deleted origin (SET NULL, which Django does without the version), a renamed team, a renamed user."""
+    origin = make_job(status=Status.COMPLETED, outputs=1)
+    job = make_job(status=Status.COMPLETED, outputs=1, origin=origin)
+
+    def tag() -> str:
+        return api.get(f"/api/jobs/{job.pk}/")["ETag"]
+
+    seen = [tag()]
+    from jobs import storage
+
+    storage.delete_job(origin)
+    seen.append(tag())
+    team = job.team
+    team.name = "Spring team"
+    team.save()
+    seen.append(tag())
+    user.username = "alice2"
+    user.save()
+    seen.append(tag())
+    assert len(set(seen)) == 4, seen
+    assert api.get(f"/api/jobs/{job.pk}/").json()["created_by"] == "alice2"
+    user.save(update_fields=["last_login"])  # a login: nothing the JSON shows
+    assert tag() == seen[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_has_at_most_max_streams_and_a_removed_member_hears_no_more(make_job, user, settings, monkeypatch):
+    settings.MAX_STREAMS_PER_USER = 1
+    monkeypatch.setattr(events, "RECHECK_SECONDS", 0)
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.2)
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    client = _client(user)
+
+    async def scenario():
+        first = await client.get(f"/api/jobs/{job.pk}/events/")
+        await _events(first, 1)
+        second = await client.get(f"/api/jobs/{job.pk}/events/")
+        assert second.status_code == 429, (
+            second.content and "MAX_STREAMS_PER_USER" in json.loads(second.content)["detail"]
+        )
+        await sync_to_async(Membership.objects.filter(team_id=job.team_id, user=user).delete)()  # removed
+        chunks = [chunk async for chunk in first.streaming_content]  # it ends without another event
+        assert not any(b"event: job" in chunk for chunk in chunks)
+        third = await client.get(f"/api/jobs/{job.pk}/events/")  # its slot was given back
+        assert third.status_code == 404
+
+    async_to_sync(scenario)()

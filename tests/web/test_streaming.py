@@ -43,3 +43,21 @@ def test_close_runs_what_it_was_given():
     closed = []
     streaming.AsyncChunks([b"a"], close=lambda: closed.append(True)).close()
     assert closed == [True] and _collect(iter([b"x", b"y"])) == [b"x", b"y"]
+
+
+def test_a_download_whose_reading_fails_is_closed_all_the_same():
+    closed = []
+
+    def chunks():
+        yield b"a"
+        raise OSError("the disk went")
+
+    async def run():
+        async for _ in streaming.AsyncChunks(chunks(), close=lambda: closed.append(True)):
+            pass
+
+    try:
+        async_to_sync(run)()
+    except OSError:
+        pass
+    assert closed == [True]

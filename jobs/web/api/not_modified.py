@@ -13,13 +13,14 @@ from datetime import UTC
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, Membership, Status
 from jobs.web.api.etag import state_tag
+from jobs.web.connections import on_a_sound_connection
 
 
 def _headers(scope) -> dict[bytes, bytes]:
@@ -38,11 +39,19 @@ def _sql() -> str:
     )
 
 
-def _unchanged(key: str, job_id: str, sent: set[str]) -> str | None:
-    """The job's tag when it is one of `sent` and the token's user sees the job through a team; else None."""
+def _row(key: str, job_id: str):
     with connection.cursor() as cursor:
         cursor.execute(_sql(), [key, job_id])
-        row = cursor.fetchone()
+        return cursor.fetchone()
+
+
+def _unchanged(key: str, job_id: str, sent: set[str]) -> str | None:
+    """The job's tag when it is one of `sent` and the token's user sees the job through a team; else None
+    (also when the database fails: the full view then answers, or says why)."""
+    try:
+        row = on_a_sound_connection(_row, key, job_id)
+    except DatabaseError:
+        return None
     if row is None:
         return None
     version, status, expires_at = row
@@ -63,7 +72,8 @@ async def answer(scope, send, job_id: str) -> bool:
     sent = {tag.strip().removeprefix("W/") for tag in headers.get(b"if-none-match", b"").decode("latin-1").split(",")}
     if len(authorization) != 2 or authorization[0] != "Token" or not sent - {""}:
         return False
-    tag = await sync_to_async(_unchanged)(authorization[1], job_id, sent)
+    # In the loop's pool of threads, not one per request: their connections are few and kept.
+    tag = await sync_to_async(_unchanged, thread_sensitive=False)(authorization[1], job_id, sent)
     if tag is None:
         return False
     await send(
