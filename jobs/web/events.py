@@ -81,7 +81,7 @@ async def _sees(user, job_id: str) -> bool:
 
 
 async def _still_sees(user, job_id: str) -> bool:
-    """Does the user still see the job (a member still, a token not deleted)? In the loop's pool of threads."""
+    """Does the user still see the job (active, and a member of its team still)? In the loop's pool of threads."""
 
     def check() -> bool:
         fresh = type(user).objects.filter(pk=user.pk, is_active=True).first()
