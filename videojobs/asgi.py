@@ -4,8 +4,9 @@
   variation's file) go to Django's ASGI handler. A stream is an async view: open, it holds no thread,
   only a coroutine. A download streams from the event loop, each chunk read in a thread
   (jobs.web.streaming): faster than a WSGI thread's writes (bench/README.md, "Serving model").
-- A poll of a job's JSON with its last ETag and an API token, for an unchanged job, is answered 304 here,
-  before Django's middleware (jobs.web.api.not_modified): one indexed statement and no more.
+- A token's poll of a job's JSON is answered here, before Django's middleware, when it can be from one
+  indexed statement: 304 for an unchanged job, or 200 with the JSON an event stream of this process
+  already made (jobs.web.api.not_modified).
 - Everything else goes to Django's WSGI application, in a pool of WSGI_THREADS threads per process
   (a2wsgi), as gunicorn's gthread workers served it: a request body is read only as the views read it,
   so the upload guard refuses one before it is read and a resumable upload keeps what arrived of a part.

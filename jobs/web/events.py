@@ -109,7 +109,7 @@ async def _stream(request, job_id: str, user, slot):
                 if not await _still_sees(user, job_id):
                     return
             if tag != sent:
-                document, text = found
+                document, _, text = found
                 yield text
                 sent = tag
                 if document["status"] in TERMINAL:

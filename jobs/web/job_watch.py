@@ -33,8 +33,8 @@ class Watched:
     listeners: int = 0
     tag: str | None = None  # None: not seen yet; "" : gone (deleted)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    # (tag, base URL) -> the job JSON, and its `job` event's text: made once for every stream
-    documents: dict[tuple[str, str], tuple[dict, str]] = field(default_factory=dict)
+    # (tag, base URL) -> the job JSON, its compact text and its `job` event's: made once for every stream
+    documents: dict[tuple[str, str], tuple[dict, str, str]] = field(default_factory=dict)
     building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def see(self, tag: str) -> None:
@@ -100,7 +100,7 @@ class JobWatch:
                 logger.exception("the job watch could not read the jobs' states")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def document(self, job_id: str, request) -> tuple[str, tuple[dict, str] | None]:
+    async def document(self, job_id: str, request) -> tuple[str, tuple[dict, str, str] | None]:
         """The job's current state tag, and its JSON as `request` would get it with its `job` event's text
         (None once it is gone), made once per state and host for all the listeners."""
         watched = self.jobs[job_id]
@@ -118,13 +118,18 @@ class JobWatch:
                     )
                     if document is None:
                         return "", None
-                    watched.documents[key] = (document, event_text("job", document))
+                    body = _compact(document)
+                    watched.documents[key] = (document, body, f"event: job\ndata: {body}\n\n")
         return tag, watched.documents[key]
+
+
+def _compact(data) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def event_text(name: str, data) -> str:
     """One server-sent event."""
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"event: {name}\ndata: {_compact(data)}\n\n"
 
 
 def _document(job_id: str, request) -> dict | None:
@@ -136,6 +141,17 @@ def _document(job_id: str, request) -> dict | None:
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobWatch] = weakref.WeakKeyDictionary()
+
+
+def cached(job_id: str, tag: str, base: str) -> str | None:
+    """The job's JSON text in state `tag`, as served under `base`, if this loop's watch has made it (a
+    stream follows the job in this process); None otherwise. Nothing is read or made."""
+    watch = _watches.get(asyncio.get_running_loop())
+    watched = watch.jobs.get(job_id) if watch is not None else None
+    if watched is None or watched.tag != tag:
+        return None
+    found = watched.documents.get((tag, base))
+    return found[1] if found is not None else None
 
 
 def for_loop() -> JobWatch:

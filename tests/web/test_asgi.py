@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import zipfile
 
 import pytest
@@ -12,6 +13,7 @@ from asgiref.sync import async_to_sync
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, Status
+from jobs.web import job_watch
 from jobs.web.api.etag import tag_of
 from jobs.web.api.views import JobViewSet
 
@@ -20,6 +22,11 @@ asgi = pytest.importorskip("videojobs.asgi")
 
 def _call(path: str, method: str = "GET", headers: dict | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
     """One request through the ASGI application: (status, headers, body)."""
+    return async_to_sync(_acall)(path, method, headers, body)
+
+
+async def _acall(path: str, method: str = "GET", headers: dict | None = None, body: bytes = b"", until=None):
+    """The same, in the running loop; `until(sent)` ends it early (a stream) once it returns True."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
         "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
@@ -34,10 +41,20 @@ def _call(path: str, method: str = "GET", headers: dict | None = None, body: byt
             return messages.pop(0)
         await asyncio.Event().wait()  # the client stays until the answer is sent (then this is cancelled)
 
+    done = asyncio.Event()
+
     async def send(message):
         sent.append(message)
+        if until is not None and until(sent):
+            done.set()
 
-    async_to_sync(asgi.application)(scope, receive, send)
+    app = asyncio.ensure_future(asgi.application(scope, receive, send))
+    waiting = asyncio.ensure_future(done.wait())
+    await asyncio.wait([app, waiting], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if not app.done():  # a stream, ended here as a client that goes
+        app.cancel()
+        await asyncio.gather(app, return_exceptions=True)
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
     return start["status"], headers, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -130,3 +147,33 @@ def test_a_database_that_fails_the_fast_304_hands_the_poll_to_the_full_view(make
     monkeypatch.setattr(not_modified, "_row", restarted)  # a database restart, which no test can cause
     status, headers, _ = _call(f"/api/jobs/{job.pk}/", headers={"Authorization": token, "If-None-Match": tag})
     assert (status, headers["etag"]) == (304, tag)  # from the view, not a 500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poll_of_a_job_a_stream_follows_gets_the_streams_json_before_django(api, make_job, user, monkeypatch):
+    job = make_job(status=Status.PROCESSING, outputs=2)
+    token = _token(user)
+    full = api.get(f"/api/jobs/{job.pk}/")
+    headers = {"Authorization": token}
+
+    def first_event(sent) -> bool:
+        return any(b"event: job" in m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+    async def scenario():
+        stream = asyncio.ensure_future(_acall(f"/api/jobs/{job.pk}/events/", headers=headers, until=lambda s: False))
+        while not job_watch.cached(job.pk, full["ETag"], "http://testserver/"):
+            await asyncio.sleep(0.01)
+        with monkeypatch.context() as patch:
+            patch.setattr(JobViewSet, "retrieve", _not_here)
+            polled = await _acall(f"/api/jobs/{job.pk}/", headers=headers)
+        stream.cancel()
+        await asyncio.gather(stream, return_exceptions=True)
+        return polled
+
+    status, answer_headers, body = async_to_sync(scenario)()
+    assert (status, answer_headers["etag"], answer_headers["content-type"]) == (200, full["ETag"], "application/json")
+    assert json.loads(body) == full.json()
+
+
+def _not_here(*args, **kwargs):
+    raise AssertionError("answered by the view, not before Django")

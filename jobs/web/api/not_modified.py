@@ -1,24 +1,32 @@
-"""The 304 of a status poll, answered before Django's middleware and DRF: a poll that sends back the job's
-last ETag (If-None-Match) with an API token, for an unchanged job that is not queued, costs one indexed
-statement (the token's user, a membership of the job's team, the job's row) and no more. Anything else (a
-session, a changed or queued job, a job the check does not find, such as another team's or one staff may
-see) goes on to the normal view, which answers it in full.
+"""A status poll answered before Django's middleware and DRF, for an API token's GET of a job that is not
+queued, from one indexed statement (the token's user, a membership of the job's team, the job's row):
+
+- 304, when it sends back the job's current ETag (If-None-Match);
+- 200 with the job's JSON, when an event stream in this process follows the job and has made that JSON for
+  its current state already (jobs.web.job_watch): no serialisation.
+
+Anything else (a session, a queued job, a job the check does not find, such as another team's or one staff
+may see, a failing database) goes on to the normal view, which answers it in full.
 
 Served by the ASGI application (videojobs/asgi.py) for GET /api/jobs/<id>/.
 """
 
 from __future__ import annotations
 
+import io
 from datetime import UTC
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, Membership, Status
+from jobs.web import job_watch
 from jobs.web.api.etag import state_tag
 from jobs.web.connections import on_a_sound_connection
 
@@ -45,9 +53,9 @@ def _row(key: str, job_id: str):
         return cursor.fetchone()
 
 
-def _unchanged(key: str, job_id: str, sent: set[str]) -> str | None:
-    """The job's tag when it is one of `sent` and the token's user sees the job through a team; else None
-    (also when the database fails: the full view then answers, or says why)."""
+def _current_tag(key: str, job_id: str) -> str | None:
+    """The job's ETag when the token's user sees it through a team and it is not queued; else None (also
+    when the database fails: the full view then answers, or says why)."""
     try:
         row = on_a_sound_connection(_row, key, job_id)
     except DatabaseError:
@@ -61,31 +69,47 @@ def _unchanged(key: str, job_id: str, sent: set[str]) -> str | None:
         expires_at = parse_datetime(expires_at)
     if timezone.is_naive(expires_at):  # SQLite hands plain SQL a naive datetime in UTC
         expires_at = timezone.make_aware(expires_at, UTC)
-    tag = state_tag(job_id, version, status, expires_at, None)
-    return tag if tag in sent else None
+    return state_tag(job_id, version, status, expires_at, None)
 
 
 async def answer(scope, send, job_id: str) -> bool:
-    """Answer 304 and return True when the request is a token's poll of an unchanged job; else False."""
+    """Answer (304, or 200 from a stream's JSON) and return True, or return False for the full view."""
     headers = _headers(scope)
     authorization = headers.get(b"authorization", b"").decode("latin-1").split()
-    sent = {tag.strip().removeprefix("W/") for tag in headers.get(b"if-none-match", b"").decode("latin-1").split(",")}
-    if len(authorization) != 2 or authorization[0] != "Token" or not sent - {""}:
+    if len(authorization) != 2 or authorization[0] != "Token":
         return False
     # In the loop's pool of threads, not one per request: their connections are few and kept.
-    tag = await sync_to_async(_unchanged, thread_sensitive=False)(authorization[1], job_id, sent)
+    tag = await sync_to_async(_current_tag, thread_sensitive=False)(authorization[1], job_id)
     if tag is None:
         return False
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 304,
-            "headers": [
-                (b"etag", tag.encode()),
-                (b"cache-control", b"private, no-cache"),
-                (b"vary", b"Authorization, Cookie"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+    sent = {item.strip().removeprefix("W/") for item in headers.get(b"if-none-match", b"").decode("latin-1").split(",")}
+    if tag in sent:
+        await _send(send, 304, tag, b"")
+        return True
+    body = job_watch.cached(job_id, tag, _base(scope))
+    if body is None:
+        return False
+    await _send(send, 200, tag, body.encode())
     return True
+
+
+def _base(scope) -> str:
+    """The address the job JSON's links start with for this request, by Django's own rules (the proxy's
+    scheme header, ALLOWED_HOSTS); "" when Django would refuse the host."""
+    try:
+        return ASGIRequest(scope, io.BytesIO()).build_absolute_uri("/")
+    except DisallowedHost:
+        return ""
+
+
+async def _send(send, status: int, tag: str, body: bytes) -> None:
+    headers = [
+        (b"etag", tag.encode()),
+        (b"cache-control", b"private, no-cache"),
+        (b"vary", b"Authorization, Cookie"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
