@@ -67,7 +67,8 @@ def main() -> None:
 
 def run(args, folder: Path) -> None:
     source = make_clip(folder / "long.mp4", seconds=2 if args.smoke else 60, size="640x360")
-    service = Service(folder / "service")
+    # One user opens every stream here: the per-user bound (MAX_STREAMS_PER_USER) is not what is measured.
+    service = Service(folder / "service", MAX_STREAMS_PER_USER=str(args.streams + 10))
     try:
         with source.open("rb") as video:
             job = service.http.post(
