@@ -72,7 +72,13 @@ class Service:
             **env,
         }
         python = sys.executable
-        for step in (["-m", "videojobs.datadir"], ["manage.py", "migrate", "-v0"], ["manage.py", "ensure_superuser"]):
+        steps = (
+            ["-m", "videojobs.datadir"],
+            ["manage.py", "migrate", "-v0"],
+            ["manage.py", "collectstatic", "--noinput", "-v0"],  # as `make run` does: the pages' scripts
+            ["manage.py", "ensure_superuser"],
+        )
+        for step in steps:
             subprocess.run([python, *step], cwd=ROOT, env=self.env, check=True, capture_output=True)
         web = procfile_web_command(self.port)
         self.log = open(folder / "service.log", "wb")  # noqa: SIM115 - closed in stop()

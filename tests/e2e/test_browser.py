@@ -879,3 +879,31 @@ def test_rename_then_delete_a_job_from_its_page(logged_in, live_server, password
     click(browser, "#confirm-delete")
     wait(browser, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), "Deleted Summer teaser"))
     assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_folder(job.pk).exists()
+
+
+def test_the_job_page_follows_its_event_stream_on_the_real_server_and_never_polls(browser, tmp_path, clips):
+    """The stack as `make run` serves it (gunicorn, uvicorn workers, a worker): the page's EventSource opens,
+    each change reaches the page through it, and the polling fallback never starts."""
+    from bench.service import Service
+
+    service = Service(tmp_path / "service")
+    try:
+        with clips(seconds=2.0).open("rb") as video:
+            job = service.http.post(
+                f"{service.url}/api/jobs/", files={"videos": ("live.mp4", video)}, data={"variations": 3}
+            ).json()
+        browser.get(f"{service.url}/login/")
+        browser.find_element(By.ID, "id_username").send_keys("bench")
+        browser.find_element(By.ID, "id_password").send_keys("bench-pass-123")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait(browser, 15).until(EC.url_to_be(f"{service.url}/"))
+        browser.get(f"{service.url}/jobs/{job['id']}/")
+        opened = "const e = window.videojobs.testHooks.events; return !!e && e.readyState === 1;"
+        wait(browser, 15).until(lambda b: b.execute_script(opened))
+        wait(browser, 90).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
+        assert "3 of 3 variations done" in text_of(browser, ".overall label")
+        assert browser.execute_script("return window.videojobs.testHooks.detailPoller;") is None  # never polled
+        closed = "return window.videojobs.testHooks.events.readyState === 2;"  # `end` came, and it closed
+        wait(browser, 5).until(lambda b: b.execute_script(closed))
+    finally:
+        service.stop()
