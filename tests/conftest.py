@@ -14,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.models import OrmQ
 from model_bakery import baker
 from rest_framework.authtoken.models import Token
@@ -319,7 +320,11 @@ def nothing_left(jobs_dir, db):
 
 @pytest.fixture
 def start_cluster(transactional_db, tmp_path):
-    """start_cluster(**env) -> a running qcluster subprocess; always stopped after the test."""
+    """start_cluster(**env) -> a running qcluster subprocess; always stopped after the test.
+
+    The broker's queue starts empty: with Redis it outlives the test, and a task an earlier test's cluster
+    left there (a helper of a run that test ended) would reach this test's workers ("not needed")."""
+    get_broker().purge_queue()
     started: list[Cluster] = []
 
     def start(**env: str) -> Cluster:
@@ -330,6 +335,7 @@ def start_cluster(transactional_db, tmp_path):
     yield start
     for cluster in started:
         cluster.stop()
+    get_broker().purge_queue()
 
 
 @pytest.fixture
