@@ -39,9 +39,9 @@ from videojobs.limits import raise_open_files_limit  # noqa: E402
 raise_open_files_limit()  # each streaming download holds files open: up to the hard limit, not the soft one
 
 JOB = r"/api/jobs/[0-9a-f]{32}/|/jobs/[0-9a-f]{32}/"
-# What Django's ASGI handler serves: the event streams, and the downloads (GET and HEAD).
+# What Django's ASGI handler serves (GET only): the event streams, and the downloads.
 STREAMS = re.compile(r"/api/jobs/[0-9a-f]{32}/events/")
-POLL = re.compile(r"/api/jobs/([0-9a-f]{32})/")  # an unchanged job's 304: jobs.web.api.not_modified
+POLL = re.compile(r"/api/jobs/([0-9a-f]{32})/")  # a token's poll, maybe answered by jobs.web.api.not_modified
 DOWNLOADS = re.compile(rf"(?:{JOB})download/|/api/jobs/[0-9a-f]{{32}}/outputs/[0-9]{{1,18}}/file/")
 BODY_TIMEOUT_SECONDS = 30  # as deploy/nginx.conf's client_body_timeout
 
