@@ -65,9 +65,13 @@ def create_uploads_dir(job_id: str) -> None:
 
 def store_upload(job_id: str, position: int, chunks: Iterable[bytes]) -> str:
     """Write one uploaded source; returns its path relative to the job folder."""
-    relative = f"uploads/{position:02d}.video"
+    relative = _upload_relative(position)
     disk.write(job_folder(job_id) / relative, chunks)
     return relative
+
+
+def _upload_relative(position: int) -> str:
+    return f"uploads/{position:02d}.video"
 
 
 def create_outputs_dir(job_id: str) -> None:
@@ -85,9 +89,14 @@ def link_upload(source: SourceVideo, job_id: str) -> str:
     """Give another job (its folder's uploads/ made) the same upload as `source`, with no bytes copied:
     a hard link, so either job may be deleted first (a copy where the file system has no link for it).
     Returns its path relative to that job's folder."""
-    relative = f"uploads/{source.position:02d}.video"
-    target = job_folder(job_id) / relative
-    copied_because = disk.link(upload_path(source), target)
+    return link_video(upload_path(source), job_id, source.position)
+
+
+def link_video(path: Path, job_id: str, position: int) -> str:
+    """The file at `path` as the job's video `position` (its uploads/ folder made), by a hard link (a copy
+    where the file system has none for it); returns its path relative to the job folder."""
+    relative = _upload_relative(position)
+    copied_because = disk.link(path, job_folder(job_id) / relative)
     if copied_because:
         logger.warning("job %s: upload %s copied, not linked (%s)", job_id, relative, copied_because)
     return relative

@@ -3,17 +3,14 @@ arrived of it, written only through append() and handed to a job by a hard link.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.conf import settings
 
-from jobs.storage.layout import job_folder
+from jobs.storage import link_video  # the package's own (loaded before this module)
 from jobs.storage.local_disk import disk
-
-logger = logging.getLogger(__name__)
 
 
 def path_of(upload_id: str) -> Path:
@@ -46,13 +43,9 @@ def append(
 
 
 def link_into_job(upload_id: str, job_id: str, position: int) -> str:
-    """The upload as the job's video `position` (its uploads/ folder made), with no bytes copied; returns its
-    path relative to the job folder. The upload's own file stays until remove()."""
-    relative = f"uploads/{position:02d}.video"
-    copied_because = disk.link(path_of(upload_id), job_folder(job_id) / relative)
-    if copied_because:
-        logger.warning("job %s: upload %s copied, not linked (%s)", job_id, upload_id, copied_because)
-    return relative
+    """The upload as the job's video `position`, with no bytes copied; returns its path relative to the job
+    folder. The upload's own file stays until remove()."""
+    return link_video(path_of(upload_id), job_id, position)
 
 
 def remove(upload_id: str) -> None:

@@ -29,8 +29,6 @@ from jobs.web import streaming
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
-
 
 def entry_names(job: Job, outputs: list[OutputFile], folders: dict[int, str] | None = None) -> dict[int, str]:
     """output pk -> its entry in the ZIP: <video>/<file> for a job of the source format alone, else
@@ -129,7 +127,7 @@ class JobZip:
                 raise
             self._files.append(opened)
             size = storage.disk.size_of_open(opened)
-            self._stream.add(_chunks(opened), names[output.pk], size=size)
+            self._stream.add(streaming.file_chunks(opened), names[output.pk], size=size)
             present.append(output)
         if not present and not Job.objects.filter(pk=job.pk).exists():  # its files went with it
             self.close()
@@ -180,11 +178,6 @@ def zip_response(
     if request is not None and request.method == "HEAD":
         return streaming.headers_only(response, stream.close)
     return response
-
-
-def _chunks(opened) -> Iterator[bytes]:
-    while chunk := opened.read(CHUNK):
-        yield chunk
 
 
 def job_zip(job: Job, output_ids: Collection[int] | None = None) -> JobZip:

@@ -12,22 +12,18 @@ stream at the server's send: it holds one document, never a queue of them.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import Http404, JsonResponse, StreamingHttpResponse
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.models import TERMINAL, Job
 from jobs.services import slots
-from jobs.web import job_watch, streaming
+from jobs.web import job_watch, streaming, upload_guard
 from jobs.web.connections import on_a_sound_connection
-
-logger = logging.getLogger(__name__)
 
 MAX_PER_SECOND = 2
 KEEPALIVE_SECONDS = 15  # a comment line, so that proxies and clients see the stream is alive
@@ -41,11 +37,9 @@ async def job_events(request, pk: str):
     if not streaming.under_asgi(request):  # a WSGI server would hold a thread for it, and send nothing till the end
         detail = "event streams are served by the ASGI server (make run) only; poll the job instead"
         return JsonResponse({"detail": detail}, status=404)
-    user = await _user(request)
+    user = await sync_to_async(upload_guard.signed_in_user)(request)  # in the request's thread
     if user is None:
-        response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
-        response["WWW-Authenticate"] = "Token"
-        return response
+        return upload_guard.not_signed_in()
     if not await _sees(user, pk):
         raise Http404("No such job.")
     try:
@@ -60,18 +54,6 @@ async def job_events(request, pk: str):
     return response
 
 
-async def _user(request):
-    """The session's user, or an API token's; None for an anonymous request."""
-    user = await request.auser()
-    if user.is_authenticated:
-        return user
-    try:
-        found = await sync_to_async(TokenAuthentication().authenticate)(request)
-    except AuthenticationFailed:
-        return None
-    return found[0] if found else None
-
-
 def _close_connection() -> None:
     connection.close()  # this thread's (the request's): looked up here, in it
 
@@ -84,7 +66,7 @@ async def _still_sees(user, job_id: str) -> bool:
     """Does the user still see the job (active, and a member of its team still)? In the loop's pool of threads."""
 
     def check() -> bool:
-        fresh = type(user).objects.filter(pk=user.pk, is_active=True).first()
+        fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
         return fresh is not None and Job.objects.visible_to(fresh).filter(pk=job_id).exists()
 
     return await sync_to_async(on_a_sound_connection, thread_sensitive=False)(check)

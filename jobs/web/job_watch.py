@@ -133,11 +133,9 @@ def event_text(name: str, data) -> str:
 
 
 def _document(job_id: str, request) -> dict | None:
-    from jobs.web.api.serializers import JobSerializer
-    from jobs.web.api.views import SOURCES_WITH_OUTPUTS
+    from jobs.web.api.views import job_document  # the API's own: the same JSON as GET /api/jobs/{id}/
 
-    job = Job.objects.select_related("team", "owner").prefetch_related(SOURCES_WITH_OUTPUTS).filter(pk=job_id).first()
-    return None if job is None else JobSerializer(job, context={"request": request}).data
+    return job_document(job_id, {"request": request})
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobWatch] = weakref.WeakKeyDictionary()

@@ -86,13 +86,11 @@ class UploadGuardMiddleware:
         if request.method != "POST" or route not in UPLOAD_ROUTES:
             return _refuse_body(request) or self.get_response(request)
         page = route == "jobs-upload"
-        user = _authenticated(request)
+        user = signed_in_user(request)
         if user is None:  # before a single byte of the body is read
             if page:
                 return redirect_to_login(request.get_full_path())
-            response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
-            response["WWW-Authenticate"] = "Token"
-            return response
+            return not_signed_in()
         # Counted against the user's request rate (the API's own throttle, which skips this route) before
         # the body is read: the page's uploads too.
         throttle = UserRateThrottle()
@@ -123,10 +121,9 @@ class UploadGuardMiddleware:
     def _guarded_resumable(self, request):
         """A tus PATCH: from a signed-in client, of a declared length no longer than a file may be, in one of
         the user's upload slots; refused before a byte of it is read."""
-        user = _authenticated(request)
+        user = signed_in_user(request)
         if user is None:
-            response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
-            response["WWW-Authenticate"] = "Token"
+            response = not_signed_in()
         elif "CONTENT_LENGTH" not in request.META:
             response = JsonResponse({"detail": "a PATCH must say its length (Content-Length)"}, status=411)
         elif (length := _content_length(request)) > settings.MAX_UPLOAD_BYTES:
@@ -200,7 +197,14 @@ class _AsUser:
         self.user, self.META = user, request.META
 
 
-def _authenticated(request):
+def not_signed_in() -> JsonResponse:
+    """The API's 401, as DRF answers it, for a request refused before DRF sees it."""
+    response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+    response["WWW-Authenticate"] = "Token"
+    return response
+
+
+def signed_in_user(request):
     """The session's user, or a valid API token's (DRF authenticates tokens only in the view, too late here);
     None for an anonymous request."""
     if request.user.is_authenticated:

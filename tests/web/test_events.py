@@ -231,3 +231,25 @@ def test_a_user_has_at_most_max_streams_and_a_removed_member_hears_no_more(make_
         assert third.status_code == 404
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_stream_goes_on_through_its_access_checks(make_job, user, monkeypatch):
+    """The page's stream: a session's user (Django's lazy one), asked again whether it still sees the job."""
+    monkeypatch.setattr(events, "RECHECK_SECONDS", 0)
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
+    job = make_job(status=Status.PROCESSING, outputs=1)
+    source = job.sources.get()
+    client = AsyncClient()
+    client.force_login(user)
+
+    async def scenario():
+        response = await client.get(f"/api/jobs/{job.pk}/events/")
+        assert response.status_code == 200
+        await _events(response, 1)
+        await asyncio.sleep(0.5)  # a few keep-alives, each with its check
+        await sync_to_async(SourceVideo.objects.filter(pk=source.pk).update)(progress=30)
+        [(name, document)] = await _events(response, 1)
+        assert (name, document["sources"][0]["progress"]) == ("job", 30)
+
+    async_to_sync(scenario)()

@@ -23,8 +23,12 @@ def state_tag(job_id: str, version: int, status: str, expires_at, ahead: int | N
 
 
 def matches(request, tag: str) -> bool:
-    """Does the request's If-None-Match name `tag` (or any, "*")? Weak tags compare as strong ones."""
-    header = request.headers.get("If-None-Match", "")
+    """Does the request's If-None-Match name `tag` (or any, "*")?"""
+    return header_matches(request.headers.get("If-None-Match", ""), tag)
+
+
+def header_matches(header: str, tag: str) -> bool:
+    """Does an If-None-Match header's value name `tag` (or any, "*")? Weak tags compare as strong ones."""
     tags = {item.strip().removeprefix("W/") for item in header.split(",") if item.strip()}
     return "*" in tags or tag in tags
 

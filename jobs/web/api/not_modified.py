@@ -27,7 +27,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs.models import Job, Membership, Status
 from jobs.web import job_watch
-from jobs.web.api.etag import state_tag
+from jobs.web.api.etag import header_matches, state_tag
 from jobs.web.connections import on_a_sound_connection
 
 
@@ -82,8 +82,7 @@ async def answer(scope, send, job_id: str) -> bool:
     tag = await sync_to_async(_current_tag, thread_sensitive=False)(authorization[1], job_id)
     if tag is None:
         return False
-    sent = {item.strip().removeprefix("W/") for item in headers.get(b"if-none-match", b"").decode("latin-1").split(",")}
-    if tag in sent:
+    if header_matches(headers.get(b"if-none-match", b"").decode("latin-1"), tag):
         await _send(send, 304, tag, b"")
         return True
     body = job_watch.cached(job_id, tag, _base(scope))

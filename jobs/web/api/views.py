@@ -45,6 +45,14 @@ OUTPUTS_IN_ORDER = Prefetch(
 SOURCES_WITH_OUTPUTS = Prefetch("sources", SourceVideo.objects.prefetch_related(OUTPUTS_IN_ORDER))
 
 
+def job_document(job_id: str, context: dict) -> dict | None:
+    """The job JSON of the job with this id as it is now (None once it is deleted): four queries whatever
+    its size. `context` is the serializer's (its request makes the links absolute)."""
+    jobs = Job.objects.select_related("team", "owner").prefetch_related(SOURCES_WITH_OUTPUTS)
+    job = jobs.filter(pk=job_id).first()
+    return None if job is None else JobSerializer(job, context=context).data
+
+
 # What refuses new work from reused uploads, as an upload: the per-user limit and the storage cap.
 ADMISSION_REFUSALS = {
     429: OpenApiResponse(description="the owner already has MAX_ACTIVE_JOBS_PER_USER jobs queued or running"),
@@ -115,11 +123,10 @@ class JobViewSet(JobFilesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         return JobCreateSerializer if creating else JobSerializer
 
     def _serialized(self, job: Job, status_code: int = status.HTTP_200_OK) -> Response:
-        jobs = Job.objects.select_related("team", "owner").prefetch_related(SOURCES_WITH_OUTPUTS)
-        job = jobs.filter(pk=job.pk).first()
-        if job is None:  # deleted by another request just now
+        document = job_document(job.pk, self.get_serializer_context())
+        if document is None:  # deleted by another request just now
             raise Http404("This job was deleted meanwhile.")
-        return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status_code)
+        return Response(document, status=status_code)
 
     @extend_schema(
         request={"multipart/form-data": JobCreateSerializer, "application/json": JobFromUploadsSerializer},
