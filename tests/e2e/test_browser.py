@@ -688,24 +688,35 @@ def test_the_upload_page_refuses_a_file_twice_marks_the_one_the_server_refused_a
 PAGE_SENT = "const r = window.videojobs.testHooks.uploadRequest(); return r ? r.files[0].sent : -1;"
 
 
+def _in_parts(browser, size: int) -> None:
+    """The page sends the file in parts of a tenth of `size` (its own are 8 MiB)."""
+    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
+
+
+def _send_slowly_in_parts(browser, live_server, clip) -> int:
+    """Start sending `clip` from the upload page, in parts, at a sixth of its size a second; its size."""
+    size = clip.stat().st_size
+    browser.get(f"{live_server.url}/upload/")
+    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
+    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=size // 6)
+    _in_parts(browser, size)
+    browser.find_element(By.ID, "upload-button").click()
+    return size
+
+
 def test_a_reload_halfway_then_the_same_file_again_goes_on_from_the_servers_offset(
     logged_in, live_server, clips, tmp_path
 ):
     browser = logged_in
     clip = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "reloaded.mp4")
-    size = clip.stat().st_size
-    browser.get(f"{live_server.url}/upload/")
-    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
-    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=size // 6)
-    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
-    browser.find_element(By.ID, "upload-button").click()
+    size = _send_slowly_in_parts(browser, live_server, clip)
     wait(browser, 20).until(lambda b: (upload := Upload.objects.first()) is not None and upload.offset >= size // 3)
     browser.get(f"{live_server.url}/upload/")  # a reload (the driver does not stop at "leave the page?")
     kept = Upload.objects.get().offset
     assert 0 < kept < size
     browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=10_000_000)
     browser.find_element(By.ID, "id_videos").send_keys(str(clip))  # the same file, chosen again
-    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
+    _in_parts(browser, size)
     browser.find_element(By.ID, "upload-button").click()
     wait(browser, 30).until(EC.url_matches(r"/jobs/[0-9a-f]{32}/$"))
     job = Job.objects.get()
@@ -717,12 +728,7 @@ def test_a_reload_halfway_then_the_same_file_again_goes_on_from_the_servers_offs
 def test_an_upload_cut_off_the_network_halfway_resumes_from_the_servers_offset(logged_in, live_server, clips, tmp_path):
     browser = logged_in
     clip = named_copy(clips(seconds=2.0, size="640x480"), tmp_path, "wifi.mp4")
-    size = clip.stat().st_size
-    browser.get(f"{live_server.url}/upload/")
-    browser.find_element(By.ID, "id_videos").send_keys(str(clip))
-    browser.set_network_conditions(latency=0, download_throughput=10_000_000, upload_throughput=size // 6)
-    browser.execute_script("document.getElementById('upload-form').dataset.chunkBytes = arguments[0];", size // 10)
-    browser.find_element(By.ID, "upload-button").click()
+    size = _send_slowly_in_parts(browser, live_server, clip)
     wait(browser, 20).until(lambda b: b.execute_script(PAGE_SENT) >= size // 2)
     browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
     retries = "return window.videojobs.testHooks.uploadRequest().files[0].retries;"
@@ -886,18 +892,19 @@ def test_the_job_page_follows_its_event_stream_on_the_real_server_and_never_poll
     each change reaches the page through it, and the polling fallback never starts."""
     from bench.service import Service
 
-    service = Service(tmp_path / "service")
+    service = Service(tmp_path / "service", **PACED_FFMPEG)  # the job still runs when its page opens
     try:
-        with clips(seconds=2.0).open("rb") as video:
-            job = service.http.post(
-                f"{service.url}/api/jobs/", files={"videos": ("live.mp4", video)}, data={"variations": 3}
-            ).json()
         browser.get(f"{service.url}/login/")
         browser.find_element(By.ID, "id_username").send_keys("bench")
         browser.find_element(By.ID, "id_password").send_keys("bench-pass-123")
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         wait(browser, 15).until(EC.url_to_be(f"{service.url}/"))
+        with clips(seconds=3.0).open("rb") as video:
+            job = service.http.post(
+                f"{service.url}/api/jobs/", files={"videos": ("live.mp4", video)}, data={"variations": 3}
+            ).json()
         browser.get(f"{service.url}/jobs/{job['id']}/")
+        assert text_of(browser, "#job-badge") != "Completed"  # else the page would not listen at all
         opened = "const e = window.videojobs.testHooks.events; return !!e && e.readyState === 1;"
         wait(browser, 15).until(lambda b: b.execute_script(opened))
         wait(browser, 90).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
