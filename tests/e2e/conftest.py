@@ -12,7 +12,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.e2e.browsing import wait
 
 # Flags that work with Debian's chromium 156 and Selenium 4.51 here, without workarounds; nothing is downloaded.
 CHROME_FLAGS = [
@@ -80,5 +81,5 @@ def logged_in(browser, live_server, password_user):
         {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
     )
     browser.get(f"{live_server.url}/")
-    WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Jobs"))
+    wait(browser, 15).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Jobs"))
     return browser

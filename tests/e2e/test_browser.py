@@ -16,11 +16,10 @@ import requests
 from django.contrib.auth.models import User
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from jobs import storage
 from jobs.models import Job, OutputFile, Status, Team, Upload
@@ -28,6 +27,7 @@ from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.output_names import job_tag
 from jobs.web.templatetags.jobs_extras import expiry
 from jobs.worker import runner
+from tests.e2e.browsing import click, text_of, wait
 from tests.workers import PACED_FFMPEG
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]  # one worker, one Chromium
@@ -51,38 +51,12 @@ window.fetch = async function (url, options) {
 """
 
 
-def wait(browser, seconds=60):
-    # The live parts of a page are swapped by its polling: an element found a moment ago may be gone.
-    return WebDriverWait(browser, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
-
-
-def text_of(browser, selector):
-    """The element's text, looked up again if the page swapped it out between find and read."""
-    for _ in range(10):
-        try:
-            return browser.find_element(By.CSS_SELECTOR, selector).text
-        except StaleElementReferenceException:
-            continue
-    raise AssertionError(f"{selector} kept being replaced")
-
-
 def button_state(browser, element_id):
     """(enabled, label) read in one step, so a polling swap cannot split the two."""
     enabled, label = browser.execute_script(
         "const b = document.getElementById(arguments[0]); return [!b.disabled, b.textContent.trim()];", element_id
     )
     return enabled, label
-
-
-def click(browser, selector):
-    """Click, looking the element up again if polling swapped it out in between."""
-    for _ in range(10):
-        try:
-            browser.find_element(By.CSS_SELECTOR, selector).click()
-            return
-        except StaleElementReferenceException:
-            continue
-    raise AssertionError(f"{selector} kept being replaced")
 
 
 def screenshot(browser, name):
