@@ -167,7 +167,10 @@ def display_name(raw: str, taken: set[str], position: int) -> str:
         stem = stem[: MAX_NAME_LENGTH - len(ext)]
     candidate, number = stem + ext, 2
     while same_on_every_system(folder_of(candidate, position)) in taken | {_MANIFEST_KEY}:
-        candidate = f"{stem} ({number}){ext}"
+        # The stem is cut so that the number fits in the folder's MAX_COMPONENT_LENGTH: cut after it, every
+        # number gave the same folder, and two uploads of one long name looped for ever.
+        suffix = f" ({number})"
+        candidate = f"{stem[: MAX_COMPONENT_LENGTH - len(suffix)]}{suffix}{ext}"
         number += 1
     taken.add(same_on_every_system(folder_of(candidate, position)))
     return candidate

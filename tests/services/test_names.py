@@ -9,6 +9,7 @@ import pytest
 from django.test.client import BOUNDARY, MULTIPART_CONTENT
 
 from jobs.services.names import (
+    MAX_COMPONENT_LENGTH,
     MAX_NAME_LENGTH,
     display_name,
     hidden_characters,
@@ -49,6 +50,15 @@ def test_names_whose_zip_folders_would_clash_get_a_number():
 def test_long_names_are_cut_but_keep_their_extension():
     name = display_name("x" * 300 + ".mp4", set(), 0)
     assert len(name) == MAX_NAME_LENGTH and name.endswith("x.mp4")
+
+
+def test_one_long_name_uploaded_several_times_gets_numbers_that_survive_the_cut():
+    """The number was cut off with the folder's length: every number gave the same folder, and two uploads
+    of one long name looped for ever (found by the upload property test)."""
+    taken: set[str] = set()
+    names = [display_name("x" * 300 + ".mp4", taken, position) for position in range(3)]
+    assert names[1].endswith("x (2).mp4") and names[2].endswith("x (3).mp4")
+    assert len(taken) == 3 and all(len(folder) <= MAX_COMPONENT_LENGTH for folder in taken)
 
 
 @pytest.mark.parametrize(
