@@ -37,3 +37,6 @@ class JobsConfig(AppConfig):
         post_save.connect(bump_named_jobs, sender=Team, dispatch_uid="jobs.team_renamed")
         post_save.connect(bump_named_jobs, sender=get_user_model(), dispatch_uid="jobs.user_renamed")
         post_spawn.connect(schedules.on_worker_spawn, dispatch_uid="jobs.on_worker_spawn")
+        from jobs.web import webhook_sender
+
+        post_spawn.connect(webhook_sender.start, dispatch_uid="jobs.webhook_sender")

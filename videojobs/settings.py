@@ -292,6 +292,13 @@ if EMAIL_URL:
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videojobs <videojobs@localhost>")
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+# Webhooks (jobs/services/webhooks.py): a job's notify_url may not point at a loopback, private, link-local
+# or reserved address unless this is set (an intranet); a delivery is retried for WEBHOOK_RETRY_HOURS, and its
+# record kept WEBHOOK_KEEP_DAYS; each worker process looks for due deliveries every WEBHOOK_POLL_SECONDS.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 24, minimum=1)
+WEBHOOK_KEEP_DAYS = env_int("WEBHOOK_KEEP_DAYS", 7, minimum=1)
+WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 2.0, minimum=0.1)
 # What a job's output files are called (docs/usage.md, "File names"); the app checks it as it starts.
 OUTPUT_NAME_TEMPLATE = env_str("OUTPUT_NAME_TEMPLATE", "{video}_v{variation}_{job}")
 # How long the web side's health check accepts since the last worker beat.

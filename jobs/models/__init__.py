@@ -3,6 +3,7 @@
 from jobs.models.base import (
     ACTIVE,
     MAX_JOB_NAME_LENGTH,
+    MAX_NOTIFY_URL_LENGTH,
     TERMINAL,
     Fit,
     Format,
@@ -19,13 +20,16 @@ from jobs.models.queries import JobQuerySet
 from jobs.models.team import MAX_TEAM_NAME_LENGTH, Membership, Role, Team
 from jobs.models.upload import Upload
 from jobs.models.video import OutputFile, SourceVideo
+from jobs.models.webhook import Delivery, WebhookAttempt, WebhookDelivery
 from jobs.models.worker_beat import WorkerBeat
 
 __all__ = [
     "ACTIVE",
     "Batch",
+    "Delivery",
     "CHOICE_FIELDS",
     "MAX_JOB_NAME_LENGTH",
+    "MAX_NOTIFY_URL_LENGTH",
     "MAX_TEAM_NAME_LENGTH",
     "RETRYABLE",
     "TERMINAL",
@@ -42,6 +46,8 @@ __all__ = [
     "Strength",
     "Team",
     "Upload",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WorkerBeat",
     "database_now",
     "new_job_id",

@@ -22,6 +22,7 @@ TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
 MAX_JOB_NAME_LENGTH = 100
+MAX_NOTIFY_URL_LENGTH = 2000
 
 
 # The creative choices of a job (docs/usage.md). jobs.ffmpeg.placement and jobs.ffmpeg.effects render them.

@@ -22,6 +22,7 @@ from django.utils import timezone
 from jobs.models.base import (
     ACTIVE,
     MAX_JOB_NAME_LENGTH,
+    MAX_NOTIFY_URL_LENGTH,
     TERMINAL,
     Fit,
     Status,
@@ -74,6 +75,11 @@ class Job(JobFigures, models.Model):
     focus_x = models.FloatField(default=0.5, help_text="Where a crop centres, 0 (left) to 1 (right).")
     focus_y = models.FloatField(default=0.5, help_text="Where a crop centres, 0 (top) to 1 (bottom).")
     seed = models.BigIntegerField(default=new_seed)
+    notify_url = models.CharField(
+        max_length=MAX_NOTIFY_URL_LENGTH,
+        blank=True,
+        help_text="Where its end is POSTed (a webhook, jobs.services.webhooks); empty: nowhere.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,4 @@
-"""A user's own choices about the service: for now, whether a job's end is emailed to them."""
+"""A user's own choices about the service: whether a job's end is emailed to them, and their webhook secret."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ class Preferences(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
     email_when_done = models.BooleanField(
         default=True, help_text="Email the user when a job they made ends (with EMAIL_URL set and an address)."
+    )
+    webhook_secret = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Signs the webhooks of their jobs (HMAC-SHA256); made on first ask, rotated on request.",
     )
 
     class Meta:

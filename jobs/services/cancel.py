@@ -11,6 +11,7 @@ import logging
 
 from jobs import storage
 from jobs.models import Job, Status
+from jobs.services import notify
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def cancel_job(job: Job) -> bool:
         # they stay, with the uploads (for "make more"); only files no row owns go.
         storage.settle_files(job)
         storage.prune_empty(job.pk)
+    notify.job_ended(job.pk)  # its webhook; a cancel is not emailed
     return True
 
 

@@ -1,7 +1,9 @@
-"""A job's creative choices (formats, fit, strength, mirror, focus) from a form, a multipart or a JSON body.
+"""A job's choices (formats, fit, strength, mirror, focus, and the notify_url its end is POSTed to) from a
+form, a multipart or a JSON body.
 
 The upload page, POST /api/jobs/ and make more read them alike; an unknown value is refused by the name of
-its field. What each choice does: docs/usage.md ("Formats and strength").
+its field. What each choice does: docs/usage.md ("Formats and strength"). A make more keeps the creative
+choices of its job unless told otherwise, but not its notify_url: that goes only where its request says.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from django.conf import settings
 
 from jobs.models import Fit, Format, Job, Strength
 from jobs.services.refusal import Refused
+from jobs.services.webhook_address import check_notify_url
 
 TRUE, FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no", "")
 
@@ -25,10 +28,11 @@ class Choices:
     focus: str = ""  # "auto", or "" for the point (focus_x, focus_y)
     focus_x: float = 0.5
     focus_y: float = 0.5
+    notify_url: str = ""  # a checked webhook URL (jobs.services.webhook_address), or "" for none
 
     @classmethod
     def of(cls, job: Job) -> Choices:
-        """A job's own choices: the defaults of its "make more"."""
+        """A job's own creative choices: the defaults of its "make more" (without its notify_url)."""
         return cls(**{**job.choices(), "formats": tuple(job.formats)})
 
     def as_fields(self) -> dict:
@@ -51,6 +55,7 @@ def parse_choices(data, defaults: Choices = DEFAULT) -> Choices:
         focus=focus,
         focus_x=_fraction(data, "focus_x", defaults.focus_x),
         focus_y=_fraction(data, "focus_y", defaults.focus_y),
+        notify_url=_notify_url(data),
     )
 
 
@@ -63,6 +68,11 @@ def check_outputs(videos: int, variations: int, choices: Choices) -> None:
             f"= {outputs} videos, over the limit of {settings.MAX_OUTPUTS_PER_JOB} per job (MAX_OUTPUTS_PER_JOB)",
             field="variations",
         )
+
+
+def _notify_url(data) -> str:
+    values = _values(data, "notify_url")
+    return check_notify_url(values[-1]) if values else ""
 
 
 def _values(data, name: str) -> list:

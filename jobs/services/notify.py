@@ -1,7 +1,9 @@
-"""Telling a job's maker that it ended, when the tab is closed: an email (Django's email, EMAIL_URL).
+"""Telling that a job ended, when the tab is closed: an email to its maker (Django's email, EMAIL_URL), and
+a webhook to its notify_url (jobs.services.webhooks).
 
-Sent by the worker once the job's end is committed (jobs.worker.video_run.log_outcome, and the cleanup's
-give-up). Never fails the worker: a mail server that is down only costs the email, with a log line.
+Called once the job's end is committed: by the worker (jobs.worker.video_run.log_outcome), the cleanup's
+give-up and expiry, and the cancel. Never fails its caller: a mail server that is down only costs the
+email, with a log line.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from jobs.models import Job, Preferences, Status
+from jobs.services import webhooks
 
 logger = logging.getLogger(__name__)
 
 ENDED = (Status.COMPLETED, Status.FAILED)
 
 
-def job_ended(job_id: str) -> bool:
+def job_ended(job_id: str) -> None:
+    """Tell that the job ended: its webhook (any terminal status), and the email (completed or failed)."""
+    try:
+        webhooks.job_ended(job_id)
+    except Exception:  # a locked database: the end is not told, the caller goes on
+        logger.exception("job %s: its webhook could not be recorded", job_id)
+    email_job_ended(job_id)
+
+
+def email_job_ended(job_id: str) -> bool:
     """Email the job's maker that it completed or failed, unless email is off (no EMAIL_URL), they have no
     address, or they turned it off. Returns whether an email was sent."""
     if not settings.EMAIL_URL:

@@ -11,7 +11,20 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from jobs import storage
-from jobs.models import CHOICE_FIELDS, Batch, Format, Job, Membership, OutputFile, SourceVideo, Status, Team, WorkerBeat
+from jobs.models import (
+    CHOICE_FIELDS,
+    Batch,
+    Format,
+    Job,
+    Membership,
+    OutputFile,
+    SourceVideo,
+    Status,
+    Team,
+    WebhookAttempt,
+    WebhookDelivery,
+    WorkerBeat,
+)
 from jobs.services import quota, reuse
 from jobs.services.cancel import cancel_job, delete_job_with_files
 from jobs.services.refusal import Refused
@@ -94,7 +107,7 @@ class JobAdmin(admin.ModelAdmin):
     # bookkeeping folded away at the end.
     fieldsets = [
         (None, {"fields": ["name", "team", "owner", "status_shown", "progress_display", "error", "origin"]}),
-        ("Choices", {"fields": ["variations_per_video", *CHOICE_FIELDS]}),
+        ("Choices", {"fields": ["variations_per_video", *CHOICE_FIELDS, "notify_url"]}),
         ("Times", {"fields": ["created_at", "started_at", "finished_at", "cancelled_at", "expires_at"]}),
         (
             "Internals",
@@ -267,6 +280,40 @@ class WorkerBeatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+    fields = ["number", "started_at", "address", "status_code", "error", "seconds"]
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """A job's end told to its notify_url, with every attempt and its answer code (jobs.services.webhooks).
+    Written by the worker's sender: shown, not changed."""
+
+    list_display = ["job_ref", "owner", "url", "job_status", "state", "attempts", "last_answer", "created_at"]
+    list_filter = ["state", "job_status", "created_at"]
+    search_fields = ["job_ref", "url", "owner__username"]
+    list_select_related = ["owner"]
+    fields = ["id", "job", "job_ref", "owner", "url", "event", "ended_at", "job_status", "state", "attempts"]
+    fields += ["next_attempt_at", "created_at", "delivered_at", "body"]
+    readonly_fields = fields
+    inlines = [WebhookAttemptInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="last answer")
+    def last_answer(self, delivery: WebhookDelivery) -> str:
+        last = delivery.attempt_rows.order_by("-number").first()
+        if last is None:
+            return "-"
+        return str(last.status_code) if last.status_code is not None else last.error[:60]
 
 
 class SuperuserScheduleAdmin(ScheduleAdmin):

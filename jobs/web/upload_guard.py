@@ -31,7 +31,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.throttling import UserRateThrottle
 
-from jobs.models import MAX_JOB_NAME_LENGTH
+from jobs.models import MAX_JOB_NAME_LENGTH, MAX_NOTIFY_URL_LENGTH
 from jobs.services import quota, resumable, slots, teams, uploads
 from jobs.services.choices import parse_choices
 from jobs.services.names import name_problem
@@ -237,7 +237,10 @@ def page_context(request, **extra) -> dict:
         "ttl_hours": settings.JOB_TTL_HOURS,
         "max_name_length": MAX_JOB_NAME_LENGTH,
         "max_outputs": settings.MAX_OUTPUTS_PER_JOB,
+        "max_notify_url_length": MAX_NOTIFY_URL_LENGTH,
+        "webhook_retry_hours": settings.WEBHOOK_RETRY_HOURS,
         "name": "",
+        "notify_url": "",
         "formats": FORMAT_CHOICES,
         "fits": FIT_CHOICES,
         "strengths": STRENGTH_CHOICES,

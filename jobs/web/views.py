@@ -212,6 +212,7 @@ def upload(request):
     context = page_context(request)
     context["variations"] = request.POST.get("variations", context["variations"])
     context["name"] = request.POST.get("name", "")
+    context["notify_url"] = request.POST.get("notify_url", "")
     context["team"] = request.POST.get("team", context["team"])
     if request.method == "POST":
         try:

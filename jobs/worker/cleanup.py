@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from jobs import storage
 from jobs.models import TERMINAL, Job, OutputFile, Status, database_now, locks
-from jobs.services import notify, quota, resumable
+from jobs.services import notify, quota, resumable, webhooks
 from jobs.services.enqueue import enqueue_job
 from jobs.worker import procs, video_run
 
@@ -43,6 +43,7 @@ class Summary:
     orphans_removed: int = 0
     orphan_bytes: int = 0
     missing_marked: int = 0
+    ends_told: int = 0  # webhooks of ends whose process died before recording them
     actions: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -54,7 +55,8 @@ class Summary:
             f"jobs recovered: {self.recovered}, parts recovered: {self.parts_recovered}, "
             f"failed after {settings.MAX_ATTEMPTS} attempts: {self.failed_stale}, "
             f"tasks re-sent: {self.resent}, "
-            f"cancelled jobs finalised: {self.finalised}, missing outputs marked: {self.missing_marked}"
+            f"cancelled jobs finalised: {self.finalised}, missing outputs marked: {self.missing_marked}, "
+            f"job ends told late: {self.ends_told}"
         )
         return f"cleanup{' (dry run: ' + verb + ')' if self.dry_run else ''}: {figures}"
 
@@ -99,6 +101,7 @@ def run(now: datetime | None = None, dry_run: bool = False) -> Summary:
     expire(cleanup)
     evict(cleanup)
     sweep(cleanup)
+    tell_ends(cleanup)
     logger.info("%s", cleanup.summary.line())
     return cleanup.summary
 
@@ -210,6 +213,7 @@ def _expire_queued(job: Job) -> None:
     if job.fail("expired while queued", from_statuses=[Status.QUEUED]):
         job.close_sources(Status.FAILED)
         storage.settle_files(job)  # its files go with the job, at the next pass: it is expired
+        notify.job_ended(job.pk)
 
 
 # --- 3. eviction -----------------------------------------------------------------
@@ -320,3 +324,15 @@ def _mark_missing(cleanup: _Pass) -> None:
             forget = lambda rows=rows: rows.update(thumbnail="", thumbnail_size=0)  # noqa: E731
             if cleanup.act(f"forget the thumbnail of output {output.path} of job {output.job_id} (vanished)", forget):
                 logger.warning("job %s: the thumbnail of output %s vanished from disk", output.job_id, output.path)
+
+
+# --- 5. webhooks -----------------------------------------------------------------
+def tell_ends(cleanup: _Pass) -> None:
+    """The webhook of an end that has none (its process died before recording it), and old records go."""
+    for job_id in webhooks.untold_ends(cleanup.now):
+        if cleanup.act(
+            f"record the webhook of job {job_id}'s end", lambda job_id=job_id: bool(webhooks.job_ended(job_id))
+        ):
+            cleanup.summary.ends_told += 1
+    if not cleanup.dry_run:
+        webhooks.forget_old(cleanup.now)

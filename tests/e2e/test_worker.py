@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import zipfile
@@ -13,6 +15,7 @@ import requests
 from django.contrib.auth.models import User
 
 from jobs.services.output_names import job_tag
+from tests.webhook_receiver import Receiver
 from tests.workers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -29,9 +32,12 @@ def _duration(source) -> float:
         return container.duration / av.time_base, frames
 
 
-def test_upload_process_and_download_with_a_real_worker(live_server, start_cluster, clips):
+def test_upload_process_and_download_with_a_real_worker(live_server, start_cluster, clips, settings):
+    """...and the worker's webhook sender tells a local receiver, signed, when the job is done."""
     User.objects.create_user("carol", password="pass-for-carol")
-    cluster = start_cluster(BATCH_SIZE="2")
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on 127.0.0.1
+    hook = Receiver()
+    cluster = start_cluster(BATCH_SIZE="2", WEBHOOK_ALLOW_PRIVATE="1")
     http = requests.Session()
     token = http.post(
         f"{live_server.url}/api/auth/token/", data={"username": "carol", "password": "pass-for-carol"}
@@ -43,7 +49,7 @@ def test_upload_process_and_download_with_a_real_worker(live_server, start_clust
         response = http.post(
             f"{live_server.url}/api/jobs/",
             files=[("videos", ("spring sale.mp4", a, "video/mp4")), ("videos", ("teaser.mov", b, "video/quicktime"))],
-            data={"variations": "3"},
+            data={"variations": "3", "notify_url": hook.url()},
         )
     assert response.status_code == 201, response.text
     job_url = f"{live_server.url}/api/jobs/{response.json()['id']}/"
@@ -56,6 +62,13 @@ def test_upload_process_and_download_with_a_real_worker(live_server, start_clust
     assert body["status"] == "completed", body
     assert body["completed_variations"] == body["total_variations"] == 6
     assert http.get(f"{live_server.url}/api/health/").json()["checks"]["worker"] is True
+    wait_for(lambda: hook.received, timeout=30, message=lambda: f"the webhook; worker log:\n{cluster.log()}")
+    hook.close()
+    (told,) = hook.received
+    secret = http.get(f"{live_server.url}/api/auth/webhook-secret/").json()["secret"]
+    expected_signature = "sha256=" + hmac.new(secret.encode(), told.body, hashlib.sha256).hexdigest()
+    assert told.headers["X-Videojobs-Signature"] == expected_signature
+    assert json.loads(told.body)["status"] == "completed" and json.loads(told.body)["id"] == body["id"]
 
     download = http.get(body["download_url"])
     assert download.status_code == 200

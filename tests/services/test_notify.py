@@ -72,7 +72,7 @@ def test_the_email_goes_through_a_real_smtp_server(make_job, settings):
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
         job = make_job(status=Status.FAILED, name="Autumn", error="Every video failed to process: a.mp4: ...")
-        assert notify.job_ended(job.pk) is True
+        assert notify.email_job_ended(job.pk) is True
     finally:
         server.stop()
     ((to, content),) = inbox.messages
@@ -86,7 +86,7 @@ def test_a_mail_server_that_is_down_costs_only_the_email(make_job, settings, cap
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _free_port(), 2
     job = make_job(status=Status.COMPLETED)
-    assert notify.job_ended(job.pk) is False
+    assert notify.email_job_ended(job.pk) is False
     assert "could not be sent" in caplog.text
     assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
 
@@ -97,9 +97,9 @@ def test_a_maker_who_left_the_jobs_team_gets_no_email_about_it(make_job, user, o
     teams.add_member(ads, user.username)
     job = make_job(team=ads)
     teams.remove_member(ads, user.username)
-    assert notify.job_ended(job.pk) is False and mail.outbox == []
+    assert notify.email_job_ended(job.pk) is False and mail.outbox == []
 
 
 @pytest.mark.usefixtures("email_on")
 def test_a_cancelled_job_sends_nothing(make_job):
-    assert notify.job_ended(make_job(status=Status.CANCELLED).pk) is False and mail.outbox == []
+    assert notify.email_job_ended(make_job(status=Status.CANCELLED).pk) is False and mail.outbox == []

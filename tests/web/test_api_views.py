@@ -264,7 +264,7 @@ def test_a_zip_that_cannot_open_its_files_is_503_not_a_shorter_zip(api, make_job
 
 def test_the_api_root_describes_the_service_and_links_every_endpoint(api):
     body = api.get("/api/").json()
-    assert set(body) == {"jobs", "teams", "uploads", "token", "health", "schema", "docs"}
+    assert set(body) == {"jobs", "teams", "uploads", "token", "webhook-secret", "health", "schema", "docs"}
     page = api.get("/api/", HTTP_ACCEPT="text/html").content.decode()
     assert "videojobs API" in page and "Upload MP4 or MOV videos" in page and "Django REST framework" not in page
 
@@ -338,6 +338,7 @@ def test_options_describes_what_a_create_sends(api):
         "focus",
         "focus_x",
         "focus_y",
+        "notify_url",
     }
 
 

@@ -127,6 +127,7 @@ class JobSerializer(serializers.ModelSerializer):
             "seconds_left",
             "variations_per_video",
             *CHOICE_FIELDS,
+            "notify_url",
             "total_variations",
             "completed_variations",
             "failed_videos",
@@ -160,6 +161,7 @@ class JobSerializer(serializers.ModelSerializer):
             "seconds_left": job.seconds_left,
             "variations_per_video": job.variations_per_video,
             **job.choices(),
+            "notify_url": job.notify_url,
             "total_variations": job.total_variations,
             "completed_variations": job.completed_variations,
             "failed_videos": job.failed_videos,
@@ -265,6 +267,13 @@ class ChoicesSerializer(serializers.Serializer):
     )
     focus_x = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (left)-1.")
     focus_y = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Crop centre, 0 (top)-1.")
+    notify_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        help_text="Optional: where the job's JSON is POSTed when it ends (a webhook, signed with your secret from "
+        "/api/auth/webhook-secret/). http or https, no credentials, not a private address; make more does not "
+        "keep it.",
+    )
 
 
 class MakeMoreSerializer(ChoicesSerializer):

@@ -7,7 +7,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework import routers, status
+from rest_framework import routers, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -17,7 +17,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from jobs.models import WorkerBeat
-from jobs.services import quota
+from jobs.services import quota, webhooks
 from jobs.web.api.errors import error_response
 
 
@@ -108,3 +108,21 @@ class TokenView(ObtainAuthToken):
             if "authorization" in str(exc.get_codes()):  # both fields sent, and they do not match a user
                 return error_response("Unable to log in with the given username and password.", 400)
             raise
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="64 hex digits: the key of the HMAC-SHA256 in X-Videojobs-Signature."
+    )
+
+
+class WebhookSecretView(APIView):
+    """GET: your webhook secret (made on the first ask). POST: a new one; the old one stops signing at once."""
+
+    @extend_schema(responses={200: WebhookSecretSerializer})
+    def get(self, request, *args, **kwargs):
+        return Response({"secret": webhooks.secret_of(request.user)}, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(request=None, responses={200: WebhookSecretSerializer})
+    def post(self, request, *args, **kwargs):
+        return Response({"secret": webhooks.rotate_secret(request.user)}, headers={"Cache-Control": "no-store"})

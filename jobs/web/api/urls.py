@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView
+from jobs.web.api.service_views import ApiRootView, DocsView, HealthView, SchemaView, TokenView, WebhookSecretView
 from jobs.web.api.team_views import TeamViewSet
 from jobs.web.api.tus_views import UploadDetailView, UploadListView
 from jobs.web.api.views import JobViewSet
@@ -18,6 +18,7 @@ class Router(DefaultRouter):
     EXTRA_ROOT_LINKS = {
         "uploads": "api-uploads-list",
         "token": "api-token",
+        "webhook-secret": "api-webhook-secret",
         "health": "api-health",
         "schema": "api-schema",
         "docs": "api-docs",
@@ -34,6 +35,7 @@ router.register("teams", TeamViewSet, basename="api-teams")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("auth/webhook-secret/", WebhookSecretView.as_view(), name="api-webhook-secret"),
     path("health/", HealthView.as_view(), name="api-health"),
     path("uploads/", UploadListView.as_view(), name="api-uploads-list"),
     re_path(r"^jobs/(?P<pk>[0-9a-f]{32})/events/$", job_events, name="api-jobs-events"),
