@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +19,7 @@ class Receiver:
     """Answers each POST with the next of `codes` (the last one again once they run out); `hold` keeps an
     answer back until it is set (a receiver that never answers, for the timeout)."""
 
-    def __init__(self, codes=(200,), location: str = ""):
+    def __init__(self, codes=(200,), location: str = "", tls: ssl.SSLContext | None = None):
         self.codes = list(codes)
         self.location = location
         self.received: list[Received] = []
@@ -45,11 +46,14 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "https" if tls else "http"
+        if tls:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str = "/hooks/videojobs", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
         if self.hold is not None:

@@ -115,8 +115,11 @@ def test_upload_two_clips_and_watch_the_job_complete(logged_in, live_server, sta
     ]
 
 
-def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(logged_in, live_server, start_cluster, clips):
+def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(
+    logged_in, live_server, start_cluster, clips, settings
+):
     browser = logged_in
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the notify URL below is on this machine
     start_cluster()
     browser.get(f"{live_server.url}/upload/")
     browser.find_element(By.ID, "id_videos").send_keys(str(clips(seconds=1.0)))
@@ -128,6 +131,8 @@ def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(logged_in,
     browser.find_element(By.CSS_SELECTOR, 'input[name="strength"][value="strong"]').click()
     browser.find_element(By.CSS_SELECTOR, 'input[name="fit"][value="blur"]').click()
     assert text_of(browser, "#output-count").startswith("1 video × 2 variations × 3 formats = 6 videos")
+    browser.find_element(By.CSS_SELECTOR, ".notify-choice summary").click()
+    browser.find_element(By.ID, "id_notify_url").send_keys("http://127.0.0.1:9/hooks/videojobs")
     screenshot(browser, "upload-choices")
     browser.find_element(By.ID, "upload-button").click()
 
@@ -135,6 +140,7 @@ def test_three_formats_at_strong_strength_give_a_grid_in_three_shapes(logged_in,
     wait(browser, 90).until(EC.text_to_be_present_in_element((By.ID, "job-badge"), "Completed"))
     job = Job.objects.get()
     assert (job.formats, job.strength, job.fit) == (["9:16", "1:1", "16:9"], "strong", "blur")
+    assert job.notify_url == "http://127.0.0.1:9/hooks/videojobs"
     groups = browser.find_elements(By.CSS_SELECTOR, ".format-group")
     assert [group.get_attribute("data-format") for group in groups] == ["9:16", "1:1", "16:9"]
     for group, ratio in zip(groups, (9 / 16, 1.0, 16 / 9), strict=True):

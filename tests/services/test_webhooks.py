@@ -7,8 +7,11 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -309,3 +312,43 @@ def test_the_secret_is_made_on_the_first_ask_rotated_by_post_and_each_users_own(
     assert api_client_for(other_user).get("/api/auth/webhook-secret/").json()["secret"] not in (secret, rotated)
     assert client.get("/api/auth/webhook-secret/").status_code in (401, 403)
     assert client.post("/api/auth/webhook-secret/").status_code in (401, 403)
+
+
+def self_signed(tmp_path, host: str) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a certificate for `host` (openssl), and the certificate to trust it by."""
+    key, cert = tmp_path / f"{host}.key", tmp_path / f"{host}.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={host}"]
+        + ["-addext", f"subjectAltName=DNS:{host}", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@pytest.mark.usefixtures("private_allowed")
+def test_https_goes_to_the_checked_address_with_the_hosts_name_for_sni_and_the_certificate(
+    make_job, tmp_path, monkeypatch
+):
+    tls, cert = self_signed(tmp_path, "hooks.example.test")
+    other_tls, other_cert = self_signed(tmp_path, "someone-else.example.test")
+    trusted = tmp_path / "trusted.pem"  # both trusted, as the system's CAs would be
+    trusted.write_bytes(cert.read_bytes() + other_cert.read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+    monkeypatch.setattr(socket, "getaddrinfo", resolver_answering("127.0.0.1"))
+    hook = Receiver(tls=tls)
+    try:
+        ended(make_job, hook.url(host="hooks.example.test"))
+        assert webhook_sender.send_due() == 1
+        assert len(hook.received) == 1 and WebhookDelivery.objects.get().state == Delivery.DELIVERED
+        impostor = Receiver(tls=other_tls)  # a valid certificate, for another name
+        ended(make_job, impostor.url(host="hooks.example.test"))
+        assert webhook_sender.send_due() == 1
+        failed = WebhookAttempt.objects.get(delivery__url=impostor.url(host="hooks.example.test"))
+        assert failed.status_code is None and "Hostname mismatch" in failed.error, failed.error
+        assert impostor.received == []
+        impostor.close()
+    finally:
+        hook.close()
