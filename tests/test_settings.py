@@ -70,6 +70,18 @@ def test_a_junk_setting_stops_the_real_start_up(tmp_path):
     assert "MAX_FILES='many' is not a whole number" in result.stderr
 
 
+def test_webhook_records_kept_shorter_than_their_retries_stop_the_start_up(tmp_path):
+    """Forgotten while its end could still be told, a delivery would be made and sent again."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "WEBHOOK_KEEP_DAYS": "1", "WEBHOOK_RETRY_HOURS": "48"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0 and "WEBHOOK_KEEP_DAYS=1 must keep" in result.stderr
+
+
 def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")

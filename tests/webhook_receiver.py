@@ -17,13 +17,15 @@ class Received:
 
 class Receiver:
     """Answers each POST with the next of `codes` (the last one again once they run out); `hold` keeps an
-    answer back until it is set (a receiver that never answers, for the timeout)."""
+    answer back until it is set (a receiver that never answers), `drip` sends it a byte at a time."""
 
     def __init__(self, codes=(200,), location: str = "", tls: ssl.SSLContext | None = None):
         self.codes = list(codes)
         self.location = location
         self.received: list[Received] = []
         self.hold: threading.Event | None = None
+        self.drip = False
+        self.stopped = threading.Event()
         self.got_one = threading.Event()
         receiver = self
 
@@ -34,6 +36,12 @@ class Receiver:
                 receiver.got_one.set()
                 if receiver.hold is not None:
                     receiver.hold.wait(30)
+                if receiver.drip:  # a status line and headers a byte at a time, for ever (30 s here)
+                    for _ in range(150):
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                        if receiver.stopped.wait(0.2):
+                            return
                 code = receiver.codes.pop(0) if len(receiver.codes) > 1 else receiver.codes[0]
                 self.send_response(code)
                 if receiver.location:
@@ -56,6 +64,7 @@ class Receiver:
         return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
+        self.stopped.set()
         if self.hold is not None:
             self.hold.set()
         self.server.shutdown()

@@ -299,6 +299,12 @@ WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 24, minimum=1)
 WEBHOOK_KEEP_DAYS = env_int("WEBHOOK_KEEP_DAYS", 7, minimum=1)
 WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 2.0, minimum=0.1)
+if WEBHOOK_KEEP_DAYS * 24 < WEBHOOK_RETRY_HOURS:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_KEEP_DAYS={WEBHOOK_KEEP_DAYS} must keep a delivery's record at least as long as it is retried "
+        f"(WEBHOOK_RETRY_HOURS={WEBHOOK_RETRY_HOURS}): a record forgotten earlier would be made and sent again"
+    )
+WEBHOOK_MAX_PENDING_PER_USER = env_int("WEBHOOK_MAX_PENDING_PER_USER", 100, minimum=1)
 # What a job's output files are called (docs/usage.md, "File names"); the app checks it as it starts.
 OUTPUT_NAME_TEMPLATE = env_str("OUTPUT_NAME_TEMPLATE", "{video}_v{variation}_{job}")
 # How long the web side's health check accepts since the last worker beat.

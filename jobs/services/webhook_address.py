@@ -101,20 +101,19 @@ def post(to: Target, body: bytes, headers: dict[str, str]) -> Answer:
 
 
 def _checked_address(host: str, port: int) -> str:
+    """The first address `host` resolves to, once every one it resolves to is allowed. One message for a name
+    that does not resolve and one that is private: which internal names exist is not for a user to learn."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise _refused(f"its host {host[:100]!r} could not be resolved") from None
+        found = []
     addresses = list(dict.fromkeys(info[4][0] for info in found))
-    if not addresses:
-        raise _refused(f"its host {host[:100]!r} could not be resolved")
-    if not settings.WEBHOOK_ALLOW_PRIVATE:
-        for address in addresses:
-            if not _public(address):
-                raise _refused(
-                    f"its host {host[:100]!r} is at {address}, a loopback, private, link-local or reserved address "
-                    "(WEBHOOK_ALLOW_PRIVATE=1 allows it, for an intranet)"
-                )
+    allowed = settings.WEBHOOK_ALLOW_PRIVATE or all(_public(address) for address in addresses)
+    if not addresses or not allowed:
+        raise _refused(
+            f"its host {host[:100]!r} does not resolve to a public address (loopback, private, link-local and "
+            "reserved addresses are refused unless the server sets WEBHOOK_ALLOW_PRIVATE=1, for an intranet)"
+        )
     return addresses[0]
 
 

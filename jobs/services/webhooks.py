@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 30
 LONGEST_WAIT_SECONDS = 3600
-LEASE = timedelta(seconds=webhook_address.TIMEOUT_SECONDS * 6)  # an attempt takes at most TIMEOUT_SECONDS
+# How long a claimed attempt is its sender's: its POST takes at most TIMEOUT_SECONDS, but the host's lookup
+# and the database writes around it have no limit of their own. Lost with its sender, it is due again after.
+LEASE = timedelta(minutes=5)
 DUE_AT_ONCE = 20  # deliveries one look takes; the rest wait for the next look
 
 # What the sender gives `attempt`: the job's JSON now, or None once the job is gone.
@@ -68,10 +70,18 @@ def signature(body: bytes, secret: str) -> str:
 
 
 def job_ended(job_id: str) -> WebhookDelivery | None:
-    """The delivery of this job's end to its notify_url (None: no URL, not ended, or told already)."""
-    job = Job.objects.filter(pk=job_id).only("owner_id", "notify_url", "status", "finished_at").first()
+    """The delivery of this job's end to its notify_url (None: no URL, not ended, told already, or its maker
+    has left the job's team since: the job is no longer theirs to see). A maker with
+    WEBHOOK_MAX_PENDING_PER_USER deliveries still pending gets this one recorded as given up, unsent: one
+    receiver that never answers cannot pile up work without end."""
+    job = Job.objects.select_related("team").filter(pk=job_id).first()
     if job is None or not job.notify_url or job.status not in TERMINAL or job.finished_at is None:
         return None
+    if job.team is not None and job.team.role_of(job.owner) is None:
+        logger.info("job %s: its maker left its team; its end is not told to their notify_url", job.pk)
+        return None
+    pending = WebhookDelivery.objects.filter(owner_id=job.owner_id, state=Delivery.PENDING).count()
+    state = Delivery.PENDING if pending < settings.WEBHOOK_MAX_PENDING_PER_USER else Delivery.GAVE_UP
     try:
         with transaction.atomic():
             delivery = WebhookDelivery.objects.create(
@@ -81,11 +91,17 @@ def job_ended(job_id: str) -> WebhookDelivery | None:
                 url=job.notify_url,
                 ended_at=job.finished_at,
                 job_status=job.status,
+                state=state,
                 next_attempt_at=timezone.now(),
             )
     except IntegrityError:
         return None  # this end has its delivery already
-    logger.info("job %s: its end (%s) is to be told to its notify_url (delivery %s)", job.pk, job.status, delivery.pk)
+    if state == Delivery.GAVE_UP:
+        logger.warning("job %s: its maker has %s webhooks pending; this one is not sent", job.pk, pending)
+    else:
+        logger.info(
+            "job %s: its end (%s) is to be told to its notify_url (delivery %s)", job.pk, job.status, delivery.pk
+        )
     return delivery
 
 
@@ -106,28 +122,34 @@ def due(now=None) -> list[WebhookDelivery]:
 
 
 def attempt(delivery: WebhookDelivery, render: Render) -> WebhookAttempt | None:
-    """One attempt of a due delivery: None when another sender claimed it first."""
+    """One attempt of a due delivery: None when another sender claimed it first (or its time is over)."""
     started = timezone.now()
     number = delivery.attempts + 1
-    claimed = WebhookDelivery.objects.filter(
+    seen = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=Delivery.PENDING, attempts=delivery.attempts, next_attempt_at=delivery.next_attempt_at
-    ).update(attempts=number, next_attempt_at=started + LEASE)
-    if not claimed:
+    )
+    if started > _give_up_at(delivery):  # e.g. its last attempts failed before they could say so
+        seen.update(state=Delivery.GAVE_UP)
         return None
-    body = _body(delivery, render).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "videojobs-webhook/1",
-        "X-Videojobs-Event": delivery.event,
-        "X-Videojobs-Delivery": delivery.pk,
-        "X-Videojobs-Signature": signature(body, secret_of(delivery.owner)),
-    }
+    if not seen.update(attempts=number, next_attempt_at=started + LEASE):
+        return None
+    to = None
     try:
+        body = _body(delivery, render).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "videojobs-webhook/1",
+            "X-Videojobs-Event": delivery.event,
+            "X-Videojobs-Delivery": delivery.pk,
+            "X-Videojobs-Signature": signature(body, secret_of(delivery.owner)),
+        }
         to = webhook_address.target(delivery.url)
-    except Refused as exc:  # e.g. its host now resolves to a private address (rebinding), or not at all
-        to, answer = None, webhook_address.Answer(None, exc.message[:300])
-    else:
         answer = webhook_address.post(to, body, headers)
+    except Refused as exc:  # e.g. its host now resolves to a private address (rebinding), or not at all
+        answer = webhook_address.Answer(None, exc.message[:300])
+    except Exception as exc:  # a database that is locked, a job JSON that cannot be made: counted as a failure
+        logger.exception("webhook %s of job %s: attempt %s failed", delivery.pk, delivery.job_ref, number)
+        answer = webhook_address.Answer(None, f"not sent: {type(exc).__name__}: {exc}"[:300])
     row = WebhookAttempt.objects.create(
         delivery=delivery,
         number=number,
@@ -162,7 +184,7 @@ def _after(delivery: WebhookDelivery, number: int, row: WebhookAttempt) -> None:
         logger.info("webhook %s of job %s: delivered (%s)", delivery.pk, delivery.job_ref, row.status_code)
         return
     next_at = now + retry_wait(number)
-    if next_at > delivery.ended_at + timedelta(hours=settings.WEBHOOK_RETRY_HOURS):
+    if next_at > _give_up_at(delivery):
         mine.update(state=Delivery.GAVE_UP)
         logger.warning("webhook %s of job %s: gave up after %s attempts", delivery.pk, delivery.job_ref, number)
         return
@@ -178,13 +200,25 @@ def _after(delivery: WebhookDelivery, number: int, row: WebhookAttempt) -> None:
 
 
 def _body(delivery: WebhookDelivery, render: Render) -> str:
-    """The body every attempt sends: made once, at the first attempt, from the job as it is then."""
+    """The body every attempt sends: the job's JSON, made once, at the first attempt. A job deleted since its
+    end, or retried or resumed since (its JSON no longer shows that end), is told in a few fields."""
     if delivery.body:
         return delivery.body
-    document = render(delivery.job_ref) or {"id": delivery.job_ref, "status": delivery.job_status, "deleted": True}
-    body = json.dumps(document, separators=(",", ":"), default=str)
+    document = render(delivery.job_ref)
+    if document is None or document.get("status") != delivery.job_status:
+        gone = "deleted" if document is None else "reopened"
+        document = {"id": delivery.job_ref, "status": delivery.job_status, "finished_at": delivery.ended_at, gone: True}
+    body = json.dumps(document, separators=(",", ":"), default=_json_time)
     WebhookDelivery.objects.filter(pk=delivery.pk, body="").update(body=body)
     return WebhookDelivery.objects.values_list("body", flat=True).get(pk=delivery.pk) or body
+
+
+def _json_time(value) -> str:
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)
+
+
+def _give_up_at(delivery: WebhookDelivery):
+    return delivery.ended_at + timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
 
 
 def _new_secret() -> str:

@@ -127,7 +127,6 @@ class JobSerializer(serializers.ModelSerializer):
             "seconds_left",
             "variations_per_video",
             *CHOICE_FIELDS,
-            "notify_url",
             "total_variations",
             "completed_variations",
             "failed_videos",
@@ -161,7 +160,6 @@ class JobSerializer(serializers.ModelSerializer):
             "seconds_left": job.seconds_left,
             "variations_per_video": job.variations_per_video,
             **job.choices(),
-            "notify_url": job.notify_url,
             "total_variations": job.total_variations,
             "completed_variations": job.completed_variations,
             "failed_videos": job.failed_videos,
@@ -272,7 +270,7 @@ class ChoicesSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="Optional: where the job's JSON is POSTed when it ends (a webhook, signed with your secret from "
         "/api/auth/webhook-secret/). http or https, no credentials, not a private address; make more does not "
-        "keep it.",
+        "keep it. Write-only: the job JSON, which the whole team sees, does not show it.",
     )
 
 
