@@ -41,6 +41,7 @@ LONGEST_WAIT_SECONDS = 3600
 # and the database writes around it have no limit of their own. Lost with its sender, it is due again after.
 LEASE = timedelta(minutes=5)
 DUE_AT_ONCE = 20  # deliveries one look takes; the rest wait for the next look
+PER_OWNER_AT_ONCE = 2
 
 # What the sender gives `attempt`: the job's JSON now, or None once the job is gone.
 Render = Callable[[str], dict | None]
@@ -116,9 +117,17 @@ def untold_ends(now) -> list[str]:
 
 
 def due(now=None) -> list[WebhookDelivery]:
-    """Pending deliveries whose next attempt (or a lost attempt's lease) is due, oldest first."""
+    """Pending deliveries whose next attempt (or a lost attempt's lease) is due, oldest first, at most
+    PER_OWNER_AT_ONCE of each owner: a user whose receiver never answers (10 s an attempt) holds a look up
+    for seconds, not for every other user's webhooks."""
     pending = WebhookDelivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=now or timezone.now())
-    return list(pending.order_by("next_attempt_at")[:DUE_AT_ONCE])
+    taken: list[WebhookDelivery] = []
+    per_owner: dict[int, int] = {}
+    for delivery in pending.order_by("next_attempt_at")[: DUE_AT_ONCE * 10]:
+        if per_owner.get(delivery.owner_id, 0) < PER_OWNER_AT_ONCE:
+            per_owner[delivery.owner_id] = per_owner.get(delivery.owner_id, 0) + 1
+            taken.append(delivery)
+    return taken[:DUE_AT_ONCE]
 
 
 def attempt(delivery: WebhookDelivery, render: Render) -> WebhookAttempt | None:

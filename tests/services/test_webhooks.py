@@ -135,6 +135,9 @@ def test_it_gives_up_after_webhook_retry_hours_and_no_redirect_is_followed(make_
         "http://[::ffff:127.0.0.1]/hook",
         "http://0.0.0.0/hook",
         "http://240.0.0.1/hook",
+        "http://[fec0::1]/hook",
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
     ],
 )
 def test_private_loopback_link_local_and_reserved_targets_are_refused(url, settings):
@@ -426,3 +429,17 @@ def test_a_job_retried_before_its_webhook_went_is_told_as_the_end_it_was(make_jo
     webhook_sender.send_due()
     told = json.loads(hook.received[0].body)
     assert told["id"] == job.pk and told["status"] == "failed" and told["reopened"] is True
+
+
+@pytest.mark.usefixtures("private_allowed")
+def test_one_users_pile_of_due_webhooks_does_not_hold_back_another_users(
+    make_job, receiver, user, other_user, settings
+):
+    hook = receiver(codes=(503,))
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for _ in range(30):
+            ended(make_job, hook.url("/piles-up"))
+        clock.shift(timedelta(seconds=1))
+        ended(lambda **fields: make_job(owner=other_user, **fields), hook.url("/waits"))
+        owners = [delivery.owner_id for delivery in webhooks.due()]
+    assert owners.count(user.pk) == webhooks.PER_OWNER_AT_ONCE and other_user.pk in owners
