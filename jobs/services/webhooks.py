@@ -26,10 +26,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from jobs.models import TERMINAL, Delivery, Job, Preferences, WebhookAttempt, WebhookDelivery
+from jobs.models import TERMINAL, Delivery, Job, Membership, Preferences, WebhookAttempt, WebhookDelivery
 from jobs.services import webhook_address
 from jobs.services.refusal import Refused
 
@@ -110,10 +110,11 @@ def untold_ends(now) -> list[str]:
     """Jobs that ended with a notify_url within WEBHOOK_RETRY_HOURS and have no delivery for that end: their
     process died between the end and `job_ended`, or the database refused the row then."""
     told = WebhookDelivery.objects.filter(job_ref=OuterRef("pk"), ended_at=OuterRef("finished_at"))
+    in_team = Membership.objects.filter(team=OuterRef("team"), user=OuterRef("owner"))  # as job_ended asks
     ended = Job.objects.filter(
         status__in=TERMINAL, finished_at__gte=now - timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
     ).exclude(notify_url="")
-    return list(ended.exclude(Exists(told)).values_list("pk", flat=True))
+    return list(ended.filter(Q(team=None) | Exists(in_team)).exclude(Exists(told)).values_list("pk", flat=True))
 
 
 def due(now=None) -> list[WebhookDelivery]:

@@ -386,6 +386,7 @@ def test_the_notify_url_is_not_shown_to_the_team_and_a_maker_who_left_the_team_i
     teams.remove_member(team, user.username)  # the maker leaves; the teammate then cancels the job
     assert cancel_job(Job.objects.get(pk=job.pk))
     assert not WebhookDelivery.objects.exists() and webhook_sender.send_due() == 0 and hook.received == []
+    assert cleanup.run().ends_told == 0 and "webhook" not in " ".join(cleanup.run().actions)  # nor looked for
 
 
 @pytest.mark.usefixtures("private_allowed")
