@@ -74,7 +74,8 @@ class Client(threading.Thread):
             response = self.api.post(
                 "/api/jobs/", {"videos": videos, "variations": self.rng.randint(1, 3)}, format="multipart"
             )
-            self.check(response, {201, 429, 507})
+            # 404: another client deleted the new job between its commit and its answer ("deleted meanwhile")
+            self.check(response, {201, 404, 429, 507})
             self.submitted += response.status_code == 201
         elif action == "list":
             self.check(self.api.get("/api/jobs/"), {200})
