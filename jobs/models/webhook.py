@@ -44,7 +44,10 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["job_ref", "ended_at"], name="one_delivery_per_job_end")]
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_due"),
+            models.Index(fields=["created_at"], name="webhook_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event} of job {self.job_ref} to {self.url} ({self.state})"

@@ -26,8 +26,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from jobs.models import TERMINAL, Delivery, Job, Membership, Preferences, WebhookAttempt, WebhookDelivery
 from jobs.services import webhook_address
@@ -122,13 +124,9 @@ def due(now=None) -> list[WebhookDelivery]:
     PER_OWNER_AT_ONCE of each owner: a user whose receiver never answers (10 s an attempt) holds a look up
     for seconds, not for every other user's webhooks."""
     pending = WebhookDelivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=now or timezone.now())
-    taken: list[WebhookDelivery] = []
-    per_owner: dict[int, int] = {}
-    for delivery in pending.order_by("next_attempt_at")[: DUE_AT_ONCE * 10]:
-        if per_owner.get(delivery.owner_id, 0) < PER_OWNER_AT_ONCE:
-            per_owner[delivery.owner_id] = per_owner.get(delivery.owner_id, 0) + 1
-            taken.append(delivery)
-    return taken[:DUE_AT_ONCE]
+    place = Window(RowNumber(), partition_by=[F("owner_id")], order_by=[F("next_attempt_at").asc(), F("pk").asc()])
+    ranked = pending.annotate(place=place).filter(place__lte=PER_OWNER_AT_ONCE)
+    return list(ranked.order_by("next_attempt_at", "pk")[:DUE_AT_ONCE])
 
 
 def attempt(delivery: WebhookDelivery, render: Render) -> WebhookAttempt | None:
@@ -138,7 +136,7 @@ def attempt(delivery: WebhookDelivery, render: Render) -> WebhookAttempt | None:
     seen = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=Delivery.PENDING, attempts=delivery.attempts, next_attempt_at=delivery.next_attempt_at
     )
-    if started > _give_up_at(delivery):  # e.g. its last attempts failed before they could say so
+    if started > _give_up_at(delivery) or _maker_left(delivery):  # e.g. its last attempts failed unrecorded
         seen.update(state=Delivery.GAVE_UP)
         return None
     if not seen.update(attempts=number, next_attempt_at=started + LEASE):
@@ -215,7 +213,10 @@ def _body(delivery: WebhookDelivery, render: Render) -> str:
     if delivery.body:
         return delivery.body
     document = render(delivery.job_ref)
-    if document is None or document.get("status") != delivery.job_status:
+    shows_this_end = document is not None and document.get("status") == delivery.job_status
+    if shows_this_end and parse_datetime(document.get("finished_at") or "") != delivery.ended_at:
+        shows_this_end = False  # ended again since, with the same status: that end has its own delivery
+    if not shows_this_end:
         gone = "deleted" if document is None else "reopened"
         document = {"id": delivery.job_ref, "status": delivery.job_status, "finished_at": delivery.ended_at, gone: True}
     body = json.dumps(document, separators=(",", ":"), default=_json_time)
@@ -225,6 +226,12 @@ def _body(delivery: WebhookDelivery, render: Render) -> str:
 
 def _json_time(value) -> str:
     return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)
+
+
+def _maker_left(delivery: WebhookDelivery) -> bool:
+    """The job's maker is no longer in its team: its JSON is not theirs to be sent any more."""
+    job = Job.objects.select_related("team").filter(pk=delivery.job_id).first() if delivery.job_id else None
+    return job is not None and job.team is not None and job.team.role_of(delivery.owner_id) is None
 
 
 def _give_up_at(delivery: WebhookDelivery):

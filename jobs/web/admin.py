@@ -308,6 +308,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A delivery deleted by hand would be an end untold again: the cleanup would record and send it anew.
+        return False
+
     @admin.display(description="last answer")
     def last_answer(self, delivery: WebhookDelivery) -> str:
         last = delivery.attempt_rows.order_by("-number").first()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from jobs.models import Delivery, Job, Status, WebhookAttempt, WebhookDelivery
@@ -433,14 +434,35 @@ def test_a_job_retried_before_its_webhook_went_is_told_as_the_end_it_was(make_jo
 
 
 @pytest.mark.usefixtures("private_allowed")
-def test_one_users_pile_of_due_webhooks_does_not_hold_back_another_users(
-    make_job, receiver, user, other_user, settings
-):
+def test_piles_of_due_webhooks_do_not_hold_back_another_users(make_job, receiver, user, other_user, settings):
+    """At most two of each user a look, however many each has due (two users with 30 each, then a third)."""
     hook = receiver(codes=(503,))
+    third = User.objects.create_user("third")
     with time_machine.travel(timezone.now(), tick=False) as clock:
-        for _ in range(30):
-            ended(make_job, hook.url("/piles-up"))
+        for owner in (user, other_user):
+            for _ in range(30):
+                ended(lambda owner=owner, **fields: make_job(owner=owner, **fields), hook.url("/piles-up"))
         clock.shift(timedelta(seconds=1))
-        ended(lambda **fields: make_job(owner=other_user, **fields), hook.url("/waits"))
+        ended(lambda **fields: make_job(owner=third, **fields), hook.url("/waits"))
         owners = [delivery.owner_id for delivery in webhooks.due()]
-    assert owners.count(user.pk) == webhooks.PER_OWNER_AT_ONCE and other_user.pk in owners
+    assert sorted(owners) == sorted([user.pk] * 2 + [other_user.pk] * 2 + [third.pk])
+
+
+@pytest.mark.usefixtures("private_allowed")
+def test_an_end_told_late_whose_job_ended_again_with_the_same_status_is_told_as_reopened(make_job, receiver):
+    hook = receiver()
+    job = ended(make_job, hook.url(), status=Status.FAILED)
+    Job.objects.filter(pk=job.pk).update(finished_at=job.finished_at + timedelta(minutes=5))  # retried, failed again
+    webhook_sender.send_due()
+    assert json.loads(hook.received[0].body)["reopened"] is True
+
+
+@pytest.mark.usefixtures("private_allowed")
+def test_a_delivery_whose_maker_leaves_the_team_before_it_goes_gives_up(make_job, receiver, user, other_user):
+    hook = receiver()
+    team = teams.create_team(user, "Autumn")
+    teams.add_member(team, other_user.username, role="manager")
+    ended(lambda **fields: make_job(team=team, **fields), hook.url())
+    teams.remove_member(team, user.username)
+    assert webhook_sender.send_due() == 0
+    assert WebhookDelivery.objects.get().state == Delivery.GAVE_UP and hook.received == []

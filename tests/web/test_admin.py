@@ -6,11 +6,12 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from django_q.models import Schedule
 from model_bakery import baker
 
 from jobs import storage
-from jobs.models import Job, SourceVideo, Status, WorkerBeat
+from jobs.models import Job, SourceVideo, Status, WebhookAttempt, WebhookDelivery, WorkerBeat
 
 
 def test_cancel_selected_on_a_mix_of_running_and_finished_jobs(admin_client, user, post_job):
@@ -234,3 +235,19 @@ def test_a_completed_job_with_a_failed_video_is_amber_in_the_list(admin_client, 
                status=Status.FAILED)  # fmt: skip
     page = admin_client.get("/admin/jobs/job/").content.decode()
     assert "#b45309" in page and "Completed with 1 failed video" in page
+
+
+def test_webhook_deliveries_are_shown_with_each_attempts_answer_and_never_deleted_by_hand(admin_client, user):
+    """Deleted by hand, a delivery's end would be untold again: the cleanup would record and send it anew."""
+    job = baker.make("jobs.Job", owner=user, variations_per_video=1, status="completed", notify_url="https://h.test/")
+    delivery = WebhookDelivery.objects.create(
+        job=job, job_ref=job.pk, owner=user, url=job.notify_url, ended_at=timezone.now(), job_status="completed",
+        next_attempt_at=timezone.now(), attempts=1,
+    )  # fmt: skip
+    WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), seconds=0.1, status_code=503)
+    listing = admin_client.get("/admin/jobs/webhookdelivery/").content.decode()
+    assert job.pk in listing and "503" in listing
+    page = admin_client.get(f"/admin/jobs/webhookdelivery/{delivery.pk}/change/").content.decode()
+    assert "503" in page and "https://h.test/" in page
+    assert admin_client.post(f"/admin/jobs/webhookdelivery/{delivery.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert WebhookDelivery.objects.filter(pk=delivery.pk).exists()
