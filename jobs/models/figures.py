@@ -33,6 +33,10 @@ class JobFigures:
             return role == Role.MANAGER or (role is not None and self.owner_id == user.pk)
         return role is not None
 
+    def maker_left_team(self) -> bool:
+        """Its maker is no longer in its team: the job is not theirs to see, nor to be told of."""
+        return self.team_id is not None and self.team.role_of(self.owner_id) is None
+
     @property
     def is_downloadable(self) -> bool:
         """The one rule for offering the ZIP: finished (completed, failed or cancelled), not expired,

@@ -40,8 +40,7 @@ def email_job_ended(job_id: str) -> bool:
     if job is None or job.status not in ENDED:
         return False
     user = job.owner
-    left_team = job.team is not None and job.team.role_of(user) is None
-    if not user.email or not Preferences.of(user).email_when_done or left_team:
+    if not user.email or not Preferences.of(user).email_when_done or job.maker_left_team():
         return False  # no address, turned off, or no longer in the job's team (it is not theirs to see)
     page = settings.SITE_URL.rstrip("/") + reverse("jobs-detail", args=[job.pk])
     lines = [

@@ -80,7 +80,7 @@ def job_ended(job_id: str) -> WebhookDelivery | None:
     job = Job.objects.select_related("team").filter(pk=job_id).first()
     if job is None or not job.notify_url or job.status not in TERMINAL or job.finished_at is None:
         return None
-    if job.team is not None and job.team.role_of(job.owner) is None:
+    if job.maker_left_team():
         logger.info("job %s: its maker left its team; its end is not told to their notify_url", job.pk)
         return None
     pending = WebhookDelivery.objects.filter(owner_id=job.owner_id, state=Delivery.PENDING).count()
@@ -231,7 +231,7 @@ def _json_time(value) -> str:
 def _maker_left(delivery: WebhookDelivery) -> bool:
     """The job's maker is no longer in its team: its JSON is not theirs to be sent any more."""
     job = Job.objects.select_related("team").filter(pk=delivery.job_id).first() if delivery.job_id else None
-    return job is not None and job.team is not None and job.team.role_of(delivery.owner_id) is None
+    return job is not None and job.maker_left_team()
 
 
 def _give_up_at(delivery: WebhookDelivery):

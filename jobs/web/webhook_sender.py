@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from urllib.parse import urljoin
 
 from django.conf import settings
@@ -44,8 +45,8 @@ def send_due() -> int:
     return made
 
 
-def start(sender=None, **kwargs) -> None:
-    """post_spawn handler: start this process's sender, once."""
+def start() -> None:
+    """Start this process's sender, once (on django-q2's post_spawn: jobs.apps.start_webhook_sender)."""
     if _started.is_set():
         return
     _started.set()
@@ -60,4 +61,4 @@ def _send_forever() -> None:
         except Exception:  # a database that is locked or gone: the next look tries again
             logger.exception("webhook sender: a look failed")
             connection.close()
-        threading.Event().wait(settings.WEBHOOK_POLL_SECONDS)
+        time.sleep(settings.WEBHOOK_POLL_SECONDS)
